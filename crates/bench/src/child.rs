@@ -1,0 +1,160 @@
+//! Child processes: servers and floods measured from outside, so their
+//! memory is theirs alone. The parent runs the current binary again as
+//! `<binary> bench-child <role> …`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use watchtower_hub::Hub;
+use watchtower_websocket::prelude::*;
+use watchtower_websocket::{MaxAttempts, ReconnectPolicy};
+
+use crate::BenchError;
+use crate::raw::broadcast_server;
+use crate::workload::event;
+
+/// Runs one child role (`hub`, `raw-broadcast`, `clients ours|raw ADDR K`,
+/// `flood EVENTS QUEUE`) and
+/// prints what the parent reads. Servers run until stdin closes.
+pub async fn child(args: &[String]) -> Result<(), BenchError> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["hub"] => {
+            let hub = Hub::bind("127.0.0.1:0").await?;
+            println!("ADDR {}", hub.local_addr());
+            wait_for_stdin_to_close().await;
+            hub.shutdown().await;
+            Ok(())
+        }
+        ["raw-broadcast"] => {
+            let (addr, _server) = broadcast_server(1024).await?;
+            println!("ADDR {addr}");
+            wait_for_stdin_to_close().await;
+            Ok(())
+        }
+        ["clients", kind, addr, k] => {
+            let k: usize = k
+                .parse()
+                .map_err(|_| BenchError::Incomplete(format!("bad connection count {k}")))?;
+            let connections = crate::memory::clients(kind, addr, k).await?;
+            wait_for_stdin_to_close().await;
+            drop(connections);
+            Ok(())
+        }
+        ["flood", events, queue] => {
+            let events: u64 = events
+                .parse()
+                .map_err(|_| BenchError::Incomplete(format!("bad event count {events}")))?;
+            let queue: usize = queue
+                .parse()
+                .map_err(|_| BenchError::Incomplete(format!("bad queue size {queue}")))?;
+            flood(events, queue).await
+        }
+        other => Err(BenchError::Incomplete(format!(
+            "unknown bench-child role {other:?}"
+        ))),
+    }
+}
+
+async fn wait_for_stdin_to_close() {
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+}
+
+/// Publishes `events` with DropOldest while the server is down (nothing
+/// listens on the port), then reports the peak resident memory.
+async fn flood(events: u64, queue: usize) -> Result<(), BenchError> {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut config = WebSocketConfig::new(format!("ws://{dead}/events"));
+    config.backpressure.max_queue_size = queue;
+    config.backpressure.strategy = BackpressureStrategy::DropOldest;
+    let transport = WebSocketTransport::builder(config)
+        .reconnect_policy(ReconnectPolicy::fixed(
+            Duration::from_secs(1),
+            MaxAttempts::Unlimited,
+        ))
+        .connect_lazily(true)
+        .connect()
+        .await?;
+    for n in 0..events {
+        transport.publish(event(n)).await?;
+    }
+    let stats = transport.stats();
+    println!(
+        "PEAK_RSS_KB {}",
+        status_kib(std::process::id(), "VmHWM:").unwrap_or(0)
+    );
+    println!("QUEUED {}", stats.backpressure.current_queue_size);
+    println!("EVICTED {}", stats.backpressure.evicted_events);
+    println!("DLQ {}", stats.dlq.len);
+    println!("DLQ_DROPPED {}", stats.dlq.dropped);
+    Ok(())
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`).
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|line| line.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A running child process.
+pub(crate) struct ChildProcess {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl ChildProcess {
+    pub(crate) fn spawn(args: &[&str]) -> Result<ChildProcess, BenchError> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("bench-child")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Incomplete("child has no stdout".into()))?;
+        Ok(ChildProcess {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// The value of the next `KEY value` line with this key.
+    pub(crate) async fn value(&mut self, key: &str) -> Result<String, BenchError> {
+        while let Some(line) = self.lines.next_line().await? {
+            if let Some(value) = line.strip_prefix(key).and_then(|r| r.strip_prefix(' ')) {
+                return Ok(value.to_string());
+            }
+        }
+        Err(BenchError::Incomplete(format!(
+            "the child exited without printing {key}"
+        )))
+    }
+
+    /// Closes stdin (servers exit) and waits.
+    pub(crate) async fn finish(mut self) -> Result<(), BenchError> {
+        drop(self.child.stdin.take());
+        self.child.wait().await?;
+        Ok(())
+    }
+}
+
+/// This process's resident memory in KiB.
+pub(crate) fn own_rss_kib() -> u64 {
+    status_kib(std::process::id(), "VmRSS:").unwrap_or(0)
+}

@@ -1,0 +1,131 @@
+//! Measurement 1: publish throughput to a counting server.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::SinkExt;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+use watchtower_websocket::prelude::*;
+
+use crate::raw::CountingServer;
+use crate::stats::{Summary, ratio};
+use crate::workload::events;
+use crate::{BenchError, BenchOptions};
+
+/// Frames fed before each flush by the hand-written batching contender.
+pub(crate) const RAW_FLUSH_EVERY: usize = 64;
+
+/// Events per second delivered to the counting server, per contender.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Throughput {
+    /// (a) raw tokio-tungstenite, `send()` per message.
+    pub raw_send: Summary,
+    /// (b) raw tokio-tungstenite, `feed` + `flush` every 64.
+    pub raw_feed_flush: Summary,
+    /// (c) `WebSocketTransport::publish` from one task.
+    pub transport_1: Summary,
+    /// (c) `WebSocketTransport::publish` from 8 tasks at once.
+    pub transport_8: Summary,
+    /// Median c1 / median b.
+    pub ratio_c1_b: f64,
+    /// Median c8 / median b.
+    pub ratio_c8_b: f64,
+    /// Median c1 / median a.
+    pub ratio_c1_a: f64,
+}
+
+pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError> {
+    let server = CountingServer::start().await?;
+    let n = options.throughput_events;
+    let (mut a, mut b, mut c1, mut c8) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Interleaved: a drift in the machine's load hits every contender.
+    for run in 0..options.runs {
+        a.push(raw(&server, n, 1).await?);
+        b.push(raw(&server, n, RAW_FLUSH_EVERY).await?);
+        c1.push(transport(&server, n, 1).await?);
+        c8.push(transport(&server, n, 8).await?);
+        eprintln!(
+            "  run {}: send {:.0}/s, feed+flush {:.0}/s, publish x1 {:.0}/s, publish x8 {:.0}/s",
+            run + 1,
+            a[run],
+            b[run],
+            c1[run],
+            c8[run]
+        );
+    }
+    let (a, b, c1, c8) = (
+        Summary::of(a),
+        Summary::of(b),
+        Summary::of(c1),
+        Summary::of(c8),
+    );
+    Ok(Throughput {
+        ratio_c1_b: ratio(c1.median, b.median),
+        ratio_c8_b: ratio(c8.median, b.median),
+        ratio_c1_a: ratio(c1.median, a.median),
+        raw_send: a,
+        raw_feed_flush: b,
+        transport_1: c1,
+        transport_8: c8,
+    })
+}
+
+/// A hand-written client: serialise each event and send it, flushing every
+/// `flush_every` frames (1 = `send()` per message).
+async fn raw(server: &CountingServer, n: usize, flush_every: usize) -> Result<f64, BenchError> {
+    let events = events(n);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await?;
+    server.expect(n as u64);
+    let start = Instant::now();
+    for (i, event) in events.iter().enumerate() {
+        let text = serde_json::to_string(event)?;
+        if flush_every == 1 {
+            ws.send(Message::Text(text.into())).await?;
+        } else {
+            ws.feed(Message::Text(text.into())).await?;
+            if (i + 1) % flush_every == 0 {
+                ws.flush().await?;
+            }
+        }
+    }
+    ws.flush().await?;
+    server.reached().await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = ws.close(None).await;
+    Ok(rate)
+}
+
+/// Our transport, with `publishers` tasks sharing it. `Block`, so that
+/// every event is delivered and the figure is end to end.
+async fn transport(
+    server: &CountingServer,
+    n: usize,
+    publishers: usize,
+) -> Result<f64, BenchError> {
+    let mut config = WebSocketConfig::new(server.url());
+    config.backpressure.strategy = BackpressureStrategy::Block;
+    let transport = Arc::new(WebSocketTransport::new(config).await?);
+    let per_task = n / publishers;
+    let mut batches: Vec<Vec<Event>> = (0..publishers).map(|_| events(per_task)).collect();
+    server.expect((per_task * publishers) as u64);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for batch in batches.drain(..) {
+        let transport = Arc::clone(&transport);
+        tasks.push(tokio::spawn(async move {
+            for event in batch {
+                transport.publish(event).await?;
+            }
+            Ok::<_, WatchtowerError>(())
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|e| BenchError::Incomplete(format!("publisher task: {e}")))??;
+    }
+    server.reached().await;
+    let rate = (per_task * publishers) as f64 / start.elapsed().as_secs_f64();
+    transport.shutdown().await?;
+    Ok(rate)
+}

@@ -1,0 +1,28 @@
+//! The one event every measurement sends, and the runtime they share.
+
+use watchtower_core::{Event, EventMetadata};
+
+/// The benchmark event: about 200 bytes of JSON, like a typical
+/// notification.
+pub(crate) fn event(n: u64) -> Event {
+    Event::new(
+        "notification.sent",
+        serde_json::json!({
+            "user_id": 456,
+            "seq": n,
+            "message": "Your order has shipped!",
+            "channel": "email"
+        }),
+        EventMetadata::default(),
+    )
+}
+
+/// `count` distinct events, built before the clock starts.
+pub(crate) fn events(count: usize) -> Vec<Event> {
+    (0..count as u64).map(event).collect()
+}
+
+/// The serialised size of the benchmark event.
+pub(crate) fn event_size() -> usize {
+    event(0).to_json().map(|t| t.len()).unwrap_or(0)
+}

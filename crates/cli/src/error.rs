@@ -1,0 +1,86 @@
+//! The CLI's error: one line of text and an exit code.
+
+use std::process::ExitCode;
+
+use watchtower_hub::HubError;
+use watchtower_websocket::WatchtowerError;
+
+/// Why a command failed. The message is printed after `error: ` as one
+/// line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Bad arguments, configuration or input: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed while running: exit code 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Runtime(_) => ExitCode::from(1),
+        }
+    }
+}
+
+impl From<WatchtowerError> for CliError {
+    fn from(error: WatchtowerError) -> Self {
+        match error {
+            WatchtowerError::Config(_)
+            | WatchtowerError::MessageTooLarge { .. }
+            | WatchtowerError::Decode(_) => CliError::Usage(error.to_string()),
+            _ => CliError::Runtime(error.to_string()),
+        }
+    }
+}
+
+impl From<HubError> for CliError {
+    fn from(error: HubError) -> Self {
+        let message = chain(&error);
+        match error {
+            HubError::Config(_) => CliError::Usage(message),
+            _ => CliError::Runtime(message),
+        }
+    }
+}
+
+/// The error and its sources as one line: `a: b: c`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_are_usage_errors() {
+        let e = CliError::from(WatchtowerError::Config("bad url".into()));
+        assert!(matches!(e, CliError::Usage(_)));
+        let e = CliError::from(WatchtowerError::connection("refused"));
+        assert!(matches!(e, CliError::Runtime(_)));
+    }
+
+    #[test]
+    fn hub_errors_print_their_cause_on_the_same_line() {
+        let e = CliError::from(HubError::Bind {
+            addr: ([127, 0, 0, 1], 80).into(),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        });
+        assert_eq!(
+            e.to_string(),
+            "could not listen on 127.0.0.1:80: address in use"
+        );
+        assert!(matches!(e, CliError::Runtime(_)));
+    }
+}

@@ -1,0 +1,179 @@
+//! `publish` and `subscribe` against a hub.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use watchtower_hub::Hub;
+use watchtower_websocket::{Event, WebSocketConfig, WebSocketTransport};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_a_subscriber_as_json_lines() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let url = hub.url();
+
+    let subscriber = tokio::spawn(output(watchtower(&[
+        "subscribe",
+        "--url",
+        &url,
+        "--type",
+        "notification.sent",
+        "--count",
+        "4",
+    ])));
+    warm_up(&hub, &url, "notification.sent", r#"{"warm_up":true}"#).await;
+    let before = hub.stats();
+
+    let publishes = [
+        ("notification.sent", r#"{"user_id":1}"#),
+        ("other.type", r#"{"user_id":99}"#), // filtered out
+        ("notification.sent", r#"{"user_id":2}"#),
+        ("notification.sent", r#"{"user_id":3}"#),
+    ];
+    for (event_type, payload) in publishes {
+        let out = output(publish(&url, event_type, payload)).await;
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let out = subscriber.await.unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].contains(r#""payload":{"warm_up":true}"#),
+        "{stdout}"
+    );
+    for (n, line) in lines[1..].iter().enumerate() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["event_type"], "notification.sent");
+        assert_eq!(event["payload"]["user_id"], n as u64 + 1);
+        assert_eq!(event["metadata"]["source"], "cli-test");
+        assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+    }
+    let after = hub.stats();
+    assert_eq!(after.events_in - before.events_in, 4);
+    assert_eq!(
+        after.frames_queued - before.frames_queued,
+        3,
+        "other.type is filtered out"
+    );
+}
+
+fn publish(url: &str, event_type: &str, payload: &str) -> assert_cmd::Command {
+    watchtower(&[
+        "publish",
+        "--url",
+        url,
+        "--type",
+        event_type,
+        "--payload",
+        payload,
+        "--source",
+        "cli-test",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_stdin_delivers_one_event_per_line() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let url = hub.url();
+
+    // The receiver is the library itself. Without server filters the hub
+    // sends it everything from the moment it is connected.
+    let received = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let receiver = WebSocketTransport::new(WebSocketConfig::new(url.clone()))
+        .await
+        .unwrap();
+    let sink = Arc::clone(&received);
+    receiver
+        .subscribe(vec![], move |event| {
+            sink.lock().unwrap().push(event);
+            Box::pin(async { Ok(()) })
+        })
+        .await
+        .unwrap();
+    until("the receiver connected", || hub.stats().clients == 1).await;
+
+    let mut publish = watchtower(&["publish", "--url", &url, "--stdin", "--type", "line.read"]);
+    publish.write_stdin(
+        "{\"n\":1}\n\n   \n[2]\n{\"id\":\"evt_whole\",\"event_type\":\"whole.event\",\"payload\":3}\n",
+    );
+    let out = output(publish).await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    until("three events received", || {
+        received.lock().unwrap().len() == 3
+    })
+    .await;
+    let events = received.lock().unwrap().clone();
+    assert_eq!(events[0].event_type, "line.read");
+    assert_eq!(events[0].payload["n"], 1);
+    assert_eq!(events[1].payload, serde_json::json!([2]));
+    assert_eq!(
+        (events[2].id.as_str(), events[2].event_type.as_str()),
+        ("evt_whole", "whole.event")
+    );
+    assert_eq!(hub.stats().events_in, 3);
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_keeps_going_while_the_hub_restarts() {
+    let first = Hub::bind("127.0.0.1:0").await.unwrap();
+    let addr = first.local_addr();
+    let url = first.url();
+    let subscriber = tokio::spawn(output(watchtower(&[
+        "subscribe",
+        "--url",
+        &url,
+        "--type",
+        "t",
+        "--count",
+        "2",
+    ])));
+    warm_up(&first, &url, "t", r#"{"n":1}"#).await;
+
+    // The hub goes away and comes back on the same address.
+    first.shutdown().await;
+    let second = Hub::bind(addr).await.unwrap();
+    warm_up(&second, &url, "t", r#"{"n":2}"#).await;
+
+    let out = subscriber.await.unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let payloads: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["payload"].clone())
+        .collect();
+    assert_eq!(
+        payloads,
+        [serde_json::json!({"n": 1}), serde_json::json!({"n": 2})]
+    );
+}
+
+/// Waits until the one subscriber is connected to `hub` with its filter
+/// final, shown by the hub queueing one event for it: publishes `payload`
+/// as `event_type` until it does, which happens exactly once.
+///
+/// The transport may send a filter of "nothing" first (when it connected
+/// before the subscription was registered) and the real one next; events
+/// published in between are filtered out, so no earlier moment is safe.
+async fn warm_up(hub: &Hub, url: &str, event_type: &str, payload: &str) {
+    until("the subscriber connected and sent its filter", || {
+        let s = hub.stats();
+        s.clients == 1 && s.control_frames >= 1
+    })
+    .await;
+    let queued = hub.stats().frames_queued;
+    while hub.stats().frames_queued == queued {
+        let out = output(publish(url, event_type, payload)).await;
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the `watchtower` binary, run as a process against a
+//! hub started in the test. One test binary, so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod errors;
+mod hub;
+mod pubsub;

@@ -1,0 +1,375 @@
+//! The event and its metadata, with their JSON wire shape.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::decode::{self, DecodeError};
+use crate::error::WatchtowerError;
+
+/// One event: a typed JSON payload with an id and metadata.
+///
+/// On the wire an event is one JSON object, sent as one WebSocket text frame:
+///
+/// ```json
+/// {"id":"evt_0193…","event_type":"notification.sent","payload":{"user_id":456},"metadata":{"timestamp":"2026-11-26T07:11:09.123Z"}}
+/// ```
+///
+/// Decoding ([`Event::from_json`]) is tolerant of what other producers add:
+/// unknown fields are ignored, a missing `payload` is `null` and missing
+/// `metadata` is the default. A missing or empty `id` or `event_type` is a
+/// typed [`DecodeError`], never a panic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id. [`Event::new`] makes `evt_` followed by a time-ordered UUIDv7.
+    pub id: String,
+    /// What happened, e.g. `"notification.sent"`. Subscriptions filter on it.
+    pub event_type: String,
+    /// The event's data: any JSON value.
+    #[serde(default)]
+    pub payload: Value,
+    /// When, where from, and free-form attributes. `null` or absent decodes
+    /// as the default.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: EventMetadata,
+}
+
+impl Event {
+    /// Creates an event with a fresh `evt_…` id.
+    ///
+    /// If `metadata.timestamp` is `None` it is set to now, so every event
+    /// records when it was created.
+    ///
+    /// ```
+    /// use watchtower_core::{Event, EventMetadata};
+    ///
+    /// let event = Event::new("user.login", serde_json::json!({"user_id": 123}), EventMetadata::default());
+    /// assert!(event.id.starts_with("evt_"));
+    /// assert_eq!(event.event_type, "user.login");
+    /// assert!(event.metadata.timestamp.is_some());
+    /// ```
+    pub fn new(event_type: impl Into<String>, payload: Value, mut metadata: EventMetadata) -> Self {
+        if metadata.timestamp.is_none() {
+            metadata.timestamp = Some(SystemTime::now());
+        }
+        Event {
+            id: new_event_id(),
+            event_type: event_type.into(),
+            payload,
+            metadata,
+        }
+    }
+
+    /// Serialises the event to its JSON wire form.
+    ///
+    /// Fails only for a timestamp that RFC 3339 cannot represent (before
+    /// year 0 or after year 9999).
+    pub fn to_json(&self) -> Result<String, WatchtowerError> {
+        serde_json::to_string(self).map_err(WatchtowerError::Serialization)
+    }
+
+    /// Decodes an event from the bytes of a text or binary frame.
+    ///
+    /// Valid events take the fast path (one serde pass). Only a frame that
+    /// fails is examined again, to say exactly what is wrong with it.
+    ///
+    /// ```
+    /// use watchtower_core::{DecodeError, Event};
+    ///
+    /// let event = Event::from_json(br#"{"id":"evt_1","event_type":"a.b","extra":true}"#)?;
+    /// assert_eq!(event.payload, serde_json::Value::Null);
+    ///
+    /// let err = Event::from_json(br#"{"event_type":"a.b"}"#).unwrap_err();
+    /// assert_eq!(err, DecodeError::MissingField("id"));
+    /// # Ok::<(), DecodeError>(())
+    /// ```
+    pub fn from_json(bytes: &[u8]) -> Result<Event, DecodeError> {
+        match serde_json::from_slice::<Event>(bytes) {
+            Ok(event) => {
+                decode::check_not_empty(&event)?;
+                Ok(event)
+            }
+            Err(error) => Err(decode::explain(bytes, &error)),
+        }
+    }
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Makes a new event id: `evt_` and a UUIDv7 in simple (32 hex digit) form.
+///
+/// UUIDv7 ids sort by creation time, which keeps logs and stores ordered.
+pub fn new_event_id() -> String {
+    let mut id = String::with_capacity(36);
+    id.push_str("evt_");
+    id.push_str(
+        uuid::Uuid::now_v7()
+            .simple()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    id
+}
+
+/// When an event happened, where it came from, and anything else worth
+/// carrying beside the payload.
+///
+/// `EventMetadata::default()` is empty; [`Event::new`] stamps the time.
+/// Fields that are `None` or empty are left out of the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// When the event was created. Serialised as RFC 3339 in UTC at full
+    /// precision; decoding accepts any RFC 3339 offset.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_opt")]
+    pub timestamp: Option<SystemTime>,
+    /// The producing service or component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Ties related events (and logs) together across services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Free-form string attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl EventMetadata {
+    /// Sets the producing service or component.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn with_correlation_id(mut self, correlation_id: impl Into<String>) -> Self {
+        self.correlation_id = Some(correlation_id.into());
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Adds one attribute.
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Serde adapter: `Option<SystemTime>` as an RFC 3339 string.
+mod rfc3339_opt {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer, de, ser};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<SystemTime>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            None => serializer.serialize_none(),
+            Some(t) => {
+                let dt = OffsetDateTime::from(*t);
+                let text = dt.format(&Rfc3339).map_err(|e| {
+                    ser::Error::custom(format!("timestamp cannot be written as RFC 3339: {e}"))
+                })?;
+                serializer.serialize_str(&text)
+            }
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        let text: Option<std::borrow::Cow<'de, str>> = Option::deserialize(deserializer)?;
+        match text {
+            None => Ok(None),
+            Some(text) => OffsetDateTime::parse(&text, &Rfc3339)
+                .map(|dt| Some(SystemTime::from(dt)))
+                .map_err(|_| de::Error::custom("metadata.timestamp is not an RFC 3339 timestamp")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn new_stamps_time_and_makes_unique_ordered_ids() {
+        let a = Event::new("a", json!(1), EventMetadata::default());
+        let b = Event::new("a", json!(1), EventMetadata::default());
+        assert_ne!(a.id, b.id);
+        assert!(a.id.starts_with("evt_"));
+        assert_eq!(a.id.len(), 36);
+        assert!(a.id < b.id, "UUIDv7 ids sort by creation time");
+        assert!(a.metadata.timestamp.is_some());
+    }
+
+    #[test]
+    fn new_keeps_a_given_timestamp() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let e = Event::new("a", json!(null), EventMetadata::default().with_timestamp(t));
+        assert_eq!(e.metadata.timestamp, Some(t));
+    }
+
+    #[test]
+    fn wire_shape_matches_the_spec() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_140_669_123);
+        let e = Event {
+            id: "evt_123".into(),
+            event_type: "notification.sent".into(),
+            payload: json!({"user_id": 456}),
+            metadata: EventMetadata::default()
+                .with_timestamp(t)
+                .with_source("billing"),
+        };
+        let text = e.to_json().unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"evt_123","event_type":"notification.sent","payload":{"user_id":456},"metadata":{"timestamp":"2025-11-26T07:04:29.123Z","source":"billing"}}"#
+        );
+        assert_eq!(Event::from_json(text.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn timestamps_round_trip_exactly() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let e = Event::new("a", json!(1), EventMetadata::default().with_timestamp(t));
+        let back = Event::from_json(e.to_json().unwrap().as_bytes()).unwrap();
+        assert_eq!(back.metadata.timestamp, Some(t));
+    }
+
+    #[test]
+    fn timestamps_with_offsets_and_before_1970_are_accepted() {
+        let e = Event::from_json(
+            br#"{"id":"x","event_type":"t","metadata":{"timestamp":"1969-12-31T23:00:00-01:00"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.metadata.timestamp, Some(UNIX_EPOCH));
+        let e = Event::from_json(
+            br#"{"id":"x","event_type":"t","metadata":{"timestamp":"1960-01-01T00:00:00Z"}}"#,
+        )
+        .unwrap();
+        // Writes back without panicking, as it would for any pre-1970 time.
+        assert!(e.to_json().unwrap().contains("1960-01-01T00:00:00"));
+    }
+
+    #[test]
+    fn metadata_fields_round_trip() {
+        let m = EventMetadata::default()
+            .with_source("s")
+            .with_correlation_id("c")
+            .with_attribute("k", "v");
+        let e = Event::new("a", json!([1, 2]), m);
+        assert_eq!(
+            Event::from_json(e.to_json().unwrap().as_bytes()).unwrap(),
+            e
+        );
+    }
+}
+
+/// The parts of an event a relay needs — `id` and `event_type` — read
+/// without building the payload.
+///
+/// [`EventHeader::parse`] checks the whole frame as strictly as
+/// [`Event::from_json`] (well-formed JSON, required fields, metadata
+/// shape), but skips over the payload instead of building a
+/// [`serde_json::Value`], which is most of the cost of decoding.
+///
+/// ```
+/// use watchtower_core::EventHeader;
+///
+/// let frame = br#"{"id":"evt_1","event_type":"a.b","payload":{"big":[1,2,3]}}"#;
+/// let header = EventHeader::parse(frame)?;
+/// assert_eq!((&*header.id, &*header.event_type), ("evt_1", "a.b"));
+/// # Ok::<(), watchtower_core::DecodeError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventHeader<'a> {
+    /// The event's id.
+    #[serde(borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+    /// The event's type.
+    #[serde(borrow)]
+    pub event_type: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> EventHeader<'a> {
+    /// Parses and checks a frame; borrows the strings from it where possible.
+    pub fn parse(bytes: &'a [u8]) -> Result<EventHeader<'a>, DecodeError> {
+        #[derive(Deserialize)]
+        struct Checked<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            event_type: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            #[allow(dead_code)]
+            payload: serde::de::IgnoredAny,
+            #[serde(default, deserialize_with = "null_as_default")]
+            #[allow(dead_code)]
+            metadata: EventMetadata,
+        }
+        match serde_json::from_slice::<Checked<'a>>(bytes) {
+            Ok(c) if c.id.is_empty() => Err(DecodeError::EmptyField("id")),
+            Ok(c) if c.event_type.is_empty() => Err(DecodeError::EmptyField("event_type")),
+            Ok(c) => Ok(EventHeader {
+                id: c.id,
+                event_type: c.event_type,
+            }),
+            Err(error) => Err(decode::explain(bytes, &error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn header_agrees_with_full_decoding() {
+        let cases: &[&[u8]] = &[
+            br#"{"id":"e","event_type":"t","payload":[1,{"x":null}]}"#,
+            br#"{"id":"e\u0041","event_type":"t"}"#,
+            br#"{"id":"e","event_type":""}"#,
+            br#"{"event_type":"t"}"#,
+            br#"{"id":"e","event_type":"t","payload":[1,"#,
+            br#"{"id":"e","event_type":"t","metadata":{"timestamp":"nope"}}"#,
+            br#"{"id":"e","event_type":"t","metadata":null}"#,
+            b"[]",
+            b"\xff",
+        ];
+        for case in cases {
+            let full = Event::from_json(case);
+            let header = EventHeader::parse(case);
+            match (&full, &header) {
+                (Ok(e), Ok(h)) => {
+                    assert_eq!(e.id, h.id);
+                    assert_eq!(e.event_type, h.event_type);
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.kind(), b.kind(), "{:?}", String::from_utf8_lossy(case))
+                }
+                _ => panic!(
+                    "disagree on {:?}: {full:?} vs {header:?}",
+                    String::from_utf8_lossy(case)
+                ),
+            }
+        }
+    }
+}

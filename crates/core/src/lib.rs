@@ -1,0 +1,42 @@
+//! The Watchtower event model: [`Event`], [`EventMetadata`], the one error
+//! type [`WatchtowerError`], and the [`Subscriber`] / [`Transport`] traits.
+//!
+//! Every other Watchtower crate speaks these types. Transports (such as
+//! `watchtower-websocket`) implement the traits; the hub and the CLI move
+//! [`Event`]s in the JSON shape defined here. The backpressure settings that
+//! a transport's config carries are re-exported from
+//! `watchtower-backpressure`, so users import them from here.
+//!
+//! ```
+//! use watchtower_core::{Event, EventMetadata};
+//!
+//! let event = Event::new(
+//!     "notification.sent",
+//!     serde_json::json!({"user_id": 456, "channel": "email"}),
+//!     EventMetadata::default().with_source("billing"),
+//! );
+//! let wire = event.to_json()?;
+//! assert_eq!(Event::from_json(wire.as_bytes())?, event);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Dependencies: `serde`/`serde_json` for the wire format, `thiserror` for
+//! the error types, `uuid` for time-ordered (v7) event ids, `time` to read
+//! and write RFC 3339 timestamps with any offset without panicking.
+
+#![deny(missing_docs)]
+
+mod decode;
+mod error;
+mod event;
+mod protocol;
+mod traits;
+
+pub use decode::{DecodeError, DecodeErrorKind};
+pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
+pub use event::{Event, EventHeader, EventMetadata, new_event_id};
+pub use protocol::ControlFrame;
+pub use traits::{
+    BoxFuture, EventHandler, HandlerFuture, Subscriber, SubscriptionHandle, Transport,
+};
+pub use watchtower_backpressure::{BackpressureConfig, BackpressureStrategy};

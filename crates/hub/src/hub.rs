@@ -1,0 +1,335 @@
+//! `Hub`: the listener, the supervisor task that owns every connection
+//! task, and graceful shutdown.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, sleep, timeout_at};
+use tracing::Instrument;
+
+use crate::config::HubConfig;
+use crate::connection;
+use crate::error::HubError;
+use crate::fanout::{Fanout, LocalFanout};
+use crate::stats::{Counters, HubStats};
+
+/// After the shutdown deadline, how long connection tasks get to finish
+/// their bookkeeping before they are aborted.
+const FINISH_GRACE: Duration = Duration::from_millis(250);
+
+/// After a failed `accept` (e.g. out of file descriptors), how long to wait
+/// before the next, so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where the hub is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    Running,
+    /// Stop accepting; close every client with 1001 by `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+}
+
+/// What the supervisor and every connection task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) counters: Counters,
+    pub(crate) fanout: Box<dyn Fanout>,
+    pub(crate) lifecycle: watch::Sender<Lifecycle>,
+    next_client: AtomicU64,
+}
+
+impl Shared {
+    /// Starts a graceful shutdown unless one is under way; returns its
+    /// deadline.
+    fn begin_shutdown(&self) -> Instant {
+        let mut deadline = Instant::now() + self.config.shutdown_timeout;
+        self.lifecycle.send_if_modified(|state| match *state {
+            Lifecycle::Running => {
+                *state = Lifecycle::Draining { deadline };
+                true
+            }
+            Lifecycle::Draining { deadline: earlier } => {
+                deadline = earlier;
+                false
+            }
+        });
+        deadline
+    }
+}
+
+/// A running relay hub.
+///
+/// Every valid event a client sends is relayed, byte-for-byte, to every
+/// other connected client whose filter matches its `event_type`; never back
+/// to the sender. Clients set their filter with
+/// [`ControlFrame`](watchtower_core::ControlFrame)s; one that never sends
+/// one receives everything. See the [crate docs](crate) for how slow, dead
+/// and misbehaving clients are handled.
+///
+/// Any request path is accepted, so `ws://host:port/events` works as well
+/// as `ws://host:port/`.
+///
+/// Call [`shutdown`](Self::shutdown) to stop gracefully. Dropping a `Hub`
+/// stops it at once: the listener and every connection are dropped, with no
+/// close frames, as soon as the runtime runs the cancelled tasks.
+pub struct Hub {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Listens on `addr` with the default [`HubConfig`].
+    ///
+    /// Port 0 lets the system pick a free port; read it back with
+    /// [`local_addr`](Self::local_addr). Must run inside a tokio runtime.
+    pub async fn bind(addr: impl ToSocketAddrs) -> Result<Hub, HubError> {
+        Hub::bind_with(addr, HubConfig::default()).await
+    }
+
+    /// Validates `config`, then listens on `addr`.
+    ///
+    /// Fails with [`HubError::Config`] before any I/O if a setting is out
+    /// of range, and with [`HubError::Bind`] if no resolved address can be
+    /// listened on (port taken, no permission).
+    pub async fn bind_with(addr: impl ToSocketAddrs, config: HubConfig) -> Result<Hub, HubError> {
+        config.validate()?;
+        let (listener, local_addr) = listen(addr).await?;
+        let (lifecycle, _) = watch::channel(Lifecycle::Running);
+        let shared = Arc::new(Shared {
+            config,
+            counters: Counters::default(),
+            fanout: Box::new(LocalFanout::default()),
+            lifecycle,
+            next_client: AtomicU64::new(1),
+        });
+        let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
+        let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));
+        tracing::info!(addr = %local_addr, "hub listening");
+        Ok(Hub {
+            shared,
+            local_addr,
+            supervisor: Some(supervisor),
+        })
+    }
+
+    /// The address the hub listens on, with the real port when bound to 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients connect to: `ws://ADDR/events`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/events", self.local_addr)
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> HubStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// A cheap, cloneable handle that reads the stats and can start a
+    /// graceful shutdown from anywhere (a signal handler, an admin task).
+    pub fn handle(&self) -> HubHandle {
+        HubHandle {
+            shared: Arc::clone(&self.shared),
+            local_addr: self.local_addr,
+        }
+    }
+
+    /// Resolves once a shutdown was started, by [`HubHandle::shutdown`] or
+    /// otherwise; then call [`shutdown`](Self::shutdown) to wait for it.
+    pub async fn shutdown_requested(&self) {
+        let mut lifecycle = self.shared.lifecycle.subscribe();
+        // The sender lives in `self.shared`, so this cannot fail while
+        // `self` is borrowed.
+        let _ = lifecycle.wait_for(|l| *l != Lifecycle::Running).await;
+    }
+
+    /// Stops gracefully and returns the final stats.
+    ///
+    /// Stops accepting (the port is free again when this returns), writes
+    /// what is already queued for each client, closes every client with
+    /// 1001 (Going Away) and waits for their replies, all within
+    /// [`HubConfig::shutdown_timeout`]; clients still open after that are
+    /// dropped.
+    pub async fn shutdown(mut self) -> HubStats {
+        let deadline = self.shared.begin_shutdown();
+        tracing::info!(addr = %self.local_addr, clients = self.shared.counters.snapshot().clients, "hub shutting down");
+        if let Some(supervisor) = self.supervisor.take() {
+            let abort = supervisor.abort_handle();
+            // The supervisor enforces the deadline itself; this bound only
+            // guards against a bug there.
+            if timeout_at(deadline + 2 * FINISH_GRACE, supervisor)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let stats = self.stats();
+        tracing::info!(addr = %self.local_addr, ?stats, "hub stopped");
+        stats
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(supervisor) = self.supervisor.take() {
+            // Dropping the supervisor drops its JoinSet, which aborts every
+            // connection task.
+            supervisor.abort();
+        }
+    }
+}
+
+/// A cloneable handle to a running [`Hub`]: its stats, and a shutdown
+/// trigger.
+#[derive(Clone)]
+pub struct HubHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubHandle {
+    /// The counters now.
+    pub fn stats(&self) -> HubStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The address the hub listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts a graceful shutdown (see [`Hub::shutdown`]) and returns at
+    /// once. Calling it again does nothing. The [`Hub`]'s owner learns of it
+    /// through [`Hub::shutdown_requested`].
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    /// True once a shutdown was started.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shared.lifecycle.borrow() != Lifecycle::Running
+    }
+}
+
+/// Resolves `addr` and listens on the first address that works; returns
+/// the listener and its address (with the real port when asked for 0).
+async fn listen(addr: impl ToSocketAddrs) -> Result<(TcpListener, SocketAddr), HubError> {
+    let mut last = None;
+    for candidate in tokio::net::lookup_host(addr)
+        .await
+        .map_err(HubError::Resolve)?
+    {
+        let bound = TcpListener::bind(candidate)
+            .await
+            .and_then(|listener| Ok((listener.local_addr()?, listener)));
+        match bound {
+            Ok((local, listener)) => return Ok((listener, local)),
+            Err(source) => {
+                last = Some(HubError::Bind {
+                    addr: candidate,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or(HubError::NoAddress))
+}
+
+/// Accepts connections and owns their tasks until shutdown, then closes
+/// them within the deadline.
+async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
+    let mut tasks = JoinSet::new();
+    let mut lifecycle = shared.lifecycle.subscribe();
+    let deadline = loop {
+        tokio::select! {
+            biased;
+            deadline = draining(&mut lifecycle) => break deadline,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done),
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    // Writes are batched already; Nagle would only add latency.
+                    if let Err(error) = tcp.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                    }
+                    let id = shared.next_client.fetch_add(1, Relaxed);
+                    let span = tracing::info_span!("client", id, %peer);
+                    // For `wss://`, the TLS handshake belongs inside this
+                    // task, wrapping `tcp` before `serve`, so that a slow
+                    // one never holds up `accept`.
+                    tasks.spawn(connection::serve(tcp, peer, id, Arc::clone(&shared)).instrument(span));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying shortly");
+                    sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    };
+    // Free the port first, so a new hub can bind it as soon as we return.
+    drop(listener);
+    tracing::info!(clients = tasks.len(), "stopped accepting; closing clients");
+    let drained = timeout_at(deadline + FINISH_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            reap(done);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            clients = tasks.len(),
+            "clients did not close in time; dropping them"
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// Resolves with the deadline once the hub starts shutting down.
+pub(crate) async fn draining(lifecycle: &mut watch::Receiver<Lifecycle>) -> Instant {
+    match lifecycle
+        .wait_for(|l| *l != Lifecycle::Running)
+        .await
+        .as_deref()
+    {
+        Ok(Lifecycle::Draining { deadline }) => *deadline,
+        // The hub is gone; stop at once.
+        _ => Instant::now(),
+    }
+}
+
+fn reap(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a connection task panicked; the hub carries on");
+    }
+}

@@ -1,0 +1,242 @@
+//! Plain-data statistics, and the atomic counters behind them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use watchtower_core::DecodeErrorKind;
+
+/// Frames that were neither an event nor a control frame, by reason.
+///
+/// Each is dropped, logged at warn (at most about once a second per
+/// client) and answered with nothing; the sender stays connected, except
+/// for invalid UTF-8 in a text frame, which RFC 6455 makes fatal (1007).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MalformedCounts {
+    /// Not UTF-8: binary frames (dropped) and text frames (closed, 1007).
+    pub invalid_utf8: u64,
+    /// Not JSON, or JSON cut short.
+    pub invalid_json: u64,
+    /// JSON that is not an object.
+    pub not_an_object: u64,
+    /// Objects without `id` or `event_type` that are not control frames.
+    pub missing_field: u64,
+    /// Objects with an empty `id` or `event_type`.
+    pub empty_field: u64,
+    /// Fields of the wrong type or format.
+    pub wrong_type: u64,
+}
+
+impl MalformedCounts {
+    /// Every malformed frame.
+    pub fn total(&self) -> u64 {
+        self.invalid_utf8
+            + self.invalid_json
+            + self.not_an_object
+            + self.missing_field
+            + self.empty_field
+            + self.wrong_type
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, kind: DecodeErrorKind) -> u64 {
+        match kind {
+            DecodeErrorKind::InvalidUtf8 => self.invalid_utf8,
+            DecodeErrorKind::NotAnObject => self.not_an_object,
+            DecodeErrorKind::MissingField => self.missing_field,
+            DecodeErrorKind::EmptyField => self.empty_field,
+            DecodeErrorKind::WrongType => self.wrong_type,
+            // InvalidJson, and any reason core adds later (counted there).
+            _ => self.invalid_json,
+        }
+    }
+}
+
+impl std::ops::Add for MalformedCounts {
+    type Output = MalformedCounts;
+
+    fn add(self, o: MalformedCounts) -> MalformedCounts {
+        MalformedCounts {
+            invalid_utf8: self.invalid_utf8 + o.invalid_utf8,
+            invalid_json: self.invalid_json + o.invalid_json,
+            not_an_object: self.not_an_object + o.not_an_object,
+            missing_field: self.missing_field + o.missing_field,
+            empty_field: self.empty_field + o.empty_field,
+            wrong_type: self.wrong_type + o.wrong_type,
+        }
+    }
+}
+
+/// What a hub has done since it started: plain data, read with
+/// [`Hub::stats`](crate::Hub::stats) or
+/// [`HubHandle::stats`](crate::HubHandle::stats).
+///
+/// Every field but `clients` only grows. Stats of several hubs add up
+/// (`+`) to the totals of the group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Clients connected now.
+    pub clients: u64,
+    /// WebSocket connections accepted since start.
+    pub connections_total: u64,
+    /// TCP connections whose WebSocket upgrade failed or timed out.
+    pub handshake_failures: u64,
+    /// Data frames received (events, control frames and malformed ones).
+    pub frames_in: u64,
+    /// Payload bytes of those frames.
+    pub bytes_in: u64,
+    /// Valid events received (each relayed to every other matching client).
+    pub events_in: u64,
+    /// Control frames received and applied to their sender's filter.
+    pub control_frames: u64,
+    /// Control frames refused because the filter would grow past its limit
+    /// of event types.
+    pub control_rejected: u64,
+    /// Malformed frames, by reason.
+    pub malformed: MalformedCounts,
+    /// Frames queued for delivery to clients (one per event per recipient).
+    pub frames_queued: u64,
+    /// Frames written to clients.
+    pub frames_out: u64,
+    /// Queued frames dropped because a client's queue was full (oldest
+    /// first).
+    pub dropped_frames: u64,
+    /// Clients closed with 1013 because their queue stayed full for
+    /// `slow_client_timeout`.
+    pub disconnected_slow: u64,
+    /// Clients dropped because they sent nothing (not even a pong) for
+    /// `ping_interval + pong_timeout`.
+    pub disconnected_dead: u64,
+    /// Clients closed with 1009 for sending a message over
+    /// `max_message_size`.
+    pub oversize_closed: u64,
+    /// Clients closed with 1002 for breaking the WebSocket protocol (other
+    /// than oversize messages and invalid UTF-8, counted above).
+    pub protocol_errors: u64,
+}
+
+impl std::ops::Add for HubStats {
+    type Output = HubStats;
+
+    fn add(self, o: HubStats) -> HubStats {
+        HubStats {
+            clients: self.clients + o.clients,
+            connections_total: self.connections_total + o.connections_total,
+            handshake_failures: self.handshake_failures + o.handshake_failures,
+            frames_in: self.frames_in + o.frames_in,
+            bytes_in: self.bytes_in + o.bytes_in,
+            events_in: self.events_in + o.events_in,
+            control_frames: self.control_frames + o.control_frames,
+            control_rejected: self.control_rejected + o.control_rejected,
+            malformed: self.malformed + o.malformed,
+            frames_queued: self.frames_queued + o.frames_queued,
+            frames_out: self.frames_out + o.frames_out,
+            dropped_frames: self.dropped_frames + o.dropped_frames,
+            disconnected_slow: self.disconnected_slow + o.disconnected_slow,
+            disconnected_dead: self.disconnected_dead + o.disconnected_dead,
+            oversize_closed: self.oversize_closed + o.oversize_closed,
+            protocol_errors: self.protocol_errors + o.protocol_errors,
+        }
+    }
+}
+
+/// The live counters. Relaxed atomics: each is an independent tally, and a
+/// snapshot need not be a consistent cut.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) clients: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) events_in: AtomicU64,
+    pub(crate) control_frames: AtomicU64,
+    pub(crate) control_rejected: AtomicU64,
+    pub(crate) invalid_utf8: AtomicU64,
+    pub(crate) invalid_json: AtomicU64,
+    pub(crate) not_an_object: AtomicU64,
+    pub(crate) missing_field: AtomicU64,
+    pub(crate) empty_field: AtomicU64,
+    pub(crate) wrong_type: AtomicU64,
+    pub(crate) frames_queued: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) dropped_frames: AtomicU64,
+    pub(crate) disconnected_slow: AtomicU64,
+    pub(crate) disconnected_dead: AtomicU64,
+    pub(crate) oversize_closed: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Relaxed);
+    }
+}
+
+impl Counters {
+    pub(crate) fn malformed(&self, kind: DecodeErrorKind) {
+        let counter = match kind {
+            DecodeErrorKind::InvalidUtf8 => &self.invalid_utf8,
+            DecodeErrorKind::NotAnObject => &self.not_an_object,
+            DecodeErrorKind::MissingField => &self.missing_field,
+            DecodeErrorKind::EmptyField => &self.empty_field,
+            DecodeErrorKind::WrongType => &self.wrong_type,
+            // InvalidJson, and any reason core adds later.
+            _ => &self.invalid_json,
+        };
+        bump(counter);
+    }
+
+    pub(crate) fn snapshot(&self) -> HubStats {
+        let l = |c: &AtomicU64| c.load(Relaxed);
+        HubStats {
+            clients: l(&self.clients),
+            connections_total: l(&self.connections_total),
+            handshake_failures: l(&self.handshake_failures),
+            frames_in: l(&self.frames_in),
+            bytes_in: l(&self.bytes_in),
+            events_in: l(&self.events_in),
+            control_frames: l(&self.control_frames),
+            control_rejected: l(&self.control_rejected),
+            malformed: MalformedCounts {
+                invalid_utf8: l(&self.invalid_utf8),
+                invalid_json: l(&self.invalid_json),
+                not_an_object: l(&self.not_an_object),
+                missing_field: l(&self.missing_field),
+                empty_field: l(&self.empty_field),
+                wrong_type: l(&self.wrong_type),
+            },
+            frames_queued: l(&self.frames_queued),
+            frames_out: l(&self.frames_out),
+            dropped_frames: l(&self.dropped_frames),
+            disconnected_slow: l(&self.disconnected_slow),
+            disconnected_dead: l(&self.disconnected_dead),
+            oversize_closed: l(&self.oversize_closed),
+            protocol_errors: l(&self.protocol_errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_counts_by_reason() {
+        let c = Counters::default();
+        c.malformed(DecodeErrorKind::InvalidJson);
+        c.malformed(DecodeErrorKind::InvalidJson);
+        c.malformed(DecodeErrorKind::MissingField);
+        let m = c.snapshot().malformed;
+        assert_eq!(m.get(DecodeErrorKind::InvalidJson), 2);
+        assert_eq!(m.get(DecodeErrorKind::MissingField), 1);
+        assert_eq!(m.get(DecodeErrorKind::WrongType), 0);
+        assert_eq!(m.total(), 3);
+        let sum = c.snapshot() + c.snapshot();
+        assert_eq!(sum.malformed.invalid_json, 4);
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests of the hub, driven by raw tokio-tungstenite clients
+//! (and a raw TCP one) on 127.0.0.1. One test binary, so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod filters;
+mod keepalive;
+mod malformed;
+mod oversize;
+mod relay;
+mod shutdown;
+mod slow;

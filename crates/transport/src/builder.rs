@@ -1,0 +1,399 @@
+//! `TransportBuilder`: every setting beyond the spec's four.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use watchtower_core::{BoxError, WatchtowerError};
+use watchtower_dlq::DlqConfig;
+use watchtower_reconnect::ReconnectPolicy;
+
+use crate::config::WebSocketConfig;
+use crate::connect::header_pair;
+use crate::credentials::{self, CredentialProvider, Credentials};
+use crate::settings::{Keepalive, Settings};
+use crate::tls::{Pem, TlsOptions};
+use crate::transport::WebSocketTransport;
+
+/// Default keepalive ping interval.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time to wait for any frame after a ping before the connection is
+/// declared dead.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit for TCP connect + TLS + WebSocket handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default maximum size of one message, either direction: 1 MiB. Events are
+/// small; a low limit bounds what a bad peer can make us buffer.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+/// Default read buffer: 4 KiB. tungstenite's 128 KiB default costs ~130 KiB
+/// per idle connection once touched; 4 KiB measured no slower here.
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Default per-subscription mailbox capacity.
+pub const DEFAULT_MAILBOX_SIZE: usize = 1024;
+/// Default most frames written per flush.
+pub const DEFAULT_WRITE_BATCH: usize = 256;
+/// Default time `shutdown` spends flushing and closing.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time the circuit breaker stays open before a trial connect.
+pub const DEFAULT_BREAKER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds a [`WebSocketTransport`] with settings beyond [`WebSocketConfig`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use watchtower_websocket_transport::{WebSocketConfig, WebSocketTransport};
+///
+/// # async fn run() -> Result<(), watchtower_core::WatchtowerError> {
+/// let transport = WebSocketTransport::builder(WebSocketConfig::new("wss://events.example.com/ws"))
+///     .keepalive(Duration::from_secs(15), Duration::from_secs(5))
+///     .bearer_token("abc123")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct TransportBuilder {
+    config: WebSocketConfig,
+    policy: Option<ReconnectPolicy>,
+    breaker_timeout: Duration,
+    keepalive: Option<Keepalive>,
+    connect_timeout: Duration,
+    max_message_size: usize,
+    max_frame_size: Option<usize>,
+    read_buffer_size: usize,
+    headers: Credentials,
+    credential_provider: Option<CredentialProvider>,
+    tls: TlsOptions,
+    mailbox_size: usize,
+    dlq: DlqConfig,
+    server_filters: bool,
+    write_batch: usize,
+    shutdown_timeout: Duration,
+    lazy: bool,
+}
+
+impl fmt::Debug for TransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportBuilder")
+            .field("config", &self.config)
+            .field("headers", &self.headers)
+            .field("keepalive", &self.keepalive)
+            .field("server_filters", &self.server_filters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportBuilder {
+    pub(crate) fn new(config: WebSocketConfig) -> Self {
+        TransportBuilder {
+            config,
+            policy: None,
+            breaker_timeout: DEFAULT_BREAKER_TIMEOUT,
+            keepalive: Some(Keepalive {
+                interval: DEFAULT_KEEPALIVE_INTERVAL,
+                pong_timeout: DEFAULT_PONG_TIMEOUT,
+            }),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_frame_size: None,
+            read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
+            headers: Credentials::new(),
+            credential_provider: None,
+            tls: TlsOptions::default(),
+            mailbox_size: DEFAULT_MAILBOX_SIZE,
+            dlq: DlqConfig::default(),
+            server_filters: false,
+            write_batch: DEFAULT_WRITE_BATCH,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            lazy: false,
+        }
+    }
+
+    /// Ping after `interval` of silence; declare the connection dead when
+    /// nothing (pong or any frame) arrives within `interval + pong_timeout`.
+    /// Defaults 30 s and 10 s. Half-open TCP connections are found this way.
+    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.keepalive = Some(Keepalive {
+            interval,
+            pong_timeout,
+        });
+        self
+    }
+
+    /// Sends no pings at all and never declares a silent connection dead.
+    /// Only for servers that mishandle pings: half-open connections then go
+    /// unnoticed until a write fails.
+    pub fn disable_keepalive(mut self) -> Self {
+        self.keepalive = None;
+        self
+    }
+
+    /// Limit for TCP connect, TLS and the WebSocket handshake together,
+    /// per attempt. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Largest message accepted in either direction. Default 1 MiB. A larger
+    /// incoming message closes the connection with 1009 (then reconnects); a
+    /// larger outgoing event fails `publish` with `MessageTooLarge`.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Largest single incoming frame. Default: the max message size.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// Socket read buffer. Default 4 KiB.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
+        self
+    }
+
+    /// Adds a header to every upgrade request, e.g. `Sec-WebSocket-Protocol`.
+    /// Values never appear in logs, errors or `Debug` output.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers = self.headers.header(name, value);
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every upgrade request.
+    pub fn bearer_token(self, token: impl AsRef<str>) -> Self {
+        self.header("Authorization", format!("Bearer {}", token.as_ref()))
+    }
+
+    /// Calls `provider` before every connect and reconnect and sends the
+    /// headers it returns (after the static ones), so short-lived tokens are
+    /// refreshed. Its error fails that attempt with a `Credentials` error.
+    ///
+    /// ```no_run
+    /// use watchtower_websocket_transport::{Credentials, WebSocketConfig, WebSocketTransport};
+    /// # async fn fetch_token() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # async fn run() -> Result<(), watchtower_core::WatchtowerError> {
+    /// let transport = WebSocketTransport::builder(WebSocketConfig::default())
+    ///     .credential_provider(|| async { Ok::<_, std::io::Error>(Credentials::bearer(fetch_token().await?)) })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn credential_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Credentials, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.credential_provider = Some(credentials::provider(provider));
+        self
+    }
+
+    /// Trusts an extra root CA (PEM, one or more certificates) for `wss://`,
+    /// as a self-signed or private deployment needs.
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.extra_roots.push(Pem::Bytes(pem.into()));
+        self
+    }
+
+    /// Trusts an extra root CA read from a PEM file when the transport is
+    /// built.
+    pub fn add_root_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.extra_roots.push(Pem::File(path.into()));
+        self
+    }
+
+    /// Whether to trust the Mozilla roots bundled through `webpki-roots`.
+    /// Default true.
+    pub fn use_webpki_roots(mut self, enabled: bool) -> Self {
+        self.tls.webpki_roots = enabled;
+        self
+    }
+
+    /// Whether to trust the platform's certificate store. Default false.
+    pub fn use_native_roots(mut self, enabled: bool) -> Self {
+        self.tls.native_roots = enabled;
+        self
+    }
+
+    /// Presents a client certificate (PEM chain) and its private key (PEM)
+    /// for mutual TLS.
+    pub fn client_certificate_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_identity = Some((
+            Pem::Bytes(cert_chain.into()),
+            Pem::Bytes(private_key.into()),
+        ));
+        self
+    }
+
+    /// Presents a client certificate and key read from PEM files.
+    pub fn client_certificate_files(
+        mut self,
+        cert_chain: impl Into<PathBuf>,
+        private_key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client_identity =
+            Some((Pem::File(cert_chain.into()), Pem::File(private_key.into())));
+        self
+    }
+
+    /// Replaces the spec's linear `delay * attempt` schedule built from
+    /// `max_reconnect_attempts` and `reconnect_delay_seconds`: exponential
+    /// or fixed backoff, a cap, jitter, sub-second delays, or unlimited
+    /// attempts (the breaker then never opens).
+    pub fn reconnect_policy(mut self, policy: ReconnectPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// How long the circuit breaker stays open before one trial connect.
+    /// Default 60 s.
+    pub fn breaker_timeout(mut self, timeout: Duration) -> Self {
+        self.breaker_timeout = timeout;
+        self
+    }
+
+    /// Capacity of each subscription's mailbox. Default 1024. When a slow
+    /// handler lets it fill, further events for it are dead-lettered and
+    /// counted; other subscriptions are not slowed.
+    pub fn mailbox_size(mut self, events: usize) -> Self {
+        self.mailbox_size = events;
+        self
+    }
+
+    /// Capacity of the dead-letter queue. Default 10,000; the oldest entry
+    /// is dropped (and counted) when full.
+    pub fn dlq_capacity(mut self, entries: usize) -> Self {
+        self.dlq.capacity = entries;
+        self
+    }
+
+    /// Every dead-letter queue setting (capacity, retries of `consume_dlq`).
+    pub fn dlq_config(mut self, config: DlqConfig) -> Self {
+        self.dlq = config;
+        self
+    }
+
+    /// Whether the server speaks the hub's control protocol. When true, the
+    /// transport tells the server which event types its subscriptions want,
+    /// on connect, on every reconnect and whenever they change, so the
+    /// server filters before sending. Default false: plain servers work.
+    pub fn server_filters(mut self, enabled: bool) -> Self {
+        self.server_filters = enabled;
+        self
+    }
+
+    /// Most frames written before one flush. Default 256. The writer also
+    /// flushes whenever the queue runs empty, so this bounds latency under
+    /// load, not at rest.
+    pub fn write_batch_size(mut self, frames: usize) -> Self {
+        self.write_batch = frames;
+        self
+    }
+
+    /// How long `shutdown` may spend flushing the queue and closing.
+    /// Default 5 s; what is not written by then is dead-lettered.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Return from `connect` at once and connect in the background. Events
+    /// published meanwhile are queued. Default false: `connect` returns
+    /// once connected, or fails after the reconnect attempts.
+    pub fn connect_lazily(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
+    /// Validates every setting, then connects. Must be called inside a
+    /// tokio runtime.
+    ///
+    /// Fails with a `Config` error before any I/O when a setting is wrong,
+    /// and with the last connection error when the first connect fails
+    /// after `max_reconnect_attempts` retries.
+    pub async fn connect(self) -> Result<WebSocketTransport, WatchtowerError> {
+        let settings = self.into_settings()?;
+        WebSocketTransport::start(settings).await
+    }
+
+    pub(crate) fn into_settings(self) -> Result<Settings, WatchtowerError> {
+        let config_error = |m: &str| Err(WatchtowerError::Config(m.to_string()));
+        self.config.validate()?;
+        let url = self.config.parsed_url()?;
+        let policy = match self.policy {
+            Some(policy) => policy,
+            None => ReconnectPolicy::linear(
+                self.config.reconnect_delay(),
+                self.config.max_reconnect_attempts,
+            ),
+        };
+        policy
+            .validate()
+            .map_err(|e| WatchtowerError::Config(format!("reconnect policy: {e}")))?;
+        if let Some(k) = self.keepalive
+            && (k.interval.is_zero() || k.pong_timeout.is_zero())
+        {
+            return config_error(
+                "keepalive interval and pong timeout must be above zero; use disable_keepalive to turn pings off",
+            );
+        }
+        if self.connect_timeout.is_zero() {
+            return config_error("connect_timeout must be above zero");
+        }
+        if self.max_message_size < 64 {
+            return config_error("max_message_size must be at least 64 bytes");
+        }
+        let max_frame_size = self.max_frame_size.unwrap_or(self.max_message_size);
+        if max_frame_size == 0 || max_frame_size > self.max_message_size {
+            return config_error("max_frame_size must be above zero and at most max_message_size");
+        }
+        if !(256..=(64 << 20)).contains(&self.read_buffer_size) {
+            return config_error("read_buffer_size must be between 256 bytes and 64 MiB");
+        }
+        if self.mailbox_size == 0 {
+            return config_error("mailbox_size must be at least 1");
+        }
+        if self.write_batch == 0 {
+            return config_error("write_batch_size must be at least 1");
+        }
+        self.dlq
+            .validate()
+            .map_err(|e| WatchtowerError::Config(format!("dead-letter queue: {e}")))?;
+        for (name, value) in &self.headers.headers {
+            header_pair(name, value)?;
+        }
+        let tls = if url.is_secure() {
+            Some(self.tls.client_config()?)
+        } else {
+            None
+        };
+        Ok(Settings {
+            config: self.config,
+            url,
+            policy,
+            breaker_timeout: self.breaker_timeout,
+            keepalive: self.keepalive,
+            connect_timeout: self.connect_timeout,
+            max_message_size: self.max_message_size,
+            max_frame_size,
+            read_buffer_size: self.read_buffer_size,
+            headers: self.headers,
+            credential_provider: self.credential_provider,
+            tls,
+            mailbox_size: self.mailbox_size,
+            dlq: self.dlq,
+            server_filters: self.server_filters,
+            write_batch: self.write_batch,
+            shutdown_timeout: self.shutdown_timeout,
+            lazy: self.lazy,
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! Making one connection: TCP, TLS for `wss://`, then the WebSocket upgrade.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
+use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig as WireConfig};
+use watchtower_core::{TlsErrorKind, WatchtowerError};
+
+use crate::credentials::Credentials;
+use crate::settings::Settings;
+use crate::tls::handshake_error;
+
+/// The socket under the WebSocket: plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Plain(s) => s.is_write_vectored(),
+            Socket::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+pub(crate) type Ws = WebSocketStream<Socket>;
+
+/// Makes one connection attempt within the connect timeout.
+pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerError> {
+    let deadline = Instant::now() + settings.connect_timeout;
+    let url = &settings.url;
+    let timed_out = |stage: &'static str| WatchtowerError::Timeout {
+        operation: stage,
+        after: settings.connect_timeout,
+    };
+
+    // Ask for fresh credentials first: a slow provider counts against the
+    // connect timeout like any other part of connecting.
+    let credentials = match &settings.credential_provider {
+        Some(provider) => Some(
+            timeout_at(deadline, provider())
+                .await
+                .map_err(|_| timed_out("credential provider"))?
+                .map_err(WatchtowerError::Credentials)?,
+        ),
+        None => None,
+    };
+    let request = build_request(settings, credentials.as_ref())?;
+
+    let tcp = timeout_at(deadline, TcpStream::connect((url.host(), url.port())))
+        .await
+        .map_err(|_| timed_out("TCP connect"))?
+        .map_err(|e| WatchtowerError::connection_with(format!("could not reach {url}"), e))?;
+    // Writes are already batched by the writer; Nagle would only add latency.
+    tcp.set_nodelay(true)
+        .map_err(|e| WatchtowerError::connection_with("could not set TCP_NODELAY", e))?;
+
+    let socket = match &settings.tls {
+        None => Socket::Plain(tcp),
+        Some(tls) => {
+            let name =
+                rustls_pki_types::ServerName::try_from(url.host().to_string()).map_err(|_| {
+                    WatchtowerError::Config(format!(
+                        "`{}` is not a valid TLS server name",
+                        url.host()
+                    ))
+                })?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
+            let stream = timeout_at(deadline, connector.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    WatchtowerError::tls(
+                        TlsErrorKind::HandshakeTimeout,
+                        format!(
+                            "the TLS handshake with {} did not finish within {:?}",
+                            url.host(),
+                            settings.connect_timeout
+                        ),
+                        None,
+                    )
+                })?
+                .map_err(|e| handshake_error(e, url.host()))?;
+            Socket::Tls(Box::new(stream))
+        }
+    };
+
+    let wire = wire_config(settings);
+    let (ws, _response) = timeout_at(
+        deadline,
+        tokio_tungstenite::client_async_with_config(request, socket, Some(wire)),
+    )
+    .await
+    .map_err(|_| timed_out("WebSocket handshake"))?
+    .map_err(|e| upgrade_error(e, settings))?;
+    Ok(ws)
+}
+
+pub(crate) fn wire_config(settings: &Settings) -> WireConfig {
+    WireConfig::default()
+        .read_buffer_size(settings.read_buffer_size)
+        // The writer flushes each batch itself; buffering up to the batch is enough.
+        .write_buffer_size(settings.read_buffer_size.max(16 * 1024))
+        .max_message_size(Some(settings.max_message_size))
+        .max_frame_size(Some(settings.max_frame_size))
+}
+
+fn build_request(
+    settings: &Settings,
+    credentials: Option<&Credentials>,
+) -> Result<Request<()>, WatchtowerError> {
+    let mut request = settings
+        .url
+        .uri()
+        .clone()
+        .into_client_request()
+        .map_err(|e| {
+            WatchtowerError::Config(format!("cannot build a request for {}: {e}", settings.url))
+        })?;
+    let headers = request.headers_mut();
+    let all = settings
+        .headers
+        .headers
+        .iter()
+        .chain(credentials.into_iter().flat_map(|c| c.headers.iter()));
+    for (name, value) in all {
+        let (name, value) = header_pair(name, value)?;
+        headers.insert(name, value);
+    }
+    Ok(request)
+}
+
+/// Validates one header. Errors name the header, never its value.
+pub(crate) fn header_pair(
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), WatchtowerError> {
+    let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        WatchtowerError::Config(format!("`{name}` is not a valid HTTP header name"))
+    })?;
+    let mut header_value = HeaderValue::from_str(value).map_err(|_| {
+        WatchtowerError::Config(format!(
+            "the value of header `{name}` is not valid (control characters or non-ASCII)"
+        ))
+    })?;
+    header_value.set_sensitive(true);
+    Ok((header_name, header_value))
+}
+
+fn upgrade_error(error: tungstenite::Error, settings: &Settings) -> WatchtowerError {
+    let url = &settings.url;
+    match error {
+        tungstenite::Error::Http(response) => {
+            let status = response.status().as_u16();
+            if status == 401 || status == 403 {
+                WatchtowerError::Auth { status }
+            } else {
+                WatchtowerError::connection(format!(
+                    "{url} answered the WebSocket upgrade with HTTP {status}; check the URL's path \
+                     and that the server speaks WebSocket there"
+                ))
+            }
+        }
+        tungstenite::Error::Io(e) => WatchtowerError::connection_with(
+            format!("connection to {url} failed during the handshake"),
+            e,
+        ),
+        other => WatchtowerError::connection_with(
+            format!("WebSocket handshake with {url} failed"),
+            other,
+        ),
+    }
+}

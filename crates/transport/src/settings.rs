@@ -1,0 +1,45 @@
+//! Resolved, validated settings of one transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use watchtower_dlq::DlqConfig;
+use watchtower_reconnect::ReconnectPolicy;
+
+use crate::config::WebSocketConfig;
+use crate::credentials::{CredentialProvider, Credentials};
+use crate::url::WsUrl;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keepalive {
+    pub(crate) interval: Duration,
+    pub(crate) pong_timeout: Duration,
+}
+
+impl Keepalive {
+    /// Silence for this long means the connection is dead.
+    pub(crate) fn dead_after(&self) -> Duration {
+        self.interval + self.pong_timeout
+    }
+}
+
+pub(crate) struct Settings {
+    pub(crate) config: WebSocketConfig,
+    pub(crate) url: WsUrl,
+    pub(crate) policy: ReconnectPolicy,
+    pub(crate) breaker_timeout: Duration,
+    pub(crate) keepalive: Option<Keepalive>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) headers: Credentials,
+    pub(crate) credential_provider: Option<CredentialProvider>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) mailbox_size: usize,
+    pub(crate) dlq: DlqConfig,
+    pub(crate) server_filters: bool,
+    pub(crate) write_batch: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) lazy: bool,
+}

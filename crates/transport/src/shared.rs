@@ -1,0 +1,149 @@
+//! State shared by the transport handle, its connection task and its
+//! subscription tasks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use watchtower_backpressure::BackpressureQueue;
+use watchtower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+use watchtower_core::{Event, WatchtowerError};
+use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
+
+use crate::settings::Settings;
+use crate::stats::{ConnectionState, Counters, add};
+use crate::subscription::Registry;
+
+/// Where the transport is in its own life (not the connection's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    Running,
+    /// `shutdown` was called: write what is queued, close, stop by `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// Dropped or shut down: stop now.
+    Stopped,
+}
+
+pub(crate) struct Shared {
+    /// Distinguishes this transport's subscription handles from others'.
+    pub(crate) instance: u64,
+    pub(crate) settings: Settings,
+    /// Serialised event frames waiting for the writer.
+    pub(crate) queue: BackpressureQueue<Utf8Bytes>,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) dlq: DeadLetterQueue<Event>,
+    pub(crate) subs: Registry,
+    pub(crate) counters: Counters,
+    pub(crate) state: watch::Sender<ConnectionState>,
+    pub(crate) lifecycle: watch::Sender<Lifecycle>,
+    /// Wakes publishers blocked on a full queue when the breaker opens.
+    pub(crate) gave_up: Notify,
+    /// Wakes `flush` callers when frames are written or settled otherwise.
+    pub(crate) progress: Notify,
+    /// Wakes the writer to send the server a new subscription filter.
+    pub(crate) filter_changed: Notify,
+    /// Set with `filter_changed`; the writer checks it between batches too,
+    /// so a busy writer does not miss a change.
+    pub(crate) filter_dirty: AtomicBool,
+    /// Whether the last close handshake (at shutdown) completed.
+    pub(crate) clean_close: AtomicBool,
+}
+
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+impl Shared {
+    pub(crate) fn new(settings: Settings) -> Result<Shared, WatchtowerError> {
+        let queue = BackpressureQueue::new(settings.config.backpressure.clone())
+            .map_err(|e| WatchtowerError::Config(format!("backpressure: {e}")))?;
+        // The breaker opens when the reconnect policy runs out of attempts
+        // (the connection task trips it), not by counting: the policy owns
+        // the count. One successful trial connect closes it again.
+        let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+            failure_threshold: u32::MAX,
+            timeout: settings.breaker_timeout,
+            success_threshold: 1,
+        })
+        .map_err(|e| WatchtowerError::Config(format!("circuit breaker: {e}")))?;
+        let dlq = DeadLetterQueue::new(settings.dlq.clone())
+            .map_err(|e| WatchtowerError::Config(format!("dead-letter queue: {e}")))?;
+        Ok(Shared {
+            instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
+            subs: Registry::new(settings.mailbox_size),
+            settings,
+            queue,
+            breaker,
+            dlq,
+            counters: Counters::default(),
+            state: watch::Sender::new(ConnectionState::Connecting),
+            lifecycle: watch::Sender::new(Lifecycle::Running),
+            gave_up: Notify::new(),
+            progress: Notify::new(),
+            filter_changed: Notify::new(),
+            filter_dirty: AtomicBool::new(false),
+            clean_close: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        self.state.send_if_modified(|current| {
+            if *current == state || *current == ConnectionState::Closed {
+                false
+            } else {
+                *current = state;
+                true
+            }
+        });
+    }
+
+    /// Asks the writer to send the server the subscriptions' new filter.
+    pub(crate) fn filter_changed(&self) {
+        if self.settings.server_filters {
+            self.filter_dirty.store(true, Relaxed);
+            self.filter_changed.notify_one();
+        }
+    }
+
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.borrow()
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.lifecycle() == Lifecycle::Running
+    }
+
+    /// Dead-letters frames that will never be written, and counts them.
+    /// Frames are decoded back into events here, off the hot path.
+    pub(crate) fn dead_letter_frames(
+        &self,
+        frames: Vec<Utf8Bytes>,
+        reason: DeadLetterReason,
+        error: &str,
+    ) {
+        if frames.is_empty() {
+            return;
+        }
+        let counter = match reason {
+            DeadLetterReason::Overflow => &self.counters.events_evicted,
+            _ => &self.counters.events_abandoned,
+        };
+        add(counter, frames.len() as u64);
+        for frame in frames {
+            // We serialised every frame ourselves, so it decodes.
+            if let Ok(event) = Event::from_json(frame.as_bytes()) {
+                self.dlq.push(event, reason, error);
+            }
+        }
+        self.progress.notify_waiters();
+    }
+
+    /// Moves everything still queued to the dead-letter queue.
+    pub(crate) fn abandon_queue(&self, reason: DeadLetterReason, error: &str) -> u64 {
+        let frames = self.queue.drain();
+        let n = frames.len() as u64;
+        self.dead_letter_frames(frames, reason, error);
+        n
+    }
+}

@@ -1,0 +1,268 @@
+//! Plain-data statistics and the connection state.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use watchtower_backpressure::BackpressureStats;
+use watchtower_circuit_breaker::CircuitBreakerStats;
+use watchtower_core::DecodeErrorKind;
+use watchtower_dlq::DlqStats;
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// The first connection is being made.
+    Connecting,
+    /// Connected; events flow.
+    Connected,
+    /// The connection was lost; waiting for or making reconnect `attempt`.
+    Reconnecting {
+        /// 1-based attempt number within this outage.
+        attempt: u32,
+    },
+    /// Reconnect attempts ran out; the circuit breaker is open and publish
+    /// fails fast until a trial connect succeeds.
+    CircuitOpen,
+    /// Shut down or dropped; final.
+    Closed,
+}
+
+impl ConnectionState {
+    /// True only while connected.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, ConnectionState::Connected)
+    }
+}
+
+/// Malformed incoming frames, counted by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MalformedCounts {
+    /// Binary frames that are not UTF-8.
+    pub invalid_utf8: u64,
+    /// Frames that are not JSON, or truncated JSON.
+    pub invalid_json: u64,
+    /// JSON that is not an object.
+    pub not_an_object: u64,
+    /// Objects without `id` or `event_type`.
+    pub missing_field: u64,
+    /// Objects with an empty `id` or `event_type`.
+    pub empty_field: u64,
+    /// Fields of the wrong type or format.
+    pub wrong_type: u64,
+    /// Messages over the maximum size (the connection is closed with 1009).
+    pub oversize: u64,
+}
+
+impl MalformedCounts {
+    /// All malformed frames.
+    pub fn total(&self) -> u64 {
+        self.invalid_utf8
+            + self.invalid_json
+            + self.not_an_object
+            + self.missing_field
+            + self.empty_field
+            + self.wrong_type
+            + self.oversize
+    }
+}
+
+impl std::ops::Add for MalformedCounts {
+    type Output = MalformedCounts;
+    fn add(self, o: MalformedCounts) -> MalformedCounts {
+        MalformedCounts {
+            invalid_utf8: self.invalid_utf8 + o.invalid_utf8,
+            invalid_json: self.invalid_json + o.invalid_json,
+            not_an_object: self.not_an_object + o.not_an_object,
+            missing_field: self.missing_field + o.missing_field,
+            empty_field: self.empty_field + o.empty_field,
+            wrong_type: self.wrong_type + o.wrong_type,
+            oversize: self.oversize + o.oversize,
+        }
+    }
+}
+
+/// Counters of one transport's connection and subscriptions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Successful connects, the first included.
+    pub connects: u64,
+    /// Successful connects after a lost connection.
+    pub reconnects: u64,
+    /// Connections lost (not counting shutdown).
+    pub disconnects: u64,
+    /// Connect attempts that failed.
+    pub failed_connects: u64,
+    /// Times the reconnect attempts ran out and the breaker opened.
+    pub gave_up: u64,
+    /// Event frames written to the socket, each once: flushed, or handed to
+    /// a connection that died before the flush completed (those are in
+    /// `frames_unconfirmed_lost` too).
+    pub frames_out: u64,
+    /// Payload bytes of those frames.
+    pub bytes_out: u64,
+    /// Data frames received (events, control frames and malformed ones).
+    pub frames_in: u64,
+    /// Payload bytes of those frames.
+    pub bytes_in: u64,
+    /// Frames decoded as events.
+    pub events_received: u64,
+    /// Control frames received.
+    pub control_frames_in: u64,
+    /// Malformed frames by reason.
+    pub malformed: MalformedCounts,
+    /// Events handed to subscription mailboxes.
+    pub events_dispatched: u64,
+    /// Events that matched no subscription.
+    pub events_unmatched: u64,
+    /// Events a full subscription mailbox could not take (dead-lettered).
+    pub mailbox_overflow: u64,
+    /// Handler calls that finished with `Ok`.
+    pub handler_ok: u64,
+    /// Handler calls that returned an error (dead-lettered).
+    pub handler_errors: u64,
+    /// Handler calls that panicked (dead-lettered).
+    pub handler_panics: u64,
+    /// Frames put back at the front of the queue because a connection was
+    /// lost before they were written.
+    pub frames_requeued: u64,
+    /// Frames confirmed received by the server: a pong answered a ping sent
+    /// after them on the same connection.
+    pub frames_confirmed: u64,
+    /// The at-most-once window: frames written to a connection that then
+    /// died before the server confirmed them. Some or all of them may not
+    /// have arrived.
+    pub frames_unconfirmed_lost: u64,
+    /// Events evicted from the queue by `DropOldest` (dead-lettered).
+    pub events_evicted: u64,
+    /// Queued events dead-lettered because the breaker opened or the
+    /// transport shut down before they could be written.
+    pub events_abandoned: u64,
+    /// Pings sent (keepalive and receipts).
+    pub pings_sent: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// Connections declared dead because nothing arrived in time.
+    pub keepalive_timeouts: u64,
+}
+
+/// Every statistic of a transport at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransportStats {
+    /// The connection state.
+    pub state: ConnectionState,
+    /// Connection and subscription counters.
+    pub connection: ConnectionStats,
+    /// The outgoing queue.
+    pub backpressure: BackpressureStats,
+    /// The circuit breaker.
+    pub circuit_breaker: CircuitBreakerStats,
+    /// The dead-letter queue.
+    pub dlq: DlqStats,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) failed_connects: AtomicU64,
+    pub(crate) gave_up: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) events_received: AtomicU64,
+    pub(crate) control_frames_in: AtomicU64,
+    pub(crate) invalid_utf8: AtomicU64,
+    pub(crate) invalid_json: AtomicU64,
+    pub(crate) not_an_object: AtomicU64,
+    pub(crate) missing_field: AtomicU64,
+    pub(crate) empty_field: AtomicU64,
+    pub(crate) wrong_type: AtomicU64,
+    pub(crate) oversize: AtomicU64,
+    pub(crate) events_dispatched: AtomicU64,
+    pub(crate) events_unmatched: AtomicU64,
+    pub(crate) mailbox_overflow: AtomicU64,
+    pub(crate) handler_ok: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) frames_requeued: AtomicU64,
+    pub(crate) frames_confirmed: AtomicU64,
+    pub(crate) frames_unconfirmed_lost: AtomicU64,
+    pub(crate) events_evicted: AtomicU64,
+    pub(crate) events_abandoned: AtomicU64,
+    pub(crate) pings_sent: AtomicU64,
+    pub(crate) pongs_received: AtomicU64,
+    pub(crate) keepalive_timeouts: AtomicU64,
+    /// Events accepted by `publish` (for `flush`).
+    pub(crate) accepted: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn malformed(&self, kind: DecodeErrorKind) {
+        let counter = match kind {
+            DecodeErrorKind::InvalidUtf8 => &self.invalid_utf8,
+            DecodeErrorKind::NotAnObject => &self.not_an_object,
+            DecodeErrorKind::MissingField => &self.missing_field,
+            DecodeErrorKind::EmptyField => &self.empty_field,
+            DecodeErrorKind::WrongType => &self.wrong_type,
+            // InvalidJson, and any reason added to core later.
+            _ => &self.invalid_json,
+        };
+        bump(counter);
+    }
+
+    /// Frames that will never be written: evicted or abandoned. `flush`
+    /// counts them as settled.
+    pub(crate) fn settled_unwritten(&self) -> u64 {
+        self.events_evicted.load(Relaxed) + self.events_abandoned.load(Relaxed)
+    }
+
+    pub(crate) fn snapshot(&self) -> ConnectionStats {
+        let l = |c: &AtomicU64| c.load(Relaxed);
+        ConnectionStats {
+            connects: l(&self.connects),
+            reconnects: l(&self.reconnects),
+            disconnects: l(&self.disconnects),
+            failed_connects: l(&self.failed_connects),
+            gave_up: l(&self.gave_up),
+            frames_out: l(&self.frames_out),
+            bytes_out: l(&self.bytes_out),
+            frames_in: l(&self.frames_in),
+            bytes_in: l(&self.bytes_in),
+            events_received: l(&self.events_received),
+            control_frames_in: l(&self.control_frames_in),
+            malformed: MalformedCounts {
+                invalid_utf8: l(&self.invalid_utf8),
+                invalid_json: l(&self.invalid_json),
+                not_an_object: l(&self.not_an_object),
+                missing_field: l(&self.missing_field),
+                empty_field: l(&self.empty_field),
+                wrong_type: l(&self.wrong_type),
+                oversize: l(&self.oversize),
+            },
+            events_dispatched: l(&self.events_dispatched),
+            events_unmatched: l(&self.events_unmatched),
+            mailbox_overflow: l(&self.mailbox_overflow),
+            handler_ok: l(&self.handler_ok),
+            handler_errors: l(&self.handler_errors),
+            handler_panics: l(&self.handler_panics),
+            frames_requeued: l(&self.frames_requeued),
+            frames_confirmed: l(&self.frames_confirmed),
+            frames_unconfirmed_lost: l(&self.frames_unconfirmed_lost),
+            events_evicted: l(&self.events_evicted),
+            events_abandoned: l(&self.events_abandoned),
+            pings_sent: l(&self.pings_sent),
+            pongs_received: l(&self.pongs_received),
+            keepalive_timeouts: l(&self.keepalive_timeouts),
+        }
+    }
+}

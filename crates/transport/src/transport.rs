@@ -1,0 +1,514 @@
+//! `WebSocketTransport`: the handle users publish and subscribe through.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::Instrument;
+use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
+use watchtower_circuit_breaker::{CircuitBreakerStats, CircuitState};
+use watchtower_core::{
+    BoxFuture, Event, EventHandler, HandlerFuture, Result, Subscriber, SubscriptionHandle,
+    Transport, WatchtowerError,
+};
+use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats};
+
+use crate::builder::TransportBuilder;
+use crate::config::WebSocketConfig;
+use crate::connection::{self, Failed, First};
+use crate::settings::Settings;
+use crate::shared::{Lifecycle, Shared};
+use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
+
+/// Extra time past the shutdown deadline for the connection task to finish
+/// its accounting before it is aborted.
+const FINISH_GRACE: Duration = Duration::from_millis(250);
+
+/// What `shutdown` could and could not do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Events still queued at the deadline, moved to the dead-letter queue
+    /// (reason `Shutdown`).
+    pub dead_lettered: u64,
+    /// Whether the WebSocket close handshake completed, which proves the
+    /// server read every frame written.
+    pub closed_cleanly: bool,
+}
+
+/// A resilient WebSocket connection that publishes and receives events.
+///
+/// One task owns the socket: it writes queued events in batches, reads and
+/// dispatches incoming events to subscriptions, pings, and reconnects on
+/// the policy's schedule. `publish` serialises in the caller's task and
+/// enqueues, so it is cheap and can be called from many tasks at once
+/// through an `Arc`.
+///
+/// Dropping the transport stops every task at once and discards what is
+/// still queued; call [`shutdown`](Self::shutdown) first to flush.
+pub struct WebSocketTransport {
+    shared: Arc<Shared>,
+    connection: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for WebSocketTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketTransport")
+            .field("url", &self.shared.settings.url)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketTransport {
+    /// Connects with `config` and default settings; see
+    /// [`builder`](Self::builder) for the rest.
+    ///
+    /// Fails with a `Config` error before any I/O if the URL or queue
+    /// settings are invalid, and with the last connection error if the
+    /// first connect and its `max_reconnect_attempts` retries all fail.
+    pub async fn new(config: WebSocketConfig) -> Result<Self> {
+        Self::builder(config).connect().await
+    }
+
+    /// A builder for every setting beyond [`WebSocketConfig`].
+    pub fn builder(config: WebSocketConfig) -> TransportBuilder {
+        TransportBuilder::new(config)
+    }
+
+    pub(crate) async fn start(settings: Settings) -> Result<Self> {
+        let shared = Arc::new(Shared::new(settings)?);
+        let span = tracing::info_span!(
+            "watchtower_ws",
+            url = %shared.settings.url,
+            transport = shared.instance
+        );
+        let first = if shared.settings.lazy {
+            First::Connect
+        } else {
+            match connection::connect_with_retries(&shared, true)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(ws) => First::Connected(Box::new(ws)),
+                Err(Failed::GaveUp(error)) => {
+                    shared.breaker.trip();
+                    shared.set_state(ConnectionState::CircuitOpen);
+                    return Err(error);
+                }
+                Err(Failed::Stopped) => return Err(WatchtowerError::Closed),
+            }
+        };
+        let task = tokio::spawn(connection::run(Arc::clone(&shared), first).instrument(span));
+        Ok(WebSocketTransport {
+            shared,
+            connection: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Publishes one event: serialises it here, in the caller's task, and
+    /// enqueues it for the writer.
+    ///
+    /// Returns once the event is queued, not when it is delivered (see
+    /// [`flush`](Self::flush)). While the circuit breaker is open it fails
+    /// fast with an error whose text contains `Circuit breaker is open`.
+    /// When the queue is full the strategy decides: `DropOldest` evicts the
+    /// oldest event to the dead-letter queue, `DropNewest` returns
+    /// `QueueFull`, `Block` waits for room (and is released with the breaker
+    /// error if the breaker opens meanwhile).
+    pub async fn publish(&self, event: Event) -> Result<()> {
+        let shared = &*self.shared;
+        shared
+            .breaker
+            .check()
+            .map_err(|rejected| WatchtowerError::CircuitOpen {
+                retry_after: rejected.retry_after,
+            })?;
+        let text = serde_json::to_string(&event).map_err(WatchtowerError::Serialization)?;
+        if text.len() > shared.settings.max_message_size {
+            return Err(WatchtowerError::MessageTooLarge {
+                size: text.len(),
+                max: shared.settings.max_message_size,
+            });
+        }
+        let frame = Utf8Bytes::from(text);
+        let pushed = if shared.queue.config().strategy == BackpressureStrategy::Block {
+            self.push_blocking(frame).await?
+        } else {
+            match shared.queue.try_push(frame) {
+                Ok(pushed) => pushed,
+                Err(PushError::Full(_)) => {
+                    return Err(WatchtowerError::QueueFull {
+                        capacity: shared.queue.capacity(),
+                    });
+                }
+                Err(_) => return Err(WatchtowerError::Closed),
+            }
+        };
+        bump(&shared.counters.accepted);
+        if let Pushed::Evicted(oldest) = pushed {
+            shared.dead_letter_frames(
+                vec![oldest],
+                DeadLetterReason::Overflow,
+                &format!(
+                    "evicted: the queue was full ({} events) and DropOldest made room for a newer event",
+                    shared.queue.capacity()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `Block`: wait for room, unless the breaker opens or the transport
+    /// shuts down first. With room, this costs no more than `try_push`.
+    async fn push_blocking(&self, frame: Utf8Bytes) -> Result<Pushed<Utf8Bytes>> {
+        let shared = &*self.shared;
+        let map = |e: PushError<Utf8Bytes>| match e {
+            PushError::Full(_) => WatchtowerError::QueueFull {
+                capacity: shared.queue.capacity(),
+            },
+            _ => WatchtowerError::Closed,
+        };
+        let push = shared.queue.push(frame);
+        tokio::pin!(push);
+        // Fast path: with room the push completes on its first poll.
+        if let Some(pushed) = (&mut push).now_or_never() {
+            return pushed.map_err(map);
+        }
+        // Full. Register for the breaker opening before checking it, so an
+        // opening in between still wakes us; once woken, the opening wins
+        // over the room that dead-lettering the queue makes.
+        let gave_up = shared.gave_up.notified();
+        tokio::pin!(gave_up);
+        gave_up.as_mut().enable();
+        let stopped = || {
+            if shared.is_running() {
+                WatchtowerError::CircuitOpen {
+                    retry_after: shared.breaker.retry_after(),
+                }
+            } else {
+                WatchtowerError::Closed
+            }
+        };
+        if shared.breaker.state() == CircuitState::Open {
+            return Err(stopped());
+        }
+        tokio::select! {
+            biased;
+            _ = &mut gave_up => Err(stopped()),
+            pushed = &mut push => pushed.map_err(map),
+        }
+    }
+
+    /// Waits until every event published before this call has been written
+    /// to the socket, or settled otherwise.
+    ///
+    /// Fails if any of them was dead-lettered instead (evicted, or
+    /// abandoned because the breaker opened or the transport shut down).
+    /// While disconnected it waits for the reconnect; wrap it in
+    /// `tokio::time::timeout` to bound the wait.
+    pub async fn flush(&self) -> Result<()> {
+        let shared = &*self.shared;
+        let counters = &shared.counters;
+        let target = counters.accepted.load(Relaxed);
+        let unwritten_before = counters.settled_unwritten();
+        loop {
+            let progress = shared.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if counters.frames_out.load(Relaxed) + counters.settled_unwritten() >= target {
+                break;
+            }
+            if self.state() == ConnectionState::Closed {
+                return Err(WatchtowerError::Closed);
+            }
+            progress.await;
+        }
+        match counters.settled_unwritten() - unwritten_before {
+            0 => Ok(()),
+            n => Err(WatchtowerError::connection(format!(
+                "{n} events published before this flush were not written and are in the \
+                 dead-letter queue"
+            ))),
+        }
+    }
+
+    /// Subscribes `handler` to `event_types` (empty: every type).
+    ///
+    /// Each subscription receives every matching event once, in order, on
+    /// its own task with its own bounded mailbox, across reconnects. A
+    /// handler that errors or panics sends that event to the dead-letter
+    /// queue; the subscription keeps running.
+    pub async fn subscribe<H>(
+        &self,
+        event_types: Vec<String>,
+        handler: H,
+    ) -> Result<SubscriptionHandle>
+    where
+        H: Fn(Event) -> HandlerFuture + Send + Sync + 'static,
+    {
+        self.subscribe_handler(event_types, Arc::new(handler)).await
+    }
+
+    /// [`subscribe`](Self::subscribe) with a shared handler.
+    pub async fn subscribe_handler(
+        &self,
+        event_types: Vec<String>,
+        handler: EventHandler,
+    ) -> Result<SubscriptionHandle> {
+        let shared = &self.shared;
+        if !shared.is_running() {
+            return Err(WatchtowerError::Closed);
+        }
+        if event_types.iter().any(|t| t.is_empty()) {
+            return Err(WatchtowerError::Subscription(
+                "an event type is an empty string; list non-empty types, or pass an empty list \
+                 to receive every type"
+                    .to_string(),
+            ));
+        }
+        let id = shared.subs.add(shared, event_types, handler);
+        shared.filter_changed();
+        Ok(SubscriptionHandle::new(shared.instance, id))
+    }
+
+    /// Stops delivery to `handle`. Events already in its mailbox are still
+    /// handled (bounded by the shutdown timeout); after this returns the
+    /// handler is not called again.
+    pub async fn unsubscribe(&self, handle: &SubscriptionHandle) -> Result<()> {
+        let shared = &self.shared;
+        if handle.owner() != shared.instance {
+            return Err(WatchtowerError::Subscription(format!(
+                "{handle} belongs to another transport"
+            )));
+        }
+        let Some(task) = shared.subs.remove(handle.id()) else {
+            return Err(WatchtowerError::Subscription(format!(
+                "unknown {handle}: it was never subscribed here or is already unsubscribed"
+            )));
+        };
+        shared.filter_changed();
+        let abort = task.abort_handle();
+        if timeout(shared.settings.shutdown_timeout, task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription without waiting for its task (used on drop).
+    pub(crate) fn detach_subscription(&self, handle: &SubscriptionHandle) {
+        if handle.owner() == self.shared.instance && self.shared.subs.remove(handle.id()).is_some()
+        {
+            self.shared.filter_changed();
+        }
+    }
+
+    /// Puts `event` in the dead-letter queue with `error` as the reason text
+    /// (reason kind `Manual`), e.g. after a failed publish.
+    pub async fn publish_to_dlq<E>(&self, event: Event, error: &E) -> Result<()>
+    where
+        E: fmt::Display + ?Sized,
+    {
+        self.shared
+            .dlq
+            .push(event, DeadLetterReason::Manual, error.to_string());
+        Ok(())
+    }
+
+    /// Starts consuming the dead-letter queue: `handler` is called for each
+    /// entry as it arrives, oldest first; a failing entry is retried up to
+    /// the DLQ's `max_attempts`, then parked. Runs until the returned handle
+    /// is stopped or the transport shuts down.
+    pub async fn consume_dlq<H>(&self, handler: H) -> Result<ConsumerHandle>
+    where
+        H: Fn(Event) -> HandlerFuture + Send + Sync + 'static,
+    {
+        if !self.shared.is_running() {
+            return Err(WatchtowerError::Closed);
+        }
+        Ok(self.shared.dlq.consume(handler))
+    }
+
+    /// The dead-letter queue itself: drain it, inspect parked entries.
+    pub fn dead_letters(&self) -> &DeadLetterQueue<Event> {
+        &self.shared.dlq
+    }
+
+    /// The outgoing queue's statistics.
+    pub async fn backpressure_stats(&self) -> BackpressureStats {
+        self.shared.queue.stats()
+    }
+
+    /// The circuit breaker's statistics.
+    pub async fn circuit_breaker_stats(&self) -> CircuitBreakerStats {
+        self.shared.breaker.stats()
+    }
+
+    /// The dead-letter queue's statistics.
+    pub fn dlq_stats(&self) -> DlqStats {
+        self.shared.dlq.stats()
+    }
+
+    /// Connection and subscription counters.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Every statistic at once.
+    pub fn stats(&self) -> TransportStats {
+        TransportStats {
+            state: self.state(),
+            connection: self.connection_stats(),
+            backpressure: self.shared.queue.stats(),
+            circuit_breaker: self.shared.breaker.stats(),
+            dlq: self.shared.dlq.stats(),
+        }
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.shared.state.borrow()
+    }
+
+    /// A receiver that sees every connection state change.
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Number of active subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.shared.subs.len()
+    }
+
+    /// The server URL, with query values and userinfo redacted.
+    pub fn url(&self) -> String {
+        self.shared.settings.url.to_string()
+    }
+
+    /// `Ok` only while connected with a live keepalive (a connection whose
+    /// keepalive expires is dropped and reconnected at once).
+    pub async fn health_check(&self) -> Result<()> {
+        match self.state() {
+            ConnectionState::Connected => Ok(()),
+            ConnectionState::CircuitOpen => Err(WatchtowerError::CircuitOpen {
+                retry_after: self.shared.breaker.retry_after(),
+            }),
+            ConnectionState::Closed => Err(WatchtowerError::Closed),
+            ConnectionState::Reconnecting { attempt } => Err(WatchtowerError::connection(format!(
+                "not connected to {}: reconnecting (attempt {attempt})",
+                self.shared.settings.url
+            ))),
+            _ => Err(WatchtowerError::connection(format!(
+                "not connected to {} yet",
+                self.shared.settings.url
+            ))),
+        }
+    }
+
+    /// Flushes what is queued (within the builder's shutdown timeout),
+    /// closes the WebSocket with a normal close, waits for the server's
+    /// close, and stops every task. What could not be written is moved to
+    /// the dead-letter queue and counted in the report. Calling it again
+    /// does nothing.
+    pub async fn shutdown(&self) -> Result<ShutdownReport> {
+        let shared = &self.shared;
+        if !shared.is_running() {
+            return Ok(ShutdownReport::default());
+        }
+        let deadline = Instant::now() + shared.settings.shutdown_timeout;
+        let abandoned_before = shared.counters.events_abandoned.load(Relaxed);
+        shared
+            .lifecycle
+            .send_replace(Lifecycle::Draining { deadline });
+        // New publishes now fail with `Closed`; blocked ones are released.
+        shared.queue.close();
+        let task = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let abort = task.abort_handle();
+            if timeout_at(deadline + FINISH_GRACE, task).await.is_err() {
+                abort.abort();
+                connection::finish(shared);
+            }
+        }
+        for task in shared.subs.remove_all() {
+            let abort = task.abort_handle();
+            if timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        shared.dlq.close();
+        shared.lifecycle.send_replace(Lifecycle::Stopped);
+        shared.set_state(ConnectionState::Closed);
+        let report = ShutdownReport {
+            dead_lettered: shared.counters.events_abandoned.load(Relaxed) - abandoned_before,
+            closed_cleanly: shared.clean_close.load(Relaxed),
+        };
+        tracing::info!(url = %shared.settings.url, ?report, "shut down");
+        Ok(report)
+    }
+}
+
+impl Drop for WebSocketTransport {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        shared.lifecycle.send_replace(Lifecycle::Stopped);
+        shared.queue.close();
+        if let Some(task) = self
+            .connection
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        for task in shared.subs.remove_all() {
+            task.abort();
+        }
+        shared.dlq.close();
+        shared.set_state(ConnectionState::Closed);
+    }
+}
+
+impl Transport for WebSocketTransport {
+    fn publish(&self, event: Event) -> BoxFuture<'_, Result<()>> {
+        Box::pin(WebSocketTransport::publish(self, event))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(WebSocketTransport::flush(self))
+    }
+
+    fn health_check(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(WebSocketTransport::health_check(self))
+    }
+}
+
+impl Subscriber for WebSocketTransport {
+    fn subscribe_handler(
+        &mut self,
+        event_types: Vec<String>,
+        handler: EventHandler,
+    ) -> BoxFuture<'_, Result<SubscriptionHandle>> {
+        Box::pin(WebSocketTransport::subscribe_handler(
+            self,
+            event_types,
+            handler,
+        ))
+    }
+
+    fn unsubscribe<'a>(&'a mut self, handle: &'a SubscriptionHandle) -> BoxFuture<'a, Result<()>> {
+        Box::pin(WebSocketTransport::unsubscribe(self, handle))
+    }
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the `watchtower-websocket` facade: real servers on
+//! 127.0.0.1 (a raw tokio-tungstenite server, the hub, a TCP fault proxy),
+//! never a mocked socket. One test binary, so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod backpressure;
+mod chaos;
+mod dispatch;
+mod handlers;
+mod keepalive;
+mod malformed;
+mod reconnect;
+mod shutdown;
+mod spec_examples;

@@ -1,0 +1,189 @@
+//! Project automation, in plain Rust: `cargo xtask <command>`.
+//!
+//! | command | what it runs |
+//! |---|---|
+//! | `test` | every test of the workspace (unit, integration, doc) with examples built, then the quickstart example |
+//! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
+//! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
+//! | `soak [args]` | the long reliability runs that are too slow for `test` |
+//! | `deny` | `cargo deny check`, installing cargo-deny first if it is missing |
+//! | `ci` | lint, test, a quick bench, and deny when cargo-deny is installed |
+//!
+//! No dependencies: it only runs cargo.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = (), E = String> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "test" => test(rest),
+        "lint" => lint(),
+        "bench" => bench(rest),
+        "soak" => soak(rest),
+        "deny" => deny(),
+        "ci" => ci(),
+        "help" | "--help" | "-h" => {
+            println!("{}", HELP);
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "usage: cargo xtask <command>
+
+commands:
+  test [args]   all tests (unit, integration, doc), examples built, then the quickstart;
+                extra args go to `cargo test` (e.g. a test name filter)
+  lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
+  bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run
+  soak [args]   the long reliability runs (ignored by `test`)
+  deny          cargo deny check (installs cargo-deny if missing)
+  ci            lint + test + bench --quick (+ deny when cargo-deny is installed)";
+
+fn root() -> PathBuf {
+    // xtask's manifest lives one level below the workspace root.
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    manifest
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(mut command: Command) -> Result {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: running {shown}");
+    let status = command
+        .status()
+        .map_err(|e| format!("could not start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn test(extra: &[String]) -> Result {
+    let mut command = cargo();
+    command
+        .args(["test", "--workspace", "--locked"])
+        .args(extra);
+    run(command)?;
+    if extra.is_empty() {
+        // The README's first command must keep working.
+        let mut quickstart = cargo();
+        quickstart.args(["run", "--locked", "--example", "quickstart"]);
+        run(quickstart)?;
+    }
+    Ok(())
+}
+
+fn lint() -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)
+}
+
+fn bench(extra: &[String]) -> Result {
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "watchtower-cli",
+            "--",
+            "bench",
+        ])
+        .args(extra);
+    run(command)
+}
+
+fn soak(extra: &[String]) -> Result {
+    let mut command = cargo();
+    command
+        .args([
+            "test",
+            "--release",
+            "--locked",
+            "--test",
+            "tests",
+            "--",
+            "--ignored",
+        ])
+        .args(extra);
+    run(command)
+}
+
+fn deny_installed() -> bool {
+    cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn deny() -> Result {
+    if !deny_installed() {
+        let mut install = cargo();
+        install.args(["install", "--locked", "cargo-deny"]);
+        run(install)?;
+    }
+    let mut check = cargo();
+    check.args(["deny", "--locked", "check"]);
+    run(check)
+}
+
+fn ci() -> Result {
+    lint()?;
+    test(&[])?;
+    bench(&["--quick".to_string()])?;
+    if deny_installed() {
+        deny()?;
+    } else {
+        eprintln!(
+            "xtask: cargo-deny is not installed; skipping `deny` (run `cargo xtask deny` to install it)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod hygiene;
