@@ -10,6 +10,7 @@ mod backpressure;
 mod chaos;
 mod dispatch;
 mod handlers;
+mod hub;
 mod keepalive;
 mod malformed;
 mod reconnect;

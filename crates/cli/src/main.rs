@@ -68,10 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     // On bad arguments clap prints usage and exits with 2.
     let cli = Cli::parse();
-    // A failed publish reports itself in one line; the transport's warnings
-    // about each failed attempt would only repeat it.
-    let quiet_transport = matches!(cli.command, Command::Publish(_));
-    init_logging(cli.verbose, quiet_transport);
+    init_logging(cli.verbose);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,17 +103,14 @@ async fn run(command: Command) -> Result<(), CliError> {
 }
 
 /// Logs go to stderr, so stdout carries only data (`subscribe`'s events).
-fn init_logging(verbose: u8, quiet_transport: bool) {
+fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => LevelFilter::WARN,
         1 => LevelFilter::INFO,
         2 => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
-    let mut filter = Targets::new().with_default(level);
-    if quiet_transport && verbose == 0 {
-        filter = filter.with_target("watchtower_websocket_transport", LevelFilter::ERROR);
-    }
+    let filter = Targets::new().with_default(level);
     let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());

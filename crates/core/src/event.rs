@@ -312,6 +312,11 @@ pub struct EventHeader<'a> {
 impl<'a> EventHeader<'a> {
     /// Parses and checks a frame; borrows the strings from it where possible.
     pub fn parse(bytes: &'a [u8]) -> Result<EventHeader<'a>, DecodeError> {
+        // serde_json skips ignored strings without checking their UTF-8, so
+        // check the whole frame first: what we relay must decode.
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })?;
         #[derive(Deserialize)]
         struct Checked<'a> {
             #[serde(borrow)]
@@ -325,7 +330,7 @@ impl<'a> EventHeader<'a> {
             #[allow(dead_code)]
             metadata: EventMetadata,
         }
-        match serde_json::from_slice::<Checked<'a>>(bytes) {
+        match serde_json::from_str::<Checked<'a>>(text) {
             Ok(c) if c.id.is_empty() => Err(DecodeError::EmptyField("id")),
             Ok(c) if c.event_type.is_empty() => Err(DecodeError::EmptyField("event_type")),
             Ok(c) => Ok(EventHeader {
@@ -351,6 +356,7 @@ mod header_tests {
             br#"{"id":"e","event_type":"t","payload":[1,"#,
             br#"{"id":"e","event_type":"t","metadata":{"timestamp":"nope"}}"#,
             br#"{"id":"e","event_type":"t","metadata":null}"#,
+            b"{\"id\":\"e\",\"event_type\":\"t\",\"payload\":\"\xff\"}",
             b"[]",
             b"\xff",
         ];

@@ -42,7 +42,24 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let upgrade = accept_hdr_async_with_config(socket, check_upgrade, Some(config.wire_config()));
+    let outbox = Arc::new(Outbox::new(
+        id,
+        config.client_queue_frames,
+        config.slow_client_timeout,
+    ));
+    // Join the fan-out once the request is accepted, before the response
+    // goes out: when a client's handshake completes it is already
+    // receiving, so an event published right after by anyone reaches it.
+    // Frames relayed meanwhile wait in its queue for the writer.
+    let mut member = None;
+    // `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
+    #[allow(clippy::result_large_err)]
+    let accept = |request: &Request, response: Response| {
+        let response = check_upgrade(request, response)?;
+        member = Some(Membership::join(&shared, Arc::clone(&outbox)));
+        Ok(response)
+    };
+    let upgrade = accept_hdr_async_with_config(socket, accept, Some(config.wire_config()));
     let ws = match timeout(config.handshake_timeout, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
@@ -57,12 +74,6 @@ where
         }
     };
 
-    let outbox = Arc::new(Outbox::new(
-        id,
-        config.client_queue_frames,
-        config.slow_client_timeout,
-    ));
-    let member = Membership::join(&shared, Arc::clone(&outbox));
     tracing::info!(%peer, "client connected");
 
     let (mut sink, mut stream) = ws.split();

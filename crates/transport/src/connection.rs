@@ -7,9 +7,10 @@
 //! it accounts for every frame — written, put back, or dead-lettered — and
 //! reconnects.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,7 +123,12 @@ pub(crate) async fn connect_with_retries(shared: &Shared, initial: bool) -> Resu
             Ok(ws) => return Ok(ws),
             Err(error) => {
                 bump(&shared.counters.failed_connects);
-                tracing::warn!(url = %shared.settings.url, %error, "connect failed");
+                if initial {
+                    // `connect()` returns the final error to its caller.
+                    tracing::debug!(url = %shared.settings.url, %error, "connect failed");
+                } else {
+                    tracing::warn!(url = %shared.settings.url, %error, "reconnect failed");
+                }
                 if let WatchtowerError::Auth { .. } = error {
                     // Rejected credentials: ask the provider for fresh ones
                     // once, at once; a second rejection stops the retries
@@ -250,7 +256,8 @@ impl fmt::Display for Reason {
 }
 
 /// State the session's reader, writer and keepalive share. They run in one
-/// task, but the task must be `Send`, so plain atomics rather than `Cell`s.
+/// task, but the task must be `Send`, so atomics and a short-held mutex
+/// rather than `Cell`s.
 struct Cells {
     epoch: Instant,
     last_rx: AtomicU64,
@@ -259,11 +266,27 @@ struct Cells {
     flushed: AtomicU64,
     /// Of those, how many the server confirmed (via pong).
     confirmed: AtomicU64,
-    ping_outstanding: AtomicBool,
+    /// Pings in flight, oldest first: what each one confirms when its pong
+    /// comes back. Never held across an `.await`.
+    pings: Mutex<VecDeque<PingRecord>>,
+    next_ping: AtomicU64,
     /// Wakes an idle writer: a ping arrived (flush, so the queued pong goes
     /// out) or a pong did (re-arm the keepalive ping).
     wake_writer: Notify,
 }
+
+/// What a ping's pong proves: the server has read everything we wrote
+/// before the ping — `frames` event frames and the filter of `filter_epoch`.
+#[derive(Clone, Copy)]
+struct PingRecord {
+    id: u64,
+    frames: u64,
+    filter_epoch: u64,
+}
+
+/// Pings remembered at most; older ones are forgotten (their pongs then
+/// confirm nothing, which is only less precise).
+const MAX_PINGS_IN_FLIGHT: usize = 1024;
 
 impl Cells {
     fn new() -> Cells {
@@ -273,7 +296,8 @@ impl Cells {
             last_ping: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
-            ping_outstanding: AtomicBool::new(false),
+            pings: Mutex::new(VecDeque::new()),
+            next_ping: AtomicU64::new(1),
             wake_writer: Notify::new(),
         }
     }
@@ -290,16 +314,54 @@ impl Cells {
         self.last_rx.store(self.since_epoch(), Relaxed);
     }
 
-    /// A pong carries back the flushed count we put in the ping: every frame
-    /// before it has been read by the server.
-    /// Returns how many more frames this pong confirmed.
-    fn on_pong(&self, payload: &[u8]) -> u64 {
-        self.ping_outstanding.store(false, Relaxed);
+    fn pings(&self) -> std::sync::MutexGuard<'_, VecDeque<PingRecord>> {
+        self.pings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ping_outstanding(&self) -> bool {
+        !self.pings().is_empty()
+    }
+
+    /// Remembers a ping about to be sent; returns its payload.
+    fn record_ping(&self, frames: u64, filter_epoch: u64) -> [u8; 8] {
+        let id = self.next_ping.fetch_add(1, Relaxed);
+        let mut pings = self.pings();
+        if pings.len() >= MAX_PINGS_IN_FLIGHT {
+            pings.pop_front();
+        }
+        pings.push_back(PingRecord {
+            id,
+            frames,
+            filter_epoch,
+        });
+        self.last_ping.store(self.since_epoch(), Relaxed);
+        id.to_be_bytes()
+    }
+
+    /// A pong answers the ping with its id and every earlier one (peers
+    /// answer only the latest of several). Returns how many more frames it
+    /// confirmed and the filter epoch it confirmed, if any.
+    fn on_pong(&self, payload: &[u8]) -> (u64, Option<u64>) {
         let Ok(bytes) = <[u8; 8]>::try_from(payload) else {
-            return 0;
+            // Not our payload (a non-conforming peer): it answers
+            // something, so forget what is in flight, but confirms nothing.
+            self.pings().clear();
+            return (0, None);
         };
-        let upto = u64::from_be_bytes(bytes).min(self.flushed.load(Relaxed));
-        upto.saturating_sub(self.confirmed.fetch_max(upto, Relaxed))
+        let id = u64::from_be_bytes(bytes);
+        let mut answered = None;
+        {
+            let mut pings = self.pings();
+            while pings.front().is_some_and(|p| p.id <= id) {
+                answered = pings.pop_front();
+            }
+        }
+        let Some(record) = answered.filter(|r| r.id == id) else {
+            return (0, None);
+        };
+        let upto = record.frames.min(self.flushed.load(Relaxed));
+        let more = upto.saturating_sub(self.confirmed.fetch_max(upto, Relaxed));
+        (more, Some(record.filter_epoch))
     }
 
     /// Frames written but not confirmed, plus `unflushed` fed ones.
@@ -498,7 +560,11 @@ async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Stream) -> End {
             Ok(Message::Ping(_)) => cells.wake_writer.notify_one(),
             Ok(Message::Pong(payload)) => {
                 bump(&shared.counters.pongs_received);
-                add(&shared.counters.frames_confirmed, cells.on_pong(&payload));
+                let (confirmed, filter_epoch) = cells.on_pong(&payload);
+                add(&shared.counters.frames_confirmed, confirmed);
+                if let Some(epoch) = filter_epoch {
+                    shared.filter_confirmed(epoch);
+                }
                 cells.wake_writer.notify_one();
             }
             Ok(Message::Close(frame)) => {
@@ -574,9 +640,13 @@ async fn write_loop(shared: &Shared, cells: &Cells, batch: &mut Batch, sink: &mu
     let settings = &shared.settings;
     let max = settings.write_batch;
     let lost = |e| End::Lost(Reason::Write(e));
+    // A new connection receives everything until told otherwise, a superset
+    // of any filter; narrow it first thing, if there is anything to narrow.
     if settings.server_filters {
         shared.filter_dirty.store(false, Relaxed);
-        if let Err(e) = send_filter(shared, sink).await {
+        if shared.subs.len() > 0
+            && let Err(e) = send_filter(shared, cells, sink).await
+        {
             return lost(e);
         }
     }
@@ -585,7 +655,7 @@ async fn write_loop(shared: &Shared, cells: &Cells, batch: &mut Batch, sink: &mu
     loop {
         if settings.server_filters
             && shared.filter_dirty.swap(false, Relaxed)
-            && let Err(e) = send_filter(shared, sink).await
+            && let Err(e) = send_filter(shared, cells, sink).await
         {
             return lost(e);
         }
@@ -611,8 +681,8 @@ async fn write_loop(shared: &Shared, cells: &Cells, batch: &mut Batch, sink: &mu
                     }
                 }
                 _ = &mut ping_timer, if ping_at.is_some() => {
-                    let payload = cells.flushed.load(Relaxed);
-                    if let Err(e) = send_ping(shared, cells, sink, payload, true).await {
+                    let flushed = cells.flushed.load(Relaxed);
+                    if let Err(e) = send_ping(shared, cells, sink, flushed, true).await {
                         return lost(e);
                     }
                     continue;
@@ -664,7 +734,7 @@ async fn write_loop(shared: &Shared, cells: &Cells, batch: &mut Batch, sink: &mu
 /// never while one is unanswered (the keepalive watch handles that).
 fn next_ping_at(shared: &Shared, cells: &Cells) -> Option<Instant> {
     let keepalive = shared.settings.keepalive?;
-    if cells.ping_outstanding.load(Relaxed) {
+    if cells.ping_outstanding() {
         return None;
     }
     let last = cells.at(&cells.last_rx).max(cells.at(&cells.last_ping));
@@ -675,13 +745,12 @@ async fn send_ping(
     shared: &Shared,
     cells: &Cells,
     sink: &mut Sink,
-    upto: u64,
+    frames: u64,
     flush: bool,
 ) -> Result<(), tungstenite::Error> {
-    cells.ping_outstanding.store(true, Relaxed);
-    cells.last_ping.store(cells.since_epoch(), Relaxed);
+    let payload = cells.record_ping(frames, shared.filter_epoch_sent.load(Relaxed));
     bump(&shared.counters.pings_sent);
-    let ping = Message::Ping(Bytes::copy_from_slice(&upto.to_be_bytes()));
+    let ping = Message::Ping(Bytes::copy_from_slice(&payload));
     if flush {
         sink.send(ping).await
     } else {
@@ -689,9 +758,21 @@ async fn send_ping(
     }
 }
 
-/// Tells a hub which event types the subscriptions want.
-async fn send_filter(shared: &Shared, sink: &mut Sink) -> Result<(), tungstenite::Error> {
+/// Tells a hub which event types the subscriptions want, then pings: the
+/// pong confirms the hub applied the filter (it reads frames in order), and
+/// `subscribe` waits for that.
+async fn send_filter(
+    shared: &Shared,
+    cells: &Cells,
+    sink: &mut Sink,
+) -> Result<(), tungstenite::Error> {
+    // Read the epoch before the subscriptions: a change after this read
+    // bumps the epoch again and sends another filter.
+    let epoch = shared.filter_epoch.load(Relaxed);
     let frame = shared.subs.server_filter();
-    tracing::debug!(?frame, "sending subscription filter");
-    sink.send(Message::Text(frame.to_json().into())).await
+    tracing::debug!(?frame, epoch, "sending subscription filter");
+    sink.feed(Message::Text(frame.to_json().into())).await?;
+    shared.filter_epoch_sent.fetch_max(epoch, Relaxed);
+    let flushed = cells.flushed.load(Relaxed);
+    send_ping(shared, cells, sink, flushed, true).await
 }

@@ -48,6 +48,14 @@ pub(crate) struct Shared {
     /// Set with `filter_changed`; the writer checks it between batches too,
     /// so a busy writer does not miss a change.
     pub(crate) filter_dirty: AtomicBool,
+    /// Bumped by every subscription change.
+    pub(crate) filter_epoch: AtomicU64,
+    /// The newest epoch whose filter was written to the server.
+    pub(crate) filter_epoch_sent: AtomicU64,
+    /// The newest epoch the server confirmed (a pong after its filter).
+    pub(crate) filter_epoch_confirmed: AtomicU64,
+    /// Wakes `subscribe` calls waiting for their filter.
+    pub(crate) filter_progress: Notify,
     /// Whether the last close handshake (at shutdown) completed.
     pub(crate) clean_close: AtomicBool,
 }
@@ -83,6 +91,10 @@ impl Shared {
             progress: Notify::new(),
             filter_changed: Notify::new(),
             filter_dirty: AtomicBool::new(false),
+            filter_epoch: AtomicU64::new(0),
+            filter_epoch_sent: AtomicU64::new(0),
+            filter_epoch_confirmed: AtomicU64::new(0),
+            filter_progress: Notify::new(),
             clean_close: AtomicBool::new(false),
         })
     }
@@ -98,11 +110,46 @@ impl Shared {
         });
     }
 
-    /// Asks the writer to send the server the subscriptions' new filter.
-    pub(crate) fn filter_changed(&self) {
+    /// Asks the writer to send the server the subscriptions' new filter;
+    /// returns the change's epoch.
+    pub(crate) fn filter_changed(&self) -> u64 {
+        let epoch = self.filter_epoch.fetch_add(1, Relaxed) + 1;
         if self.settings.server_filters {
             self.filter_dirty.store(true, Relaxed);
             self.filter_changed.notify_one();
+        }
+        epoch
+    }
+
+    pub(crate) fn filter_confirmed(&self, epoch: u64) {
+        if self.filter_epoch_confirmed.fetch_max(epoch, Relaxed) < epoch {
+            self.filter_progress.notify_waiters();
+        }
+    }
+
+    /// With server filters, waits until the server has applied the filter
+    /// of `epoch` — or the connection is not up (the filter then goes out
+    /// first thing on the next connection), or the connect timeout passes.
+    pub(crate) async fn await_filter(&self, epoch: u64) {
+        if !self.settings.server_filters {
+            return;
+        }
+        let deadline = Instant::now() + self.settings.connect_timeout;
+        let mut state = self.state.subscribe();
+        loop {
+            let progress = self.filter_progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self.filter_epoch_confirmed.load(Relaxed) >= epoch
+                || !state.borrow_and_update().is_connected()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = progress => {}
+                changed = state.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
         }
     }
 

@@ -273,7 +273,9 @@ impl WebSocketTransport {
             ));
         }
         let id = shared.subs.add(shared, event_types, handler);
-        shared.filter_changed();
+        // With server filters, return once the server delivers the new types.
+        let epoch = shared.filter_changed();
+        shared.await_filter(epoch).await;
         Ok(SubscriptionHandle::new(shared.instance, id))
     }
 
@@ -292,7 +294,7 @@ impl WebSocketTransport {
                 "unknown {handle}: it was never subscribed here or is already unsubscribed"
             )));
         };
-        shared.filter_changed();
+        let _ = shared.filter_changed();
         let abort = task.abort_handle();
         if timeout(shared.settings.shutdown_timeout, task)
             .await
@@ -307,7 +309,7 @@ impl WebSocketTransport {
     pub(crate) fn detach_subscription(&self, handle: &SubscriptionHandle) {
         if handle.owner() == self.shared.instance && self.shared.subs.remove(handle.id()).is_some()
         {
-            self.shared.filter_changed();
+            let _ = self.shared.filter_changed();
         }
     }
 
