@@ -144,3 +144,29 @@ async fn unsubscribe_stops_delivery_and_unknown_handles_are_errors() {
         .unwrap_err();
     assert!(matches!(e, WatchtowerError::Subscription(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_typed_subscription_filters_and_counts_like_many() {
+    // One subscription takes frames unread (it decodes them anyway); it
+    // must filter, count and classify exactly as routing by header does.
+    let server = RawServer::start().await;
+    let transport = fast(&server.url(), 3).connect().await.unwrap();
+    let got = Collector::default();
+    transport
+        .subscribe(vec!["t".into()], got.handler())
+        .await
+        .unwrap();
+    wait_until("connected", LIMIT, || server.connections() == 1).await;
+    server.send_event(&event("u", 0));
+    server.send_text(r#"{"id":"x","event_type":"t","metadata":{"timestamp":false}}"#);
+    server.send_text(r#"{ "type": "subscribe", "event_types": [] }"#);
+    server.send_event(&event("t", 1));
+    wait_until("the matching event", LIMIT, || got.len() == 1).await;
+    let stats = transport.connection_stats();
+    assert_eq!(got.ns(), vec![1]);
+    assert_eq!(stats.events_unmatched, 1, "{stats:?}");
+    assert_eq!(stats.malformed.wrong_type, 1, "{stats:?}");
+    assert_eq!(stats.control_frames_in, 1, "{stats:?}");
+    assert_eq!(stats.events_received, 2, "{stats:?}");
+    assert_eq!(stats.events_dispatched, 1, "{stats:?}");
+}

@@ -31,6 +31,10 @@ pub struct Fanout {
     pub hub: Summary,
     /// Raw broadcast server with raw clients.
     pub raw: Summary,
+    /// Decomposition: the hub with raw clients (and a raw publisher).
+    pub hub_raw_clients: Summary,
+    /// Decomposition: the raw server with our transport as subscribers.
+    pub raw_server_transport_clients: Summary,
     /// Frames the hub dropped for slow clients (should be 0).
     pub hub_dropped: u64,
     /// Median hub / median raw.
@@ -70,107 +74,145 @@ impl Counter {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Ours,
+    Raw,
+}
+
 pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
-    let (mut hub_runs, mut raw_runs, mut dropped) = (Vec::new(), Vec::new(), 0);
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    let mut dropped = 0;
+    // (server, subscribers, publisher), interleaved per run.
+    let setups = [
+        (Side::Ours, Side::Ours, Side::Ours),
+        (Side::Raw, Side::Raw, Side::Raw),
+        (Side::Ours, Side::Raw, Side::Raw),
+        (Side::Raw, Side::Ours, Side::Raw),
+    ];
     for _ in 0..RUNS {
-        let (rate, d) = hub_run(options).await?;
-        hub_runs.push(rate);
-        dropped += d;
-        raw_runs.push(raw_run(options).await?);
+        for (i, (server, subscribers, publisher)) in setups.into_iter().enumerate() {
+            let (rate, d) = one(options, server, subscribers, publisher).await?;
+            runs[i].push(rate);
+            dropped += d;
+        }
     }
-    let (hub, raw) = (Summary::of(hub_runs), Summary::of(raw_runs));
+    let [hub, raw, hub_raw_clients, raw_server_transport_clients] = runs.map(Summary::of);
     Ok(Fanout {
         subscribers: options.fanout_subscribers,
         events: options.fanout_events,
         ratio: ratio(hub.median, raw.median),
         hub,
         raw,
+        hub_raw_clients,
+        raw_server_transport_clients,
         hub_dropped: dropped,
     })
 }
 
-async fn hub_run(options: &BenchOptions) -> Result<(f64, u64), BenchError> {
+/// One run: `n` events to every subscriber; returns deliveries/s and the
+/// frames the hub dropped.
+async fn one(
+    options: &BenchOptions,
+    server: Side,
+    subscribers: Side,
+    publisher: Side,
+) -> Result<(f64, u64), BenchError> {
     let (n, subs) = (options.fanout_events, options.fanout_subscribers);
-    // Room for a whole run per client: this measures throughput, not the
-    // slow-client policy.
-    let mut config = HubConfig::default();
-    config.client_queue_frames = n.max(1024);
-    let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+    let (hub, raw_server, sub_url, pub_url) = match server {
+        Side::Ours => {
+            // Room for a whole run per client: this measures throughput,
+            // not the slow-client policy.
+            let mut config = HubConfig::default();
+            config.client_queue_frames = n.max(1024);
+            let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+            let url = hub.url();
+            (Some(hub), None, url.clone(), url)
+        }
+        Side::Raw => {
+            let (addr, server) = broadcast_server(n.next_power_of_two()).await?;
+            (
+                None,
+                Some(server),
+                format!("ws://{addr}/subscribe"),
+                format!("ws://{addr}/publish"),
+            )
+        }
+    };
     let counter = Counter::new((n * subs) as u64);
-    let mut subscribers = Vec::with_capacity(subs);
+    let mut transports = Vec::new();
+    let mut readers = Vec::new();
     for _ in 0..subs {
-        let transport = WebSocketTransport::builder(WebSocketConfig::new(hub.url()))
-            .mailbox_size(n.max(1024))
-            .connect()
-            .await?;
         let counter = Arc::clone(&counter);
-        transport
-            .subscribe(vec![], move |_event| {
-                counter.add();
-                Box::pin(async { Ok(()) })
-            })
-            .await?;
-        subscribers.push(transport);
-    }
-    let mut config = WebSocketConfig::new(hub.url());
-    config.backpressure.strategy = BackpressureStrategy::Block;
-    let publisher = WebSocketTransport::new(config).await?;
-    while hub.stats().clients < (subs + 1) as u64 {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
-    let events = events(n);
-    let start = Instant::now();
-    for event in events {
-        publisher.publish(event).await?;
-    }
-    counter.reached().await;
-    let rate = (n * subs) as f64 / start.elapsed().as_secs_f64();
-    let dropped = hub.stats().dropped_frames;
-    publisher.shutdown().await?;
-    drop(subscribers);
-    hub.shutdown().await;
-    Ok((rate, dropped))
-}
-
-async fn raw_run(options: &BenchOptions) -> Result<f64, BenchError> {
-    let (n, subs) = (options.fanout_events, options.fanout_subscribers);
-    let (addr, _server) = broadcast_server(n.next_power_of_two()).await?;
-    let counter = Counter::new((n * subs) as u64);
-    let mut readers = Vec::with_capacity(subs);
-    for _ in 0..subs {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{addr}/subscribe")).await?;
-        let counter = Arc::clone(&counter);
-        // Like a user would: decode each frame into an event.
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message
-                    && Event::from_json(text.as_bytes()).is_ok()
-                {
-                    counter.add();
-                }
+        match subscribers {
+            Side::Ours => {
+                let transport = WebSocketTransport::builder(WebSocketConfig::new(&sub_url))
+                    .mailbox_size(n.max(1024))
+                    .connect()
+                    .await?;
+                transport
+                    .subscribe(vec![], move |_event| {
+                        counter.add();
+                        Box::pin(async { Ok(()) })
+                    })
+                    .await?;
+                transports.push(transport);
             }
-        }));
-    }
-    // The server subscribes each client to the broadcast as it accepts it,
-    // before the handshake completes: all are registered by now.
-    let (mut publisher, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/publish")).await?;
-    let events = events(n);
-    let start = Instant::now();
-    for (i, event) in events.iter().enumerate() {
-        publisher
-            .feed(Message::Text(serde_json::to_string(event)?.into()))
-            .await?;
-        if (i + 1) % RAW_FLUSH_EVERY == 0 {
-            publisher.flush().await?;
+            Side::Raw => {
+                let (mut ws, _) = tokio_tungstenite::connect_async(&sub_url).await?;
+                // Like a user would: decode each frame into an event.
+                readers.push(tokio::spawn(async move {
+                    while let Some(Ok(message)) = ws.next().await {
+                        if let Message::Text(text) = message
+                            && Event::from_json(text.as_bytes()).is_ok()
+                        {
+                            counter.add();
+                        }
+                    }
+                }));
+            }
         }
     }
-    publisher.flush().await?;
-    counter.reached().await;
+    // Both servers register a client before its handshake completes, so
+    // every subscriber receives from here on.
+    let events = events(n);
+    let start = match publisher {
+        Side::Ours => {
+            let mut config = WebSocketConfig::new(&pub_url);
+            config.backpressure.strategy = BackpressureStrategy::Block;
+            let transport = WebSocketTransport::new(config).await?;
+            let start = Instant::now();
+            for event in events {
+                transport.publish(event).await?;
+            }
+            counter.reached().await;
+            transports.push(transport);
+            start
+        }
+        Side::Raw => {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&pub_url).await?;
+            let start = Instant::now();
+            for (i, event) in events.into_iter().enumerate() {
+                ws.feed(Message::Text(serde_json::to_string(&event)?.into()))
+                    .await?;
+                if (i + 1) % RAW_FLUSH_EVERY == 0 {
+                    ws.flush().await?;
+                }
+            }
+            ws.flush().await?;
+            counter.reached().await;
+            start
+        }
+    };
     let rate = (n * subs) as f64 / start.elapsed().as_secs_f64();
+    let dropped = hub.as_ref().map_or(0, |h| h.stats().dropped_frames);
     for reader in readers {
         reader.abort();
     }
-    Ok(rate)
+    drop(transports);
+    if let Some(hub) = hub {
+        hub.shutdown().await;
+    }
+    drop(raw_server);
+    Ok((rate, dropped))
 }

@@ -99,6 +99,9 @@ pub struct BenchOptions {
     pub flood_events: usize,
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
+    /// Run only these measurements (`throughput`, `latency`, `fanout`,
+    /// `memory`, `flood`); empty: all of them.
+    pub only: Vec<String>,
 }
 
 impl BenchOptions {
@@ -113,7 +116,12 @@ impl BenchOptions {
             memory_connections: 1_000,
             flood_events: 1_000_000,
             report_dir: None,
+            only: Vec::new(),
         }
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 
     /// A reduced run for smoke tests: everything runs, in well under a
@@ -128,6 +136,7 @@ impl BenchOptions {
             memory_connections: 100,
             flood_events: 100_000,
             report_dir: None,
+            only: Vec::new(),
         }
     }
 }
@@ -137,28 +146,38 @@ impl BenchOptions {
 pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
     let started = std::time::Instant::now();
     let mut report = Report::new(&options);
-    eprintln!(
-        "bench: publish throughput ({} events x {} runs)",
-        options.throughput_events, options.runs
-    );
-    report.throughput = throughput::run(&options).await?;
-    eprintln!("bench: latency ({} samples)", options.latency_samples);
-    report.latency = latency::run(&options).await?;
-    eprintln!(
-        "bench: fan-out ({} events to {} subscribers)",
-        options.fanout_events, options.fanout_subscribers
-    );
-    report.fanout = fanout::run(&options).await?;
-    eprintln!(
-        "bench: idle memory ({} connections)",
-        options.memory_connections
-    );
-    report.memory = memory::run(&options).await?;
-    eprintln!(
-        "bench: flood ({} events, server down)",
-        options.flood_events
-    );
-    report.flood = flood::run(&options).await?;
+    if options.wants("throughput") {
+        eprintln!(
+            "bench: publish throughput ({} events x {} runs)",
+            options.throughput_events, options.runs
+        );
+        report.throughput = throughput::run(&options).await?;
+    }
+    if options.wants("latency") {
+        eprintln!("bench: latency ({} samples)", options.latency_samples);
+        report.latency = latency::run(&options).await?;
+    }
+    if options.wants("fanout") {
+        eprintln!(
+            "bench: fan-out ({} events to {} subscribers)",
+            options.fanout_events, options.fanout_subscribers
+        );
+        report.fanout = fanout::run(&options).await?;
+    }
+    if options.wants("memory") {
+        eprintln!(
+            "bench: idle memory ({} connections)",
+            options.memory_connections
+        );
+        report.memory = memory::run(&options).await?;
+    }
+    if options.wants("flood") {
+        eprintln!(
+            "bench: flood ({} events, server down)",
+            options.flood_events
+        );
+        report.flood = flood::run(&options).await?;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;
     eprintln!("bench: report written to {}", path.display());

@@ -179,6 +179,16 @@ impl Report {
         );
         let _ = writeln!(
             out,
+            "   decomposition: hub, raw clients       {}",
+            rate(&f.hub_raw_clients)
+        );
+        let _ = writeln!(
+            out,
+            "   raw server, transport subscribers     {}",
+            rate(&f.raw_server_transport_clients)
+        );
+        let _ = writeln!(
+            out,
             "   ratio hub/raw {:.2} (target ≥ 0.8); frames the hub dropped: {}",
             f.ratio, f.hub_dropped
         );

@@ -18,6 +18,9 @@ pub(crate) struct BenchArgs {
     /// Where to write the JSON report [default: target/bench/ beside the binary].
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
+    /// Run only this measurement (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = ["throughput", "latency", "fanout", "memory", "flood"])]
+    only: Vec<String>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -27,6 +30,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
         BenchOptions::full()
     };
     options.report_dir = args.report_dir;
+    options.only = args.only;
     let report = watchtower_bench::run(options).await.map_err(runtime)?;
     println!("{}", report.table());
     Ok(())

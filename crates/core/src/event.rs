@@ -342,6 +342,35 @@ impl<'a> EventHeader<'a> {
     }
 }
 
+impl<'a> EventHeader<'a> {
+    /// Reads `id` and `event_type` from text that is already known to be
+    /// UTF-8, checking only what routing needs: well-formed JSON, and both
+    /// fields present, strings and non-empty. Payload and metadata are
+    /// skipped unchecked, so a frame that passes may still fail
+    /// [`Event::from_json`]; [`EventHeader::parse`] is the strict form.
+    ///
+    /// This is the cheapest way to route a frame: no allocation (unless the
+    /// fields hold escapes) and no timestamp parsing.
+    pub fn peek(text: &'a str) -> Result<EventHeader<'a>, DecodeError> {
+        #[derive(Deserialize)]
+        struct Peeked<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            event_type: std::borrow::Cow<'a, str>,
+        }
+        match serde_json::from_str::<Peeked<'a>>(text) {
+            Ok(p) if p.id.is_empty() => Err(DecodeError::EmptyField("id")),
+            Ok(p) if p.event_type.is_empty() => Err(DecodeError::EmptyField("event_type")),
+            Ok(p) => Ok(EventHeader {
+                id: p.id,
+                event_type: p.event_type,
+            }),
+            Err(error) => Err(decode::explain(text.as_bytes(), &error)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod header_tests {
     use super::*;
@@ -376,6 +405,25 @@ mod header_tests {
                     String::from_utf8_lossy(case)
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn peek_checks_only_what_routing_needs() {
+        let h =
+            EventHeader::peek(r#"{"payload":[1,{"a":"b"}],"event_type":"t","id":"e"}"#).unwrap();
+        assert_eq!((&*h.id, &*h.event_type), ("e", "t"));
+        // Metadata is skipped: routing does not need it.
+        let odd = r#"{"id":"e","event_type":"t","metadata":{"timestamp":1}}"#;
+        assert!(EventHeader::peek(odd).is_ok());
+        for bad in [
+            r#"{"id":"e","event_type":"t""#,
+            r#"{"event_type":"t"}"#,
+            r#"{"id":"e","event_type":""}"#,
+            "[]",
+            r#"{"type":"ack"}"#,
+        ] {
+            assert!(EventHeader::peek(bad).is_err(), "{bad}");
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use watchtower_core::{ControlFrame, Event, WatchtowerError};
+use watchtower_core::{ControlFrame, EventHeader, WatchtowerError};
 use watchtower_dlq::DeadLetterReason;
 
 use crate::connect::{Ws, connect_once};
@@ -493,10 +493,8 @@ async fn close_gracefully(shared: &Shared, sink: &mut Sink, stream: &mut Stream)
         while let Some(message) = stream.next().await {
             match message {
                 Ok(Message::Close(_)) => return Some(()),
-                Ok(Message::Text(t)) => {
-                    on_frame(shared, Bytes::from(t), &mut WarnLimiter::default())
-                }
-                Ok(Message::Binary(b)) => on_frame(shared, b, &mut WarnLimiter::default()),
+                Ok(Message::Text(t)) => on_frame(shared, t, &mut WarnLimiter::default()),
+                Ok(Message::Binary(b)) => on_binary(shared, b, &mut WarnLimiter::default()),
                 Ok(_) => {}
                 // tungstenite reports the end of a completed handshake this way.
                 Err(tungstenite::Error::ConnectionClosed) => return Some(()),
@@ -555,8 +553,8 @@ async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Stream) -> End {
         };
         cells.touch();
         match message {
-            Ok(Message::Text(text)) => on_frame(shared, Bytes::from(text), &mut warn),
-            Ok(Message::Binary(bytes)) => on_frame(shared, bytes, &mut warn),
+            Ok(Message::Text(text)) => on_frame(shared, text, &mut warn),
+            Ok(Message::Binary(bytes)) => on_binary(shared, bytes, &mut warn),
             Ok(Message::Ping(_)) => cells.wake_writer.notify_one(),
             Ok(Message::Pong(payload)) => {
                 bump(&shared.counters.pongs_received);
@@ -591,25 +589,64 @@ async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Stream) -> End {
     }
 }
 
-/// Decodes one data frame and dispatches it; anything else is counted by
-/// reason and logged (rate-limited), never fatal.
-fn on_frame(shared: &Shared, bytes: Bytes, warn: &mut WarnLimiter) {
+/// A binary frame holding JSON: events are UTF-8, so check that once and
+/// treat it as text.
+fn on_binary(shared: &Shared, bytes: Bytes, warn: &mut WarnLimiter) {
+    match Utf8Bytes::try_from(bytes) {
+        Ok(text) => on_frame(shared, text, warn),
+        Err(_) => {
+            bump(&shared.counters.frames_in);
+            bump(&shared.counters.invalid_utf8);
+            warn.warn(&"a binary frame is not UTF-8, so it cannot hold JSON", 0);
+        }
+    }
+}
+
+/// Routes one data frame to the subscriptions that want it; anything else
+/// is counted by reason and logged (rate-limited), never fatal.
+///
+/// Only the header is read here (each subscription decodes its own copy),
+/// so the reader stays cheap however much the payload holds.
+fn on_frame(shared: &Shared, text: Utf8Bytes, warn: &mut WarnLimiter) {
     bump(&shared.counters.frames_in);
-    add(&shared.counters.bytes_in, bytes.len() as u64);
-    match Event::from_json(&bytes) {
-        Ok(event) => {
+    add(&shared.counters.bytes_in, text.len() as u64);
+    // A lone subscription reads the frame itself. Control frames (the hub
+    // writes them `{"type":…` first) are handled here in any case.
+    let text = if text.starts_with(r#"{"type":"#) {
+        text
+    } else {
+        match shared.subs.deliver_unread(shared, text) {
+            Ok(()) => return,
+            Err(text) => text,
+        }
+    };
+    let error = match EventHeader::peek(&text) {
+        Ok(header) => {
             bump(&shared.counters.events_received);
-            shared.subs.dispatch(shared, event, bytes);
+            // The header borrows the frame; dispatch shares a counted copy.
+            if shared
+                .subs
+                .dispatch(shared, &header.event_type, text.clone())
+            {
+                return;
+            }
+            bump(&shared.counters.events_unmatched);
+            // Nobody decodes it, so check it strictly here, to count it if bad.
+            match EventHeader::parse(text.as_bytes()) {
+                Ok(_) => return,
+                Err(error) => error,
+            }
         }
         Err(error) => {
-            if ControlFrame::from_json(&bytes).is_some() {
+            if ControlFrame::from_json(text.as_bytes()).is_some() {
                 bump(&shared.counters.control_frames_in);
                 return;
             }
-            shared.counters.malformed(error.kind());
-            warn.warn(&error, bytes.len());
+            error
         }
-    }
+    };
+    shared.counters.malformed(error.kind());
+    warn.warn(&error, text.len());
 }
 
 /// At most one malformed-frame warning per second, with a count of the rest,

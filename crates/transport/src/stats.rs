@@ -160,19 +160,29 @@ pub struct TransportStats {
     pub dlq: DlqStats,
 }
 
+/// The live counters. Fields are grouped by the task that writes them, with
+/// a cache line of padding between groups: the reader, the writer, the
+/// subscription tasks and publishing tasks run on different threads, and a
+/// shared cache line would bounce between them on every event.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Counters {
-    pub(crate) connects: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-    pub(crate) disconnects: AtomicU64,
-    pub(crate) failed_connects: AtomicU64,
-    pub(crate) gave_up: AtomicU64,
-    pub(crate) frames_out: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
+    // Publishing tasks.
+    /// Events accepted by `publish` (for `flush`).
+    pub(crate) accepted: AtomicU64,
+    pub(crate) events_evicted: AtomicU64,
+    pub(crate) events_abandoned: AtomicU64,
+    _pad_publish: Padding,
+    // The reader.
     pub(crate) frames_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) events_received: AtomicU64,
+    pub(crate) events_dispatched: AtomicU64,
+    pub(crate) events_unmatched: AtomicU64,
     pub(crate) control_frames_in: AtomicU64,
+    pub(crate) pongs_received: AtomicU64,
+    pub(crate) frames_confirmed: AtomicU64,
+    pub(crate) mailbox_overflow: AtomicU64,
     pub(crate) invalid_utf8: AtomicU64,
     pub(crate) invalid_json: AtomicU64,
     pub(crate) not_an_object: AtomicU64,
@@ -180,23 +190,31 @@ pub(crate) struct Counters {
     pub(crate) empty_field: AtomicU64,
     pub(crate) wrong_type: AtomicU64,
     pub(crate) oversize: AtomicU64,
-    pub(crate) events_dispatched: AtomicU64,
-    pub(crate) events_unmatched: AtomicU64,
-    pub(crate) mailbox_overflow: AtomicU64,
+    _pad_reader: Padding,
+    // The writer.
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) pings_sent: AtomicU64,
+    pub(crate) frames_requeued: AtomicU64,
+    pub(crate) frames_unconfirmed_lost: AtomicU64,
+    _pad_writer: Padding,
+    // Subscription tasks.
     pub(crate) handler_ok: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
-    pub(crate) frames_requeued: AtomicU64,
-    pub(crate) frames_confirmed: AtomicU64,
-    pub(crate) frames_unconfirmed_lost: AtomicU64,
-    pub(crate) events_evicted: AtomicU64,
-    pub(crate) events_abandoned: AtomicU64,
-    pub(crate) pings_sent: AtomicU64,
-    pub(crate) pongs_received: AtomicU64,
+    _pad_handlers: Padding,
+    // Connection events: rare.
+    pub(crate) connects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) failed_connects: AtomicU64,
+    pub(crate) gave_up: AtomicU64,
     pub(crate) keepalive_timeouts: AtomicU64,
-    /// Events accepted by `publish` (for `flush`).
-    pub(crate) accepted: AtomicU64,
 }
+
+/// One cache line.
+#[derive(Debug, Default)]
+struct Padding(#[allow(dead_code)] [u64; 8]);
 
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);

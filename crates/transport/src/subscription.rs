@@ -6,22 +6,31 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{ControlFrame, Event, EventHandler};
 use watchtower_dlq::DeadLetterReason;
 
 use crate::shared::Shared;
 use crate::stats::bump;
 
-/// One event on its way to a handler, with the frame it came in, kept (a
-/// cheap reference-counted clone) so a failed event can be dead-lettered
-/// without cloning every event up front.
+/// One event on its way to a handler: its frame, still undecoded. The
+/// reader only peeks at the header to route it; each subscription decodes
+/// its own copy in its own task, so decoding runs beside other
+/// subscriptions, and an event is allocated and freed on the same task
+/// (cross-thread frees are what makes allocators contend).
 pub(crate) struct Delivery {
-    event: Event,
-    raw: Bytes,
+    frame: Utf8Bytes,
+    /// Whether this copy counts a decoding failure: only one copy of a
+    /// frame does, so a bad frame is counted once however many
+    /// subscriptions it reached.
+    counts_errors: bool,
+    /// Whether the reader routed it by its header. If not (the only
+    /// subscription takes frames unread), the subscription classifies,
+    /// filters and counts it itself.
+    routed: bool,
 }
 
 enum Filter {
@@ -40,7 +49,7 @@ impl Filter {
 
 pub(crate) struct Entry {
     id: u64,
-    filter: Filter,
+    filter: Arc<Filter>,
     mailbox: mpsc::Sender<Delivery>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -73,8 +82,15 @@ impl Registry {
         } else {
             Filter::Types(event_types.into_iter().collect())
         };
+        let filter = Arc::new(filter);
         let (tx, rx) = mpsc::channel(self.mailbox_size);
-        let task = tokio::spawn(run(Arc::clone(shared), id, rx, handler));
+        let task = tokio::spawn(run(
+            Arc::clone(shared),
+            id,
+            Arc::clone(&filter),
+            rx,
+            handler,
+        ));
         let entry = Arc::new(Entry {
             id,
             filter,
@@ -130,7 +146,7 @@ impl Registry {
         }
         let mut union: Vec<String> = Vec::new();
         for entry in entries.iter() {
-            match &entry.filter {
+            match &*entry.filter {
                 Filter::All => {
                     return ControlFrame::Subscribe {
                         event_types: Vec::new(),
@@ -148,82 +164,156 @@ impl Registry {
         }
     }
 
-    /// Hands `event` to every matching subscription without waiting: a full
-    /// mailbox dead-letters the event for that subscription and counts it.
-    pub(crate) fn dispatch(&self, shared: &Shared, event: Event, raw: Bytes) {
+    /// Hands the frame of an event of `event_type` to every matching
+    /// subscription without waiting: a full mailbox dead-letters the event
+    /// for that subscription and counts it. False if nothing matched.
+    pub(crate) fn dispatch(&self, shared: &Shared, event_type: &str, frame: Utf8Bytes) -> bool {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let mut matching = entries
-            .iter()
-            .filter(|e| e.filter.matches(&event.event_type));
+        let mut matching = entries.iter().filter(|e| e.filter.matches(event_type));
         let Some(mut current) = matching.next() else {
-            bump(&shared.counters.events_unmatched);
-            return;
+            return false;
         };
-        // Clone for all but the last match; the last one takes the event.
+        // A reference-counted copy for all but the last match.
+        let mut counts_errors = true;
         for next in matching {
-            deliver(shared, current, event.clone(), raw.clone());
+            deliver(shared, current, frame.clone(), counts_errors, true);
+            counts_errors = false;
             current = next;
         }
-        deliver(shared, current, event, raw);
+        deliver(shared, current, frame, counts_errors, true);
+        true
+    }
+
+    /// With exactly one subscription, hands it the frame unread: it decodes
+    /// every frame it gets anyway, so reading the header here first would
+    /// parse each frame twice. Gives the frame back otherwise.
+    pub(crate) fn deliver_unread(
+        &self,
+        shared: &Shared,
+        frame: Utf8Bytes,
+    ) -> Result<(), Utf8Bytes> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        match entries.as_slice() {
+            [only] => {
+                deliver(shared, only, frame, true, false);
+                Ok(())
+            }
+            _ => Err(frame),
+        }
     }
 }
 
-fn deliver(shared: &Shared, entry: &Entry, event: Event, raw: Bytes) {
-    match entry.mailbox.try_send(Delivery { event, raw }) {
-        Ok(()) => bump(&shared.counters.events_dispatched),
+fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool, routed: bool) {
+    match entry.mailbox.try_send(Delivery {
+        frame,
+        counts_errors,
+        routed,
+    }) {
+        Ok(()) if routed => bump(&shared.counters.events_dispatched),
+        Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(delivery)) => {
             bump(&shared.counters.mailbox_overflow);
-            shared.dlq.push(
-                delivery.event,
-                DeadLetterReason::Overflow,
-                format!(
-                    "subscription {} mailbox is full ({} events): its handler is slower than the \
-                     event rate",
-                    entry.id, shared.settings.mailbox_size
-                ),
-            );
+            if let Ok(event) = Event::from_json(delivery.frame.as_bytes()) {
+                shared.dlq.push(
+                    event,
+                    DeadLetterReason::Overflow,
+                    format!(
+                        "subscription {} mailbox is full ({} events): its handler is slower than \
+                         the event rate",
+                        entry.id, shared.settings.mailbox_size
+                    ),
+                );
+            }
         }
         // Unsubscribing: the subscription no longer wants events.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
 
+/// Deliveries a subscription task takes from its mailbox at once.
+const TAKE: usize = 64;
+
 /// One subscription's task: handlers run one at a time, in arrival order.
 async fn run(
     shared: Arc<Shared>,
     id: u64,
+    filter: Arc<Filter>,
     mut mailbox: mpsc::Receiver<Delivery>,
     handler: EventHandler,
 ) {
-    while let Some(Delivery { event, raw }) = mailbox.recv().await {
-        // A handler can panic while building its future or while running it.
-        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(event))) {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-            Err(panic) => Err(panic),
-        };
-        let error = match outcome {
-            Ok(Ok(())) => {
-                bump(&shared.counters.handler_ok);
-                continue;
-            }
-            Ok(Err(error)) => {
-                bump(&shared.counters.handler_errors);
-                tracing::warn!(subscription = id, error = %error, "event handler failed; event dead-lettered");
-                format!("handler failed: {error}")
-            }
-            Err(panic) => {
-                bump(&shared.counters.handler_panics);
-                let message = panic_message(panic.as_ref());
-                tracing::warn!(subscription = id, panic = %message, "event handler panicked; event dead-lettered");
-                format!("handler panicked: {message}")
-            }
-        };
-        // The handler consumed the event; rebuild it from its frame.
-        if let Ok(event) = Event::from_json(&raw) {
-            shared
-                .dlq
-                .push(event, DeadLetterReason::HandlerFailed, error);
+    let mut taken = Vec::with_capacity(TAKE);
+    while mailbox.recv_many(&mut taken, TAKE).await > 0 {
+        for delivery in taken.drain(..) {
+            handle(&shared, id, &filter, &handler, delivery).await;
         }
+    }
+}
+
+/// Decodes one event and runs the handler on it; a failure or panic
+/// dead-letters the event.
+async fn handle(
+    shared: &Shared,
+    id: u64,
+    filter: &Filter,
+    handler: &EventHandler,
+    delivery: Delivery,
+) {
+    let Delivery {
+        frame: raw,
+        counts_errors,
+        routed,
+    } = delivery;
+    let event = match Event::from_json(raw.as_bytes()) {
+        Ok(event) => event,
+        Err(error) => {
+            if !routed && ControlFrame::from_json(raw.as_bytes()).is_some() {
+                bump(&shared.counters.control_frames_in);
+                return;
+            }
+            // A routed frame passed the reader's header check, but the rest
+            // of it can still be bad.
+            if counts_errors {
+                shared.counters.malformed(error.kind());
+            }
+            tracing::warn!(subscription = id, reason = %error, "malformed frame dropped");
+            return;
+        }
+    };
+    if !routed {
+        bump(&shared.counters.events_received);
+        if !filter.matches(&event.event_type) {
+            bump(&shared.counters.events_unmatched);
+            return;
+        }
+        bump(&shared.counters.events_dispatched);
+    }
+    // A handler can panic while building its future or while running it.
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(event))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(panic) => Err(panic),
+    };
+    let error = match outcome {
+        Ok(Ok(())) => {
+            bump(&shared.counters.handler_ok);
+            return;
+        }
+        Ok(Err(error)) => {
+            bump(&shared.counters.handler_errors);
+            tracing::warn!(subscription = id, error = %error, "event handler failed; event dead-lettered");
+            format!("handler failed: {error}")
+        }
+        Err(panic) => {
+            bump(&shared.counters.handler_panics);
+            let message = panic_message(panic.as_ref());
+            tracing::warn!(subscription = id, panic = %message, "event handler panicked; event dead-lettered");
+            format!("handler panicked: {message}")
+        }
+    };
+    // The handler consumed the event; rebuild it from its frame.
+    if let Ok(event) = Event::from_json(raw.as_bytes()) {
+        shared
+            .dlq
+            .push(event, DeadLetterReason::HandlerFailed, error);
     }
 }
 
