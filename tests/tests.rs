@@ -6,6 +6,7 @@
 
 mod support;
 
+mod auth;
 mod backpressure;
 mod chaos;
 mod dispatch;
@@ -16,3 +17,4 @@ mod malformed;
 mod reconnect;
 mod shutdown;
 mod spec_examples;
+mod tls;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use watchtower_hub::HubError;
-use watchtower_websocket::WatchtowerError;
+use watchtower_websocket::{TlsErrorKind, WatchtowerError};
 
 /// Why a command failed. The message is printed after `error: ` as one
 /// line.
@@ -28,12 +28,36 @@ impl CliError {
 
 impl From<WatchtowerError> for CliError {
     fn from(error: WatchtowerError) -> Self {
+        let message = match hint(&error) {
+            Some(hint) => format!("{error}; {hint}"),
+            None => error.to_string(),
+        };
         match error {
             WatchtowerError::Config(_)
             | WatchtowerError::MessageTooLarge { .. }
-            | WatchtowerError::Decode(_) => CliError::Usage(error.to_string()),
-            _ => CliError::Runtime(error.to_string()),
+            | WatchtowerError::Decode(_)
+            | WatchtowerError::Tls {
+                kind: TlsErrorKind::Config,
+                ..
+            } => CliError::Usage(message),
+            _ => CliError::Runtime(message),
         }
+    }
+}
+
+/// The flag that fixes a security failure, in the CLI's terms (the
+/// library's messages name builder methods).
+fn hint(error: &WatchtowerError) -> Option<&'static str> {
+    match error {
+        WatchtowerError::Tls { kind, .. } => match kind {
+            TlsErrorKind::UnknownIssuer => Some("with this CLI, pass the CA with --ca-cert"),
+            TlsErrorKind::ClientCertificate => {
+                Some("with this CLI, pass --client-cert and --client-key")
+            }
+            _ => None,
+        },
+        WatchtowerError::Auth { .. } => Some("with this CLI, pass --token or --token-file"),
+        _ => None,
     }
 }
 
@@ -41,7 +65,7 @@ impl From<HubError> for CliError {
     fn from(error: HubError) -> Self {
         let message = chain(&error);
         match error {
-            HubError::Config(_) => CliError::Usage(message),
+            HubError::Config(_) | HubError::Tls { .. } => CliError::Usage(message),
             _ => CliError::Runtime(message),
         }
     }
@@ -69,6 +93,21 @@ mod tests {
         assert!(matches!(e, CliError::Usage(_)));
         let e = CliError::from(WatchtowerError::connection("refused"));
         assert!(matches!(e, CliError::Runtime(_)));
+    }
+
+    #[test]
+    fn security_errors_name_the_flag_that_fixes_them() {
+        let e = CliError::from(WatchtowerError::Auth { status: 401 });
+        assert!(matches!(e, CliError::Runtime(_)));
+        assert!(e.to_string().contains("--token"), "{e}");
+        let e = CliError::from(WatchtowerError::tls(
+            TlsErrorKind::UnknownIssuer,
+            "unknown CA",
+            None,
+        ));
+        assert!(e.to_string().ends_with("pass the CA with --ca-cert"), "{e}");
+        let e = CliError::from(WatchtowerError::tls(TlsErrorKind::Config, "bad PEM", None));
+        assert!(matches!(e, CliError::Usage(_)));
     }
 
     #[test]

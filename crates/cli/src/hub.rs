@@ -1,10 +1,11 @@
 //! `watchtower hub`: run a relay hub until Ctrl-C, then print its stats.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use watchtower_hub::{
-    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_MESSAGE_SIZE, Hub, HubConfig, HubStats,
+    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_MESSAGE_SIZE, Hub, HubConfig, HubStats, HubTls,
 };
 
 use crate::error::CliError;
@@ -25,16 +26,54 @@ pub(crate) struct HubArgs {
     /// Frames that may wait for one client before its oldest are dropped.
     #[arg(long, value_name = "FRAMES", default_value_t = DEFAULT_CLIENT_QUEUE_FRAMES)]
     client_queue: usize,
+
+    /// Serve wss:// with this certificate chain (PEM, server certificate
+    /// first). Needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require every client to present a certificate issued by this CA
+    /// (PEM): mutual TLS. Needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+
+    /// Require 'Authorization: Bearer TOKEN' (or ?token=TOKEN) and refuse
+    /// other clients with 401; repeat to accept several. Other users of
+    /// this machine can see command lines: prefer --token-file.
+    #[arg(long, value_name = "TOKEN")]
+    token: Vec<String>,
+
+    /// Like --token, with the tokens read from this file at start, one per
+    /// non-empty line (several lines: several accepted tokens, e.g. during
+    /// a rotation).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     let mut config = HubConfig::default();
     config.max_message_size = args.max_message_size;
     config.client_queue_frames = args.client_queue;
-    let hub = Hub::bind_with(args.listen.as_str(), config).await?;
+    let mut builder = Hub::builder().config(config);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let mut tls = HubTls::from_pem_files(cert, key)?;
+        if let Some(client_ca) = &args.client_ca {
+            tls = tls.require_client_certificates_file(client_ca)?;
+        }
+        builder = builder.tls(tls);
+    }
+    for token in tokens(&args)? {
+        builder = builder.bearer_token(token);
+    }
+    let secured = describe(&args);
+    let hub = builder.bind(args.listen.as_str()).await?;
     let started = Instant::now();
     eprintln!(
-        "watchtower hub listening on {} (Ctrl-C stops it)",
+        "watchtower hub listening on {}{secured} (Ctrl-C stops it)",
         hub.url()
     );
 
@@ -45,13 +84,58 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Every token from --token and --token-file.
+fn tokens(args: &HubArgs) -> Result<Vec<String>, CliError> {
+    let mut tokens = args.token.clone();
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!(
+                "could not read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let before = tokens.len();
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_string),
+        );
+        if tokens.len() == before {
+            return Err(CliError::Usage(format!(
+                "the token file {} holds no token",
+                path.display()
+            )));
+        }
+    }
+    Ok(tokens)
+}
+
+/// What protects the hub, for the start-up line.
+fn describe(args: &HubArgs) -> String {
+    let mut parts = Vec::new();
+    if args.client_ca.is_some() {
+        parts.push("client certificates required");
+    }
+    if !args.token.is_empty() || args.token_file.is_some() {
+        parts.push("bearer token required");
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", parts.join(", "))
+    }
+}
+
 /// The final stats, one figure per line.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let m = &s.malformed;
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 14] = [
         ("uptime", format!("{:.1} s", uptime.as_secs_f64())),
         ("connections", s.connections_total.to_string()),
         ("failed handshakes", s.handshake_failures.to_string()),
+        ("  of which TLS", s.tls_failures.to_string()),
+        ("  of which refused (401)", s.auth_rejected.to_string()),
         ("events in", s.events_in.to_string()),
         ("control frames", s.control_frames.to_string()),
         ("frames out", s.frames_out.to_string()),
@@ -94,6 +178,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  frames dropped           0\n"), "{text}");
-        assert_eq!(text.lines().count(), 13);
+        assert_eq!(text.lines().count(), 15);
     }
 }

@@ -57,7 +57,11 @@ pub(crate) async fn run(args: PublishArgs) -> Result<(), CliError> {
         Some(single_event(&args)?)
     };
 
-    let transport = args.connection.builder(policy(), queue()).connect().await?;
+    let transport = args
+        .connection
+        .builder(policy(), queue())?
+        .connect()
+        .await?;
     let published = match single {
         Some(event) => transport
             .publish(event)

@@ -40,7 +40,7 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
     // hub is away; failed attempts are logged as warnings meanwhile.
     let transport = args
         .connection
-        .builder(policy(), BackpressureConfig::default())
+        .builder(policy(), BackpressureConfig::default())?
         .connect_lazily(true)
         .connect()
         .await?;

@@ -1,7 +1,10 @@
 //! `watchtower hub`: serves until interrupted, then prints its stats.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+use watchtower_test_support::TempDir;
+use watchtower_test_support::tls::TestCa;
 
 use crate::support::*;
 
@@ -17,12 +20,13 @@ impl Drop for Reap {
     }
 }
 
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
+/// Starts `watchtower hub` with `args`; returns it, the URL its first line
+/// of stderr names, and the rest of its stderr.
+async fn start_hub(args: &[&str]) -> (Reap, String, BufReader<ChildStderr>) {
     let mut hub = Reap(
         Command::new(env!("CARGO_BIN_EXE_watchtower"))
-            .args(["hub", "--listen", "127.0.0.1:0", "--client-queue", "64"])
+            .arg("hub")
+            .args(args)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -38,23 +42,16 @@ async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
     .unwrap();
     let url = first
         .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
+        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
         .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .trim_end_matches(',')
         .to_string();
+    (hub, url, stderr)
+}
 
-    let out = output(watchtower(&[
-        "publish",
-        "--url",
-        &url,
-        "--type",
-        "t",
-        "--payload",
-        "1",
-    ]))
-    .await;
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-
-    // Ctrl-C, as a user would.
+/// Ctrl-C, as a user would; returns what the hub printed after it.
+#[cfg(unix)]
+async fn interrupt(mut hub: Reap, stderr: BufReader<ChildStderr>) -> String {
     let status = Command::new("kill")
         .args(["-INT", &hub.0.id().to_string()])
         .status()
@@ -71,7 +68,95 @@ async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
     let rest = tokio::time::timeout(LIMIT, rest).await.unwrap().unwrap();
     let status = hub.0.wait().unwrap();
     assert!(status.success(), "{status:?}\n{rest}");
+    rest
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
+    let (hub, url, stderr) = start_hub(&["--listen", "127.0.0.1:0", "--client-queue", "64"]).await;
+
+    let out = output(watchtower(&[
+        "publish",
+        "--url",
+        &url,
+        "--type",
+        "t",
+        "--payload",
+        "1",
+    ]))
+    .await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+
+    let rest = interrupt(hub, stderr).await;
     assert!(rest.contains("hub stats:"), "{rest}");
     assert!(rest.contains("  connections              1\n"), "{rest}");
     assert!(rest.contains("  events in                1\n"), "{rest}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_serves_wss_to_clients_with_a_certificate_and_the_token() {
+    let ca = TestCa::new("cli test CA");
+    let server = ca.server_cert();
+    let client = ca.client_cert("cli-client");
+    let dir = TempDir::new();
+    let path = |name: &str, contents: &str| dir.write(name, contents).display().to_string();
+    let ca_pem = path("ca.pem", &ca.cert_pem());
+    let server_cert = path("server.pem", &server.cert_pem);
+    let server_key = path("server.key", &server.key_pem);
+    let client_cert = path("client.pem", &client.cert_pem);
+    let client_key = path("client.key", &client.key_pem);
+    let token = path("token", "s3cret-token\n");
+
+    let (hub, url, stderr) = start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &server_cert,
+        "--tls-key",
+        &server_key,
+        "--client-ca",
+        &ca_pem,
+        "--token-file",
+        &token,
+    ])
+    .await;
+    assert!(url.starts_with("wss://127.0.0.1:"), "{url}");
+
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "--url",
+            &url,
+            "--type",
+            "t",
+            "--ca-cert",
+            &ca_pem,
+            "--client-cert",
+            &client_cert,
+            "--client-key",
+            &client_key,
+        ];
+        args.extend_from_slice(extra);
+        watchtower(&args)
+    };
+    let out = output(publish(&["--token-file", &token])).await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A wrong token: refused at once, no retries, and the line says so.
+    let out = output(publish(&["--token", "wrong-token"])).await;
+    assert_eq!(code(&out), 1);
+    let line = one_line_of_stderr(&out);
+    assert!(
+        line.contains("HTTP 401") && line.contains("--token"),
+        "{line}"
+    );
+    assert!(!line.contains("wrong-token"), "{line}");
+
+    let rest = interrupt(hub, stderr).await;
+    assert!(rest.contains("  connections              1\n"), "{rest}");
+    assert!(rest.contains("  events in                1\n"), "{rest}");
+    assert!(rest.contains("    of which refused (401) 1\n"), "{rest}");
+    assert!(!rest.contains("s3cret"), "{rest}");
 }

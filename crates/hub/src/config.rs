@@ -19,7 +19,8 @@ pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Default extra time a client gets to answer after a ping: 10 s.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default limit for the WebSocket upgrade after TCP accept: 10 s.
+/// Default limit for the TLS handshake and WebSocket upgrade after TCP
+/// accept: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a graceful shutdown may take: 5 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,9 +57,10 @@ const WRITE_BUFFER_SIZE: usize = 16 * 1024;
 /// # Ok::<(), watchtower_hub::HubError>(())
 /// ```
 ///
-/// The struct is `#[non_exhaustive]` so that settings can be added (TLS
-/// certificates, an auth token) without breaking code that builds it this
-/// way.
+/// The struct is `#[non_exhaustive]` so that settings can be added without
+/// breaking code that builds it this way. TLS and bearer-token auth are not
+/// here but on [`Hub::builder`](crate::Hub::builder): they hold secrets,
+/// which a config that is `Debug` and serialisable should not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
@@ -84,9 +86,10 @@ pub struct HubConfig {
     /// TCP connections do not pile up. Also how long a closing client gets
     /// to take its close frame. Default [`DEFAULT_PONG_TIMEOUT`] (10 s).
     pub pong_timeout: Duration,
-    /// Limit for a new connection's WebSocket upgrade, so a peer that opens
-    /// TCP and says nothing cannot hold a task. Default
-    /// [`DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
+    /// Limit for a new connection's TLS handshake (for `wss://`) and
+    /// WebSocket upgrade together, so a peer that opens TCP and says
+    /// nothing cannot hold a task. Default [`DEFAULT_HANDSHAKE_TIMEOUT`]
+    /// (10 s).
     pub handshake_timeout: Duration,
     /// How long [`Hub::shutdown`](crate::Hub::shutdown) waits for clients to
     /// take their queued frames and answer the 1001 close before it drops

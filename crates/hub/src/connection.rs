@@ -1,6 +1,6 @@
-//! One client connection: the upgrade, then one task that reads and fans
-//! out bursts, writes this client's queue, pings, and closes with the right
-//! code.
+//! One client connection: the TLS handshake for `wss://`, the upgrade (with
+//! the bearer-token check), then one task that reads and fans out bursts,
+//! writes this client's queue, pings, and closes with the right code.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -12,15 +12,18 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 use watchtower_core::{ControlFrame, DecodeError, EventHeader};
 
+use crate::auth::{Auth, Refusal};
 use crate::fanout::{Burst, ClientId, MAX_BURST};
 use crate::hub::{Shared, draining};
 use crate::outbox::{Entry, Outbox};
@@ -33,11 +36,45 @@ const LINGER: Duration = Duration::from_secs(1);
 type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
 type Stream<S> = SplitStream<WebSocketStream<S>>;
 
-/// Serves one accepted connection until it ends.
+/// Serves one accepted TCP connection until it ends: the TLS handshake
+/// first for `wss://`, then [`serve`]. One `handshake_timeout` covers the
+/// TLS handshake and the upgrade together.
+pub(crate) async fn accept(tcp: TcpStream, peer: SocketAddr, id: ClientId, shared: Arc<Shared>) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let Some(acceptor) = shared.tls.as_ref().map(|tls| tls.acceptor()) else {
+        serve(tcp, peer, id, shared, deadline).await;
+        return;
+    };
+    match timeout_at(deadline, acceptor.accept(tcp).into_fallible()).await {
+        Ok(Ok(tls)) => serve(tls, peer, id, shared, deadline).await,
+        Ok(Err((error, tcp))) => {
+            tls_failed(&shared);
+            // rustls errors say what was wrong with the peer's handshake
+            // (untrusted or missing certificate, no common version); they
+            // hold no secrets.
+            tracing::info!(%peer, %error, "client refused: TLS handshake failed");
+            // rustls has written its alert; let it reach the client
+            // instead of a reset, so the client can say why it failed.
+            linger(tcp).await;
+        }
+        Err(_) => {
+            tls_failed(&shared);
+            tracing::info!(%peer, after = ?shared.config.handshake_timeout, "client refused: TLS handshake timed out");
+        }
+    }
+}
+
+fn tls_failed(shared: &Shared) {
+    bump(&shared.counters.handshake_failures);
+    bump(&shared.counters.tls_failures);
+}
+
+/// Serves one connection, plain or TLS, from the WebSocket upgrade (due by
+/// `deadline`) until it ends.
 ///
-/// Generic over the byte stream so that TLS (`wss://`) can wrap the TCP
+/// Generic over the byte stream so that TLS (`wss://`) wraps the TCP
 /// stream before the upgrade without touching anything below.
-pub(crate) async fn serve<S>(socket: S, peer: SocketAddr, id: ClientId, shared: Arc<Shared>)
+async fn serve<S>(socket: S, peer: SocketAddr, id: ClientId, shared: Arc<Shared>, deadline: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -50,21 +87,33 @@ where
     // Join the fan-out once the request is accepted, before the response
     // goes out: when a client's handshake completes it is already
     // receiving, so an event published right after by anyone reaches it.
-    // Frames relayed meanwhile wait in its queue for the writer.
+    // Frames relayed meanwhile wait in its queue for the writer. A refused
+    // client never joins.
     let mut member = None;
+    let mut refused = None;
     // `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
     #[allow(clippy::result_large_err)]
     let accept = |request: &Request, response: Response| {
-        let response = check_upgrade(request, response)?;
+        let response =
+            check_upgrade(&shared.auth, request, response).map_err(|(why, answer)| {
+                refused = Some(why);
+                answer
+            })?;
         member = Some(Membership::join(&shared, Arc::clone(&outbox)));
         Ok(response)
     };
     let upgrade = accept_hdr_async_with_config(socket, accept, Some(config.wire_config()));
-    let ws = match timeout(config.handshake_timeout, upgrade).await {
+    let ws = match timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
             bump(&shared.counters.handshake_failures);
-            tracing::debug!(%error, "websocket upgrade failed");
+            match refused {
+                Some(why) => {
+                    bump(&shared.counters.auth_rejected);
+                    tracing::info!(%peer, reason = %why, "client refused with 401");
+                }
+                None => tracing::debug!(%error, "websocket upgrade failed"),
+            }
             return;
         }
         Err(_) => {
@@ -98,15 +147,41 @@ where
     tracing::info!(%peer, reason = %end, "client disconnected");
 }
 
-/// Accepts every upgrade, whatever the path.
-///
-/// The place for bearer-token auth: a closure over the expected token that
-/// answers an `ErrorResponse` with 401 rejects the client before the
-/// upgrade. Header values must never reach the logs.
-// `Result` is the signature tungstenite's `Callback` requires.
+/// Accepts an upgrade, whatever the path, if `auth` admits its bearer
+/// token; otherwise answers 401 with a `WWW-Authenticate: Bearer`
+/// challenge. Neither the answer nor the refusal quotes what was sent.
+// `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
 #[allow(clippy::result_large_err)]
-fn check_upgrade(_request: &Request, response: Response) -> Result<Response, ErrorResponse> {
-    Ok(response)
+fn check_upgrade(
+    auth: &Auth,
+    request: &Request,
+    response: Response,
+) -> Result<Response, (Refusal, ErrorResponse)> {
+    match auth.check(request) {
+        Ok(()) => Ok(response),
+        Err(why) => Err((why, unauthorized(why))),
+    }
+}
+
+/// A 401 answer to a refused upgrade.
+fn unauthorized(why: Refusal) -> ErrorResponse {
+    let body = match why {
+        Refusal::Missing => {
+            "unauthorized: send Authorization: Bearer <token> (or ?token=<token>)\n"
+        }
+        Refusal::Wrong => "unauthorized: the bearer token is not valid\n",
+    };
+    let mut answer = ErrorResponse::new(Some(body.to_string()));
+    *answer.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = answer.headers_mut();
+    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
 }
 
 /// Keeps the client in the fan-out and the `clients` gauge for as long as

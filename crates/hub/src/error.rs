@@ -28,6 +28,16 @@ pub enum HubError {
     )]
     NoAddress,
 
+    /// The TLS certificate, key or client CA could not be read or used.
+    #[error("TLS setup failed: {message}")]
+    Tls {
+        /// What could not be read or used, and what to check.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
     /// Listening failed, typically because the port is taken or needs
     /// privileges.
     #[error("could not listen on {addr}")]

@@ -13,11 +13,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::Instrument;
 
+use crate::auth::Auth;
+use crate::builder::HubBuilder;
 use crate::config::HubConfig;
 use crate::connection;
 use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::stats::{Counters, HubStats};
+use crate::tls::HubTls;
 
 /// After the shutdown deadline, how long connection tasks get to finish
 /// their bookkeeping before they are aborted.
@@ -41,6 +44,10 @@ pub(crate) enum Lifecycle {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
+    /// `Some` for `wss://`.
+    pub(crate) tls: Option<HubTls>,
+    /// The bearer tokens clients must present; none: no auth.
+    pub(crate) auth: Auth,
     pub(crate) counters: Counters,
     pub(crate) fanout: Box<dyn Fanout>,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
@@ -76,7 +83,8 @@ impl Shared {
 /// and misbehaving clients are handled.
 ///
 /// Any request path is accepted, so `ws://host:port/events` works as well
-/// as `ws://host:port/`.
+/// as `ws://host:port/`. [`Hub::builder`] adds `wss://` (with optional
+/// client certificates) and bearer-token auth.
 ///
 /// Call [`shutdown`](Self::shutdown) to stop gracefully. Dropping a `Hub`
 /// stops it at once: the listener and every connection are dropped, with no
@@ -111,11 +119,33 @@ impl Hub {
     /// of range, and with [`HubError::Bind`] if no resolved address can be
     /// listened on (port taken, no permission).
     pub async fn bind_with(addr: impl ToSocketAddrs, config: HubConfig) -> Result<Hub, HubError> {
-        config.validate()?;
+        Hub::builder().config(config).bind(addr).await
+    }
+
+    /// A builder for a hub with TLS (`wss://`, optionally requiring client
+    /// certificates) or bearer-token auth.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// Listens with settings the builder has validated.
+    pub(crate) async fn start(
+        addr: impl ToSocketAddrs,
+        config: HubConfig,
+        tls: Option<HubTls>,
+        auth: Auth,
+    ) -> Result<Hub, HubError> {
         let (listener, local_addr) = listen(addr).await?;
         let (lifecycle, _) = watch::channel(Lifecycle::Running);
+        let secure = tls.is_some();
+        let client_certificates = tls
+            .as_ref()
+            .is_some_and(HubTls::requires_client_certificates);
+        let token_auth = auth.is_enabled();
         let shared = Arc::new(Shared {
             config,
+            tls,
+            auth,
             counters: Counters::default(),
             fanout: Box::new(LocalFanout::default()),
             lifecycle,
@@ -123,7 +153,13 @@ impl Hub {
         });
         let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
         let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));
-        tracing::info!(addr = %local_addr, "hub listening");
+        tracing::info!(
+            addr = %local_addr,
+            tls = secure,
+            client_certificates,
+            token_auth,
+            "hub listening"
+        );
         Ok(Hub {
             shared,
             local_addr,
@@ -136,9 +172,17 @@ impl Hub {
         self.local_addr
     }
 
-    /// The URL clients connect to: `ws://ADDR/events`.
+    /// The URL clients connect to: `ws://ADDR/events`, or `wss://ADDR/events`
+    /// when serving TLS. (With TLS, clients must dial a name the
+    /// certificate is valid for; `ADDR` is one only if the certificate
+    /// lists that IP address.)
     pub fn url(&self) -> String {
-        format!("ws://{}/events", self.local_addr)
+        let scheme = if self.shared.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/events", self.local_addr)
     }
 
     /// The counters now.
@@ -283,10 +327,9 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
                     }
                     let id = shared.next_client.fetch_add(1, Relaxed);
                     let span = tracing::info_span!("client", id, %peer);
-                    // For `wss://`, the TLS handshake belongs inside this
-                    // task, wrapping `tcp` before `serve`, so that a slow
-                    // one never holds up `accept`.
-                    tasks.spawn(connection::serve(tcp, peer, id, Arc::clone(&shared)).instrument(span));
+                    // The TLS handshake, if any, runs inside the client's
+                    // own task, so a slow one never holds up `accept`.
+                    tasks.spawn(connection::accept(tcp, peer, id, Arc::clone(&shared)).instrument(span));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; retrying shortly");

@@ -63,16 +63,36 @@
 //! - [`Hub::shutdown`] closes everyone with 1001 within
 //!   [`HubConfig::shutdown_timeout`].
 //!
+//! # Security
+//!
+//! [`Hub::builder`] adds, each optional:
+//!
+//! - **`wss://`** with [`HubTls`]: a certificate chain and key (PEM), via
+//!   rustls. With [`HubTls::require_client_certificates`] only clients
+//!   presenting a certificate from the given CA complete the TLS handshake
+//!   (mutual TLS).
+//! - **A bearer token** with [`HubBuilder::bearer_token`]: the upgrade must
+//!   carry `Authorization: Bearer TOKEN` or `?token=TOKEN`; anything else
+//!   is answered with HTTP 401 and never joins the fan-out.
+//!
+//! Failed TLS handshakes and refused upgrades are counted in
+//! [`HubStats::tls_failures`] and [`HubStats::auth_rejected`] and logged at
+//! info with the peer address; tokens and header values never are.
+//!
 //! Logs (`tracing`): info for start, stop, connect and disconnect (with the
-//! peer address and reason); warn for malformed input and dropped clients.
-//! Payloads and header values are never logged at info or above.
+//! peer address and reason) and for refused clients; warn for malformed
+//! input and dropped clients. Payloads, tokens and header values are never
+//! logged.
 //!
 //! Dependencies: tokio (runtime), tokio-tungstenite (the protocol),
 //! futures-util (stream and sink combinators), serde (config files),
-//! thiserror (errors), tracing (logs), watchtower-core (the wire format).
+//! thiserror (errors), tracing (logs), watchtower-core (the wire format),
+//! rustls + tokio-rustls + rustls-pki-types (`wss://` without OpenSSL).
 
 #![deny(missing_docs)]
 
+mod auth;
+mod builder;
 mod config;
 mod connection;
 mod error;
@@ -81,7 +101,9 @@ mod filter;
 mod hub;
 mod outbox;
 mod stats;
+mod tls;
 
+pub use builder::HubBuilder;
 pub use config::{
     DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
@@ -90,3 +112,4 @@ pub use config::{
 pub use error::{HubError, Result};
 pub use hub::{Hub, HubHandle};
 pub use stats::{HubStats, MalformedCounts};
+pub use tls::HubTls;

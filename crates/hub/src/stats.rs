@@ -79,8 +79,17 @@ pub struct HubStats {
     pub clients: u64,
     /// WebSocket connections accepted since start.
     pub connections_total: u64,
-    /// TCP connections whose WebSocket upgrade failed or timed out.
+    /// TCP connections that never became clients: their TLS handshake or
+    /// WebSocket upgrade failed, timed out or was refused (the two below
+    /// included).
     pub handshake_failures: u64,
+    /// Of those, connections whose TLS handshake failed or timed out (e.g.
+    /// a client that does not trust the hub's certificate, or without the
+    /// client certificate the hub requires).
+    pub tls_failures: u64,
+    /// Of those, upgrades refused with HTTP 401 for a missing or wrong
+    /// bearer token.
+    pub auth_rejected: u64,
     /// Data frames received (events, control frames and malformed ones).
     pub frames_in: u64,
     /// Payload bytes of those frames.
@@ -123,6 +132,8 @@ impl std::ops::Add for HubStats {
             clients: self.clients + o.clients,
             connections_total: self.connections_total + o.connections_total,
             handshake_failures: self.handshake_failures + o.handshake_failures,
+            tls_failures: self.tls_failures + o.tls_failures,
+            auth_rejected: self.auth_rejected + o.auth_rejected,
             frames_in: self.frames_in + o.frames_in,
             bytes_in: self.bytes_in + o.bytes_in,
             events_in: self.events_in + o.events_in,
@@ -147,6 +158,8 @@ pub(crate) struct Counters {
     pub(crate) clients: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
+    pub(crate) tls_failures: AtomicU64,
+    pub(crate) auth_rejected: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) events_in: AtomicU64,
@@ -197,6 +210,8 @@ impl Counters {
             clients: l(&self.clients),
             connections_total: l(&self.connections_total),
             handshake_failures: l(&self.handshake_failures),
+            tls_failures: l(&self.tls_failures),
+            auth_rejected: l(&self.auth_rejected),
             frames_in: l(&self.frames_in),
             bytes_in: l(&self.bytes_in),
             events_in: l(&self.events_in),

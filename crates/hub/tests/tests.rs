@@ -10,5 +10,6 @@ mod keepalive;
 mod malformed;
 mod oversize;
 mod relay;
+mod security;
 mod shutdown;
 mod slow;

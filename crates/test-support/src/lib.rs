@@ -1,6 +1,8 @@
 //! Test support for Watchtower, not part of the product: a controllable TCP
 //! [`FaultProxy`], a raw tokio-tungstenite [`RawServer`] that records what it
-//! receives and sends whatever a test asks, and [`wait_until`].
+//! receives and sends whatever a test asks, [`wait_until`], certificates
+//! generated on the fly ([`tls`]), an in-memory log ([`LogCapture`]) and a
+//! [`TempDir`].
 //!
 //! Everything here uses real sockets on 127.0.0.1; nothing is mocked.
 //!
@@ -18,10 +20,15 @@
 // tungstenite's handshake callback signature, not ours.
 #![allow(clippy::result_large_err)]
 
+mod files;
+mod logs;
 mod proxy;
 mod server;
+pub mod tls;
 mod wait;
 
+pub use files::TempDir;
+pub use logs::{CaptureWriter, LogCapture};
 pub use proxy::{FaultProxy, Mode};
-pub use server::{RawServer, Received};
+pub use server::{RawServer, Received, SequenceOf};
 pub use wait::{wait_until, wait_until_async};

@@ -24,8 +24,17 @@ pub struct Received {
     pub bytes: Bytes,
 }
 
+/// Reads a sequence number out of a frame, for servers that only count.
+pub type SequenceOf = fn(&[u8]) -> Option<u64>;
+
 #[derive(Default)]
 struct State {
+    /// `Some` for a counting server: frames are not kept, only counted and
+    /// checked for order with this.
+    sequence_of: Option<SequenceOf>,
+    counted: AtomicU64,
+    last_sequence: Mutex<Option<u64>>,
+    out_of_order: AtomicU64,
     received: Mutex<Vec<Received>>,
     closes: Mutex<Vec<Option<u16>>>,
     headers: Mutex<Vec<Vec<(String, String)>>>,
@@ -63,11 +72,30 @@ impl RawServer {
         RawServer::start_with(addr, None).await
     }
 
+    /// Starts a server that keeps no frames: it counts them, and checks
+    /// with `sequence_of` that they arrive in increasing order. For floods
+    /// too large to keep.
+    pub async fn start_counting(addr: SocketAddr, sequence_of: SequenceOf) -> RawServer {
+        let state = State {
+            sequence_of: Some(sequence_of),
+            ..State::default()
+        };
+        RawServer::start_state(addr, None, state).await
+    }
+
     /// Starts with a maximum incoming message size.
     pub async fn start_with(addr: SocketAddr, max_message_size: Option<usize>) -> RawServer {
+        RawServer::start_state(addr, max_message_size, State::default()).await
+    }
+
+    async fn start_state(
+        addr: SocketAddr,
+        max_message_size: Option<usize>,
+        state: State,
+    ) -> RawServer {
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State::default());
+        let state = Arc::new(state);
         let (outbound, _) = broadcast::channel(65_536);
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
@@ -109,7 +137,16 @@ impl RawServer {
 
     /// How many data frames were received.
     pub fn received_count(&self) -> usize {
-        self.state.received.lock().unwrap().len()
+        match self.state.sequence_of {
+            Some(_) => self.state.counted.load(SeqCst) as usize,
+            None => self.state.received.lock().unwrap().len(),
+        }
+    }
+
+    /// Counting servers: frames whose sequence was not above the previous
+    /// one (duplicates or reordering).
+    pub fn out_of_order(&self) -> u64 {
+        self.state.out_of_order.load(SeqCst)
     }
 
     /// The received frames that decode as events, in arrival order.
@@ -181,6 +218,26 @@ impl Drop for RawServer {
     }
 }
 
+impl State {
+    fn record(&self, frame: Received) {
+        let Some(sequence_of) = self.sequence_of else {
+            self.received.lock().unwrap().push(frame);
+            return;
+        };
+        self.counted.fetch_add(1, SeqCst);
+        let sequence = sequence_of(&frame.bytes);
+        let mut last = self.last_sequence.lock().unwrap();
+        if let (Some(previous), Some(current)) = (*last, sequence)
+            && current <= previous
+        {
+            self.out_of_order.fetch_add(1, SeqCst);
+        }
+        if sequence.is_some() {
+            *last = sequence;
+        }
+    }
+}
+
 async fn serve(
     tcp: tokio::net::TcpStream,
     state: Arc<State>,
@@ -216,8 +273,8 @@ async fn serve(
     loop {
         tokio::select! {
             message = stream.next() => match message {
-                Some(Ok(Message::Text(t))) => state.received.lock().unwrap().push(Received { connection, binary: false, bytes: Bytes::from(t) }),
-                Some(Ok(Message::Binary(b))) => state.received.lock().unwrap().push(Received { connection, binary: true, bytes: b }),
+                Some(Ok(Message::Text(t))) => state.record(Received { connection, binary: false, bytes: Bytes::from(t) }),
+                Some(Ok(Message::Binary(b))) => state.record(Received { connection, binary: true, bytes: b }),
                 Some(Ok(Message::Ping(_))) => {
                     state.pings.fetch_add(1, SeqCst);
                     // The pong is queued by tungstenite; flushing sends it.

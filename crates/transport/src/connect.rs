@@ -16,7 +16,7 @@ use watchtower_core::{TlsErrorKind, WatchtowerError};
 
 use crate::credentials::Credentials;
 use crate::settings::Settings;
-use crate::tls::handshake_error;
+use crate::tls::{handshake_error, tls_failure};
 
 /// The socket under the WebSocket: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -220,10 +220,16 @@ fn upgrade_error(error: tungstenite::Error, settings: &Settings) -> WatchtowerEr
                 ))
             }
         }
-        tungstenite::Error::Io(e) => WatchtowerError::connection_with(
-            format!("connection to {url} failed during the handshake"),
-            e,
-        ),
+        // A TLS error can surface here, after the TLS handshake: with TLS
+        // 1.3 a server refuses our client certificate only once our side
+        // of the handshake is done, so its alert is read by the upgrade.
+        tungstenite::Error::Io(e) => match tls_failure(e, url.host()) {
+            Ok(typed) => typed,
+            Err(e) => WatchtowerError::connection_with(
+                format!("connection to {url} failed during the handshake"),
+                e,
+            ),
+        },
         other => WatchtowerError::connection_with(
             format!("WebSocket handshake with {url} failed"),
             other,

@@ -9,6 +9,11 @@ use watchtower_core::{BoxError, BoxFuture};
 /// Headers to send with the WebSocket upgrade request, e.g. an
 /// `Authorization` token. `Debug` shows header names only: values are secrets.
 ///
+/// What a credential provider returns is sent after the builder's static
+/// headers; a header of the same name replaces the static one (so a
+/// provider's `Authorization` wins over `bearer_token`), and of two headers
+/// with one name the later is sent.
+///
 /// ```
 /// use watchtower_websocket_transport::Credentials;
 ///

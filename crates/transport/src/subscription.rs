@@ -230,9 +230,6 @@ fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool
     }
 }
 
-/// Deliveries a subscription task takes from its mailbox at once.
-const TAKE: usize = 64;
-
 /// One subscription's task: handlers run one at a time, in arrival order.
 async fn run(
     shared: Arc<Shared>,
@@ -241,11 +238,10 @@ async fn run(
     mut mailbox: mpsc::Receiver<Delivery>,
     handler: EventHandler,
 ) {
-    let mut taken = Vec::with_capacity(TAKE);
-    while mailbox.recv_many(&mut taken, TAKE).await > 0 {
-        for delivery in taken.drain(..) {
-            handle(&shared, id, &filter, &handler, delivery).await;
-        }
+    // One at a time, so the mailbox bound is exact: a subscription holds at
+    // most the event in hand plus a full mailbox.
+    while let Some(delivery) = mailbox.recv().await {
+        handle(&shared, id, &filter, &handler, delivery).await;
     }
 }
 

@@ -139,20 +139,45 @@ impl TlsOptions {
 
 /// Turns a failed TLS handshake into a typed error that says what to do.
 pub(crate) fn handshake_error(error: std::io::Error, host: &str) -> WatchtowerError {
+    match tls_failure(error, host) {
+        Ok(typed) => typed,
+        Err(error) => {
+            WatchtowerError::connection_with(format!("TLS connection to {host} failed"), error)
+        }
+    }
+}
+
+/// The typed TLS error for an I/O error of a TLS stream that carries a
+/// rustls error; the I/O error back when it carries none (a reset, an EOF).
+///
+/// Used for the handshake and for the WebSocket upgrade after it: with TLS
+/// 1.3 the client's side of the handshake completes before the server has
+/// checked the client's certificate, so a server's refusal of it arrives as
+/// an alert on the first read, which is the upgrade's.
+pub(crate) fn tls_failure(
+    error: std::io::Error,
+    host: &str,
+) -> Result<WatchtowerError, std::io::Error> {
     let rustls_error = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .cloned();
-    let Some(rustls_error) = rustls_error else {
-        return WatchtowerError::connection_with(format!("TLS connection to {host} failed"), error);
-    };
+    match rustls_error {
+        Some(rustls_error) => Ok(typed(rustls_error, host)),
+        None => Err(error),
+    }
+}
+
+fn typed(rustls_error: rustls::Error, host: &str) -> WatchtowerError {
+    use rustls::AlertDescription as A;
     use rustls::CertificateError as C;
     let (kind, message) = match &rustls_error {
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => (
             TlsErrorKind::UnknownIssuer,
             format!(
                 "the certificate of {host} is signed by an unknown CA; if the server uses a \
-                 private or self-signed CA, add it with `add_root_certificate_pem`"
+                 private or self-signed CA, add it with `add_root_certificate_pem` (or \
+                 `add_root_certificate_file`)"
             ),
         ),
         rustls::Error::InvalidCertificate(
@@ -161,7 +186,8 @@ pub(crate) fn handshake_error(error: std::io::Error, host: &str) -> WatchtowerEr
             TlsErrorKind::NameMismatch,
             format!(
                 "the certificate presented by {host} is not valid for that name; connect with \
-                 the host name the certificate was issued for"
+                 the host name the certificate was issued for, or reissue it with `{host}` \
+                 among its names"
             ),
         ),
         rustls::Error::InvalidCertificate(
@@ -173,22 +199,97 @@ pub(crate) fn handshake_error(error: std::io::Error, host: &str) -> WatchtowerEr
                  (or check this machine's clock)"
             ),
         ),
+        rustls::Error::AlertReceived(A::CertificateRequired) => (
+            TlsErrorKind::ClientCertificate,
+            format!(
+                "{host} requires a client certificate; present one that the server's client \
+                 CA trusts with `client_certificate_pem` (or `client_certificate_files`)"
+            ),
+        ),
         rustls::Error::AlertReceived(
-            rustls::AlertDescription::CertificateRequired
-            | rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateUnknown,
+            alert @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied),
         ) => (
             TlsErrorKind::ClientCertificate,
             format!(
-                "{host} rejected the TLS handshake over the client certificate; configure one \
-                 with `client_certificate_pem` that the server's client CA trusts"
+                "{host} refused our client certificate ({alert:?}); present one issued by a CA \
+                 the server trusts for client authentication, and valid now"
             ),
         ),
-        other => (
+        rustls::Error::InvalidMessage(_) => (
             TlsErrorKind::Other,
-            format!("TLS handshake with {host} failed: {other}"),
+            format!(
+                "{host} did not answer with TLS; if the server does not serve TLS on that port, \
+                 use a ws:// URL (or the server's TLS port)"
+            ),
+        ),
+        _ => (
+            TlsErrorKind::Other,
+            format!("the TLS handshake with {host} failed"),
         ),
     };
     WatchtowerError::tls(kind, message, Some(Box::new(rustls_error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(error: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+
+    fn kind(error: rustls::Error) -> TlsErrorKind {
+        match handshake_error(io(error), "example.com") {
+            WatchtowerError::Tls { kind, .. } => kind,
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rustls_errors_map_to_kinds() {
+        use rustls::AlertDescription as A;
+        use rustls::CertificateError as C;
+        let bad = |c| rustls::Error::InvalidCertificate(c);
+        assert_eq!(kind(bad(C::UnknownIssuer)), TlsErrorKind::UnknownIssuer);
+        assert_eq!(kind(bad(C::NotValidForName)), TlsErrorKind::NameMismatch);
+        assert_eq!(kind(bad(C::Expired)), TlsErrorKind::Expired);
+        assert_eq!(kind(bad(C::NotValidYet)), TlsErrorKind::Expired);
+        for alert in [A::CertificateRequired, A::BadCertificate, A::UnknownCA] {
+            assert_eq!(
+                kind(rustls::Error::AlertReceived(alert)),
+                TlsErrorKind::ClientCertificate
+            );
+        }
+        assert_eq!(
+            kind(rustls::Error::AlertReceived(A::HandshakeFailure)),
+            TlsErrorKind::Other
+        );
+    }
+
+    #[test]
+    fn messages_say_what_to_do_and_print_the_cause_once() {
+        let e = handshake_error(
+            io(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+            "example.com",
+        )
+        .to_string();
+        assert!(e.contains("add_root_certificate_pem"), "{e}");
+        assert!(e.contains("example.com"), "{e}");
+    }
+
+    #[test]
+    fn io_errors_without_rustls_inside_stay_connection_errors() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(tls_failure(reset, "h").is_err());
+        let e = handshake_error(std::io::Error::from(std::io::ErrorKind::UnexpectedEof), "h");
+        assert!(matches!(e, WatchtowerError::Connection { .. }), "{e:?}");
+    }
 }
