@@ -6,6 +6,7 @@
 
 mod support;
 
+mod at_least_once;
 mod auth;
 mod backpressure;
 mod chaos;

@@ -12,8 +12,17 @@ use serde::{Deserialize, Serialize};
 /// | `{"type":"subscribe","event_types":["a","b"]}` | client → hub | add `a` and `b` to this client's filter; `[]` means every type |
 /// | `{"type":"subscribe","event_types":["a"],"replace":true}` | client → hub | set the filter to exactly `a`, atomically |
 /// | `{"type":"unsubscribe","event_types":["a"]}` | client → hub | remove `a`; `[]` removes everything (the client receives nothing) |
+/// | `{"type":"hello","acks":true}` | client → hub | at-least-once delivery: acknowledge my events (sent first on each connection) |
+/// | `{"type":"ack","upto":42}` | hub → client | the first 42 events this connection carried are received and relayed |
 ///
-/// A client that never sends a control frame receives every event.
+/// A client that never sends a control frame receives every event and gets
+/// no acknowledgements.
+///
+/// Acknowledgements are cumulative over the connection: `upto` counts the
+/// event frames the hub has read on this connection, duplicates included,
+/// and every one of them has been relayed (or recognised as a duplicate and
+/// dropped). TCP keeps the order, so one number acknowledges a whole burst
+/// and no event id travels back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -30,6 +39,18 @@ pub enum ControlFrame {
     Unsubscribe {
         /// The event types.
         event_types: Vec<String>,
+    },
+    /// What the client wants from this connection; sent before any event.
+    Hello {
+        /// Acknowledge every event (at-least-once delivery).
+        #[serde(default)]
+        acks: bool,
+    },
+    /// The hub has received and relayed the first `upto` events of this
+    /// connection.
+    Ack {
+        /// Event frames read on this connection so far.
+        upto: u64,
     },
 }
 
@@ -76,5 +97,13 @@ mod tests {
             None
         );
         assert_eq!(ControlFrame::from_json(br#"{"type":"nope"}"#), None);
+        assert_eq!(
+            ControlFrame::Hello { acks: true }.to_json(),
+            r#"{"type":"hello","acks":true}"#
+        );
+        assert_eq!(
+            ControlFrame::from_json(br#"{"type":"ack","upto":42}"#),
+            Some(ControlFrame::Ack { upto: 42 })
+        );
     }
 }

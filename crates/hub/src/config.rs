@@ -29,6 +29,16 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// slower on this workload.
 pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 * 1024;
 
+/// Default size of the de-duplication window: the last 100,000 event ids
+/// from ack-mode clients, about 6.5 MB when full.
+pub const DEFAULT_DEDUP_WINDOW_EVENTS: usize = 100_000;
+/// Default age of the de-duplication window: 10 minutes, longer than a
+/// client typically takes to notice a lost ack, reconnect and resend.
+pub const DEFAULT_DEDUP_WINDOW_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// The most ids the de-duplication window may hold (about 650 MB).
+const MAX_DEDUP_WINDOW_EVENTS: usize = 10_000_000;
+
 /// The longest any duration setting may be.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -100,6 +110,18 @@ pub struct HubConfig {
     /// [`DEFAULT_READ_BUFFER_SIZE`] (4 KiB), which keeps an idle
     /// connection under ~16 KiB hub-side.
     pub read_buffer_size: usize,
+    /// How many event ids the hub remembers to drop resent events, hub-wide,
+    /// counting only events from clients that said
+    /// `{"type":"hello","acks":true}`. When full, the oldest id is
+    /// forgotten. A resend older than the window is relayed again, so size
+    /// it for the events all ack-mode clients send in the time they may
+    /// take to resend. Between 1 and 10,000,000. Default
+    /// [`DEFAULT_DEDUP_WINDOW_EVENTS`] (100,000; about 6.5 MB when full).
+    pub dedup_window_events: usize,
+    /// How long after its first sight an event id is remembered to drop
+    /// resent events; must cover a client's ack timeout plus a reconnect.
+    /// Default [`DEFAULT_DEDUP_WINDOW_AGE`] (10 min).
+    pub dedup_window_age: Duration,
 }
 
 impl Default for HubConfig {
@@ -113,6 +135,8 @@ impl Default for HubConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
+            dedup_window_events: DEFAULT_DEDUP_WINDOW_EVENTS,
+            dedup_window_age: DEFAULT_DEDUP_WINDOW_AGE,
         }
     }
 }
@@ -137,12 +161,19 @@ impl HubConfig {
                 self.read_buffer_size
             ));
         }
+        if !(1..=MAX_DEDUP_WINDOW_EVENTS).contains(&self.dedup_window_events) {
+            return fail(format!(
+                "dedup_window_events must be between 1 and {MAX_DEDUP_WINDOW_EVENTS}, not {}",
+                self.dedup_window_events
+            ));
+        }
         for (name, value, zero_ok) in [
             ("slow_client_timeout", self.slow_client_timeout, false),
             ("ping_interval", self.ping_interval, false),
             ("pong_timeout", self.pong_timeout, false),
             ("handshake_timeout", self.handshake_timeout, false),
             ("shutdown_timeout", self.shutdown_timeout, true),
+            ("dedup_window_age", self.dedup_window_age, false),
         ] {
             if value.is_zero() && !zero_ok {
                 return fail(format!("{name} must be above zero"));
@@ -207,6 +238,20 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("pong_timeout") && e.contains("24 hours"), "{e}");
+
+        let c = HubConfig {
+            dedup_window_events: 0,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("dedup_window_events") && e.contains(" 0"), "{e}");
+
+        let c = HubConfig {
+            dedup_window_age: Duration::ZERO,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("dedup_window_age"), "{e}");
     }
 
     #[test]

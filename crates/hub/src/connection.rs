@@ -24,9 +24,10 @@ use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 use watchtower_core::{ControlFrame, DecodeError, EventHeader};
 
 use crate::auth::{Auth, Refusal};
+use crate::dedup::{DedupWindow, Key};
 use crate::fanout::{Burst, ClientId, MAX_BURST};
 use crate::hub::{Shared, draining};
-use crate::outbox::{Entry, Outbox};
+use crate::outbox::{Entry, FrameSet, Outbox};
 use crate::stats::{Counters, add, bump};
 
 /// After a close frame is out, how long to discard what the client still
@@ -327,7 +328,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     outbox.take(pending);
-    let fed = feed(pending, sink).await?;
+    let fed = feed(&shared.counters, outbox, pending, sink).await?;
     let frame = CloseFrame {
         code: CloseCode::Away,
         reason: Utf8Bytes::from_static("hub shutting down"),
@@ -402,6 +403,8 @@ async fn keepalive(shared: &Shared, clock: &Clock) -> End {
 
 /// Reads bursts: after one awaited frame, takes whatever else is already
 /// buffered without waiting, then fans the events out as one shared burst.
+/// For an ack-mode client, duplicates are dropped before the fan-out and
+/// the ack is queued after it.
 async fn read_loop<S>(
     shared: &Shared,
     outbox: &Outbox,
@@ -414,8 +417,13 @@ where
     let mut reader = Reader {
         counters: &shared.counters,
         outbox,
+        dedup: &shared.dedup,
         frames: Vec::new(),
         types: Vec::new(),
+        keyed: Vec::new(),
+        acks: false,
+        data_frames: 0,
+        acked: 0,
         warn: WarnLimiter::default(),
     };
     loop {
@@ -431,6 +439,9 @@ where
             reads += 1;
             end = reader.on_message(message);
         }
+        if !reader.keyed.is_empty() {
+            reader.drop_duplicates();
+        }
         if !reader.frames.is_empty() {
             let burst = Arc::new(Burst {
                 sender: outbox.id(),
@@ -443,6 +454,12 @@ where
             add(&counters.frames_queued, delivery.queued);
             add(&counters.dropped_frames, delivery.dropped);
         }
+        // Only now is every frame counted so far relayed or dropped as a
+        // duplicate, which is what an ack promises.
+        if reader.acks && reader.data_frames > reader.acked {
+            reader.acked = reader.data_frames;
+            outbox.ack(reader.acked);
+        }
         if let Some(end) = end {
             return end;
         }
@@ -453,8 +470,21 @@ where
 struct Reader<'a> {
     counters: &'a Counters,
     outbox: &'a Outbox,
+    dedup: &'a DedupWindow,
     frames: Vec<Utf8Bytes>,
     types: Vec<Box<str>>,
+    /// `(index in frames, id key)` of the burst's events that arrived in
+    /// ack mode: only those are checked against the window and recorded.
+    keyed: Vec<(usize, Key)>,
+    /// The client said `{"type":"hello","acks":true}` (and not since
+    /// `false`).
+    acks: bool,
+    /// Event and malformed frames read on this connection, duplicates
+    /// included: what an ack's `upto` counts. Control frames are not
+    /// counted; the client does not count them either.
+    data_frames: u64,
+    /// The last `upto` handed to the writer.
+    acked: u64,
     warn: WarnLimiter,
 }
 
@@ -492,8 +522,9 @@ impl Reader<'_> {
         self.received(text.len());
         match EventHeader::parse(text.as_bytes()) {
             Ok(header) => {
+                let key = self.acks.then(|| self.dedup.key(&header.id));
                 let event_type = Box::from(header.event_type);
-                self.relay(text, event_type);
+                self.relay(text, event_type, key);
             }
             Err(error) => self.not_an_event(text.as_bytes(), &error),
         }
@@ -504,12 +535,13 @@ impl Reader<'_> {
         self.received(bytes.len());
         match EventHeader::parse(&bytes) {
             Ok(header) => {
+                let key = self.acks.then(|| self.dedup.key(&header.id));
                 let event_type = Box::from(header.event_type);
                 let len = bytes.len();
                 // The header parse skips the payload without checking that
                 // its strings are UTF-8, so this check is not redundant.
                 match Utf8Bytes::try_from(bytes) {
-                    Ok(text) => self.relay(text, event_type),
+                    Ok(text) => self.relay(text, event_type, key),
                     Err(e) => self.malformed(
                         &DecodeError::InvalidUtf8 {
                             valid_up_to: e.valid_up_to(),
@@ -527,18 +559,42 @@ impl Reader<'_> {
         add(&self.counters.bytes_in, len as u64);
     }
 
-    fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>) {
+    /// Adds an event to the burst; `key` is its id's key in ack mode.
+    fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>, key: Option<Key>) {
+        self.data_frames += 1;
+        if let Some(key) = key {
+            self.keyed.push((self.frames.len(), key));
+        }
         self.frames.push(frame);
         self.types.push(event_type);
     }
 
-    /// A control frame updates this client's filter; anything else is
-    /// counted and dropped, with no reply.
+    /// Checks the burst's ack-mode events against the window (one lock for
+    /// the whole burst) and takes out the duplicates.
+    fn drop_duplicates(&mut self) {
+        let duplicates = self.dedup.duplicates(&self.keyed);
+        self.keyed.clear();
+        if duplicates.is_empty() {
+            return;
+        }
+        add(&self.counters.duplicates_dropped, duplicates.len() as u64);
+        remove_indices(&mut self.frames, &duplicates);
+        remove_indices(&mut self.types, &duplicates);
+    }
+
+    /// A control frame updates this client's filter or, for `hello`, its
+    /// ack mode; anything else is counted and dropped, with no reply.
     fn not_an_event(&mut self, bytes: &[u8], error: &DecodeError) {
         let Some(control) = ControlFrame::from_json(bytes) else {
             self.malformed(error, bytes.len());
             return;
         };
+        if let ControlFrame::Hello { acks } = control {
+            self.acks = acks;
+            bump(&self.counters.control_frames);
+            tracing::debug!(acks, "hello");
+            return;
+        }
         match self.outbox.apply(&control) {
             Ok(()) => {
                 bump(&self.counters.control_frames);
@@ -558,6 +614,8 @@ impl Reader<'_> {
     }
 
     fn malformed(&mut self, error: &DecodeError, len: usize) {
+        // The client counted it as an event it sent.
+        self.data_frames += 1;
         self.counters.malformed(error.kind());
         // The reason only: the error text can quote the frame, and payloads
         // never go to logs at warn.
@@ -566,6 +624,16 @@ impl Reader<'_> {
         }
         tracing::debug!(%error, bytes = len, "malformed frame");
     }
+}
+
+/// Removes the items at the indices in `set`, keeping the order of the rest.
+fn remove_indices<T>(items: &mut Vec<T>, set: &FrameSet) {
+    let mut index = 0;
+    items.retain(|_| {
+        let keep = !set.contains(index);
+        index += 1;
+        keep
+    });
 }
 
 /// At most one warning per second per client, with a count of the ones
@@ -593,8 +661,9 @@ impl WarnLimiter {
     }
 }
 
-/// Writes this client's queue: takes everything queued, feeds each frame,
-/// flushes once per wake-up; pings every `ping_interval`, busy or not.
+/// Writes this client's queue: takes everything queued, feeds each frame
+/// (a due ack first), flushes once per wake-up; pings every
+/// `ping_interval`, busy or not.
 async fn write_loop<S>(
     shared: &Shared,
     outbox: &Outbox,
@@ -610,7 +679,7 @@ where
         if pending.is_empty() {
             outbox.take(pending);
         }
-        if pending.is_empty() {
+        if pending.is_empty() && outbox.pending_ack().is_none() {
             tokio::select! {
                 biased;
                 () = outbox.ready() => continue,
@@ -623,7 +692,7 @@ where
             }
             next_ping = Instant::now() + interval;
         }
-        let fed = match feed(pending, sink).await {
+        let fed = match feed(&shared.counters, outbox, pending, sink).await {
             Ok(fed) => fed,
             Err(e) => return End::WriteFailed(e),
         };
@@ -634,9 +703,15 @@ where
     }
 }
 
-/// Feeds every pending frame to the sink, without flushing. Cancel-safe: a
-/// frame leaves `pending` only once the sink has taken it.
+/// Feeds every pending frame to the sink, without flushing; returns how
+/// many. A due ack is looked for before each frame and once at the end, so
+/// it never waits behind a backlog (only behind what the socket has
+/// already taken) and goes out when nothing else is queued. Cancel-safe: a
+/// frame leaves `pending`, and an ack stops being due, only once the sink
+/// has taken it.
 async fn feed<S>(
+    counters: &Counters,
+    outbox: &Outbox,
     pending: &mut VecDeque<Entry>,
     sink: &mut Sink<S>,
 ) -> Result<u64, tungstenite::Error>
@@ -646,6 +721,11 @@ where
     let mut fed = 0;
     while let Some(entry) = pending.front_mut() {
         while let Some(i) = entry.frames.first_index() {
+            // One relaxed load per frame; an ack is due at most once per
+            // burst the client sent, and only in ack mode.
+            if let Some(upto) = outbox.pending_ack() {
+                send_ack(counters, outbox, upto, sink).await?;
+            }
             if let Some(frame) = entry.burst.frames.get(i) {
                 sink.feed(Message::Text(frame.clone())).await?;
                 fed += 1;
@@ -654,5 +734,25 @@ where
         }
         pending.pop_front();
     }
+    if let Some(upto) = outbox.pending_ack() {
+        send_ack(counters, outbox, upto, sink).await?;
+    }
     Ok(fed)
+}
+
+/// Feeds `{"type":"ack","upto":upto}`, without flushing.
+async fn send_ack<S>(
+    counters: &Counters,
+    outbox: &Outbox,
+    upto: u64,
+    sink: &mut Sink<S>,
+) -> Result<(), tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = ControlFrame::Ack { upto }.to_json();
+    sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
+    outbox.ack_sent(upto);
+    bump(&counters.acks_sent);
+    Ok(())
 }

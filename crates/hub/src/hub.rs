@@ -17,6 +17,7 @@ use crate::auth::Auth;
 use crate::builder::HubBuilder;
 use crate::config::HubConfig;
 use crate::connection;
+use crate::dedup::DedupWindow;
 use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::stats::{Counters, HubStats};
@@ -50,11 +51,21 @@ pub(crate) struct Shared {
     pub(crate) auth: Auth,
     pub(crate) counters: Counters,
     pub(crate) fanout: Box<dyn Fanout>,
+    /// Ids of recent events from ack-mode clients, hub-wide, so a resend
+    /// on a new connection is recognised too.
+    pub(crate) dedup: DedupWindow,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
     next_client: AtomicU64,
 }
 
 impl Shared {
+    /// The counters, and the de-duplication window's size, now.
+    fn stats(&self) -> HubStats {
+        let mut stats = self.counters.snapshot();
+        stats.dedup_window_ids = self.dedup.len() as u64;
+        stats
+    }
+
     /// Starts a graceful shutdown unless one is under way; returns its
     /// deadline.
     fn begin_shutdown(&self) -> Instant {
@@ -142,12 +153,14 @@ impl Hub {
             .as_ref()
             .is_some_and(HubTls::requires_client_certificates);
         let token_auth = auth.is_enabled();
+        let dedup = DedupWindow::new(config.dedup_window_events, config.dedup_window_age);
         let shared = Arc::new(Shared {
             config,
             tls,
             auth,
             counters: Counters::default(),
             fanout: Box::new(LocalFanout::default()),
+            dedup,
             lifecycle,
             next_client: AtomicU64::new(1),
         });
@@ -187,7 +200,7 @@ impl Hub {
 
     /// The counters now.
     pub fn stats(&self) -> HubStats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
 
     /// A cheap, cloneable handle that reads the stats and can start a
@@ -264,7 +277,7 @@ impl fmt::Debug for HubHandle {
 impl HubHandle {
     /// The counters now.
     pub fn stats(&self) -> HubStats {
-        self.shared.counters.snapshot()
+        self.shared.stats()
     }
 
     /// The address the hub listens on.

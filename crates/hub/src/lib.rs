@@ -33,7 +33,8 @@
 //!   changes the sender's filter: `subscribe` adds types (`[]`: every type),
 //!   with `"replace": true` it sets them atomically; `unsubscribe` removes
 //!   types (`[]`: every type, so nothing is received). A client that never
-//!   sends one receives everything.
+//!   sends one receives everything. `{"type":"hello","acks":true}` turns
+//!   on acknowledgements for the sender (see below).
 //! - **Anything else** is counted by reason in [`HubStats::malformed`],
 //!   logged at warn (at most about once a second per client) and answered
 //!   with nothing; the sender stays connected.
@@ -47,6 +48,41 @@
 //! everything queued for it and flushes once per wake-up. The fan-out sits
 //! behind an internal seam, so a backplane (e.g. NATS) can later connect
 //! hubs without changing connection handling.
+//!
+//! # Acknowledgements and de-duplication (at-least-once publishing)
+//!
+//! A client that sends `{"type":"hello","acks":true}` (first, on each
+//! connection) is acknowledged: after each read burst from it, the hub
+//! sends it `{"type":"ack","upto":N}`, where `N` counts the event frames
+//! read on this connection so far — valid events, duplicates and malformed
+//! frames alike, control frames not. Acks are cumulative, so one small
+//! frame covers a whole burst; a newer ack replaces one not yet written,
+//! and a due ack is written ahead of the frames queued for that client.
+//!
+//! **What an ack means.** Every event counted by `upto` was received and
+//! either relayed into the queue of every matching client connected at
+//! that moment, or dropped as a duplicate of one that was. It does not
+//! mean a subscriber has received it: the hub keeps nothing on disk, so an
+//! event acknowledged but not yet written to a subscriber when the hub
+//! stops or dies is lost for that subscriber, and so is one dropped from a
+//! slow subscriber's full queue. The hub does not redeliver to subscribers
+//! that were disconnected at the time; subscribers do not acknowledge what
+//! they receive (that is outside this protocol). A publisher resends what
+//! was not acknowledged when its connection ends; those resends are what
+//! the window below absorbs.
+//!
+//! **De-duplication.** Events from ack-mode connections are checked
+//! against a hub-wide window of recently seen ids, so a resend is dropped
+//! (counted in [`HubStats::duplicates_dropped`]) yet still acknowledged,
+//! also when it comes on a new connection. The window holds at most
+//! [`HubConfig::dedup_window_events`] ids, none older than
+//! [`HubConfig::dedup_window_age`]; a resend older than that is relayed
+//! again. Ids must therefore be unique across all ack-mode publishers (the
+//! default UUIDv7 ids are). The window is in memory too: after a hub
+//! restart, a resend of an event the old hub had relayed but not yet
+//! acknowledged is relayed again, so subscribers can see it twice and
+//! should de-duplicate by id. Events from clients that did not say hello
+//! are neither checked nor recorded: no hashing and no lock for them.
 //!
 //! # Slow, dead and misbehaving clients
 //!
@@ -95,6 +131,7 @@ mod auth;
 mod builder;
 mod config;
 mod connection;
+mod dedup;
 mod error;
 mod fanout;
 mod filter;
@@ -105,9 +142,10 @@ mod tls;
 
 pub use builder::HubBuilder;
 pub use config::{
-    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
+    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_DEDUP_WINDOW_AGE, DEFAULT_DEDUP_WINDOW_EVENTS,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
 };
 pub use error::{HubError, Result};
 pub use hub::{Hub, HubHandle};

@@ -2,6 +2,7 @@
 //! bound in frames, oldest-first dropping, and slow-client detection.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -40,6 +41,12 @@ impl FrameSet {
         if let Some(word) = self.bits.get_mut(index / 64) {
             *word |= 1 << (index % 64);
         }
+    }
+
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        self.bits
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
     }
 
     pub(crate) fn remove(&mut self, index: usize) {
@@ -119,7 +126,12 @@ pub(crate) struct Outbox {
     capacity: usize,
     slow_after: Duration,
     state: Mutex<State>,
-    /// Wakes the writer: something was queued.
+    /// The `upto` of an ack the writer has yet to send to this client; 0:
+    /// none (an ack always counts at least one frame). Outside the lock:
+    /// the writer checks it before every frame it writes, so an ack
+    /// overtakes whatever is queued.
+    ack: AtomicU64,
+    /// Wakes the writer: something was queued, or an ack is due.
     ready: Notify,
     /// Wakes the connection: this client stayed full too long.
     slow: Notify,
@@ -138,6 +150,7 @@ impl Outbox {
                 dropping_since: None,
                 closed: false,
             }),
+            ack: AtomicU64::new(0),
             ready: Notify::new(),
             slow: Notify::new(),
         }
@@ -228,6 +241,30 @@ impl Outbox {
         self.lock().filter.apply(frame)
     }
 
+    /// Asks the writer to acknowledge the first `upto` frames this client
+    /// sent, ahead of anything queued. Replaces an ack not yet sent: acks
+    /// are cumulative, so only the latest matters. Only the client's own
+    /// reader calls this, with growing values.
+    pub(crate) fn ack(&self, upto: u64) {
+        self.ack.store(upto, Relaxed);
+        self.ready.notify_one();
+    }
+
+    /// The ack due, if any. One relaxed load: cheap enough for the writer
+    /// to check before every frame.
+    pub(crate) fn pending_ack(&self) -> Option<u64> {
+        match self.ack.load(Relaxed) {
+            0 => None,
+            upto => Some(upto),
+        }
+    }
+
+    /// The ack for `upto` was handed to the socket. A newer one that the
+    /// reader set meanwhile stays due.
+    pub(crate) fn ack_sent(&self, upto: u64) {
+        let _ = self.ack.compare_exchange(upto, 0, Relaxed, Relaxed);
+    }
+
     /// Stops accepting frames; what is queued can still be taken.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -312,8 +349,28 @@ mod tests {
         s.insert(MAX_BURST); // out of range: ignored
         assert_eq!(s.len(), 2);
         assert_eq!(s.first_index(), Some(3));
+        assert!(s.contains(3) && s.contains(70) && !s.contains(4));
+        assert!(!s.contains(MAX_BURST));
         s.remove(3);
         assert_eq!(s.first_index(), Some(70));
+    }
+
+    #[tokio::test]
+    async fn acks_coalesce_and_wake_the_writer() {
+        let outbox = Outbox::new(1, 100, Duration::from_secs(5));
+        assert_eq!(outbox.pending_ack(), None);
+        outbox.ack(3);
+        outbox.ack(5);
+        assert_eq!(outbox.pending_ack(), Some(5));
+        tokio::time::timeout(Duration::from_secs(1), outbox.ready())
+            .await
+            .expect("the writer is woken");
+        // The reader moved on while 5 was being written: 7 stays due.
+        outbox.ack(7);
+        outbox.ack_sent(5);
+        assert_eq!(outbox.pending_ack(), Some(7));
+        outbox.ack_sent(7);
+        assert_eq!(outbox.pending_ack(), None);
     }
 
     #[test]

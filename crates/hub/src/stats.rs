@@ -70,7 +70,7 @@ impl std::ops::Add for MalformedCounts {
 /// [`Hub::stats`](crate::Hub::stats) or
 /// [`HubHandle::stats`](crate::HubHandle::stats).
 ///
-/// Every field but `clients` only grows. Stats of several hubs add up
+/// Every field but `clients` and `dedup_window_ids` only grows. Stats of several hubs add up
 /// (`+`) to the totals of the group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -90,13 +90,15 @@ pub struct HubStats {
     /// Of those, upgrades refused with HTTP 401 for a missing or wrong
     /// bearer token.
     pub auth_rejected: u64,
-    /// Data frames received (events, control frames and malformed ones).
+    /// Data frames received (events, duplicates, control frames and
+    /// malformed ones).
     pub frames_in: u64,
     /// Payload bytes of those frames.
     pub bytes_in: u64,
-    /// Valid events received (each relayed to every other matching client).
+    /// Valid events received and relayed to every other matching client;
+    /// duplicates dropped are not included.
     pub events_in: u64,
-    /// Control frames received and applied to their sender's filter.
+    /// Control frames received and applied: filter changes and hellos.
     pub control_frames: u64,
     /// Control frames refused because the filter would grow past its limit
     /// of event types.
@@ -105,7 +107,7 @@ pub struct HubStats {
     pub malformed: MalformedCounts,
     /// Frames queued for delivery to clients (one per event per recipient).
     pub frames_queued: u64,
-    /// Frames written to clients.
+    /// Relayed frames written to clients (acks are counted in `acks_sent`).
     pub frames_out: u64,
     /// Queued frames dropped because a client's queue was full (oldest
     /// first).
@@ -122,6 +124,22 @@ pub struct HubStats {
     /// Clients closed with 1002 for breaking the WebSocket protocol (other
     /// than oversize messages and invalid UTF-8, counted above).
     pub protocol_errors: u64,
+    /// `{"type":"ack","upto":N}` frames written to clients that said
+    /// `{"type":"hello","acks":true}`: at most one per read burst per such
+    /// client, fewer when its writer is behind (acks are cumulative, so a
+    /// newer one replaces one not yet sent).
+    pub acks_sent: u64,
+    /// Events from ack-mode clients dropped, not relayed, because their id
+    /// was in the de-duplication window (a resend whose first copy got
+    /// through). Each is still acknowledged.
+    pub duplicates_dropped: u64,
+    /// Event ids the de-duplication window remembers now: those of
+    /// ack-mode clients' events first seen less than
+    /// [`HubConfig::dedup_window_age`](crate::HubConfig::dedup_window_age)
+    /// ago, at most
+    /// [`HubConfig::dedup_window_events`](crate::HubConfig::dedup_window_events).
+    /// Like `clients`, a gauge, not a total.
+    pub dedup_window_ids: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -147,6 +165,9 @@ impl std::ops::Add for HubStats {
             disconnected_dead: self.disconnected_dead + o.disconnected_dead,
             oversize_closed: self.oversize_closed + o.oversize_closed,
             protocol_errors: self.protocol_errors + o.protocol_errors,
+            acks_sent: self.acks_sent + o.acks_sent,
+            duplicates_dropped: self.duplicates_dropped + o.duplicates_dropped,
+            dedup_window_ids: self.dedup_window_ids + o.dedup_window_ids,
         }
     }
 }
@@ -178,6 +199,8 @@ pub(crate) struct Counters {
     pub(crate) disconnected_dead: AtomicU64,
     pub(crate) oversize_closed: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    pub(crate) acks_sent: AtomicU64,
+    pub(crate) duplicates_dropped: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -232,6 +255,10 @@ impl Counters {
             disconnected_dead: l(&self.disconnected_dead),
             oversize_closed: l(&self.oversize_closed),
             protocol_errors: l(&self.protocol_errors),
+            acks_sent: l(&self.acks_sent),
+            duplicates_dropped: l(&self.duplicates_dropped),
+            // A gauge kept by the window itself; see `Shared::stats`.
+            dedup_window_ids: 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod acks;
 mod filters;
 mod keepalive;
 mod malformed;

@@ -12,6 +12,7 @@ use watchtower_reconnect::ReconnectPolicy;
 use crate::config::WebSocketConfig;
 use crate::connect::header_pair;
 use crate::credentials::{self, CredentialProvider, Credentials};
+use crate::delivery::{Acks, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 use crate::settings::{Keepalive, Settings};
 use crate::tls::{Pem, TlsOptions};
 use crate::transport::WebSocketTransport;
@@ -71,6 +72,9 @@ pub struct TransportBuilder {
     write_batch: usize,
     shutdown_timeout: Duration,
     lazy: bool,
+    delivery: Delivery,
+    ack_attempts: u32,
+    dedup_window: usize,
 }
 
 impl fmt::Debug for TransportBuilder {
@@ -80,6 +84,7 @@ impl fmt::Debug for TransportBuilder {
             .field("headers", &self.headers)
             .field("keepalive", &self.keepalive)
             .field("server_filters", &self.server_filters)
+            .field("delivery", &self.delivery)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +112,9 @@ impl TransportBuilder {
             write_batch: DEFAULT_WRITE_BATCH,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             lazy: false,
+            delivery: Delivery::AtMostOnce,
+            ack_attempts: DEFAULT_ACK_ATTEMPTS,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
         }
     }
 
@@ -313,6 +321,44 @@ impl TransportBuilder {
         self
     }
 
+    /// The delivery mode. Default [`Delivery::AtMostOnce`], which works with
+    /// any server. [`AtLeastOnce`](crate::AtLeastOnce) keeps every event
+    /// until the server acknowledges it and resends what was not
+    /// acknowledged after a reconnect; it needs a server that speaks the
+    /// hub's ack protocol (a plain server's silence makes every event time
+    /// out into the dead-letter queue).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use watchtower_websocket_transport::{AtLeastOnce, WebSocketConfig, WebSocketTransport};
+    /// # async fn run() -> Result<(), watchtower_core::WatchtowerError> {
+    /// let transport = WebSocketTransport::builder(WebSocketConfig::new("ws://hub:8080/events"))
+    ///     .delivery(AtLeastOnce { ack_timeout: Duration::from_secs(5), max_in_flight: 256 })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delivery(mut self, delivery: impl Into<Delivery>) -> Self {
+        self.delivery = delivery.into();
+        self
+    }
+
+    /// At least once: how many times one event is sent on a connection that
+    /// does not acknowledge it before it is dead-lettered with reason "ack
+    /// timeout". Default 3.
+    pub fn ack_attempts(mut self, attempts: u32) -> Self {
+        self.ack_attempts = attempts;
+        self
+    }
+
+    /// At least once: how many recent event ids the transport remembers to
+    /// drop duplicates before they reach a handler (a resend can deliver an
+    /// event twice). Default 10,000; 0 turns it off.
+    pub fn dedup_window(mut self, events: usize) -> Self {
+        self.dedup_window = events;
+        self
+    }
+
     /// Validates every setting, then connects. Must be called inside a
     /// tokio runtime.
     ///
@@ -367,6 +413,21 @@ impl TransportBuilder {
         self.dlq
             .validate()
             .map_err(|e| WatchtowerError::Config(format!("dead-letter queue: {e}")))?;
+        let acks = match self.delivery {
+            Delivery::AtMostOnce => None,
+            Delivery::AtLeastOnce(a) => {
+                if a.ack_timeout.is_zero() || a.max_in_flight == 0 || self.ack_attempts == 0 {
+                    return config_error(
+                        "at-least-once delivery needs an ack_timeout above zero, max_in_flight and ack_attempts of at least 1",
+                    );
+                }
+                Some(Acks {
+                    ack_timeout: a.ack_timeout,
+                    max_in_flight: a.max_in_flight,
+                    attempts: self.ack_attempts,
+                })
+            }
+        };
         for (name, value) in &self.headers.headers {
             header_pair(name, value)?;
         }
@@ -394,6 +455,8 @@ impl TransportBuilder {
             write_batch: self.write_batch,
             shutdown_timeout: self.shutdown_timeout,
             lazy: self.lazy,
+            acks,
+            dedup_window: self.dedup_window,
         })
     }
 }

@@ -43,6 +43,7 @@ mod config;
 mod connect;
 mod connection;
 mod credentials;
+mod delivery;
 mod settings;
 mod shared;
 mod stats;
@@ -59,6 +60,7 @@ pub use builder::{
 };
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
+pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 pub use stats::{ConnectionState, ConnectionStats, MalformedCounts, TransportStats};
 pub use subscriber::WebSocketSubscriber;
 pub use transport::{ShutdownReport, WebSocketTransport};

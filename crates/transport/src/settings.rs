@@ -8,6 +8,7 @@ use watchtower_reconnect::ReconnectPolicy;
 
 use crate::config::WebSocketConfig;
 use crate::credentials::{CredentialProvider, Credentials};
+use crate::delivery::Acks;
 use crate::url::WsUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,4 +43,8 @@ pub(crate) struct Settings {
     pub(crate) write_batch: usize,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) lazy: bool,
+    /// `Some` in at-least-once mode.
+    pub(crate) acks: Option<Acks>,
+    /// Event ids remembered to drop duplicates (at-least-once mode; 0: off).
+    pub(crate) dedup_window: usize,
 }

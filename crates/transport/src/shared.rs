@@ -2,6 +2,7 @@
 //! subscription tasks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -11,6 +12,7 @@ use watchtower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use watchtower_core::{Event, WatchtowerError};
 use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
 
+use crate::connection::{Carry, DedupWindow};
 use crate::settings::Settings;
 use crate::stats::{ConnectionState, Counters, add};
 use crate::subscription::Registry;
@@ -58,6 +60,11 @@ pub(crate) struct Shared {
     pub(crate) filter_progress: Notify,
     /// Whether the last close handshake (at shutdown) completed.
     pub(crate) clean_close: AtomicBool,
+    /// At least once: recently delivered event ids, to drop resends. Only
+    /// the reader touches it.
+    dedup: Mutex<DedupWindow>,
+    /// Frames to send first on the next connection (see [`Carry`]).
+    carry: Mutex<Carry>,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -77,6 +84,11 @@ impl Shared {
         .map_err(|e| WatchtowerError::Config(format!("circuit breaker: {e}")))?;
         let dlq = DeadLetterQueue::new(settings.dlq.clone())
             .map_err(|e| WatchtowerError::Config(format!("dead-letter queue: {e}")))?;
+        let settings_dedup = if settings.acks.is_some() {
+            settings.dedup_window
+        } else {
+            0
+        };
         Ok(Shared {
             instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
             subs: Registry::new(settings.mailbox_size),
@@ -96,6 +108,8 @@ impl Shared {
             filter_epoch_confirmed: AtomicU64::new(0),
             filter_progress: Notify::new(),
             clean_close: AtomicBool::new(false),
+            dedup: Mutex::new(DedupWindow::new(settings_dedup)),
+            carry: Mutex::new(Carry::new()),
         })
     }
 
@@ -174,6 +188,7 @@ impl Shared {
         }
         let counter = match reason {
             DeadLetterReason::Overflow => &self.counters.events_evicted,
+            DeadLetterReason::AckTimeout => &self.counters.ack_timeouts,
             _ => &self.counters.events_abandoned,
         };
         add(counter, frames.len() as u64);
@@ -184,6 +199,17 @@ impl Shared {
             }
         }
         self.progress.notify_waiters();
+    }
+
+    /// The frames carried over to the next connection. Held only briefly,
+    /// never across an `.await`.
+    pub(crate) fn carry(&self) -> MutexGuard<'_, Carry> {
+        self.carry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The de-duplication window (at least once).
+    pub(crate) fn dedup(&self) -> MutexGuard<'_, DedupWindow> {
+        self.dedup.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Moves everything still queued to the dead-letter queue.

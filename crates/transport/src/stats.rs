@@ -143,6 +143,19 @@ pub struct ConnectionStats {
     pub pongs_received: u64,
     /// Connections declared dead because nothing arrived in time.
     pub keepalive_timeouts: u64,
+    /// At least once: events sent and not yet acknowledged, now.
+    pub in_flight: u64,
+    /// At least once: events the server acknowledged.
+    pub acked: u64,
+    /// At least once: events sent again (unacknowledged when their
+    /// connection was lost, or after an ack timeout).
+    pub resent: u64,
+    /// At least once: events dead-lettered because no acknowledgement came
+    /// after `ack_attempts` sends.
+    pub ack_timeouts: u64,
+    /// At least once: incoming events dropped as duplicates of one already
+    /// delivered (a resend).
+    pub duplicates_dropped: u64,
 }
 
 /// Every statistic of a transport at one moment.
@@ -190,6 +203,8 @@ pub(crate) struct Counters {
     pub(crate) empty_field: AtomicU64,
     pub(crate) wrong_type: AtomicU64,
     pub(crate) oversize: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) duplicates_dropped: AtomicU64,
     _pad_reader: Padding,
     // The writer.
     pub(crate) frames_out: AtomicU64,
@@ -197,6 +212,9 @@ pub(crate) struct Counters {
     pub(crate) pings_sent: AtomicU64,
     pub(crate) frames_requeued: AtomicU64,
     pub(crate) frames_unconfirmed_lost: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) resent: AtomicU64,
+    pub(crate) ack_timeouts: AtomicU64,
     _pad_writer: Padding,
     // Subscription tasks.
     pub(crate) handler_ok: AtomicU64,
@@ -241,7 +259,9 @@ impl Counters {
     /// Frames that will never be written: evicted or abandoned. `flush`
     /// counts them as settled.
     pub(crate) fn settled_unwritten(&self) -> u64 {
-        self.events_evicted.load(Relaxed) + self.events_abandoned.load(Relaxed)
+        self.events_evicted.load(Relaxed)
+            + self.events_abandoned.load(Relaxed)
+            + self.ack_timeouts.load(Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> ConnectionStats {
@@ -281,6 +301,11 @@ impl Counters {
             pings_sent: l(&self.pings_sent),
             pongs_received: l(&self.pongs_received),
             keepalive_timeouts: l(&self.keepalive_timeouts),
+            in_flight: l(&self.in_flight),
+            acked: l(&self.acked),
+            resent: l(&self.resent),
+            ack_timeouts: l(&self.ack_timeouts),
+            duplicates_dropped: l(&self.duplicates_dropped),
         }
     }
 }

@@ -206,7 +206,8 @@ impl WebSocketTransport {
     }
 
     /// Waits until every event published before this call has been written
-    /// to the socket, or settled otherwise.
+    /// to the socket (at least once: acknowledged by the server), or
+    /// settled otherwise.
     ///
     /// Fails if any of them was dead-lettered instead (evicted, or
     /// abandoned because the breaker opened or the transport shut down).
@@ -221,7 +222,13 @@ impl WebSocketTransport {
             let progress = shared.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            if counters.frames_out.load(Relaxed) + counters.settled_unwritten() >= target {
+            // At least once, "written" means acknowledged by the server.
+            let written = if shared.settings.acks.is_some() {
+                counters.acked.load(Relaxed)
+            } else {
+                counters.frames_out.load(Relaxed)
+            };
+            if written + counters.settled_unwritten() >= target {
                 break;
             }
             if self.state() == ConnectionState::Closed {

@@ -1,0 +1,171 @@
+//! The reader: routes incoming frames to subscriptions, answers pongs and
+//! acknowledgements, and counts everything it cannot use.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use watchtower_core::{ControlFrame, EventHeader};
+
+use super::session::{Cells, End, Reason, Stream};
+use crate::shared::Shared;
+use crate::stats::{add, bump};
+
+pub(super) async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Stream) -> End {
+    let mut warn = WarnLimiter::default();
+    loop {
+        let Some(message) = stream.next().await else {
+            return End::Lost(Reason::Eof);
+        };
+        cells.touch();
+        match message {
+            Ok(Message::Text(text)) => on_frame(shared, cells, text, &mut warn),
+            Ok(Message::Binary(bytes)) => on_binary(shared, cells, bytes, &mut warn),
+            Ok(Message::Ping(_)) => cells.wake_writer.notify_one(),
+            Ok(Message::Pong(payload)) => {
+                bump(&shared.counters.pongs_received);
+                let (confirmed, filter_epoch) = cells.on_pong(&payload);
+                add(&shared.counters.frames_confirmed, confirmed);
+                if let Some(epoch) = filter_epoch {
+                    shared.filter_confirmed(epoch);
+                }
+                cells.wake_writer.notify_one();
+            }
+            Ok(Message::Close(frame)) => {
+                let described = match frame {
+                    Some(f) => {
+                        format!("code {}, reason {:?}", u16::from(f.code), f.reason.as_str())
+                    }
+                    None => "no close code".to_string(),
+                };
+                return End::Lost(Reason::ServerClosed(described));
+            }
+            Ok(Message::Frame(_)) => {}
+            Err(tungstenite::Error::Capacity(e)) => {
+                bump(&shared.counters.oversize);
+                return End::Lost(Reason::Oversize(e.to_string()));
+            }
+            Err(tungstenite::Error::Utf8(_)) => {
+                // RFC 6455 makes invalid UTF-8 in a text frame fatal (1007).
+                bump(&shared.counters.invalid_utf8);
+                return End::Lost(Reason::Read(tungstenite::Error::Utf8(String::new())));
+            }
+            Err(e) => return End::Lost(Reason::Read(e)),
+        }
+    }
+}
+
+/// A binary frame holding JSON: events are UTF-8, so check that once and
+/// treat it as text.
+pub(super) fn on_binary(shared: &Shared, cells: &Cells, bytes: Bytes, warn: &mut WarnLimiter) {
+    match Utf8Bytes::try_from(bytes) {
+        Ok(text) => on_frame(shared, cells, text, warn),
+        Err(_) => {
+            bump(&shared.counters.frames_in);
+            bump(&shared.counters.invalid_utf8);
+            warn.warn(&"a binary frame is not UTF-8, so it cannot hold JSON", 0);
+        }
+    }
+}
+
+/// Routes one data frame to the subscriptions that want it; anything else
+/// is counted by reason and logged (rate-limited), never fatal.
+///
+/// Only the header is read here (each subscription decodes its own copy),
+/// so the reader stays cheap however much the payload holds.
+pub(super) fn on_frame(shared: &Shared, cells: &Cells, text: Utf8Bytes, warn: &mut WarnLimiter) {
+    bump(&shared.counters.frames_in);
+    add(&shared.counters.bytes_in, text.len() as u64);
+    let at_least_once = shared.settings.acks.is_some();
+    // A lone subscription reads the frame itself. Control frames (the hub
+    // writes them `{"type":…` first) are handled here in any case, and at
+    // least once every event id is checked here for duplicates.
+    let text = if text.starts_with(r#"{"type":"#) || at_least_once {
+        text
+    } else {
+        match shared.subs.deliver_unread(shared, text) {
+            Ok(()) => return,
+            Err(text) => text,
+        }
+    };
+    let error = match EventHeader::peek(&text) {
+        Ok(header) => {
+            bump(&shared.counters.events_received);
+            if at_least_once && shared.dedup().is_duplicate(&header.id) {
+                bump(&shared.counters.duplicates_dropped);
+                return;
+            }
+            // The header borrows the frame; dispatch shares a counted copy.
+            if shared
+                .subs
+                .dispatch(shared, &header.event_type, text.clone())
+            {
+                return;
+            }
+            bump(&shared.counters.events_unmatched);
+            // Nobody decodes it, so check it strictly here, to count it if bad.
+            match EventHeader::parse(text.as_bytes()) {
+                Ok(_) => return,
+                Err(error) => error,
+            }
+        }
+        Err(error) => match ControlFrame::from_json(text.as_bytes()) {
+            Some(control) => {
+                on_control(shared, cells, control);
+                return;
+            }
+            None => error,
+        },
+    };
+    shared.counters.malformed(error.kind());
+    warn.warn(&error, text.len());
+}
+
+/// A control frame from the server: acknowledgements settle in-flight
+/// events; others are counted.
+fn on_control(shared: &Shared, cells: &Cells, control: ControlFrame) {
+    bump(&shared.counters.control_frames_in);
+    if let ControlFrame::Ack { upto } = control
+        && shared.settings.acks.is_some()
+    {
+        let (acked, left) = {
+            let mut in_flight = cells.in_flight();
+            (in_flight.ack(upto), in_flight.len())
+        };
+        shared.counters.in_flight.store(left as u64, Relaxed);
+        if acked > 0 {
+            add(&shared.counters.acked, acked);
+            // Room in the window, and `flush` callers may be done.
+            cells.wake_writer.notify_one();
+            shared.progress.notify_waiters();
+        }
+    }
+}
+
+/// At most one malformed-frame warning per second, with a count of the rest,
+/// so a peer sending garbage cannot flood the logs.
+#[derive(Default)]
+pub(super) struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    pub(super) fn warn(&mut self, error: &dyn fmt::Display, len: usize) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(reason = %error, bytes = len, suppressed = self.suppressed, "malformed frame dropped");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}

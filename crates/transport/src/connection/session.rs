@@ -1,0 +1,378 @@
+//! One connection's life: the reader, the writer and the keepalive watch,
+//! polled together by the connection task, and the accounting when it ends.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use watchtower_dlq::DeadLetterReason;
+
+use super::acks::{InFlight, Outgoing};
+use super::reader::{WarnLimiter, on_binary, on_frame, read_loop};
+use super::writer::write_loop;
+use crate::connect::Ws;
+use crate::shared::{Lifecycle, Shared};
+use crate::stats::{ConnectionState, add, bump};
+
+pub(crate) enum SessionEnd {
+    /// The connection was lost; reconnect.
+    Lost,
+    /// Shut down; stop.
+    Finished,
+}
+
+/// Why a session ended.
+pub(super) enum End {
+    Lost(Reason),
+    /// The queue was closed by `shutdown` and everything in it is written.
+    Drained,
+    /// The shutdown deadline passed.
+    DeadlineExpired,
+}
+
+pub(super) enum Reason {
+    Eof,
+    ServerClosed(String),
+    Oversize(String),
+    KeepaliveTimeout(Duration),
+    Read(tungstenite::Error),
+    Write(tungstenite::Error),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Eof => f.write_str("the server closed the TCP connection"),
+            Reason::ServerClosed(frame) => write!(f, "the server closed the WebSocket ({frame})"),
+            Reason::Oversize(e) => write!(
+                f,
+                "an incoming message was too large ({e}); closed with 1009"
+            ),
+            Reason::KeepaliveTimeout(d) => {
+                write!(f, "nothing arrived for {d:?} (keepalive timeout)")
+            }
+            Reason::Read(e) => write!(f, "read failed: {e}"),
+            Reason::Write(e) => write!(f, "write failed: {e}"),
+        }
+    }
+}
+
+/// State the session's reader, writer and keepalive share. They run in one
+/// task, but the task must be `Send`, so atomics and a short-held mutex
+/// rather than `Cell`s.
+pub(super) struct Cells {
+    epoch: Instant,
+    pub(super) last_rx: AtomicU64,
+    pub(super) last_ping: AtomicU64,
+    /// Event frames flushed on this connection.
+    pub(super) flushed: AtomicU64,
+    /// Of those, how many the server confirmed (via pong).
+    confirmed: AtomicU64,
+    /// Pings in flight, oldest first: what each one confirms when its pong
+    /// comes back. Never held across an `.await`.
+    pings: Mutex<VecDeque<PingRecord>>,
+    next_ping: AtomicU64,
+    /// Wakes an idle writer: a ping arrived (flush, so the queued pong goes
+    /// out), a pong did (re-arm the keepalive ping), or an ack did (room in
+    /// the in-flight window).
+    pub(super) wake_writer: Notify,
+    /// At least once: the events of this connection awaiting an ack.
+    in_flight: Mutex<InFlight>,
+}
+
+/// What a ping's pong proves: the server has read everything we wrote
+/// before the ping — `frames` event frames and the filter of `filter_epoch`.
+#[derive(Clone, Copy)]
+struct PingRecord {
+    id: u64,
+    frames: u64,
+    filter_epoch: u64,
+}
+
+/// Pings remembered at most; older ones are forgotten (their pongs then
+/// confirm nothing, which is only less precise).
+const MAX_PINGS_IN_FLIGHT: usize = 1024;
+
+impl Cells {
+    fn new() -> Cells {
+        Cells {
+            epoch: Instant::now(),
+            last_rx: AtomicU64::new(0),
+            last_ping: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            pings: Mutex::new(VecDeque::new()),
+            next_ping: AtomicU64::new(1),
+            wake_writer: Notify::new(),
+            in_flight: Mutex::new(InFlight::default()),
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(super) fn at(&self, nanos: &AtomicU64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos.load(Relaxed))
+    }
+
+    pub(super) fn touch(&self) {
+        self.last_rx.store(self.since_epoch(), Relaxed);
+    }
+
+    fn pings(&self) -> std::sync::MutexGuard<'_, VecDeque<PingRecord>> {
+        self.pings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn ping_outstanding(&self) -> bool {
+        !self.pings().is_empty()
+    }
+
+    /// Remembers a ping about to be sent; returns its payload.
+    pub(super) fn record_ping(&self, frames: u64, filter_epoch: u64) -> [u8; 8] {
+        let id = self.next_ping.fetch_add(1, Relaxed);
+        let mut pings = self.pings();
+        if pings.len() >= MAX_PINGS_IN_FLIGHT {
+            pings.pop_front();
+        }
+        pings.push_back(PingRecord {
+            id,
+            frames,
+            filter_epoch,
+        });
+        self.last_ping.store(self.since_epoch(), Relaxed);
+        id.to_be_bytes()
+    }
+
+    /// A pong answers the ping with its id and every earlier one (peers
+    /// answer only the latest of several). Returns how many more frames it
+    /// confirmed and the filter epoch it confirmed, if any.
+    pub(super) fn on_pong(&self, payload: &[u8]) -> (u64, Option<u64>) {
+        let Ok(bytes) = <[u8; 8]>::try_from(payload) else {
+            // Not our payload (a non-conforming peer): it answers
+            // something, so forget what is in flight, but confirms nothing.
+            self.pings().clear();
+            return (0, None);
+        };
+        let id = u64::from_be_bytes(bytes);
+        let mut answered = None;
+        {
+            let mut pings = self.pings();
+            while pings.front().is_some_and(|p| p.id <= id) {
+                answered = pings.pop_front();
+            }
+        }
+        let Some(record) = answered.filter(|r| r.id == id) else {
+            return (0, None);
+        };
+        let upto = record.frames.min(self.flushed.load(Relaxed));
+        let more = upto.saturating_sub(self.confirmed.fetch_max(upto, Relaxed));
+        (more, Some(record.filter_epoch))
+    }
+
+    /// Frames written but not confirmed, plus `unflushed` fed ones.
+    pub(super) fn unconfirmed(&self, unflushed: usize) -> u64 {
+        self.flushed
+            .load(Relaxed)
+            .saturating_sub(self.confirmed.load(Relaxed))
+            + unflushed as u64
+    }
+}
+
+/// The writer's current batch: frames popped from the queue; the first
+/// `fed` of them have been handed to the socket and are not yet flushed.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) frames: Vec<Outgoing>,
+    pub(super) fed: usize,
+    pub(super) fed_bytes: u64,
+}
+
+pub(super) type Sink = SplitSink<Ws, Message>;
+pub(super) type Stream = SplitStream<Ws>;
+
+pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> SessionEnd {
+    bump(&shared.counters.connects);
+    if reconnect {
+        bump(&shared.counters.reconnects);
+    }
+    shared.set_state(ConnectionState::Connected);
+    tracing::info!(url = %shared.settings.url, reconnect, "connected");
+
+    let (mut sink, mut stream) = ws.split();
+    let cells = Cells::new();
+    let mut batch = Batch::default();
+    let end = tokio::select! {
+        biased;
+        end = shutdown_deadline(shared) => end,
+        end = keepalive_watch(shared, &cells) => end,
+        end = read_loop(shared, &cells, &mut stream) => end,
+        end = write_loop(shared, &cells, &mut batch, &mut sink) => end,
+    };
+
+    // Settle every frame this connection took. Fed but not flushed counts
+    // as written: it was handed to the socket.
+    add(&shared.counters.frames_out, batch.fed as u64);
+    add(&shared.counters.bytes_out, batch.fed_bytes);
+    let unfed: Vec<Outgoing> = batch.frames.drain(batch.fed..).collect();
+    let unacked = cells.in_flight().take_all();
+    shared.counters.in_flight.store(0, Relaxed);
+    // At most once, frames written but unconfirmed may be lost with the
+    // connection; at least once, they are unacked and will be sent again.
+    let unconfirmed = if shared.settings.acks.is_some() {
+        0
+    } else {
+        cells.unconfirmed(batch.fed)
+    };
+    match end {
+        End::Drained => {
+            let clean = close_gracefully(shared, &cells, &mut sink, &mut stream).await;
+            if !clean {
+                add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            }
+            shared.clean_close.store(clean, Relaxed);
+            SessionEnd::Finished
+        }
+        End::DeadlineExpired => {
+            add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            let frames = unacked.into_iter().chain(unfed).map(|o| o.frame).collect();
+            shared.dead_letter_frames(
+                frames,
+                DeadLetterReason::Shutdown,
+                "not sent (or not acknowledged): the shutdown deadline passed first",
+            );
+            SessionEnd::Finished
+        }
+        End::Lost(reason) => {
+            bump(&shared.counters.disconnects);
+            add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            add(&shared.counters.frames_requeued, unfed.len() as u64);
+            add(&shared.counters.resent, unacked.len() as u64);
+            // The next connection sends these first: the unacknowledged
+            // (sent earliest), then the unsent, then what was carried before.
+            {
+                let mut carry = shared.carry();
+                for outgoing in unacked.into_iter().chain(unfed).rev() {
+                    carry.push_front(outgoing);
+                }
+            }
+            let close = match &reason {
+                Reason::Oversize(_) => Some(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                }),
+                // The reply to the server's close is already queued; flushing sends it.
+                Reason::ServerClosed(_) => None,
+                _ => {
+                    tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
+                    return SessionEnd::Lost;
+                }
+            };
+            tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
+            let grace = shared
+                .settings
+                .keepalive
+                .map_or(Duration::from_secs(1), |k| {
+                    k.pong_timeout.min(Duration::from_secs(1))
+                });
+            let _ = timeout(grace, async {
+                if let Some(frame) = close {
+                    sink.send(Message::Close(Some(frame))).await
+                } else {
+                    sink.flush().await
+                }
+            })
+            .await;
+            SessionEnd::Lost
+        }
+    }
+}
+
+/// Sends a normal close and waits for the server's, by the shutdown
+/// deadline. True if the handshake completed: the server then has read
+/// every frame we wrote.
+async fn close_gracefully(
+    shared: &Shared,
+    cells: &Cells,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) -> bool {
+    let deadline = match shared.lifecycle() {
+        Lifecycle::Draining { deadline } => deadline,
+        _ => Instant::now(),
+    };
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "shutdown".into(),
+    };
+    let handshake = async {
+        sink.send(Message::Close(Some(frame))).await.ok()?;
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(Message::Close(_)) => return Some(()),
+                Ok(Message::Text(t)) => on_frame(shared, cells, t, &mut WarnLimiter::default()),
+                Ok(Message::Binary(b)) => on_binary(shared, cells, b, &mut WarnLimiter::default()),
+                Ok(_) => {}
+                // tungstenite reports the end of a completed handshake this way.
+                Err(tungstenite::Error::ConnectionClosed) => return Some(()),
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    timeout_at(deadline, handshake)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+async fn shutdown_deadline(shared: &Shared) -> End {
+    let mut lifecycle = shared.lifecycle.subscribe();
+    loop {
+        let current = *lifecycle.borrow_and_update();
+        match current {
+            Lifecycle::Running => {}
+            Lifecycle::Draining { deadline } => {
+                sleep_until(deadline).await;
+                return End::DeadlineExpired;
+            }
+            Lifecycle::Stopped => return End::DeadlineExpired,
+        }
+        if lifecycle.changed().await.is_err() {
+            return End::DeadlineExpired;
+        }
+    }
+}
+
+/// Declares the connection dead when nothing has arrived for
+/// `interval + pong_timeout`. The writer pings after `interval` of silence,
+/// so a live server always answers in time.
+async fn keepalive_watch(shared: &Shared, cells: &Cells) -> End {
+    let Some(keepalive) = shared.settings.keepalive else {
+        return std::future::pending().await;
+    };
+    loop {
+        let deadline = cells.at(&cells.last_rx) + keepalive.dead_after();
+        if Instant::now() >= deadline {
+            bump(&shared.counters.keepalive_timeouts);
+            return End::Lost(Reason::KeepaliveTimeout(keepalive.dead_after()));
+        }
+        sleep_until(deadline).await;
+    }
+}
