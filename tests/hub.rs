@@ -50,8 +50,12 @@ async fn server_filters_narrow_at_the_hub_and_survive_a_reconnect() {
     // Restart: the filter goes out again on the new connection.
     hub.shutdown().await;
     let hub = Hub::bind(addr).await.unwrap();
+    // Both on the new hub (a state read right after the shutdown could
+    // still be the old connection's).
     wait_until("both reconnected", LIMIT, || {
-        subscriber.state().is_connected() && publisher.state().is_connected()
+        hub.stats().clients == 2
+            && subscriber.connection_stats().reconnects == 1
+            && publisher.connection_stats().reconnects == 1
     })
     .await;
     wait_until("filter re-sent", LIMIT, || hub.stats().control_frames >= 1).await;
