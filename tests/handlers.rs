@@ -136,6 +136,15 @@ async fn a_slow_handler_does_not_stall_other_subscriptions_and_its_overflow_is_d
     // The blocked handler holds 1 event, its mailbox 8; the rest overflowed.
     assert_eq!(stats.mailbox_overflow, 200 - 9);
     assert_eq!(transport.dlq_stats().by_reason.overflow, 200 - 9);
+    // Publishing is not held up by the blocked handler either.
+    for n in 0..1_000 {
+        transport.publish(event("out", n)).await.unwrap();
+    }
+    transport.flush().await.unwrap();
+    wait_until("every published event reached the server", LIMIT, || {
+        server.received_count() == 1_000
+    })
+    .await;
     gate.add_permits(1_000);
     wait_until("slow one drains its mailbox", LIMIT, || {
         transport.connection_stats().handler_ok == 200 + 9

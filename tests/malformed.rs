@@ -84,3 +84,28 @@ async fn an_oversize_message_closes_with_1009_and_reconnects() {
         "{e:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_in_a_text_frame_fails_the_connection_as_rfc_6455_says() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = RawServer::start().await;
+    let transport = fast(&server.url(), 1_000).connect().await.unwrap();
+    let got = Collector::default();
+    transport.subscribe(vec![], got.handler()).await.unwrap();
+    wait_until("connected", LIMIT, || server.connections() == 1).await;
+    // A text frame must be UTF-8; this one is not. RFC 6455 says the
+    // receiver fails the connection (1007): counted, then reconnected.
+    server.send(Message::Frame(Frame::message(
+        vec![b'{', 0xff, 0xfe, b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    )));
+    wait_until("reconnected", LIMIT, || {
+        transport.connection_stats().reconnects == 1 && server.connections() == 1
+    })
+    .await;
+    assert_eq!(transport.connection_stats().malformed.invalid_utf8, 1);
+    server.send_event(&event("t", 1));
+    wait_until("events flow again", LIMIT, || got.len() == 1).await;
+}

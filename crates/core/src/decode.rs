@@ -82,6 +82,39 @@ impl DecodeError {
     }
 }
 
+/// A nesting depth every decoder here accepts (serde_json's limit is 128).
+pub(crate) const SHALLOW: usize = 100;
+
+/// Whether JSON text nests arrays and objects deeper than `limit`, counting
+/// brackets outside strings. One pass over the bytes, no allocation; for
+/// malformed input the answer is only a hint, which is all callers need.
+pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 pub(crate) fn check_not_empty(event: &Event) -> Result<(), DecodeError> {
     if event.id.is_empty() {
         return Err(DecodeError::EmptyField("id"));

@@ -317,6 +317,16 @@ impl<'a> EventHeader<'a> {
         let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
             valid_up_to: e.valid_up_to(),
         })?;
+        // serde_json skips ignored values without its nesting limit, so a
+        // payload nested deeper than the full decoder accepts would pass.
+        // Deep frames are rare (and suspicious): give those the full decode.
+        if decode::nests_deeper_than(bytes, decode::SHALLOW) {
+            Event::from_json(bytes)?;
+        }
+        Self::parse_shallow(text)
+    }
+
+    fn parse_shallow(text: &'a str) -> Result<EventHeader<'a>, DecodeError> {
         #[derive(Deserialize)]
         struct Checked<'a> {
             #[serde(borrow)]
@@ -337,7 +347,7 @@ impl<'a> EventHeader<'a> {
                 id: c.id,
                 event_type: c.event_type,
             }),
-            Err(error) => Err(decode::explain(bytes, &error)),
+            Err(error) => Err(decode::explain(text.as_bytes(), &error)),
         }
     }
 }
@@ -406,6 +416,26 @@ mod header_tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn header_and_full_decoding_agree_on_nesting_depth() {
+        for depth in [1, 99, 100, 126, 127, 128, 129, 500] {
+            let text = format!(
+                r#"{{"id":"d","event_type":"t","payload":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let full = Event::from_json(text.as_bytes()).map(|_| ());
+            let header = EventHeader::parse(text.as_bytes()).map(|_| ());
+            assert_eq!(full.is_ok(), header.is_ok(), "depth {depth}");
+        }
+        // Brackets inside strings do not nest.
+        let text = format!(
+            r#"{{"id":"d","event_type":"t","payload":"{}"}}"#,
+            "[".repeat(500)
+        );
+        assert!(!decode::nests_deeper_than(text.as_bytes(), 10));
     }
 
     #[test]

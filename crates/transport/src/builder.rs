@@ -39,6 +39,15 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time the circuit breaker stays open before a trial connect.
 pub const DEFAULT_BREAKER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Upper bounds for sizes: far above any sane setting, they turn a typo
+/// (or `usize::MAX`) into a clear error instead of an allocation failure or
+/// a panic deep inside a channel.
+const MAX_QUEUE: usize = 1 << 26;
+const MAX_MAILBOX: usize = 1 << 24;
+const MAX_BATCH: usize = 1 << 16;
+const MAX_IN_FLIGHT: usize = 1 << 20;
+const MAX_DEDUP_WINDOW: usize = 1 << 24;
+
 /// Builds a [`WebSocketTransport`] with settings beyond [`WebSocketConfig`].
 ///
 /// ```no_run
@@ -268,7 +277,7 @@ impl TransportBuilder {
         self
     }
 
-    /// Capacity of each subscription's mailbox. Default 1024. When a slow
+    /// Capacity of each subscription's mailbox (at most 2²⁴). Default 1024. When a slow
     /// handler lets it fill, further events for it are dead-lettered and
     /// counted; other subscriptions are not slowed.
     pub fn mailbox_size(mut self, events: usize) -> Self {
@@ -298,7 +307,7 @@ impl TransportBuilder {
         self
     }
 
-    /// Most frames written before one flush. Default 256. The writer also
+    /// Most frames written before one flush (at most 65,536). Default 256. The writer also
     /// flushes whenever the queue runs empty, so this bounds latency under
     /// load, not at rest.
     pub fn write_batch_size(mut self, frames: usize) -> Self {
@@ -404,11 +413,30 @@ impl TransportBuilder {
         if !(256..=(64 << 20)).contains(&self.read_buffer_size) {
             return config_error("read_buffer_size must be between 256 bytes and 64 MiB");
         }
-        if self.mailbox_size == 0 {
-            return config_error("mailbox_size must be at least 1");
+        if self.config.backpressure.max_queue_size > MAX_QUEUE {
+            return Err(WatchtowerError::Config(format!(
+                "backpressure.max_queue_size must be at most {MAX_QUEUE}"
+            )));
         }
-        if self.write_batch == 0 {
-            return config_error("write_batch_size must be at least 1");
+        if !(1..=MAX_MAILBOX).contains(&self.mailbox_size) {
+            return Err(WatchtowerError::Config(format!(
+                "mailbox_size must be between 1 and {MAX_MAILBOX}"
+            )));
+        }
+        if !(1..=MAX_BATCH).contains(&self.write_batch) {
+            return Err(WatchtowerError::Config(format!(
+                "write_batch_size must be between 1 and {MAX_BATCH}"
+            )));
+        }
+        if self.dlq.capacity > MAX_QUEUE {
+            return Err(WatchtowerError::Config(format!(
+                "the dead-letter queue's capacity must be at most {MAX_QUEUE}"
+            )));
+        }
+        if self.dedup_window > MAX_DEDUP_WINDOW {
+            return Err(WatchtowerError::Config(format!(
+                "dedup_window must be at most {MAX_DEDUP_WINDOW}"
+            )));
         }
         self.dlq
             .validate()
@@ -416,10 +444,14 @@ impl TransportBuilder {
         let acks = match self.delivery {
             Delivery::AtMostOnce => None,
             Delivery::AtLeastOnce(a) => {
-                if a.ack_timeout.is_zero() || a.max_in_flight == 0 || self.ack_attempts == 0 {
-                    return config_error(
-                        "at-least-once delivery needs an ack_timeout above zero, max_in_flight and ack_attempts of at least 1",
-                    );
+                if a.ack_timeout.is_zero()
+                    || !(1..=MAX_IN_FLIGHT).contains(&a.max_in_flight)
+                    || self.ack_attempts == 0
+                {
+                    return Err(WatchtowerError::Config(format!(
+                        "at-least-once delivery needs an ack_timeout above zero, max_in_flight \
+                         between 1 and {MAX_IN_FLIGHT}, and ack_attempts of at least 1"
+                    )));
                 }
                 Some(Acks {
                     ack_timeout: a.ack_timeout,
