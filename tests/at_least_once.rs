@@ -45,14 +45,25 @@ fn assert_exactly_once_in_order(ns: &[u64], expected: u64) {
 /// is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_lose_nothing_and_run_no_handler_twice() {
-    const EVENTS: u64 = 20_000;
-    const RESETS: u32 = 50;
+    resets_run(20_000, 50, 0xa1_0ce).await;
+}
+
+/// The long variant, for `cargo xtask soak`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: run with `cargo xtask soak`"]
+async fn soak_resets_at_least_once() {
+    for seed in 1..=5 {
+        resets_run(200_000, 500, seed).await;
+    }
+}
+
+async fn resets_run(events: u64, resets: u32, seed: u64) {
     let hub = Hub::bind("127.0.0.1:0").await.unwrap();
     let proxy = FaultProxy::start(hub.local_addr()).await;
     // A mailbox for the whole run: this test is about the protocol, not
     // about a handler that falls behind (that is dead-lettered, elsewhere).
     let subscriber = acked(&hub.url())
-        .mailbox_size(EVENTS as usize)
+        .mailbox_size(events as usize)
         .connect()
         .await
         .unwrap();
@@ -66,7 +77,7 @@ async fn resets_lose_nothing_and_run_no_handler_twice() {
     let task = {
         let publisher = Arc::clone(&publisher);
         tokio::spawn(async move {
-            for n in 0..EVENTS {
+            for n in 0..events {
                 publisher.publish(event("alo", n)).await.unwrap();
                 if n % 64 == 0 {
                     tokio::task::yield_now().await;
@@ -74,10 +85,10 @@ async fn resets_lose_nothing_and_run_no_handler_twice() {
             }
         })
     };
-    let mut rng = fastrand::Rng::with_seed(0xa1_0ce);
-    for _ in 0..RESETS {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..resets {
         let target =
-            publisher.connection_stats().frames_out + rng.u64(1..(EVENTS / u64::from(RESETS)));
+            publisher.connection_stats().frames_out + rng.u64(1..(events / u64::from(resets)));
         wait_until("progress before the next reset", LIMIT, || {
             publisher.connection_stats().frames_out >= target || task.is_finished()
         })
@@ -95,7 +106,7 @@ async fn resets_lose_nothing_and_run_no_handler_twice() {
         .unwrap()
         .unwrap();
     if tokio::time::timeout(LIMIT, async {
-        while (got.len() as u64) < EVENTS {
+        while (got.len() as u64) < events {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -104,7 +115,7 @@ async fn resets_lose_nothing_and_run_no_handler_twice() {
     {
         let ns = got.ns();
         let unique: HashSet<u64> = ns.iter().copied().collect();
-        let missing: Vec<u64> = (0..EVENTS)
+        let missing: Vec<u64> = (0..events)
             .filter(|n| !unique.contains(n))
             .take(20)
             .collect();
@@ -119,25 +130,25 @@ async fn resets_lose_nothing_and_run_no_handler_twice() {
     }
 
     let stats = publisher.connection_stats();
-    assert_eq!(stats.acked, EVENTS, "{stats:?}");
+    assert_eq!(stats.acked, events, "{stats:?}");
     assert_eq!(stats.in_flight, 0);
-    assert!(stats.disconnects >= u64::from(RESETS), "{stats:?}");
+    assert!(stats.disconnects >= u64::from(resets), "{stats:?}");
     assert_eq!(
         publisher.dlq_stats().total_pushed,
         0,
         "nothing dead-lettered"
     );
-    assert_exactly_once_in_order(&got.ns(), EVENTS);
+    assert_exactly_once_in_order(&got.ns(), events);
     let hub_stats = hub.stats();
     // The hub counts relayed events and dropped duplicates apart. (It also
     // relays to the publisher's stale connections until it notices them
     // gone, so its queued frames can exceed the events.)
     assert_eq!(
-        hub_stats.events_in, EVENTS,
+        hub_stats.events_in, events,
         "the hub relayed every id exactly once: {hub_stats:?}"
     );
     eprintln!(
-        "at least once: {EVENTS} events, {} resets, {} resent, {} duplicates dropped by the hub, {} by the subscriber",
+        "at least once: {events} events, {} resets, {} resent, {} duplicates dropped by the hub, {} by the subscriber",
         stats.disconnects,
         stats.resent,
         hub_stats.duplicates_dropped,

@@ -98,17 +98,6 @@ fn expect(data: &[u8]) -> Expect {
     }
 }
 
-fn count(counts: &mut MalformedCounts, kind: DecodeErrorKind) {
-    match kind {
-        DecodeErrorKind::InvalidUtf8 => counts.invalid_utf8 += 1,
-        DecodeErrorKind::InvalidJson => counts.invalid_json += 1,
-        DecodeErrorKind::NotAnObject => counts.not_an_object += 1,
-        DecodeErrorKind::MissingField => counts.missing_field += 1,
-        DecodeErrorKind::EmptyField => counts.empty_field += 1,
-        _ => counts.wrong_type += 1,
-    }
-}
-
 /// The frames for one `Sent`, and the data they carry (None: control).
 fn frames(s: &Sent) -> (Vec<Message>, Option<Vec<u8>>) {
     let text = |t: String| (vec![Message::Text(t.clone().into())], Some(t.into_bytes()));
@@ -180,7 +169,7 @@ fn model(sent: &[Sent]) -> Model {
             match expect(&data) {
                 Expect::Event(n) => m.events.push(n),
                 Expect::Control => m.control += 1,
-                Expect::Malformed(kind) => count(&mut m.malformed, kind),
+                Expect::Malformed(kind) => m.malformed.record(kind),
             }
         }
     }
@@ -195,10 +184,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// At least 10,000 frames per run: 16 cases of 600–800.
-fn runner() -> TestRunner {
+/// At least 10,000 frames per run: 16 cases of 600–800 (the soak runs
+/// more cases).
+fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
-        cases: 16,
+        cases,
         failure_persistence: None,
         ..Config::default()
     })
@@ -208,9 +198,19 @@ const SENTINEL: u64 = 9_999_999;
 
 #[test]
 fn the_client_counts_every_bad_frame_and_delivers_every_valid_event() {
+    client_run(16);
+}
+
+#[test]
+#[ignore = "soak: run with `cargo xtask soak`"]
+fn soak_bad_input_client() {
+    client_run(400);
+}
+
+fn client_run(cases: u32) {
     let rt = runtime();
     let total = std::cell::Cell::new(0usize);
-    runner()
+    runner(cases)
         .run(&proptest::collection::vec(sent(), 600..800), |sent| {
             total.set(total.get() + sent.len());
             rt.block_on(client_case(sent));
@@ -254,9 +254,19 @@ async fn client_case(sent: Vec<Sent>) {
 
 #[test]
 fn the_hub_counts_every_bad_frame_and_relays_every_valid_event() {
+    hub_run(16);
+}
+
+#[test]
+#[ignore = "soak: run with `cargo xtask soak`"]
+fn soak_bad_input_hub() {
+    hub_run(400);
+}
+
+fn hub_run(cases: u32) {
     let rt = runtime();
     let total = std::cell::Cell::new(0usize);
-    runner()
+    runner(cases)
         .run(&proptest::collection::vec(sent(), 600..800), |sent| {
             total.set(total.get() + sent.len());
             rt.block_on(hub_case(sent));
@@ -297,16 +307,7 @@ async fn hub_case(sent: Vec<Sent>) {
     expected.push(SENTINEL);
     assert_eq!(relayed, expected, "every valid event relayed, in order");
     let stats = hub.stats();
-    let hub_malformed = MalformedCounts {
-        invalid_utf8: stats.malformed.invalid_utf8,
-        invalid_json: stats.malformed.invalid_json,
-        not_an_object: stats.malformed.not_an_object,
-        missing_field: stats.malformed.missing_field,
-        empty_field: stats.malformed.empty_field,
-        wrong_type: stats.malformed.wrong_type,
-        oversize: 0,
-    };
-    assert_eq!(hub_malformed, m.malformed, "bad frames counted by reason");
+    assert_eq!(stats.malformed, m.malformed, "bad frames counted by reason");
     assert_eq!(stats.clients, 2, "the sender stays connected");
     // The raw clients do not answer a close: dropping the hub ends it at once.
     drop(hub);

@@ -19,9 +19,20 @@ use crate::support::{LIMIT, event, init_logs, n_of};
 /// - nothing is dead-lettered (Block strategy: no drops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_lose_nothing_queued_and_never_reorder() {
+    restarts_run(20_000, 50, 0x5eed).await;
+}
+
+/// The long variant, for `cargo xtask soak`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak: run with `cargo xtask soak`"]
+async fn soak_restarts_plain() {
+    for seed in 1..=5 {
+        restarts_run(200_000, 500, seed).await;
+    }
+}
+
+async fn restarts_run(events: u64, resets: u32, seed: u64) {
     init_logs();
-    const EVENTS: u64 = 20_000;
-    const RESETS: u32 = 50;
     let server = RawServer::start().await;
     let proxy = FaultProxy::start(server.addr()).await;
     let mut config = WebSocketConfig::new(proxy.url("/events"));
@@ -41,7 +52,7 @@ async fn restarts_lose_nothing_queued_and_never_reorder() {
     let publisher = {
         let transport = Arc::clone(&transport);
         tokio::spawn(async move {
-            for n in 0..EVENTS {
+            for n in 0..events {
                 transport.publish(event("chaos", n)).await.unwrap();
                 if n % 64 == 0 {
                     tokio::task::yield_now().await;
@@ -50,12 +61,12 @@ async fn restarts_lose_nothing_queued_and_never_reorder() {
         })
     };
 
-    let mut rng = fastrand::Rng::with_seed(0x5eed);
-    for _ in 0..RESETS {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..resets {
         // Reset at a random point of progress, not of time, so the run is
         // the same on a fast or a slow machine.
         let written = transport.connection_stats().frames_out;
-        let target = written + rng.u64(1..(EVENTS / u64::from(RESETS)));
+        let target = written + rng.u64(1..(events / u64::from(resets)));
         wait_until("progress before the next reset", LIMIT, || {
             transport.connection_stats().frames_out >= target || publisher.is_finished()
         })
@@ -72,7 +83,7 @@ async fn restarts_lose_nothing_queued_and_never_reorder() {
     let stats = transport.connection_stats();
     let in_doubt = stats.frames_unconfirmed_lost;
     wait_until("everything not in doubt arrived", LIMIT, || {
-        server.received_count() as u64 + in_doubt >= EVENTS
+        server.received_count() as u64 + in_doubt >= events
     })
     .await;
 
@@ -81,12 +92,12 @@ async fn restarts_lose_nothing_queued_and_never_reorder() {
         received.windows(2).all(|w| w[0] < w[1]),
         "events arrived twice or out of order"
     );
-    let missing = EVENTS - received.len() as u64;
+    let missing = events - received.len() as u64;
     assert!(
         missing <= in_doubt,
         "{missing} events missing but only {in_doubt} were in the at-most-once window"
     );
-    assert!(stats.disconnects >= u64::from(RESETS), "{stats:?}");
+    assert!(stats.disconnects >= u64::from(resets), "{stats:?}");
     assert_eq!(stats.reconnects, stats.disconnects);
     assert_eq!(
         transport.dlq_stats().total_pushed,
@@ -94,11 +105,11 @@ async fn restarts_lose_nothing_queued_and_never_reorder() {
         "nothing dead-lettered"
     );
     assert_eq!(
-        stats.frames_out, EVENTS,
+        stats.frames_out, events,
         "every event was written exactly once"
     );
     eprintln!(
-        "chaos: {EVENTS} events, {} resets, {} missing, {in_doubt} in the at-most-once window, {} requeued",
+        "chaos: {events} events, {} resets, {} missing, {in_doubt} in the at-most-once window, {} requeued",
         stats.disconnects, missing, stats.frames_requeued
     );
 }

@@ -67,7 +67,7 @@ async fn an_oversize_message_closes_with_1009_and_reconnects() {
         server.accepted() == 2 && server.connections() == 1
     })
     .await;
-    assert_eq!(transport.connection_stats().malformed.oversize, 1);
+    assert_eq!(transport.connection_stats().oversize, 1);
 
     server.send_event(&event("t", 1));
     wait_until("events flow again", LIMIT, || got.len() == 1).await;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use watchtower_hub::Hub;
+use watchtower_websocket::AtLeastOnce;
 use watchtower_websocket::prelude::*;
 
 use crate::raw::relay_server;
@@ -51,22 +52,38 @@ pub struct Latency {
     pub raw: Percentiles,
     /// hub p99 / raw p99.
     pub ratio_p99: f64,
+    /// Our transport → hub → our transport, both at least once.
+    pub hub_at_least_once: Percentiles,
+    /// At-least-once p99 / plain hub p99.
+    pub ratio_at_least_once_p99: f64,
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Latency, BenchError> {
     let raw = raw_round_trips(options.latency_samples).await?;
-    let hub = hub_round_trips(options.latency_samples).await?;
+    let hub = hub_round_trips(options.latency_samples, false).await?;
+    let alo = hub_round_trips(options.latency_samples, true).await?;
     Ok(Latency {
         ratio_p99: ratio(hub.p99_us, raw.p99_us),
+        ratio_at_least_once_p99: ratio(alo.p99_us, hub.p99_us),
+        hub_at_least_once: alo,
         hub,
         raw,
     })
 }
 
-async fn hub_round_trips(samples: usize) -> Result<Percentiles, BenchError> {
+async fn hub_round_trips(samples: usize, at_least_once: bool) -> Result<Percentiles, BenchError> {
     let hub = Hub::bind("127.0.0.1:0").await?;
-    let publisher = WebSocketTransport::new(WebSocketConfig::new(hub.url())).await?;
-    let subscriber = WebSocketTransport::new(WebSocketConfig::new(hub.url())).await?;
+    let connect = || {
+        let builder = WebSocketTransport::builder(WebSocketConfig::new(hub.url()));
+        let builder = if at_least_once {
+            builder.delivery(AtLeastOnce::default())
+        } else {
+            builder
+        };
+        builder.connect()
+    };
+    let publisher = connect().await?;
+    let subscriber = connect().await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     subscriber
         .subscribe(vec![], move |event| {

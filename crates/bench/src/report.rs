@@ -132,6 +132,21 @@ impl Report {
             "   ratios: c1/b {:.2} (target ≥ 0.9)   c8/b {:.2} (target ≥ 1.0)   c1/a {:.2} (target ≥ 3)",
             t.ratio_c1_b, t.ratio_c8_b, t.ratio_c1_a
         );
+        let _ = writeln!(
+            out,
+            "   to the hub, plain                                {}",
+            rate(&t.hub_plain)
+        );
+        let _ = writeln!(
+            out,
+            "   to the hub, at least once (until acked)          {}",
+            rate(&t.hub_at_least_once)
+        );
+        let _ = writeln!(
+            out,
+            "   ratio at-least-once/plain {:.2} (target ≥ 0.7)",
+            t.ratio_at_least_once
+        );
         let l = &self.latency;
         let _ = writeln!(out);
         let _ = writeln!(
@@ -157,6 +172,16 @@ impl Report {
             out,
             "   ratio p99 hub/raw {:.2} (target ≤ 1.5)",
             l.ratio_p99
+        );
+        let _ = writeln!(
+            out,
+            "   at least once, transport → hub → transport {:>7.1}  {:>7.1}  {:>7.1}",
+            l.hub_at_least_once.p50_us, l.hub_at_least_once.p99_us, l.hub_at_least_once.p999_us
+        );
+        let _ = writeln!(
+            out,
+            "   ratio p99 at-least-once/plain {:.2}",
+            l.ratio_at_least_once_p99
         );
         let f = &self.fanout;
         let _ = writeln!(out);

@@ -6,6 +6,8 @@ use std::time::Instant;
 use futures_util::SinkExt;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
+use watchtower_hub::Hub;
+use watchtower_websocket::AtLeastOnce;
 use watchtower_websocket::prelude::*;
 
 use crate::raw::CountingServer;
@@ -33,27 +35,39 @@ pub struct Throughput {
     pub ratio_c8_b: f64,
     /// Median c1 / median a.
     pub ratio_c1_a: f64,
+    /// Our transport, plain mode, to the hub (until the hub has them all).
+    pub hub_plain: Summary,
+    /// Our transport, at-least-once, to the hub (until every ack is back).
+    pub hub_at_least_once: Summary,
+    /// Median at-least-once / median plain, both to the hub.
+    pub ratio_at_least_once: f64,
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError> {
     let server = CountingServer::start().await?;
     let n = options.throughput_events;
     let (mut a, mut b, mut c1, mut c8) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut plain, mut alo) = (Vec::new(), Vec::new());
     // Interleaved: a drift in the machine's load hits every contender.
     for run in 0..options.runs {
         a.push(raw(&server, n, 1).await?);
         b.push(raw(&server, n, RAW_FLUSH_EVERY).await?);
         c1.push(transport(&server, n, 1).await?);
         c8.push(transport(&server, n, 8).await?);
+        plain.push(to_hub(n, false).await?);
+        alo.push(to_hub(n, true).await?);
         eprintln!(
-            "  run {}: send {:.0}/s, feed+flush {:.0}/s, publish x1 {:.0}/s, publish x8 {:.0}/s",
+            "  run {}: send {:.0}/s, feed+flush {:.0}/s, publish x1 {:.0}/s, publish x8 {:.0}/s, to hub plain {:.0}/s, at least once {:.0}/s",
             run + 1,
             a[run],
             b[run],
             c1[run],
-            c8[run]
+            c8[run],
+            plain[run],
+            alo[run]
         );
     }
+    let (plain, alo) = (Summary::of(plain), Summary::of(alo));
     let (a, b, c1, c8) = (
         Summary::of(a),
         Summary::of(b),
@@ -68,7 +82,36 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError
         raw_feed_flush: b,
         transport_1: c1,
         transport_8: c8,
+        ratio_at_least_once: ratio(alo.median, plain.median),
+        hub_plain: plain,
+        hub_at_least_once: alo,
     })
+}
+
+/// One publisher to the hub, plain or at least once; done when the hub has
+/// relayed every event (plain) or every ack is back (at least once).
+async fn to_hub(n: usize, at_least_once: bool) -> Result<f64, BenchError> {
+    let hub = Hub::bind("127.0.0.1:0").await?;
+    let mut config = WebSocketConfig::new(hub.url());
+    config.backpressure.strategy = BackpressureStrategy::Block;
+    let mut builder = WebSocketTransport::builder(config);
+    if at_least_once {
+        builder = builder.delivery(AtLeastOnce::default());
+    }
+    let transport = builder.connect().await?;
+    let events = events(n);
+    let start = Instant::now();
+    for event in events {
+        transport.publish(event).await?;
+    }
+    transport.flush().await?;
+    while hub.stats().events_in < n as u64 {
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    transport.shutdown().await?;
+    hub.shutdown().await;
+    Ok(rate)
 }
 
 /// A hand-written client: serialise each event and send it, flushing every

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use watchtower_websocket::{
-    BackpressureConfig, Credentials, ReconnectPolicy, TransportBuilder, WebSocketConfig,
-    WebSocketTransport,
+    AtLeastOnce, BackpressureConfig, Credentials, ReconnectPolicy, TransportBuilder,
+    WebSocketConfig, WebSocketTransport,
 };
 
 use crate::error::CliError;
@@ -59,6 +59,13 @@ pub(crate) struct ConnectArgs {
     /// up.
     #[arg(long, value_name = "PATH")]
     pub(crate) token_file: Option<PathBuf>,
+
+    /// At-least-once delivery (the server must speak the hub's ack
+    /// protocol): `publish` succeeds only once the hub has acknowledged
+    /// every event, resending across reconnects; `subscribe` drops
+    /// duplicates.
+    #[arg(long)]
+    pub(crate) at_least_once: bool,
 }
 
 impl ConnectArgs {
@@ -80,6 +87,9 @@ impl ConnectArgs {
         .connect_timeout(self.connect_timeout)
         .reconnect_policy(policy)
         .server_filters(!self.no_server_filters);
+        if self.at_least_once {
+            builder = builder.delivery(AtLeastOnce::default());
+        }
         for path in &self.ca_cert {
             builder = builder.add_root_certificate_file(path);
         }

@@ -130,13 +130,15 @@ fn describe(args: &HubArgs) -> String {
 /// The final stats, one figure per line.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let m = &s.malformed;
-    let rows: [(&str, String); 14] = [
+    let rows: [(&str, String); 16] = [
         ("uptime", format!("{:.1} s", uptime.as_secs_f64())),
         ("connections", s.connections_total.to_string()),
         ("failed handshakes", s.handshake_failures.to_string()),
         ("  of which TLS", s.tls_failures.to_string()),
         ("  of which refused (401)", s.auth_rejected.to_string()),
         ("events in", s.events_in.to_string()),
+        ("duplicates dropped", s.duplicates_dropped.to_string()),
+        ("acks sent", s.acks_sent.to_string()),
         ("control frames", s.control_frames.to_string()),
         ("frames out", s.frames_out.to_string()),
         ("frames dropped", s.dropped_frames.to_string()),
@@ -178,6 +180,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  frames dropped           0\n"), "{text}");
-        assert_eq!(text.lines().count(), 15);
+        assert_eq!(text.lines().count(), 17);
     }
 }

@@ -169,3 +169,24 @@ async fn ready(hub: &Hub) {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_at_least_once_succeeds_once_the_hub_acknowledged() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let url = hub.url();
+    let out = output(watchtower(&[
+        "publish",
+        "--url",
+        &url,
+        "--at-least-once",
+        "--type",
+        "t",
+        "--payload",
+        r#"{"n":1}"#,
+    ]))
+    .await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stats = hub.stats();
+    assert_eq!(stats.events_in, 1);
+    assert!(stats.acks_sent >= 1, "{stats:?}");
+}

@@ -68,6 +68,80 @@ pub enum DecodeErrorKind {
     WrongType,
 }
 
+/// Malformed frames counted by reason: what transports and the hub report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MalformedCounts {
+    /// Not UTF-8.
+    pub invalid_utf8: u64,
+    /// Not JSON, or JSON cut short (or nested too deep).
+    pub invalid_json: u64,
+    /// JSON that is not an object.
+    pub not_an_object: u64,
+    /// Objects without `id` or `event_type` (and not control frames).
+    pub missing_field: u64,
+    /// Objects with an empty `id` or `event_type`.
+    pub empty_field: u64,
+    /// Fields of the wrong type or format.
+    pub wrong_type: u64,
+}
+
+impl MalformedCounts {
+    /// Every malformed frame.
+    pub fn total(&self) -> u64 {
+        self.invalid_utf8
+            + self.invalid_json
+            + self.not_an_object
+            + self.missing_field
+            + self.empty_field
+            + self.wrong_type
+    }
+
+    /// The counter for one reason.
+    pub fn get_mut(&mut self, kind: DecodeErrorKind) -> &mut u64 {
+        match kind {
+            DecodeErrorKind::InvalidUtf8 => &mut self.invalid_utf8,
+            DecodeErrorKind::InvalidJson => &mut self.invalid_json,
+            DecodeErrorKind::NotAnObject => &mut self.not_an_object,
+            DecodeErrorKind::MissingField => &mut self.missing_field,
+            DecodeErrorKind::EmptyField => &mut self.empty_field,
+            DecodeErrorKind::WrongType => &mut self.wrong_type,
+        }
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, kind: DecodeErrorKind) -> u64 {
+        let mut copy = *self;
+        *copy.get_mut(kind)
+    }
+
+    /// Counts one frame of reason `kind`.
+    pub fn record(&mut self, kind: DecodeErrorKind) {
+        *self.get_mut(kind) += 1;
+    }
+
+    /// Every reason, for building counts from other counters.
+    pub const KINDS: [DecodeErrorKind; 6] = [
+        DecodeErrorKind::InvalidUtf8,
+        DecodeErrorKind::InvalidJson,
+        DecodeErrorKind::NotAnObject,
+        DecodeErrorKind::MissingField,
+        DecodeErrorKind::EmptyField,
+        DecodeErrorKind::WrongType,
+    ];
+}
+
+impl std::ops::Add for MalformedCounts {
+    type Output = MalformedCounts;
+
+    fn add(mut self, other: MalformedCounts) -> MalformedCounts {
+        for kind in MalformedCounts::KINDS {
+            *self.get_mut(kind) += other.get(kind);
+        }
+        self
+    }
+}
+
 impl DecodeError {
     /// The reason as a `Copy` tag.
     pub fn kind(&self) -> DecodeErrorKind {

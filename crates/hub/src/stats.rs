@@ -4,67 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use watchtower_core::DecodeErrorKind;
 
-/// Frames that were neither an event nor a control frame, by reason.
-///
-/// Each is dropped, logged at warn (at most about once a second per
-/// client) and answered with nothing; the sender stays connected, except
-/// for invalid UTF-8 in a text frame, which RFC 6455 makes fatal (1007).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MalformedCounts {
-    /// Not UTF-8: binary frames (dropped) and text frames (closed, 1007).
-    pub invalid_utf8: u64,
-    /// Not JSON, or JSON cut short.
-    pub invalid_json: u64,
-    /// JSON that is not an object.
-    pub not_an_object: u64,
-    /// Objects without `id` or `event_type` that are not control frames.
-    pub missing_field: u64,
-    /// Objects with an empty `id` or `event_type`.
-    pub empty_field: u64,
-    /// Fields of the wrong type or format.
-    pub wrong_type: u64,
-}
-
-impl MalformedCounts {
-    /// Every malformed frame.
-    pub fn total(&self) -> u64 {
-        self.invalid_utf8
-            + self.invalid_json
-            + self.not_an_object
-            + self.missing_field
-            + self.empty_field
-            + self.wrong_type
-    }
-
-    /// The count for one reason.
-    pub fn get(&self, kind: DecodeErrorKind) -> u64 {
-        match kind {
-            DecodeErrorKind::InvalidUtf8 => self.invalid_utf8,
-            DecodeErrorKind::NotAnObject => self.not_an_object,
-            DecodeErrorKind::MissingField => self.missing_field,
-            DecodeErrorKind::EmptyField => self.empty_field,
-            DecodeErrorKind::WrongType => self.wrong_type,
-            // InvalidJson, and any reason core adds later (counted there).
-            _ => self.invalid_json,
-        }
-    }
-}
-
-impl std::ops::Add for MalformedCounts {
-    type Output = MalformedCounts;
-
-    fn add(self, o: MalformedCounts) -> MalformedCounts {
-        MalformedCounts {
-            invalid_utf8: self.invalid_utf8 + o.invalid_utf8,
-            invalid_json: self.invalid_json + o.invalid_json,
-            not_an_object: self.not_an_object + o.not_an_object,
-            missing_field: self.missing_field + o.missing_field,
-            empty_field: self.empty_field + o.empty_field,
-            wrong_type: self.wrong_type + o.wrong_type,
-        }
-    }
-}
+/// Frames that were neither an event nor a control frame, by reason: each
+/// is dropped, logged at warn (at most about once a second per client) and
+/// answered with nothing; the sender stays connected, except for invalid
+/// UTF-8 in a text frame, which RFC 6455 makes fatal (1007).
+pub use watchtower_core::MalformedCounts;
 
 /// What a hub has done since it started: plain data, read with
 /// [`Hub::stats`](crate::Hub::stats) or
@@ -240,13 +184,15 @@ impl Counters {
             events_in: l(&self.events_in),
             control_frames: l(&self.control_frames),
             control_rejected: l(&self.control_rejected),
-            malformed: MalformedCounts {
-                invalid_utf8: l(&self.invalid_utf8),
-                invalid_json: l(&self.invalid_json),
-                not_an_object: l(&self.not_an_object),
-                missing_field: l(&self.missing_field),
-                empty_field: l(&self.empty_field),
-                wrong_type: l(&self.wrong_type),
+            malformed: {
+                let mut m = MalformedCounts::default();
+                m.invalid_utf8 = l(&self.invalid_utf8);
+                m.invalid_json = l(&self.invalid_json);
+                m.not_an_object = l(&self.not_an_object);
+                m.missing_field = l(&self.missing_field);
+                m.empty_field = l(&self.empty_field);
+                m.wrong_type = l(&self.wrong_type);
+                m
             },
             frames_queued: l(&self.frames_queued),
             frames_out: l(&self.frames_out),

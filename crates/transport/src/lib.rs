@@ -61,7 +61,8 @@ pub use builder::{
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
 pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
-pub use stats::{ConnectionState, ConnectionStats, MalformedCounts, TransportStats};
+pub use stats::{ConnectionState, ConnectionStats, TransportStats};
 pub use subscriber::WebSocketSubscriber;
 pub use transport::{ShutdownReport, WebSocketTransport};
 pub use url::redact as redact_url;
+pub use watchtower_core::MalformedCounts;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use watchtower_backpressure::BackpressureStats;
 use watchtower_circuit_breaker::CircuitBreakerStats;
-use watchtower_core::DecodeErrorKind;
+use watchtower_core::{DecodeErrorKind, MalformedCounts};
 use watchtower_dlq::DlqStats;
 
 /// Where the connection is in its life.
@@ -31,53 +31,6 @@ impl ConnectionState {
     /// True only while connected.
     pub fn is_connected(&self) -> bool {
         matches!(self, ConnectionState::Connected)
-    }
-}
-
-/// Malformed incoming frames, counted by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MalformedCounts {
-    /// Binary frames that are not UTF-8.
-    pub invalid_utf8: u64,
-    /// Frames that are not JSON, or truncated JSON.
-    pub invalid_json: u64,
-    /// JSON that is not an object.
-    pub not_an_object: u64,
-    /// Objects without `id` or `event_type`.
-    pub missing_field: u64,
-    /// Objects with an empty `id` or `event_type`.
-    pub empty_field: u64,
-    /// Fields of the wrong type or format.
-    pub wrong_type: u64,
-    /// Messages over the maximum size (the connection is closed with 1009).
-    pub oversize: u64,
-}
-
-impl MalformedCounts {
-    /// All malformed frames.
-    pub fn total(&self) -> u64 {
-        self.invalid_utf8
-            + self.invalid_json
-            + self.not_an_object
-            + self.missing_field
-            + self.empty_field
-            + self.wrong_type
-            + self.oversize
-    }
-}
-
-impl std::ops::Add for MalformedCounts {
-    type Output = MalformedCounts;
-    fn add(self, o: MalformedCounts) -> MalformedCounts {
-        MalformedCounts {
-            invalid_utf8: self.invalid_utf8 + o.invalid_utf8,
-            invalid_json: self.invalid_json + o.invalid_json,
-            not_an_object: self.not_an_object + o.not_an_object,
-            missing_field: self.missing_field + o.missing_field,
-            empty_field: self.empty_field + o.empty_field,
-            wrong_type: self.wrong_type + o.wrong_type,
-            oversize: self.oversize + o.oversize,
-        }
     }
 }
 
@@ -110,6 +63,9 @@ pub struct ConnectionStats {
     pub control_frames_in: u64,
     /// Malformed frames by reason.
     pub malformed: MalformedCounts,
+    /// Incoming messages over the maximum size (each closed the connection
+    /// with 1009).
+    pub oversize: u64,
     /// Events handed to subscription mailboxes.
     pub events_dispatched: u64,
     /// Events that matched no subscription.
@@ -278,15 +234,17 @@ impl Counters {
             bytes_in: l(&self.bytes_in),
             events_received: l(&self.events_received),
             control_frames_in: l(&self.control_frames_in),
-            malformed: MalformedCounts {
-                invalid_utf8: l(&self.invalid_utf8),
-                invalid_json: l(&self.invalid_json),
-                not_an_object: l(&self.not_an_object),
-                missing_field: l(&self.missing_field),
-                empty_field: l(&self.empty_field),
-                wrong_type: l(&self.wrong_type),
-                oversize: l(&self.oversize),
+            malformed: {
+                let mut m = MalformedCounts::default();
+                m.invalid_utf8 = l(&self.invalid_utf8);
+                m.invalid_json = l(&self.invalid_json);
+                m.not_an_object = l(&self.not_an_object);
+                m.missing_field = l(&self.missing_field);
+                m.empty_field = l(&self.empty_field);
+                m.wrong_type = l(&self.wrong_type);
+                m
             },
+            oversize: l(&self.oversize),
             events_dispatched: l(&self.events_dispatched),
             events_unmatched: l(&self.events_unmatched),
             mailbox_overflow: l(&self.mailbox_overflow),

@@ -95,7 +95,12 @@ impl WebSocketTransport {
                 .instrument(span.clone())
                 .await
             {
-                Ok(ws) => First::Connected(Box::new(ws)),
+                Ok(ws) => {
+                    // Connected from here: `subscribe` right after `connect`
+                    // waits for the server to apply its filter.
+                    shared.set_state(ConnectionState::Connected);
+                    First::Connected(Box::new(ws))
+                }
                 Err(Failed::GaveUp(error)) => {
                     shared.breaker.trip();
                     shared.set_state(ConnectionState::CircuitOpen);

@@ -17,6 +17,9 @@ use crate::delivery::Acks;
 use crate::shared::Shared;
 use crate::stats::{add, bump};
 
+/// At most once: event frames written between two receipt pings, at most.
+const RECEIPT_EVERY: u64 = 64;
+
 pub(super) async fn write_loop(
     shared: &Shared,
     cells: &Cells,
@@ -47,6 +50,7 @@ pub(super) async fn write_loop(
         return lost(e);
     }
     let mut popped: Vec<Utf8Bytes> = Vec::new();
+    let mut unreceipted = 0u64;
     let ping_timer = sleep_until(Instant::now());
     let ack_timer = sleep_until(Instant::now());
     tokio::pin!(ping_timer, ack_timer);
@@ -127,17 +131,23 @@ pub(super) async fn write_loop(
                 break;
             }
         }
-        // At most once, a ping after each batch doubles as a receipt: its
-        // pong proves the server read every frame before it, which keeps
-        // the at-most-once window (frames lost with a dying connection)
-        // down to the frames not yet confirmed. Peers answer only the
-        // latest of several pings, which is the one that confirms the most.
-        // At least once, acks are the receipts.
-        if settings.keepalive.is_some() && settings.acks.is_none() {
+        // At most once, a ping doubles as a receipt: its pong proves the
+        // server read every frame before it, which keeps the at-most-once
+        // window (frames lost with a dying connection) down to the frames
+        // not yet confirmed. One every RECEIPT_EVERY frames, and one when
+        // the queue runs dry, so the tail is confirmed too; a ping per
+        // small batch would cost the server a pong per few events. At
+        // least once, acks are the receipts.
+        unreceipted += batch.fed as u64;
+        if settings.keepalive.is_some()
+            && settings.acks.is_none()
+            && (unreceipted >= RECEIPT_EVERY || (unreceipted > 0 && shared.queue.is_empty()))
+        {
             let upto = cells.flushed.load(Relaxed) + batch.fed as u64;
             if let Err(e) = send_ping(shared, cells, sink, upto, false).await {
                 return lost(e);
             }
+            unreceipted = 0;
         }
         if let Err(e) = sink.flush().await {
             return lost(e);
