@@ -42,12 +42,15 @@ type Stream<S> = SplitStream<WebSocketStream<S>>;
 /// TLS handshake and the upgrade together.
 pub(crate) async fn accept(tcp: TcpStream, peer: SocketAddr, id: ClientId, shared: Arc<Shared>) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
+    // Each branch's future is boxed: inline, every plain connection's task
+    // would reserve room for the TLS one's state (and rustls's), which
+    // doubled the memory an idle plain connection costs.
     let Some(acceptor) = shared.tls.as_ref().map(|tls| tls.acceptor()) else {
-        serve(tcp, peer, id, shared, deadline).await;
+        Box::pin(serve(tcp, peer, id, shared, deadline)).await;
         return;
     };
-    match timeout_at(deadline, acceptor.accept(tcp).into_fallible()).await {
-        Ok(Ok(tls)) => serve(tls, peer, id, shared, deadline).await,
+    match Box::pin(timeout_at(deadline, acceptor.accept(tcp).into_fallible())).await {
+        Ok(Ok(tls)) => Box::pin(serve(tls, peer, id, shared, deadline)).await,
         Ok(Err((error, tcp))) => {
             tls_failed(&shared);
             // rustls errors say what was wrong with the peer's handshake

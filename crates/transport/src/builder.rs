@@ -277,9 +277,10 @@ impl TransportBuilder {
         self
     }
 
-    /// Capacity of each subscription's mailbox (at most 2²⁴). Default 1024. When a slow
-    /// handler lets it fill, further events for it are dead-lettered and
-    /// counted; other subscriptions are not slowed.
+    /// How many events each subscription may hold — queued for its handler
+    /// or being handled — at most 2²⁴. Default 1024. When a slow handler
+    /// lets it fill, further events for it are dead-lettered and counted;
+    /// other subscriptions are not slowed.
     pub fn mailbox_size(mut self, events: usize) -> Self {
         self.mailbox_size = events;
         self

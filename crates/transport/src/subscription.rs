@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
@@ -50,7 +50,12 @@ impl Filter {
 pub(crate) struct Entry {
     id: u64,
     filter: Arc<Filter>,
-    mailbox: mpsc::Sender<Delivery>,
+    mailbox: mpsc::UnboundedSender<Delivery>,
+    /// Events this subscription holds: queued in the mailbox, taken by its
+    /// task, or being handled. The mailbox bound is on this count, so it
+    /// is exact even though the task takes its mailbox in batches.
+    held: Arc<AtomicUsize>,
+    capacity: usize,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -83,18 +88,24 @@ impl Registry {
             Filter::Types(event_types.into_iter().collect())
         };
         let filter = Arc::new(filter);
-        let (tx, rx) = mpsc::channel(self.mailbox_size);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let held = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(run(
             Arc::clone(shared),
-            id,
-            Arc::clone(&filter),
-            rx,
+            Mailbox {
+                id,
+                filter: Arc::clone(&filter),
+                deliveries: rx,
+                held: Arc::clone(&held),
+            },
             handler,
         ));
         let entry = Arc::new(Entry {
             id,
             filter,
             mailbox: tx,
+            held,
+            capacity: self.mailbox_size,
             task: Mutex::new(Some(task)),
         });
         self.entries
@@ -204,44 +215,59 @@ impl Registry {
 }
 
 fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool, routed: bool) {
-    match entry.mailbox.try_send(Delivery {
+    if entry.held.fetch_add(1, Relaxed) >= entry.capacity {
+        entry.held.fetch_sub(1, Relaxed);
+        bump(&shared.counters.mailbox_overflow);
+        if let Ok(event) = Event::from_json(frame.as_bytes()) {
+            shared.dlq.push(
+                event,
+                DeadLetterReason::Overflow,
+                format!(
+                    "subscription {} mailbox is full ({} events): its handler is slower than the \
+                     event rate",
+                    entry.id, entry.capacity
+                ),
+            );
+        }
+        return;
+    }
+    let delivery = Delivery {
         frame,
         counts_errors,
         routed,
-    }) {
+    };
+    match entry.mailbox.send(delivery) {
         Ok(()) if routed => bump(&shared.counters.events_dispatched),
         Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(delivery)) => {
-            bump(&shared.counters.mailbox_overflow);
-            if let Ok(event) = Event::from_json(delivery.frame.as_bytes()) {
-                shared.dlq.push(
-                    event,
-                    DeadLetterReason::Overflow,
-                    format!(
-                        "subscription {} mailbox is full ({} events): its handler is slower than \
-                         the event rate",
-                        entry.id, shared.settings.mailbox_size
-                    ),
-                );
-            }
-        }
         // Unsubscribing: the subscription no longer wants events.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(_) => {
+            entry.held.fetch_sub(1, Relaxed);
+        }
     }
 }
 
-/// One subscription's task: handlers run one at a time, in arrival order.
-async fn run(
-    shared: Arc<Shared>,
+/// A subscription task's end of its mailbox.
+struct Mailbox {
     id: u64,
     filter: Arc<Filter>,
-    mut mailbox: mpsc::Receiver<Delivery>,
-    handler: EventHandler,
-) {
-    // One at a time, so the mailbox bound is exact: a subscription holds at
-    // most the event in hand plus a full mailbox.
-    while let Some(delivery) = mailbox.recv().await {
-        handle(&shared, id, &filter, &handler, delivery).await;
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    held: Arc<AtomicUsize>,
+}
+
+/// Deliveries a subscription task takes from its mailbox at once: fewer
+/// wake-ups and channel operations than one at a time (about a fifth of
+/// the subscriber's cost in the fan-out benchmark).
+const TAKE: usize = 64;
+
+/// One subscription's task: handlers run one at a time, in arrival order.
+async fn run(shared: Arc<Shared>, mut mailbox: Mailbox, handler: EventHandler) {
+    let mut taken = Vec::with_capacity(TAKE);
+    while mailbox.deliveries.recv_many(&mut taken, TAKE).await > 0 {
+        for delivery in taken.drain(..) {
+            handle(&shared, mailbox.id, &mailbox.filter, &handler, delivery).await;
+            // Handled: room for one more.
+            mailbox.held.fetch_sub(1, Relaxed);
+        }
     }
 }
 
