@@ -142,6 +142,33 @@ impl std::ops::Add for MalformedCounts {
     }
 }
 
+/// [`MalformedCounts`] that many tasks can bump at once: what a transport or
+/// hub keeps live, and reads with [`MalformedCounters::load`].
+#[derive(Debug, Default)]
+pub struct MalformedCounters {
+    counts: [std::sync::atomic::AtomicU64; MalformedCounts::KINDS.len()],
+}
+
+impl MalformedCounters {
+    /// Counts one frame of reason `kind`.
+    pub fn record(&self, kind: DecodeErrorKind) {
+        let index = MalformedCounts::KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(1); // InvalidJson: a reason added later lands there
+        self.counts[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts now.
+    pub fn load(&self) -> MalformedCounts {
+        let mut counts = MalformedCounts::default();
+        for (kind, count) in MalformedCounts::KINDS.iter().zip(&self.counts) {
+            *counts.get_mut(*kind) = count.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        counts
+    }
+}
+
 impl DecodeError {
     /// The reason as a `Copy` tag.
     pub fn kind(&self) -> DecodeErrorKind {
@@ -391,6 +418,22 @@ mod tests {
                 expected: "an object of strings"
             }
         );
+    }
+
+    #[test]
+    fn malformed_counts_record_load_and_add() {
+        let live = MalformedCounters::default();
+        for kind in MalformedCounts::KINDS {
+            live.record(kind);
+        }
+        live.record(DecodeErrorKind::WrongType);
+        let counts = live.load();
+        assert_eq!(counts.total(), 7);
+        assert_eq!(counts.get(DecodeErrorKind::WrongType), 2);
+        assert_eq!(counts.invalid_utf8, 1);
+        let mut other = MalformedCounts::default();
+        other.record(DecodeErrorKind::InvalidJson);
+        assert_eq!((counts + other).invalid_json, 2);
     }
 
     #[test]

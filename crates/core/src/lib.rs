@@ -32,7 +32,7 @@ mod event;
 mod protocol;
 mod traits;
 
-pub use decode::{DecodeError, DecodeErrorKind, MalformedCounts};
+pub use decode::{DecodeError, DecodeErrorKind, MalformedCounters, MalformedCounts};
 pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
 pub use event::{Event, EventHeader, EventMetadata, new_event_id};
 pub use protocol::ControlFrame;

@@ -259,7 +259,9 @@ fn count(counters: &Counters, end: &End) {
         End::Slow => bump(&counters.disconnected_slow),
         End::Dead(_) => bump(&counters.disconnected_dead),
         End::Oversize => bump(&counters.oversize_closed),
-        End::InvalidUtf8 => counters.malformed(watchtower_core::DecodeErrorKind::InvalidUtf8),
+        End::InvalidUtf8 => counters
+            .malformed
+            .record(watchtower_core::DecodeErrorKind::InvalidUtf8),
         End::Protocol(_) => bump(&counters.protocol_errors),
         _ => {}
     }
@@ -619,7 +621,7 @@ impl Reader<'_> {
     fn malformed(&mut self, error: &DecodeError, len: usize) {
         // The client counted it as an event it sent.
         self.data_frames += 1;
-        self.counters.malformed(error.kind());
+        self.counters.malformed.record(error.kind());
         // The reason only: the error text can quote the frame, and payloads
         // never go to logs at warn.
         if let Some(suppressed) = self.warn.allow() {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use watchtower_core::DecodeErrorKind;
+use watchtower_core::MalformedCounters;
 
 /// Frames that were neither an event nor a control frame, by reason: each
 /// is dropped, logged at warn (at most about once a second per client) and
@@ -130,12 +130,7 @@ pub(crate) struct Counters {
     pub(crate) events_in: AtomicU64,
     pub(crate) control_frames: AtomicU64,
     pub(crate) control_rejected: AtomicU64,
-    pub(crate) invalid_utf8: AtomicU64,
-    pub(crate) invalid_json: AtomicU64,
-    pub(crate) not_an_object: AtomicU64,
-    pub(crate) missing_field: AtomicU64,
-    pub(crate) empty_field: AtomicU64,
-    pub(crate) wrong_type: AtomicU64,
+    pub(crate) malformed: MalformedCounters,
     pub(crate) frames_queued: AtomicU64,
     pub(crate) frames_out: AtomicU64,
     pub(crate) dropped_frames: AtomicU64,
@@ -158,19 +153,6 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub(crate) fn malformed(&self, kind: DecodeErrorKind) {
-        let counter = match kind {
-            DecodeErrorKind::InvalidUtf8 => &self.invalid_utf8,
-            DecodeErrorKind::NotAnObject => &self.not_an_object,
-            DecodeErrorKind::MissingField => &self.missing_field,
-            DecodeErrorKind::EmptyField => &self.empty_field,
-            DecodeErrorKind::WrongType => &self.wrong_type,
-            // InvalidJson, and any reason core adds later.
-            _ => &self.invalid_json,
-        };
-        bump(counter);
-    }
-
     pub(crate) fn snapshot(&self) -> HubStats {
         let l = |c: &AtomicU64| c.load(Relaxed);
         HubStats {
@@ -184,16 +166,7 @@ impl Counters {
             events_in: l(&self.events_in),
             control_frames: l(&self.control_frames),
             control_rejected: l(&self.control_rejected),
-            malformed: {
-                let mut m = MalformedCounts::default();
-                m.invalid_utf8 = l(&self.invalid_utf8);
-                m.invalid_json = l(&self.invalid_json);
-                m.not_an_object = l(&self.not_an_object);
-                m.missing_field = l(&self.missing_field);
-                m.empty_field = l(&self.empty_field);
-                m.wrong_type = l(&self.wrong_type);
-                m
-            },
+            malformed: self.malformed.load(),
             frames_queued: l(&self.frames_queued),
             frames_out: l(&self.frames_out),
             dropped_frames: l(&self.dropped_frames),
@@ -212,13 +185,14 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use watchtower_core::DecodeErrorKind;
 
     #[test]
     fn malformed_counts_by_reason() {
         let c = Counters::default();
-        c.malformed(DecodeErrorKind::InvalidJson);
-        c.malformed(DecodeErrorKind::InvalidJson);
-        c.malformed(DecodeErrorKind::MissingField);
+        c.malformed.record(DecodeErrorKind::InvalidJson);
+        c.malformed.record(DecodeErrorKind::InvalidJson);
+        c.malformed.record(DecodeErrorKind::MissingField);
         let m = c.snapshot().malformed;
         assert_eq!(m.get(DecodeErrorKind::InvalidJson), 2);
         assert_eq!(m.get(DecodeErrorKind::MissingField), 1);

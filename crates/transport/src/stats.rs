@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use watchtower_backpressure::BackpressureStats;
 use watchtower_circuit_breaker::CircuitBreakerStats;
-use watchtower_core::{DecodeErrorKind, MalformedCounts};
+use watchtower_core::{MalformedCounters, MalformedCounts};
 use watchtower_dlq::DlqStats;
 
 /// Where the connection is in its life.
@@ -152,12 +152,7 @@ pub(crate) struct Counters {
     pub(crate) pongs_received: AtomicU64,
     pub(crate) frames_confirmed: AtomicU64,
     pub(crate) mailbox_overflow: AtomicU64,
-    pub(crate) invalid_utf8: AtomicU64,
-    pub(crate) invalid_json: AtomicU64,
-    pub(crate) not_an_object: AtomicU64,
-    pub(crate) missing_field: AtomicU64,
-    pub(crate) empty_field: AtomicU64,
-    pub(crate) wrong_type: AtomicU64,
+    pub(crate) malformed: MalformedCounters,
     pub(crate) oversize: AtomicU64,
     pub(crate) acked: AtomicU64,
     pub(crate) duplicates_dropped: AtomicU64,
@@ -199,19 +194,6 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub(crate) fn malformed(&self, kind: DecodeErrorKind) {
-        let counter = match kind {
-            DecodeErrorKind::InvalidUtf8 => &self.invalid_utf8,
-            DecodeErrorKind::NotAnObject => &self.not_an_object,
-            DecodeErrorKind::MissingField => &self.missing_field,
-            DecodeErrorKind::EmptyField => &self.empty_field,
-            DecodeErrorKind::WrongType => &self.wrong_type,
-            // InvalidJson, and any reason added to core later.
-            _ => &self.invalid_json,
-        };
-        bump(counter);
-    }
-
     /// Frames that will never be written: evicted or abandoned. `flush`
     /// counts them as settled.
     pub(crate) fn settled_unwritten(&self) -> u64 {
@@ -234,16 +216,7 @@ impl Counters {
             bytes_in: l(&self.bytes_in),
             events_received: l(&self.events_received),
             control_frames_in: l(&self.control_frames_in),
-            malformed: {
-                let mut m = MalformedCounts::default();
-                m.invalid_utf8 = l(&self.invalid_utf8);
-                m.invalid_json = l(&self.invalid_json);
-                m.not_an_object = l(&self.not_an_object);
-                m.missing_field = l(&self.missing_field);
-                m.empty_field = l(&self.empty_field);
-                m.wrong_type = l(&self.wrong_type);
-                m
-            },
+            malformed: self.malformed.load(),
             oversize: l(&self.oversize),
             events_dispatched: l(&self.events_dispatched),
             events_unmatched: l(&self.events_unmatched),

@@ -295,7 +295,7 @@ async fn handle(
             // A routed frame passed the reader's header check, but the rest
             // of it can still be bad.
             if counts_errors {
-                shared.counters.malformed(error.kind());
+                shared.counters.malformed.record(error.kind());
             }
             tracing::warn!(subscription = id, reason = %error, "malformed frame dropped");
             return;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use watchtower_core::{ControlFrame, EventHeader};
+use watchtower_core::{ControlFrame, DecodeErrorKind, EventHeader};
 
 use super::session::{Cells, End, Reason, Stream};
 use crate::shared::Shared;
@@ -51,7 +51,10 @@ pub(super) async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Strea
             }
             Err(tungstenite::Error::Utf8(_)) => {
                 // RFC 6455 makes invalid UTF-8 in a text frame fatal (1007).
-                bump(&shared.counters.invalid_utf8);
+                shared
+                    .counters
+                    .malformed
+                    .record(DecodeErrorKind::InvalidUtf8);
                 return End::Lost(Reason::Read(tungstenite::Error::Utf8(String::new())));
             }
             Err(e) => return End::Lost(Reason::Read(e)),
@@ -66,7 +69,10 @@ pub(super) fn on_binary(shared: &Shared, cells: &Cells, bytes: Bytes, warn: &mut
         Ok(text) => on_frame(shared, cells, text, warn),
         Err(_) => {
             bump(&shared.counters.frames_in);
-            bump(&shared.counters.invalid_utf8);
+            shared
+                .counters
+                .malformed
+                .record(DecodeErrorKind::InvalidUtf8);
             warn.warn(&"a binary frame is not UTF-8, so it cannot hold JSON", 0);
         }
     }
@@ -121,7 +127,7 @@ pub(super) fn on_frame(shared: &Shared, cells: &Cells, text: Utf8Bytes, warn: &m
             None => error,
         },
     };
-    shared.counters.malformed(error.kind());
+    shared.counters.malformed.record(error.kind());
     warn.warn(&error, text.len());
 }
 
