@@ -6,7 +6,7 @@
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
-//! | `deny` | `cargo deny check`, installing cargo-deny first if it is missing |
+//! | `deny [checks]` | `cargo deny check [checks]`, installing cargo-deny first if it is missing |
 //! | `ci` | lint, test, a quick bench, and deny when cargo-deny is installed |
 //!
 //! No dependencies: it only runs cargo.
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "bench" => bench(rest),
         "soak" => soak(rest),
-        "deny" => deny(),
+        "deny" => deny(rest),
         "ci" => ci(),
         "help" | "--help" | "-h" => {
             println!("{}", HELP);
@@ -53,7 +53,9 @@ commands:
   lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run
   soak [args]   the long reliability runs (ignored by `test`)
-  deny          cargo deny check (installs cargo-deny if missing)
+  deny [checks] cargo deny check (installs cargo-deny if missing); e.g.
+                `deny licenses bans sources` where the advisory database
+                (fetched from GitHub) cannot be reached
   ci            lint + test + bench --quick (+ deny when cargo-deny is installed)";
 
 fn root() -> PathBuf {
@@ -160,14 +162,14 @@ fn deny_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn deny() -> Result {
+fn deny(checks: &[String]) -> Result {
     if !deny_installed() {
         let mut install = cargo();
         install.args(["install", "--locked", "cargo-deny"]);
         run(install)?;
     }
     let mut check = cargo();
-    check.args(["deny", "--locked", "check"]);
+    check.args(["deny", "--locked", "check"]).args(checks);
     run(check)
 }
 
@@ -176,7 +178,7 @@ fn ci() -> Result {
     test(&[])?;
     bench(&["--quick".to_string()])?;
     if deny_installed() {
-        deny()?;
+        deny(&[])?;
     } else {
         eprintln!(
             "xtask: cargo-deny is not installed; skipping `deny` (run `cargo xtask deny` to install it)"

@@ -78,8 +78,8 @@ pub struct ConnectionStats {
     pub handler_errors: u64,
     /// Handler calls that panicked (dead-lettered).
     pub handler_panics: u64,
-    /// Frames put back at the front of the queue because a connection was
-    /// lost before they were written.
+    /// Frames taken from the queue but not yet written when their
+    /// connection was lost: the next connection sends them first.
     pub frames_requeued: u64,
     /// Frames confirmed received by the server: a pong answered a ping sent
     /// after them on the same connection.
