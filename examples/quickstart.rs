@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("hub        listening on {url}");
 
     // 2. A subscriber. It retries every 50 ms, so after a restart it is back
-    //    long before the publisher's first retry (after 2 s): the hub relays,
+    //    long before the publisher's first retry (after 4 s): the hub relays,
     //    it does not store, so the subscriber must be there first.
     let subscriber = Arc::new(
         WebSocketTransport::builder(WebSocketConfig::new(&url))
@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. A publisher.
     let publisher = WebSocketTransport::builder(WebSocketConfig::new(&url))
         .reconnect_policy(ReconnectPolicy::fixed(
-            Duration::from_secs(2),
+            Duration::from_secs(4),
             MaxAttempts::Unlimited,
         ))
         .connect()
