@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use watchtower_test_support::{RawServer, wait_until};
+use watchtower_test_support::{RawServer, unused_addr, wait_until};
 use watchtower_websocket::prelude::*;
 use watchtower_websocket::{DeadLetterReason, MaxAttempts, ReconnectPolicy, TransportBuilder};
 
@@ -26,16 +26,9 @@ fn queueing(url: &str, size: usize, strategy: BackpressureStrategy) -> Transport
         .connect_lazily(true)
 }
 
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_waits_while_full_and_resumes_when_the_server_returns() {
-    let addr = free_addr();
+    let addr = unused_addr();
     let transport = Arc::new(
         queueing(
             &format!("ws://{addr}/events"),
@@ -69,7 +62,7 @@ async fn block_waits_while_full_and_resumes_when_the_server_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_is_released_with_the_breaker_error() {
-    let addr = free_addr();
+    let addr = unused_addr();
     let mut config = WebSocketConfig::new(format!("ws://{addr}/events"));
     config.backpressure.max_queue_size = 2;
     config.backpressure.strategy = BackpressureStrategy::Block;
@@ -94,7 +87,7 @@ async fn block_is_released_with_the_breaker_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_newest_rejects_when_full() {
-    let addr = free_addr();
+    let addr = unused_addr();
     let transport = queueing(
         &format!("ws://{addr}/events"),
         5,
@@ -132,7 +125,7 @@ async fn drop_newest_rejects_when_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_evicts_to_the_dead_letter_queue() {
-    let addr = free_addr();
+    let addr = unused_addr();
     let transport = queueing(
         &format!("ws://{addr}/events"),
         5,

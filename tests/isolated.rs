@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use watchtower_test_support::{RawServer, wait_until};
+use watchtower_test_support::{RawServer, unused_addr, wait_until};
 use watchtower_websocket::prelude::*;
 use watchtower_websocket::{MaxAttempts, ReconnectPolicy};
 
@@ -37,13 +37,6 @@ fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn event(n: u64) -> Event {
@@ -88,7 +81,7 @@ async fn flooded(addr: std::net::SocketAddr, strategy: BackpressureStrategy) -> 
 #[test]
 fn flood_drop_oldest_is_bounded_and_adds_up() {
     isolated(async {
-        let addr = free_addr();
+        let addr = unused_addr();
         let transport = flooded(addr, BackpressureStrategy::DropOldest).await;
         let before = rss_kib();
         for n in 0..FLOOD {
@@ -132,7 +125,7 @@ fn flood_drop_oldest_is_bounded_and_adds_up() {
 #[test]
 fn flood_drop_newest_is_bounded_and_adds_up() {
     isolated(async {
-        let addr = free_addr();
+        let addr = unused_addr();
         let transport = flooded(addr, BackpressureStrategy::DropNewest).await;
         let before = rss_kib();
         let mut rejected = 0u64;
@@ -177,7 +170,7 @@ fn flood_drop_newest_is_bounded_and_adds_up() {
 #[test]
 fn flood_block_waits_then_delivers_everything() {
     isolated(async {
-        let addr = free_addr();
+        let addr = unused_addr();
         let transport = Arc::new(flooded(addr, BackpressureStrategy::Block).await);
         let before = rss_kib();
         let publisher = {
@@ -221,7 +214,7 @@ fn flood_block_waits_then_delivers_everything() {
 #[test]
 fn connect_and_disconnect_a_thousand_times_leaks_nothing() {
     isolated(async {
-        let server = RawServer::start_counting(free_addr(), sequence_of).await;
+        let server = RawServer::start_counting(unused_addr(), sequence_of).await;
         let url = server.url();
         let metrics = tokio::runtime::Handle::current().metrics();
         let cycle = |i: u64| {

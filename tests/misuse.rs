@@ -10,11 +10,7 @@ use watchtower_websocket::{
 /// A URL nothing listens on: config errors must come before any I/O, so a
 /// test that reached the network would fail with a connection error.
 fn nowhere() -> String {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    format!("ws://{addr}/events")
+    format!("ws://{}/events", watchtower_test_support::unused_addr())
 }
 
 fn with_config(change: impl FnOnce(&mut WebSocketConfig)) -> TransportBuilder {

@@ -147,11 +147,7 @@ async fn queued_events_are_dead_lettered_when_the_breaker_opens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_connect_fails_after_its_attempts_with_a_connection_error() {
-    // A port with nothing listening: bind, take the address, close.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = watchtower_test_support::unused_addr();
     let url = format!("ws://{addr}/events");
     let e = fast(&url, 2).connect().await.unwrap_err();
     assert!(matches!(e, WatchtowerError::Connection { .. }), "{e:?}");

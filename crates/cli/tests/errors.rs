@@ -17,12 +17,7 @@ async fn a_url_that_is_not_websocket_is_a_usage_error() {
 
 #[tokio::test]
 async fn publishing_where_nothing_listens_is_a_runtime_error() {
-    // A port that was free a moment ago; nothing listens there now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = watchtower_test_support::unused_addr().port();
     let url = format!("ws://127.0.0.1:{port}/events");
     let out = output(watchtower(&["publish", "--url", &url, "--type", "t"])).await;
     assert_eq!(code(&out), 1);

@@ -31,4 +31,4 @@ pub use files::TempDir;
 pub use logs::{CaptureWriter, LogCapture};
 pub use proxy::{FaultProxy, Mode};
 pub use server::{RawServer, Received, SequenceOf};
-pub use wait::{wait_until, wait_until_async};
+pub use wait::{unused_addr, wait_until, wait_until_async};

@@ -1,4 +1,4 @@
-//! Waiting on conditions instead of sleeping.
+//! Waiting on conditions instead of sleeping, and addresses to wait on.
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,4 +29,12 @@ where
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// An address on 127.0.0.1 that nothing listens on: a port the kernel just
+/// handed out and that was closed at once. Connecting to it is refused.
+pub fn unused_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port on 127.0.0.1")
 }
