@@ -32,6 +32,10 @@
 //! any executor; the state is behind a `std` mutex that is never held across
 //! an `.await`.
 //!
+//! A worker pipeline that dead-letters what the queue evicts and the
+//! workers fail (with `watchtower-dlq`) is in the README and in
+//! `examples/pipeline.rs`.
+//!
 //! # Example
 //!
 //! ```
@@ -89,3 +93,9 @@ pub use crate::{
 
 #[cfg(test)]
 mod proptests;
+
+/// The README's examples, compiled and run as doctests so that they cannot
+/// rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

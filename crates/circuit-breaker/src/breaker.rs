@@ -1,7 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,6 +38,23 @@ pub struct CircuitBreaker<O = ()> {
     total_requests: AtomicU64,
     rejected_requests: AtomicU64,
     counters: Mutex<Counters>,
+    /// Wakes tower services waiting for the circuit to admit a request: signalled
+    /// on every transition and whenever the half-open trial is released.
+    #[cfg(feature = "tower")]
+    released: Arc<tokio::sync::Notify>,
+}
+
+/// Whether the breaker would admit a request now, without taking a permit or
+/// counting a request; see [`CircuitBreaker::admission`].
+#[cfg(feature = "tower")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Closed, or HalfOpen with the trial free.
+    Admit,
+    /// Open, with this long until a trial is allowed.
+    OpenFor(Duration),
+    /// HalfOpen, and the trial is taken.
+    TrialInFlight,
 }
 
 /// The slow-path state, guarded by the mutex.
@@ -122,6 +139,8 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
             total_requests: AtomicU64::new(0),
             rejected_requests: AtomicU64::new(0),
             counters: Mutex::new(Counters::default()),
+            #[cfg(feature = "tower")]
+            released: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -151,10 +170,35 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
     /// [`Rejected`] (counted, and reported to the observer) when the circuit
     /// is Open or the half-open trial is taken.
     pub fn try_acquire(&self) -> Result<Permit<'_, O>, Rejected> {
+        let grant = self.grant()?;
+        Ok(Permit {
+            breaker: self,
+            grant,
+        })
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a breaker behind an `Arc`: the
+    /// permit holds a clone of the `Arc`, so it can move into a spawned task
+    /// or a `'static` future (the tower middleware uses it).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] (counted, and reported to the observer) when the circuit
+    /// is Open or the half-open trial is taken.
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit<O>, Rejected> {
+        let grant = self.grant()?;
+        Ok(OwnedPermit {
+            breaker: Arc::clone(self),
+            grant,
+        })
+    }
+
+    /// The decision behind both `try_acquire`s.
+    fn grant(&self) -> Result<Grant, Rejected> {
         self.total_requests.fetch_add(1, Ordering::Relaxed);
         let snapshot = self.load();
         if snapshot.state == CircuitState::Closed {
-            return Ok(Permit::new(self, snapshot.generation, false));
+            return Ok(Grant::new(snapshot.generation, false));
         }
         let now = self.now_nanos();
         if let Some(rejected) = self.reject_while_open(snapshot, now) {
@@ -166,10 +210,10 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
             let half_opened = self.refresh_locked(&mut counters, now);
             let snapshot = self.load();
             let granted = match snapshot.state {
-                CircuitState::Closed => Ok(Permit::new(self, snapshot.generation, false)),
+                CircuitState::Closed => Ok(Grant::new(snapshot.generation, false)),
                 CircuitState::HalfOpen if !counters.trial_in_flight => {
                     counters.trial_in_flight = true;
-                    Ok(Permit::new(self, snapshot.generation, true))
+                    Ok(Grant::new(snapshot.generation, true))
                 }
                 CircuitState::HalfOpen => Err(Rejected::new(CircuitState::HalfOpen, None)),
                 CircuitState::Open => Err(Rejected::new(CircuitState::Open, self.time_left(now))),
@@ -178,6 +222,43 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
         };
         self.notify(half_opened);
         granted.map_err(|rejected| self.reject(rejected))
+    }
+
+    /// Whether a request would be admitted now, without counting one or
+    /// taking a permit. Applies an elapsed Open timeout, as
+    /// [`state`](Self::state) does.
+    #[cfg(feature = "tower")]
+    pub(crate) fn admission(&self) -> Admission {
+        let now = self.now_nanos();
+        let (admission, half_opened) = {
+            let mut counters = self.lock();
+            let half_opened = self.refresh_locked(&mut counters, now);
+            let admission = match self.load().state {
+                CircuitState::Closed => Admission::Admit,
+                CircuitState::HalfOpen if !counters.trial_in_flight => Admission::Admit,
+                CircuitState::HalfOpen => Admission::TrialInFlight,
+                CircuitState::Open => {
+                    Admission::OpenFor(self.time_left(now).unwrap_or(Duration::ZERO))
+                }
+            };
+            (admission, half_opened)
+        };
+        self.notify(half_opened);
+        admission
+    }
+
+    /// The `Notify` signalled on every transition and whenever the half-open
+    /// trial is released.
+    #[cfg(feature = "tower")]
+    pub(crate) fn released(&self) -> &Arc<tokio::sync::Notify> {
+        &self.released
+    }
+
+    /// Whether a permit granted in `generation` still belongs to the current
+    /// period (no transition, trip or reset since).
+    #[cfg(feature = "tower")]
+    fn is_current(&self, generation: u64) -> bool {
+        self.load().generation == generation
     }
 
     /// Gates one request whose outcome is not recorded, such as a publish
@@ -418,6 +499,8 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
     fn notify(&self, entered: Option<CircuitState>) {
         let Some(state) = entered else { return };
         tracing::debug!(?state, "circuit breaker state changed");
+        #[cfg(feature = "tower")]
+        self.released.notify_waiters();
         match state {
             CircuitState::Open => self.observer.on_open(),
             CircuitState::HalfOpen => self.observer.on_half_open(),
@@ -446,6 +529,11 @@ impl<O: CircuitObserver> CircuitBreaker<O> {
                 None
             }
         };
+        // A released trial that moved nothing still frees the next one.
+        #[cfg(feature = "tower")]
+        if trial && entered.is_none() {
+            self.released.notify_waiters();
+        }
         self.notify(entered);
     }
 
@@ -517,40 +605,120 @@ impl<O> fmt::Debug for CircuitBreaker<O> {
 #[must_use = "record the outcome with `success()` or `failure()`; dropping the permit records neither"]
 pub struct Permit<'a, O: CircuitObserver = ()> {
     breaker: &'a CircuitBreaker<O>,
+    grant: Grant,
+}
+
+impl<O: CircuitObserver> Permit<'_, O> {
+    /// Whether this is the half-open trial, whose outcome decides whether the
+    /// circuit closes.
+    pub fn is_trial(&self) -> bool {
+        self.grant.trial
+    }
+
+    /// Records a success: while Closed it clears the consecutive failures;
+    /// as the half-open trial it counts toward `success_threshold`.
+    pub fn success(mut self) {
+        self.grant.finish(self.breaker, Outcome::Success);
+    }
+
+    /// Records a failure: while Closed it counts toward `failure_threshold`;
+    /// as the half-open trial it re-opens the circuit.
+    pub fn failure(mut self) {
+        self.grant.finish(self.breaker, Outcome::Failure);
+    }
+}
+
+impl<O: CircuitObserver> Drop for Permit<'_, O> {
+    fn drop(&mut self) {
+        self.grant.finish(self.breaker, Outcome::Abandoned);
+    }
+}
+
+impl<O: CircuitObserver> fmt::Debug for Permit<'_, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("trial", &self.grant.trial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Permit`] that owns an `Arc` of its breaker instead of borrowing it,
+/// from [`CircuitBreaker::try_acquire_owned`]: it is `'static`, so it can
+/// travel with a spawned task or a boxed future.
+///
+/// It behaves exactly like [`Permit`]: record the outcome with
+/// [`success`](Self::success) or [`failure`](Self::failure); dropping it
+/// records neither and frees the half-open trial if it held it.
+#[must_use = "record the outcome with `success()` or `failure()`; dropping the permit records neither"]
+pub struct OwnedPermit<O: CircuitObserver = ()> {
+    breaker: Arc<CircuitBreaker<O>>,
+    grant: Grant,
+}
+
+impl<O: CircuitObserver> OwnedPermit<O> {
+    /// Whether this is the half-open trial, whose outcome decides whether the
+    /// circuit closes.
+    pub fn is_trial(&self) -> bool {
+        self.grant.trial
+    }
+
+    /// The breaker this permit came from.
+    pub fn breaker(&self) -> &Arc<CircuitBreaker<O>> {
+        &self.breaker
+    }
+
+    /// Records a success, as [`Permit::success`] does.
+    pub fn success(mut self) {
+        self.grant.finish(&self.breaker, Outcome::Success);
+    }
+
+    /// Records a failure, as [`Permit::failure`] does.
+    pub fn failure(mut self) {
+        self.grant.finish(&self.breaker, Outcome::Failure);
+    }
+
+    /// Whether the circuit is still in the period this permit was granted
+    /// in: no transition, trip or reset since. A stale permit's outcome would
+    /// be ignored.
+    #[cfg(feature = "tower")]
+    pub(crate) fn is_current(&self) -> bool {
+        self.breaker.is_current(self.grant.generation)
+    }
+}
+
+impl<O: CircuitObserver> Drop for OwnedPermit<O> {
+    fn drop(&mut self) {
+        self.grant.finish(&self.breaker, Outcome::Abandoned);
+    }
+}
+
+impl<O: CircuitObserver> fmt::Debug for OwnedPermit<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("trial", &self.grant.trial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What both permit types hold: the period they were granted in, whether
+/// they are the trial, and whether an outcome was recorded.
+#[derive(Debug)]
+struct Grant {
     generation: u64,
     trial: bool,
     recorded: bool,
 }
 
-impl<'a, O: CircuitObserver> Permit<'a, O> {
-    fn new(breaker: &'a CircuitBreaker<O>, generation: u64, trial: bool) -> Self {
+impl Grant {
+    fn new(generation: u64, trial: bool) -> Self {
         Self {
-            breaker,
             generation,
             trial,
             recorded: false,
         }
     }
 
-    /// Whether this is the half-open trial, whose outcome decides whether the
-    /// circuit closes.
-    pub fn is_trial(&self) -> bool {
-        self.trial
-    }
-
-    /// Records a success: while Closed it clears the consecutive failures;
-    /// as the half-open trial it counts toward `success_threshold`.
-    pub fn success(mut self) {
-        self.finish(Outcome::Success);
-    }
-
-    /// Records a failure: while Closed it counts toward `failure_threshold`;
-    /// as the half-open trial it re-opens the circuit.
-    pub fn failure(mut self) {
-        self.finish(Outcome::Failure);
-    }
-
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish<O: CircuitObserver>(&mut self, breaker: &CircuitBreaker<O>, outcome: Outcome) {
         if self.recorded {
             return;
         }
@@ -559,21 +727,7 @@ impl<'a, O: CircuitObserver> Permit<'a, O> {
         if outcome == Outcome::Abandoned && !self.trial {
             return;
         }
-        self.breaker.record(self.generation, self.trial, outcome);
-    }
-}
-
-impl<O: CircuitObserver> Drop for Permit<'_, O> {
-    fn drop(&mut self) {
-        self.finish(Outcome::Abandoned);
-    }
-}
-
-impl<O: CircuitObserver> fmt::Debug for Permit<'_, O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("trial", &self.trial)
-            .finish_non_exhaustive()
+        breaker.record(self.generation, self.trial, outcome);
     }
 }
 

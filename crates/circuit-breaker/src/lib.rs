@@ -22,6 +22,18 @@
 //! HalfOpen when it is next used or observed. The breaker reads tokio's
 //! clock ([`tokio::time::Instant`]), so tests drive it with a paused clock.
 //!
+//! # Tower middleware (feature `tower`)
+//!
+//! With the cargo feature `tower`, `CircuitBreakerLayer` puts a breaker in
+//! front of any `tower::Service` (an HTTP client, a database pool, a gRPC
+//! channel): calls are rejected at once while the circuit is open, without
+//! reaching the inner service; a `FailurePolicy` (a closure will do)
+//! decides which outcomes count as failures, by default every `Err`; and
+//! `WhenOpen` chooses whether `poll_ready` answers ready-to-reject or stays
+//! `Pending` until a trial is allowed, for tower's `load_shed` and `buffer`
+//! to act on. Without the feature the crate does not depend on tower. See
+//! `examples/tower_service.rs`.
+//!
 //! [`check`](CircuitBreaker::check) is the hot path: while Closed it is an
 //! atomic load and an increment. Slow paths take a short `std` mutex, never
 //! held across an `.await` or while calling the [`CircuitObserver`].
@@ -72,11 +84,18 @@
 mod breaker;
 mod config;
 mod error;
+#[cfg(feature = "tower")]
+mod middleware;
 mod observer;
 mod stats;
 
+#[cfg(feature = "tower")]
+pub use crate::middleware::{
+    CircuitBreakerLayer, CircuitBreakerService, ErrorsAreFailures, FailurePolicy, ResponseFuture,
+    WhenOpen,
+};
 pub use crate::{
-    breaker::{CircuitBreaker, Permit},
+    breaker::{CircuitBreaker, OwnedPermit, Permit},
     config::CircuitBreakerConfig,
     error::{CallError, ConfigError, Rejected},
     observer::CircuitObserver,
@@ -85,3 +104,9 @@ pub use crate::{
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doctests so that they cannot
+/// rot.
+#[cfg(all(doctest, feature = "tower"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

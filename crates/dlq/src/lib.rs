@@ -20,7 +20,13 @@
 //!   `retry_delay` apart. Entries it gives up on are *parked*, for
 //!   inspection with [`parked`](DeadLetterQueue::parked) and
 //!   [`drain_parked`](DeadLetterQueue::drain_parked).
+//! - [`settled`](DeadLetterQueue::settled) waits until the consumers have
+//!   nothing left to do, for a graceful end of a pipeline.
 //! - [`stats`](DeadLetterQueue::stats) counts everything, per reason too.
+//!
+//! A worker pipeline, with a bounded queue from `watchtower-backpressure`
+//! in front and this queue behind the workers, is in the README and in
+//! `watchtower-backpressure`'s `examples/pipeline.rs`.
 //!
 //! The queue is in memory only: entries are lost when the process exits.
 //!
@@ -92,3 +98,9 @@ pub use crate::{
 mod proptests;
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doctests so that they cannot
+/// rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,5 +1,6 @@
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -56,6 +57,9 @@ pub(crate) struct Inner<T> {
     /// [`ConsumerHandle::stop`](crate::ConsumerHandle::stop) or `close`.
     /// Only ever used with `notify_waiters`.
     pub(crate) control: Arc<Notify>,
+    /// Wakes [`DeadLetterQueue::settled`] callers when an entry leaves the
+    /// pending or in-flight state. Only ever used with `notify_waiters`.
+    settled: Notify,
 }
 
 struct State<T> {
@@ -128,6 +132,15 @@ impl<T> Inner<T> {
     fn close(&self) {
         self.lock().closed = true;
         self.control.notify_waiters();
+        self.settled.notify_waiters();
+    }
+
+    /// Whether no consumer has work left: nothing in flight, and nothing
+    /// pending that a consumer may still take (a closed queue's pending
+    /// entries stay there).
+    fn is_settled(&self) -> bool {
+        let state = self.lock();
+        state.in_flight == 0 && (state.pending.is_empty() || state.closed)
     }
 
     /// Whether the consumer owning `stop` must stop.
@@ -164,6 +177,7 @@ impl<T> Inner<T> {
         drop(state);
         // The item's own `Drop` runs after unlocking.
         drop(entry);
+        self.settled.notify_waiters();
     }
 
     /// An in-flight entry whose last allowed handler call failed.
@@ -172,6 +186,8 @@ impl<T> Inner<T> {
         state.in_flight = state.in_flight.saturating_sub(1);
         state.retries += 1;
         insert_by_seq(&mut state.parked, entry);
+        drop(state);
+        self.settled.notify_waiters();
     }
 
     /// An in-flight entry given back by a stopping consumer; another
@@ -182,6 +198,7 @@ impl<T> Inner<T> {
         insert_by_seq(&mut state.pending, entry);
         drop(state);
         self.arrived.notify_one();
+        self.settled.notify_waiters();
     }
 }
 
@@ -212,6 +229,7 @@ impl<T> DeadLetterQueue<T> {
             }),
             arrived: Notify::new(),
             control: Arc::new(Notify::new()),
+            settled: Notify::new(),
         };
         Ok(Self {
             owner: Arc::new(Owner {
@@ -321,7 +339,35 @@ impl<T> DeadLetterQueue<T> {
     /// stay.
     pub fn drain(&self) -> Vec<DeadLetter<T>> {
         let mut state = self.inner().lock();
-        state.pending.drain(..).map(|entry| entry.letter).collect()
+        let drained = state.pending.drain(..).map(|entry| entry.letter).collect();
+        drop(state);
+        self.inner().settled.notify_waiters();
+        drained
+    }
+
+    /// Waits until the consumers have nothing left to do: no entry is
+    /// pending or in flight, so every entry pushed so far has been consumed,
+    /// parked, evicted or drained. The graceful end of a pipeline: stop
+    /// feeding the queue, await `settled`, then stop the consumers and read
+    /// [`stats`](Self::stats) and [`parked`](Self::parked).
+    ///
+    /// It waits for consumers, it does not run them: with pending entries
+    /// and no consumer it waits until one starts, or until
+    /// [`drain`](Self::drain) takes them. On a closed queue consumers take no
+    /// more entries, so it returns once nothing is in flight.
+    ///
+    /// Cancel-safe: dropping the future changes nothing.
+    pub async fn settled(&self) {
+        let inner = self.inner();
+        loop {
+            // Register before looking, so that a change in between wakes us.
+            let mut settled = pin!(inner.settled.notified());
+            settled.as_mut().enable();
+            if inner.is_settled() {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Copies of the parked entries, oldest first: those a consumer gave up

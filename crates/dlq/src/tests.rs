@@ -520,3 +520,67 @@ async fn a_zero_retry_delay_retries_at_once() {
     let stats = queue.stats();
     assert_eq!((stats.consumed, stats.retries, stats.parked), (1, 3, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn settled_waits_for_every_retry_to_end() {
+    let dlq = dlq(100, 3, Duration::from_secs(1));
+    // Settled at once when there is nothing to do.
+    dlq.settled().await;
+
+    for item in 1..=4 {
+        dlq.push(item, DeadLetterReason::HandlerFailed, "downstream failed");
+    }
+    // Odd items keep failing (parked after 3 calls, 2 s of retry delays);
+    // even items succeed on the first call.
+    let consumer = dlq.consume(|item: u32| async move {
+        if item % 2 == 1 {
+            Err(format!("item {item} still failing"))
+        } else {
+            Ok(())
+        }
+    });
+    let start = Instant::now();
+    dlq.settled().await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(4),
+        "2 entries x 2 delays"
+    );
+    let stats = dlq.stats();
+    assert_eq!((stats.len, stats.in_flight), (0, 0));
+    assert_eq!((stats.consumed, stats.parked), (2, 2));
+    assert_eq!(items(&dlq.parked()), [1, 3]);
+
+    // A later push unsettles it again until it is handled.
+    dlq.push(6, DeadLetterReason::Manual, "again");
+    dlq.settled().await;
+    assert_eq!(dlq.stats().consumed, 3);
+    consumer.stop();
+    consumer.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn settled_without_a_consumer_waits_for_a_drain_or_a_close() {
+    let dlq = dlq(10, 1, Duration::ZERO);
+    dlq.push(1, DeadLetterReason::Overflow, "full");
+
+    let waiting = tokio::spawn({
+        let dlq = dlq.clone();
+        async move { dlq.settled().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "an entry is still pending");
+    assert_eq!(items(&dlq.drain()), [1]);
+    waiting.await.unwrap();
+
+    dlq.push(2, DeadLetterReason::Overflow, "full");
+    let waiting = tokio::spawn({
+        let dlq = dlq.clone();
+        async move { dlq.settled().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    dlq.close();
+    waiting.await.unwrap();
+    assert_eq!(dlq.len(), 1, "a close keeps the pending entry");
+}

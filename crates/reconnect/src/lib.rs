@@ -3,10 +3,20 @@
 //! the delays to wait before each attempt.
 //!
 //! It is one of Watchtower's resilience crates and knows nothing of
-//! WebSockets, or of async: it computes delays and leaves the sleeping and
+//! WebSockets: the policy computes delays and leaves the sleeping and
 //! connecting to the caller. The WebSocket transport sleeps for each delay
 //! before a reconnect attempt, resets the schedule once a connection is
 //! stable, and opens its circuit breaker when the schedule runs out.
+//!
+//! # Retrying any async operation
+//!
+//! [`Retry`] drives an async operation with a policy: call, and on a
+//! retryable error sleep the next delay and call again, with an
+//! [`on_retry`](Retry::on_retry) hook for logging. It needs no runtime:
+//! sleeping is the small [`Sleep`] trait (a closure will do). With the cargo
+//! feature `tokio`, `TokioSleep` is provided and `retry(&policy, || async {
+//! fetch().await })` is the one-line form; the crate's only other
+//! dependencies stay as they are without it. See `examples/retry.rs`.
 //!
 //! The default is the transport spec's "`delay * attempt_number`" (which the
 //! spec calls exponential but is linear): five attempts waiting 5 s, 10 s,
@@ -44,13 +54,23 @@
 
 mod error;
 mod policy;
+mod retry;
 mod schedule;
 
+#[cfg(feature = "tokio")]
+pub use crate::retry::{TokioSleep, retry};
 pub use crate::{
     error::PolicyError,
     policy::{Backoff, DELAY_CEILING, Jitter, MaxAttempts, ReconnectPolicy},
+    retry::{AnyError, NoHook, OnRetry, Retry, RetryIf, Retrying, Sleep},
     schedule::Schedule,
 };
 
 #[cfg(test)]
 mod proptests;
+
+/// The README's examples, compiled and run as doctests so that they cannot
+/// rot.
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

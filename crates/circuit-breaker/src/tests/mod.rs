@@ -1,6 +1,8 @@
 //! Unit tests for the state machine; `model` checks it against a reference
 //! model with proptest.
 
+#[cfg(feature = "tower")]
+mod middleware;
 mod model;
 
 use std::io;
@@ -506,4 +508,31 @@ fn debug_output_does_not_require_a_debug_observer() {
     let permit = breaker.try_acquire().unwrap();
     assert!(format!("{permit:?}").contains("trial: false"));
     permit.success();
+}
+
+#[tokio::test(start_paused = true)]
+async fn owned_permits_travel_into_tasks_and_behave_like_permits() {
+    let breaker = Arc::new(breaker(1, 1));
+    let permit = breaker.try_acquire_owned().unwrap();
+    assert!(!permit.is_trial());
+    assert!(Arc::ptr_eq(permit.breaker(), &breaker));
+    tokio::spawn(async move { permit.failure() }).await.unwrap();
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert!(
+        breaker
+            .try_acquire_owned()
+            .unwrap_err()
+            .retry_after
+            .is_some()
+    );
+
+    advance(TIMEOUT).await;
+    let trial = breaker.try_acquire_owned().unwrap();
+    assert!(trial.is_trial());
+    assert!(breaker.try_acquire_owned().is_err(), "one trial at a time");
+    drop(trial);
+    let trial = breaker.try_acquire_owned().unwrap();
+    assert!(trial.is_trial(), "a dropped trial frees the trial");
+    tokio::spawn(async move { trial.success() }).await.unwrap();
+    assert_eq!(breaker.state(), CircuitState::Closed);
 }
