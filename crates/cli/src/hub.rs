@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use watchtower_hub::{
-    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_MESSAGE_SIZE, Hub, HubConfig, HubStats, HubTls,
+    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES, Hub, HubConfig, HubStats, HubTls,
 };
 
 use crate::error::CliError;
@@ -52,12 +53,65 @@ pub(crate) struct HubArgs {
     /// a rotation).
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+
+    /// Shortest token accepted at start, in bytes: a shorter --token or
+    /// --token-file line is an error. 16 random bytes cannot be guessed.
+    #[arg(long, value_name = "BYTES", default_value_t = CLI_MIN_TOKEN_LEN)]
+    min_token_len: usize,
+
+    /// Accept the token only in the Authorization header, not as
+    /// ?token=TOKEN in the URL (which proxies and access logs record).
+    #[arg(long)]
+    no_query_token: bool,
+
+    /// Failed token checks one address may make per minute before its
+    /// upgrades get 429 for the rest of the minute; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_AUTH_FAILURES_PER_MINUTE)]
+    auth_failures_per_minute: u32,
+
+    /// Let browser pages from this origin connect (e.g.
+    /// `https://app.example.com`, with the port if not the default); repeat
+    /// for several, or say '*' for any. Without it, an upgrade carrying a
+    /// foreign Origin header gets 403; clients that send no Origin (every
+    /// non-browser client) are not affected.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+
+    /// Most connections served at once (handshaking, connected or
+    /// closing); more are closed at once. Lowered to fit the open-file
+    /// limit if need be (the start-up line says so).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Most connections still in their TLS handshake or WebSocket upgrade;
+    /// more are closed at once, so silent TCP connections cannot take every
+    /// slot.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING_HANDSHAKES)]
+    max_pending_handshakes: usize,
 }
+
+/// Descriptors kept for everything but client connections: stdio, the
+/// listener, certificate and token files, the runtime's own.
+const RESERVED_FDS: u64 = 64;
+
+/// The CLI's --min-token-len default: stricter than the library's, whose
+/// default must admit the short tokens of existing tests and examples.
+const CLI_MIN_TOKEN_LEN: usize = 16;
 
 pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     let mut config = HubConfig::default();
     config.max_message_size = args.max_message_size;
     config.client_queue_frames = args.client_queue;
+    config.min_token_len = args.min_token_len;
+    config.allow_query_token = !args.no_query_token;
+    config.auth_failures_per_minute = args.auth_failures_per_minute;
+    config.allowed_origins = args.allow_origin.clone();
+    config.max_pending_handshakes = args.max_pending_handshakes;
+    let (limit_note, max_connections) = fit_open_file_limit(args.max_connections);
+    config.max_connections = max_connections;
+    if config.max_pending_handshakes > max_connections {
+        config.max_pending_handshakes = max_connections;
+    }
     let mut builder = Hub::builder().config(config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let mut tls = HubTls::from_pem_files(cert, key)?;
@@ -76,12 +130,51 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
         "watchtower hub listening on {}{secured} (Ctrl-C stops it)",
         hub.url()
     );
+    eprintln!("{limit_note}");
 
     signal::stop_requested().await;
     eprintln!("stopping: closing every client");
     let stats = hub.shutdown().await;
     eprint!("{}", render(&stats, started.elapsed()));
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit and lowers
+/// `max_connections` to fit what it got; returns a line saying what
+/// happened, and the connection cap to use.
+fn fit_open_file_limit(max_connections: usize) -> (String, usize) {
+    let before = rlimit::Resource::NOFILE.get().ok();
+    let now = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => now,
+        Err(error) => {
+            let soft = before.map_or(0, |(soft, _)| soft);
+            tracing::warn!(%error, soft, "could not raise the open-file limit");
+            soft
+        }
+    };
+    let raised = match before {
+        Some((soft, hard)) if soft < now => {
+            format!("open-file limit raised from {soft} to {now} (hard limit {hard})")
+        }
+        Some((soft, hard)) => format!("open-file limit {soft} (hard limit {hard})"),
+        None => format!("open-file limit {now}"),
+    };
+    if now == 0 {
+        // Unknown: leave the cap as asked.
+        return (raised, max_connections);
+    }
+    let fits = usize::try_from(now.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if max_connections > fits {
+        (
+            format!("{raised}; max connections lowered from {max_connections} to {fits} to fit"),
+            fits,
+        )
+    } else {
+        (
+            format!("{raised}; max connections {max_connections}"),
+            max_connections,
+        )
+    }
 }
 
 /// Every token from --token and --token-file.
@@ -130,16 +223,20 @@ fn describe(args: &HubArgs) -> String {
 /// The final stats, one figure per line.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let m = &s.malformed;
-    let rows: [(&str, String); 16] = [
+    let rows: [(&str, String); 20] = [
         ("uptime", format!("{:.1} s", uptime.as_secs_f64())),
         ("connections", s.connections_total.to_string()),
+        ("refused: over a cap", s.connections_refused.to_string()),
         ("failed handshakes", s.handshake_failures.to_string()),
         ("  of which TLS", s.tls_failures.to_string()),
-        ("  of which refused (401)", s.auth_rejected.to_string()),
+        ("  of which token (401/400)", s.auth_rejected.to_string()),
+        ("  of which throttled (429)", s.auth_throttled.to_string()),
+        ("  of which Origin (403)", s.origin_rejected.to_string()),
         ("events in", s.events_in.to_string()),
         ("duplicates dropped", s.duplicates_dropped.to_string()),
         ("acks sent", s.acks_sent.to_string()),
         ("control frames", s.control_frames.to_string()),
+        ("control refused (1008)", s.control_rejected.to_string()),
         ("frames out", s.frames_out.to_string()),
         ("frames dropped", s.dropped_frames.to_string()),
         ("closed: slow (1013)", s.disconnected_slow.to_string()),
@@ -163,7 +260,7 @@ fn render(s: &HubStats, uptime: Duration) -> String {
     ];
     let mut out = String::from("hub stats:\n");
     for (name, value) in rows {
-        out.push_str(&format!("  {name:<24} {value}\n"));
+        out.push_str(&format!("  {name:<26} {value}\n"));
     }
     out
 }
@@ -176,10 +273,10 @@ mod tests {
     fn stats_render_one_figure_per_line() {
         let text = render(&HubStats::default(), Duration::from_millis(1500));
         assert!(
-            text.contains("  uptime                   1.5 s\n"),
+            text.contains("  uptime                     1.5 s\n"),
             "{text}"
         );
-        assert!(text.contains("  frames dropped           0\n"), "{text}");
-        assert_eq!(text.lines().count(), 17);
+        assert!(text.contains("  frames dropped             0\n"), "{text}");
+        assert_eq!(text.lines().count(), 21);
     }
 }

@@ -90,8 +90,8 @@ async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
 
     let rest = interrupt(hub, stderr).await;
     assert!(rest.contains("hub stats:"), "{rest}");
-    assert!(rest.contains("  connections              1\n"), "{rest}");
-    assert!(rest.contains("  events in                1\n"), "{rest}");
+    assert!(rest.contains("  connections                1\n"), "{rest}");
+    assert!(rest.contains("  events in                  1\n"), "{rest}");
 }
 
 #[cfg(unix)]
@@ -107,7 +107,7 @@ async fn the_hub_serves_wss_to_clients_with_a_certificate_and_the_token() {
     let server_key = path("server.key", &server.key_pem);
     let client_cert = path("client.pem", &client.cert_pem);
     let client_key = path("client.key", &client.key_pem);
-    let token = path("token", "s3cret-token\n");
+    let token = path("token", "s3cret-token-of-16-bytes-or-more\n");
 
     let (hub, url, stderr) = start_hub(&[
         "--listen",
@@ -155,8 +155,83 @@ async fn the_hub_serves_wss_to_clients_with_a_certificate_and_the_token() {
     assert!(!line.contains("wrong-token"), "{line}");
 
     let rest = interrupt(hub, stderr).await;
-    assert!(rest.contains("  connections              1\n"), "{rest}");
-    assert!(rest.contains("  events in                1\n"), "{rest}");
-    assert!(rest.contains("    of which refused (401) 1\n"), "{rest}");
+    assert!(rest.contains("  connections                1\n"), "{rest}");
+    assert!(rest.contains("  events in                  1\n"), "{rest}");
+    assert!(rest.contains("    of which token (401/400) 1\n"), "{rest}");
     assert!(!rest.contains("s3cret"), "{rest}");
+}
+
+/// The status line of a WebSocket upgrade to `url` (`ws://ADDR/...`)
+/// carrying `Origin: origin`, sent over a plain TCP socket.
+async fn upgrade_status(url: &str, origin: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let origin = origin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(LIMIT)).unwrap();
+        let request = format!(
+            "GET /events HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut answer = [0u8; 64];
+        let n = tcp.read(&mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+        text.lines().next().unwrap_or_default().to_string()
+    })
+    .await
+    .unwrap()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_refuses_foreign_origins_unless_allowed_and_short_tokens() {
+    // A token under --min-token-len (16 by default) is a usage error.
+    let out = output(watchtower(&[
+        "hub",
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "short",
+    ]))
+    .await;
+    assert_eq!(code(&out), 2);
+    let line = one_line_of_stderr(&out);
+    assert!(
+        line.contains("min_token_len") && !line.contains("short\""),
+        "{line}"
+    );
+
+    let (hub, url, stderr) = start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-origin",
+        "https://app.example",
+    ])
+    .await;
+    assert!(
+        upgrade_status(&url, "https://evil.example")
+            .await
+            .contains(" 403 ")
+    );
+    assert!(
+        upgrade_status(&url, "https://app.example")
+            .await
+            .contains(" 101 ")
+    );
+    let rest = interrupt(hub, stderr).await;
+    assert!(rest.contains("    of which Origin (403)    1\n"), "{rest}");
+    // It says what open-file limit it got, and the connection cap.
+    let limits = rest.lines().next().unwrap();
+    assert!(
+        limits.starts_with("open-file limit") && limits.contains("max connections"),
+        "{rest}"
+    );
 }

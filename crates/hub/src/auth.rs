@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use crate::error::HubError;
 
 /// The longest token accepted, in bytes.
-const MAX_TOKEN_LEN: usize = 4096;
+pub(crate) const MAX_TOKEN_LEN: usize = 4096;
 
 /// A secret token. `Debug` never shows it.
 #[derive(Clone)]
@@ -25,12 +25,19 @@ impl Token {
         Token(token.into_bytes().into_boxed_slice())
     }
 
-    /// Checks that the token can travel in a header and a query string.
-    /// The error never quotes it.
-    pub(crate) fn validate(&self) -> Result<(), HubError> {
+    /// Checks that the token can travel in a header and a query string,
+    /// and is at least `min_len` bytes. The error never quotes it.
+    pub(crate) fn validate(&self, min_len: usize) -> Result<(), HubError> {
         let fail = |m: &str| Err(HubError::Config(m.to_string()));
         if self.0.is_empty() {
             return fail("the bearer token is empty");
+        }
+        if self.0.len() < min_len {
+            return Err(HubError::Config(format!(
+                "a bearer token is {} bytes, shorter than min_token_len ({min_len}): \
+                 use a long random token, such as the output of `openssl rand -hex 16`",
+                self.0.len()
+            )));
         }
         if self.0.len() > MAX_TOKEN_LEN {
             return fail("the bearer token is longer than 4096 bytes");
@@ -51,6 +58,12 @@ pub(crate) enum Refusal {
     Missing,
     /// A token was presented, but not a valid one.
     Wrong,
+    /// More than one candidate token (several `Authorization` headers or
+    /// `token` parameters, or both kinds): answered with 400, so one
+    /// request cannot try many guesses.
+    Several,
+    /// The token came as `?token=`, which this hub does not accept.
+    QueryDisabled,
 }
 
 impl fmt::Display for Refusal {
@@ -58,6 +71,8 @@ impl fmt::Display for Refusal {
         f.write_str(match self {
             Refusal::Missing => "no bearer token presented",
             Refusal::Wrong => "wrong bearer token",
+            Refusal::Several => "more than one candidate token",
+            Refusal::QueryDisabled => "token in the query string, which is turned off",
         })
     }
 }
@@ -66,56 +81,70 @@ impl fmt::Display for Refusal {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Auth {
     tokens: Vec<Token>,
+    /// `?token=` is accepted as well as the header.
+    allow_query: bool,
 }
 
 impl Auth {
-    pub(crate) fn new(tokens: Vec<Token>) -> Result<Auth, HubError> {
+    /// Validates every token against `min_len` (and the rules of
+    /// [`Token::validate`]).
+    pub(crate) fn new(
+        tokens: Vec<Token>,
+        min_len: usize,
+        allow_query: bool,
+    ) -> Result<Auth, HubError> {
         for token in &tokens {
-            token.validate()?;
+            token.validate(min_len)?;
         }
-        Ok(Auth { tokens })
+        Ok(Auth {
+            tokens,
+            allow_query,
+        })
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
         !self.tokens.is_empty()
     }
 
-    /// Admits `request` if auth is off, or if its `Authorization: Bearer`
-    /// header or its `token` query parameter holds an accepted token.
+    /// Admits `request` if auth is off, or if it carries exactly one
+    /// candidate token (an `Authorization: Bearer` header or, if allowed,
+    /// a `token` query parameter) and that is an accepted token.
     pub(crate) fn check(&self, request: &Request) -> Result<(), Refusal> {
         if !self.is_enabled() {
             return Ok(());
         }
-        let mut presented = false;
-        let from_headers = request
-            .headers()
-            .get_all(AUTHORIZATION)
-            .iter()
-            .filter_map(|value| bearer(value.as_bytes()).map(<[u8]>::to_vec));
-        let from_query = request
-            .uri()
-            .query()
-            .into_iter()
-            .flat_map(|query| query.split('&'))
-            .filter_map(|pair| pair.strip_prefix("token="))
-            .map(|value| percent_decode(value).unwrap_or_default());
-        for candidate in from_headers.chain(from_query) {
-            presented = true;
-            // Every token is compared, so the time taken does not say
-            // which one (if any) matched.
-            let matched = self
-                .tokens
-                .iter()
-                .fold(false, |any, token| same(&token.0, &candidate) | any);
-            if matched {
-                return Ok(());
-            }
+        let mut candidates = 0;
+        let mut candidate = None;
+        let mut from_query = false;
+        for value in request.headers().get_all(AUTHORIZATION) {
+            candidates += 1;
+            candidate = bearer(value.as_bytes()).map(<[u8]>::to_vec);
         }
-        Err(if presented {
-            Refusal::Wrong
-        } else {
-            Refusal::Missing
-        })
+        let params = request.uri().query().into_iter().flat_map(|q| q.split('&'));
+        for value in params.filter_map(|pair| pair.strip_prefix("token=")) {
+            candidates += 1;
+            if candidates > 1 {
+                break;
+            }
+            from_query = true;
+            candidate = Some(percent_decode(value).unwrap_or_default());
+        }
+        if candidates > 1 {
+            return Err(Refusal::Several);
+        }
+        if from_query && !self.allow_query {
+            return Err(Refusal::QueryDisabled);
+        }
+        let Some(candidate) = candidate else {
+            return Err(Refusal::Missing);
+        };
+        // Every token is compared, so the time taken does not say which
+        // one (if any) matched.
+        let matched = self
+            .tokens
+            .iter()
+            .fold(false, |any, token| same(&token.0, &candidate) | any);
+        if matched { Ok(()) } else { Err(Refusal::Wrong) }
     }
 }
 
@@ -165,7 +194,12 @@ mod tests {
     use super::*;
 
     fn auth(tokens: &[&str]) -> Auth {
-        Auth::new(tokens.iter().map(|t| Token::new(t.to_string())).collect()).unwrap()
+        Auth::new(
+            tokens.iter().map(|t| Token::new(t.to_string())).collect(),
+            1,
+            true,
+        )
+        .unwrap()
     }
 
     fn request(uri: &str, authorization: Option<&str>) -> Request {
@@ -207,16 +241,50 @@ mod tests {
             Err(Refusal::Wrong)
         );
         assert_eq!(a.check(&request("/e?token=%zz", None)), Err(Refusal::Wrong));
+    }
+
+    #[test]
+    fn one_candidate_per_request() {
+        let a = auth(&["s3cret"]);
+        let several = [
+            request("/e?token=nope", Some("Bearer s3cret")),
+            request("/e?token=nope&token=s3cret", None),
+            Request::builder()
+                .uri("/e")
+                .header(AUTHORIZATION, "Bearer nope")
+                .header(AUTHORIZATION, "Bearer s3cret")
+                .body(())
+                .unwrap(),
+        ];
+        for r in &several {
+            assert_eq!(a.check(r), Err(Refusal::Several));
+        }
+        let header_only = Auth::new(vec![Token::new("s3cret".to_string())], 1, false).unwrap();
         assert_eq!(
-            a.check(&request("/e?token=nope", Some("Bearer s3cret"))),
+            header_only.check(&request("/e?token=s3cret", None)),
+            Err(Refusal::QueryDisabled)
+        );
+        assert_eq!(
+            header_only.check(&request("/e", Some("Bearer s3cret"))),
             Ok(())
         );
     }
 
     #[test]
+    fn short_tokens_are_refused_at_start_without_being_quoted() {
+        let e = Auth::new(vec![Token::new("abcdef".to_string())], 16, true).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("min_token_len") && text.contains("16"),
+            "{text}"
+        );
+        assert!(!text.contains("abcdef"), "{text}");
+    }
+
+    #[test]
     fn bad_tokens_are_config_errors_that_do_not_quote_them() {
         for bad in ["", "has space", "tab\there", "ünïcode"] {
-            let e = Auth::new(vec![Token::new(bad.to_string())]).unwrap_err();
+            let e = Auth::new(vec![Token::new(bad.to_string())], 1, true).unwrap_err();
             assert!(matches!(e, HubError::Config(_)));
             if !bad.is_empty() {
                 assert!(!e.to_string().contains(bad), "{e}");

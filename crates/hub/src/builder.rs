@@ -71,8 +71,12 @@ impl HubBuilder {
     /// accept several tokens, e.g. the old and the new one while a rotation
     /// rolls out. Default: no token is required.
     ///
-    /// A token must be printable ASCII without spaces, at most 4096 bytes;
-    /// [`bind`](Self::bind) fails with [`HubError::Config`] otherwise.
+    /// A token must be printable ASCII without spaces, at least
+    /// [`HubConfig::min_token_len`] and at most 4096 bytes;
+    /// [`bind`](Self::bind) fails with [`HubError::Config`] otherwise. An
+    /// upgrade carrying more than one candidate token is answered with
+    /// HTTP 400; `?token=` can be turned off with
+    /// [`HubConfig::allow_query_token`].
     /// Tokens never appear in logs, errors or `Debug` output. Over plain
     /// `ws://` a token travels in clear text: use it with [`tls`](Self::tls).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
@@ -88,7 +92,11 @@ impl HubBuilder {
     /// runtime.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Hub, HubError> {
         self.config.validate()?;
-        let auth = Auth::new(self.tokens)?;
+        let auth = Auth::new(
+            self.tokens,
+            self.config.min_token_len,
+            self.config.allow_query_token,
+        )?;
         Hub::start(addr, self.config, self.tls, auth).await
     }
 }

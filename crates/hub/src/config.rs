@@ -13,6 +13,11 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default per-client outbound queue: 8192 frames, about 1.6 MiB of
 /// 200-byte events, and the frames themselves are shared between clients.
 pub const DEFAULT_CLIENT_QUEUE_FRAMES: usize = 8192;
+/// Default bytes one client may hold queued, counting what its writer has
+/// taken but not yet written: 8 MiB. Eight maximum-size messages, or 40,000
+/// typical 200-byte events (far above the frame limit): large events hit
+/// this bound first, small ones the frame limit.
+pub const DEFAULT_CLIENT_QUEUE_BYTES: usize = 8 << 20;
 /// Default time a client may keep losing frames before it is closed: 5 s.
 pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default ping interval: 30 s, the same as the client transport's.
@@ -29,15 +34,59 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// slower on this workload.
 pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 * 1024;
 
-/// Default size of the de-duplication window: the last 100,000 event ids
-/// from ack-mode clients, about 6.5 MB when full.
+/// Default size of the de-duplication window: the last 100,000 events
+/// from ack-mode clients, about 11 MB when full.
 pub const DEFAULT_DEDUP_WINDOW_EVENTS: usize = 100_000;
 /// Default age of the de-duplication window: 10 minutes, longer than a
 /// client typically takes to notice a lost ack, reconnect and resend.
 pub const DEFAULT_DEDUP_WINDOW_AGE: Duration = Duration::from_secs(10 * 60);
 
-/// The most ids the de-duplication window may hold (about 650 MB).
+/// Default share of the de-duplication window one connection may hold:
+/// 10,000 ids, a tenth of the default window. A publisher's resends are
+/// the events it had in flight when its connection broke, far fewer than
+/// this; a client sending junk ids only pushes out its own.
+pub const DEFAULT_DEDUP_CLIENT_SHARE: usize = 10_000;
+
+/// Default longest event type in a client's filter: 256 bytes. Real event
+/// types are short names (`order.created`); a longer one in a control
+/// frame is an attack or a bug.
+pub const DEFAULT_MAX_EVENT_TYPE_LEN: usize = 256;
+/// Default most event types one client's filter may hold: 4096.
+pub const DEFAULT_MAX_FILTER_TYPES: usize = 4096;
+/// Default byte budget of one client's filter, its event types summed:
+/// 64 KiB, 4096 types of 16 bytes. The hub keeps two copies of each
+/// filter (see [`HubConfig::max_filter_bytes`]), so a client can pin at
+/// most about 2 × (64 KiB + 4096 × 40 bytes of set overhead) ≈ 450 KiB.
+pub const DEFAULT_MAX_FILTER_BYTES: usize = 64 * 1024;
+
+/// Default most TCP connections served at once (handshaking, connected or
+/// closing): 10,000, about 160 MB of idle connections. Past it, a new
+/// connection is closed at once. Keep it under the process's open-file
+/// limit (the `watchtower hub` CLI raises that limit and lowers this to
+/// fit), so that the hub refuses instead of failing `accept`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most connections whose TLS handshake or WebSocket upgrade is
+/// not over: 256. A real client finishes in one or two round trips; only a
+/// flood of connections that say nothing fills this.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Default shortest bearer token a hub accepts at start: 6 bytes. Short
+/// enough for the tokens existing tests and examples use; operators should
+/// use 16 or more random bytes (the `watchtower hub` CLI insists on 16).
+pub const DEFAULT_MIN_TOKEN_LEN: usize = 6;
+
+/// Default failed token checks one peer address may make per minute
+/// before its upgrades are refused with 429 for the rest of that minute:
+/// 30. A client with a stale token retries far less often than that.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
+
+/// The most ids the de-duplication window may hold (about 1.1 GB).
 const MAX_DEDUP_WINDOW_EVENTS: usize = 10_000_000;
+
+/// The upper bounds of the filter limits.
+const MAX_EVENT_TYPE_LEN: usize = 64 * 1024;
+const MAX_FILTER_TYPES: usize = 1_000_000;
+const MAX_FILTER_BYTES: usize = 64 << 20;
 
 /// The longest any duration setting may be.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -84,9 +133,21 @@ pub struct HubConfig {
     /// slow client never slows the sender or other clients. Default
     /// [`DEFAULT_CLIENT_QUEUE_FRAMES`] (8192).
     pub client_queue_frames: usize,
+    /// Bytes one client may hold: its queue plus what its writer has taken
+    /// and not yet written to the socket. Past it, the oldest queued frames
+    /// are dropped and counted like those over `client_queue_frames`. A
+    /// queued frame keeps its whole read burst alive (the burst is shared
+    /// by every recipient), so a client is charged for the bursts it
+    /// holds, not only its frames. A client never holds more than this
+    /// plus one read burst (at most about 1 MiB plus one message), so a
+    /// subscriber that never reads pins at most that much. At least 1 KiB.
+    /// Default [`DEFAULT_CLIENT_QUEUE_BYTES`] (8 MiB).
+    pub client_queue_bytes: usize,
     /// How long a client may keep losing frames because its queue stays
-    /// full before it is closed with 1013 (Try Again Later). Default
-    /// [`DEFAULT_SLOW_CLIENT_TIMEOUT`] (5 s).
+    /// full (and its writer takes nothing) before it is closed with 1013
+    /// (Try Again Later). A timer decides, so a client is closed even if
+    /// nothing more is published. Default [`DEFAULT_SLOW_CLIENT_TIMEOUT`]
+    /// (5 s).
     pub slow_client_timeout: Duration,
     /// How often the hub pings each client. Default
     /// [`DEFAULT_PING_INTERVAL`] (30 s).
@@ -110,18 +171,94 @@ pub struct HubConfig {
     /// [`DEFAULT_READ_BUFFER_SIZE`] (4 KiB), which keeps an idle
     /// connection under ~16 KiB hub-side.
     pub read_buffer_size: usize,
-    /// How many event ids the hub remembers to drop resent events, hub-wide,
+    /// How many events the hub remembers to drop resent ones, hub-wide,
     /// counting only events from clients that said
-    /// `{"type":"hello","acks":true}`. When full, the oldest id is
-    /// forgotten. A resend older than the window is relayed again, so size
-    /// it for the events all ack-mode clients send in the time they may
-    /// take to resend. Between 1 and 10,000,000. Default
-    /// [`DEFAULT_DEDUP_WINDOW_EVENTS`] (100,000; about 6.5 MB when full).
+    /// `{"type":"hello","acks":true}`. An event is remembered by its whole
+    /// frame, id included, so only a byte-for-byte resend is dropped: an
+    /// event of another client that reuses the id is relayed. When full,
+    /// the oldest is forgotten. A resend older than the window is relayed
+    /// again, so size it for the events all ack-mode clients send in the
+    /// time they may take to resend. Between 1 and 10,000,000. Default
+    /// [`DEFAULT_DEDUP_WINDOW_EVENTS`] (100,000; about 11 MB when full).
     pub dedup_window_events: usize,
     /// How long after its first sight an event id is remembered to drop
     /// resent events; must cover a client's ack timeout plus a reconnect.
     /// Default [`DEFAULT_DEDUP_WINDOW_AGE`] (10 min).
     pub dedup_window_age: Duration,
+    /// Most ids one connection may hold in the de-duplication window; past
+    /// it, that connection's own oldest ids are forgotten, never another
+    /// client's, so one client sending junk ids cannot flush the window.
+    /// Ids stay after their connection ends (a resend comes on a new one)
+    /// but no longer count against a share. Capped at
+    /// `dedup_window_events`; at least 1. Default
+    /// [`DEFAULT_DEDUP_CLIENT_SHARE`] (10,000).
+    pub dedup_client_share: usize,
+    /// Longest event type a control frame may name, in bytes. A
+    /// `subscribe` or `unsubscribe` naming a longer one is refused while it
+    /// is parsed, before anything is copied, counted in
+    /// [`HubStats::control_rejected`](crate::HubStats) and its sender is
+    /// closed with 1008 (Policy Violation). Between 1 and 65,536. Default
+    /// [`DEFAULT_MAX_EVENT_TYPE_LEN`] (256).
+    pub max_event_type_len: usize,
+    /// Most event types one client's filter may hold. A control frame that
+    /// would take the filter past it is refused like one over
+    /// `max_event_type_len`; the filter is unchanged. Between 1 and
+    /// 1,000,000. Default [`DEFAULT_MAX_FILTER_TYPES`] (4096).
+    pub max_filter_types: usize,
+    /// Most bytes of event types (summed) one client's filter may hold;
+    /// past it, control frames are refused like one over
+    /// `max_event_type_len`. Filters change in place, outside the lock
+    /// publishers take, so the hub keeps two copies of each: memory per
+    /// client is bounded by twice this plus set overhead. Between
+    /// `max_event_type_len` and 64 MiB. Default
+    /// [`DEFAULT_MAX_FILTER_BYTES`] (64 KiB).
+    pub max_filter_bytes: usize,
+    /// Web origins whose pages may connect, as browsers send them in
+    /// `Origin` (`https://app.example.com`, with a port if not the
+    /// scheme's default; no path). A request without `Origin` (every
+    /// native client) and one from the hub's own origin (same host and
+    /// port as its `Host`) are always admitted; any other is refused with
+    /// HTTP 403 and counted in
+    /// [`HubStats::origin_rejected`](crate::HubStats), so a page on a
+    /// foreign site cannot use a visitor's browser against the hub. `"*"`
+    /// admits every origin and must be said explicitly. Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// Whether a bearer token may come as `?token=TOKEN` in the URL as well
+    /// as in `Authorization: Bearer`. URLs end up in proxy and access logs;
+    /// turn this off when every client can set the header. Either way a
+    /// request may carry exactly one candidate token: several
+    /// `Authorization` headers or `token` parameters, or both kinds, are
+    /// refused with HTTP 400, so one request cannot try many guesses.
+    /// Default: `true`.
+    pub allow_query_token: bool,
+    /// Shortest bearer token accepted, in bytes, checked when the hub
+    /// starts: a shorter one fails `bind` with a [`HubError::Config`]
+    /// naming this field. Between 1 and 4096. Default
+    /// [`DEFAULT_MIN_TOKEN_LEN`] (6).
+    pub min_token_len: usize,
+    /// Failed token checks (missing, wrong or several tokens) one peer
+    /// address may make per minute; past it, its upgrades are answered
+    /// with HTTP 429 and a `Retry-After` until the minute is over, without
+    /// looking at the token, and counted in
+    /// [`HubStats::auth_throttled`](crate::HubStats). Clients behind one
+    /// NAT share the allowance. 0 turns throttling off. Only applies when
+    /// a bearer token is required. Default
+    /// [`DEFAULT_AUTH_FAILURES_PER_MINUTE`] (30).
+    pub auth_failures_per_minute: u32,
+    /// Most TCP connections served at once: handshaking, connected or
+    /// closing. A connection past it is closed at once, before anything
+    /// is read or allocated, and counted in
+    /// [`HubStats::connections_refused`](crate::HubStats). Keep it under
+    /// the open-file limit, so the hub refuses instead of failing to
+    /// accept. At least 1. Default [`DEFAULT_MAX_CONNECTIONS`] (10,000).
+    pub max_connections: usize,
+    /// Most connections whose TLS handshake or upgrade is not over; past
+    /// it, new connections are closed at once like those over
+    /// `max_connections`, so bare TCP connections that never speak cannot
+    /// take every connection slot; each also ends after
+    /// `handshake_timeout`. Between 1 and `max_connections`. Default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] (256).
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for HubConfig {
@@ -129,6 +266,7 @@ impl Default for HubConfig {
         HubConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             client_queue_frames: DEFAULT_CLIENT_QUEUE_FRAMES,
+            client_queue_bytes: DEFAULT_CLIENT_QUEUE_BYTES,
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
@@ -137,6 +275,16 @@ impl Default for HubConfig {
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
             dedup_window_events: DEFAULT_DEDUP_WINDOW_EVENTS,
             dedup_window_age: DEFAULT_DEDUP_WINDOW_AGE,
+            dedup_client_share: DEFAULT_DEDUP_CLIENT_SHARE,
+            max_event_type_len: DEFAULT_MAX_EVENT_TYPE_LEN,
+            max_filter_types: DEFAULT_MAX_FILTER_TYPES,
+            max_filter_bytes: DEFAULT_MAX_FILTER_BYTES,
+            allowed_origins: Vec::new(),
+            allow_query_token: true,
+            min_token_len: DEFAULT_MIN_TOKEN_LEN,
+            auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -155,6 +303,21 @@ impl HubConfig {
         if self.client_queue_frames == 0 {
             return fail("client_queue_frames must be at least 1".to_string());
         }
+        if self.max_connections == 0 {
+            return fail("max_connections must be at least 1".to_string());
+        }
+        if !(1..=self.max_connections).contains(&self.max_pending_handshakes) {
+            return fail(format!(
+                "max_pending_handshakes must be between 1 and max_connections ({}), not {}",
+                self.max_connections, self.max_pending_handshakes
+            ));
+        }
+        if self.client_queue_bytes < 1024 {
+            return fail(format!(
+                "client_queue_bytes must be at least 1 KiB, not {}",
+                self.client_queue_bytes
+            ));
+        }
         if !(256..=(64 << 20)).contains(&self.read_buffer_size) {
             return fail(format!(
                 "read_buffer_size must be between 256 bytes and 64 MiB, not {}",
@@ -165,6 +328,37 @@ impl HubConfig {
             return fail(format!(
                 "dedup_window_events must be between 1 and {MAX_DEDUP_WINDOW_EVENTS}, not {}",
                 self.dedup_window_events
+            ));
+        }
+        if self.dedup_client_share == 0 {
+            return fail("dedup_client_share must be at least 1".to_string());
+        }
+        if !(1..=MAX_EVENT_TYPE_LEN).contains(&self.max_event_type_len) {
+            return fail(format!(
+                "max_event_type_len must be between 1 and {MAX_EVENT_TYPE_LEN} bytes, not {}",
+                self.max_event_type_len
+            ));
+        }
+        if !(1..=MAX_FILTER_TYPES).contains(&self.max_filter_types) {
+            return fail(format!(
+                "max_filter_types must be between 1 and {MAX_FILTER_TYPES}, not {}",
+                self.max_filter_types
+            ));
+        }
+        if !(self.max_event_type_len..=MAX_FILTER_BYTES).contains(&self.max_filter_bytes) {
+            return fail(format!(
+                "max_filter_bytes must be between max_event_type_len ({}) and 64 MiB, not {}",
+                self.max_event_type_len, self.max_filter_bytes
+            ));
+        }
+        for origin in &self.allowed_origins {
+            crate::origin::validate(origin).map_err(HubError::Config)?;
+        }
+        if !(1..=crate::auth::MAX_TOKEN_LEN).contains(&self.min_token_len) {
+            return fail(format!(
+                "min_token_len must be between 1 and {}, not {}",
+                crate::auth::MAX_TOKEN_LEN,
+                self.min_token_len
             ));
         }
         for (name, value, zero_ok) in [
@@ -245,6 +439,33 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("dedup_window_events") && e.contains(" 0"), "{e}");
+
+        for (c, field) in [
+            (
+                HubConfig {
+                    max_event_type_len: 0,
+                    ..Default::default()
+                },
+                "max_event_type_len",
+            ),
+            (
+                HubConfig {
+                    max_filter_types: 0,
+                    ..Default::default()
+                },
+                "max_filter_types",
+            ),
+            (
+                HubConfig {
+                    max_filter_bytes: 100,
+                    ..Default::default()
+                },
+                "max_filter_bytes",
+            ),
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
 
         let c = HubConfig {
             dedup_window_age: Duration::ZERO,

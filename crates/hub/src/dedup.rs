@@ -1,8 +1,20 @@
-//! The hub-wide de-duplication window: ids of events recently received
+//! The hub-wide de-duplication window: keys of events recently received
 //! from ack-mode clients, so that an event resent after a lost ack (on the
 //! same connection or a new one) is relayed only once.
+//!
+//! Two rules keep one client from harming another through it:
+//!
+//! - **A key is the whole frame**, id included, not the id alone: a resend
+//!   is byte-for-byte the frame first sent (the transport keeps the
+//!   serialised frame), so it is recognised, while another client's event
+//!   that merely reuses the id (`order-1001`) is a different key and is
+//!   relayed. A client can only suppress an event by sending that exact
+//!   event first, which delivers it.
+//! - **Each connection holds at most a share of the window**: past it, the
+//!   connection's own oldest keys go, not everyone's, so one client sending
+//!   junk ids flushes nobody else's.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,69 +22,121 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::fanout::ClientId;
 use crate::outbox::FrameSet;
 
-/// An event id as the window stores it: a 128-bit keyed hash, 16 bytes
-/// whatever the id's length.
+/// An event frame as the window stores it: a 128-bit keyed hash, 16 bytes
+/// whatever the frame's length.
 ///
-/// Why a hash is safe here: two different ids share a key only by
+/// Why a hash is safe here: two different frames share a key only by
 /// accident, and the window then drops the second one as a duplicate. Keys
 /// are SipHash outputs under a secret key drawn at random when the hub
 /// starts, so clients cannot aim for a collision, and by the birthday
-/// bound the chance that any of `n` ids in the window collide is about
+/// bound the chance that any of `n` keys in the window collide is about
 /// `n² / 2¹²⁹`: 1.5 × 10⁻²⁹ for a full default window of 100,000, and
 /// about 10⁻¹⁹ for a hub checking a million events a second against a full
 /// window for ten years. (With 64 bits the second figure would be above 1,
 /// which is why the key is 128 bits.)
 pub(crate) type Key = u128;
 
-/// Remembers the keys of recently seen event ids, at most `max_ids` of
-/// them and none older than `max_age`.
+/// Remembers the keys of recently seen event frames, at most `max_ids` of
+/// them, at most `share` per connection, and none older than `max_age`.
 ///
 /// One `std` mutex, taken once per read burst that holds ack-mode events
 /// and never across an `.await`. Memory grows only while ack-mode clients
-/// publish: a 32-byte queue entry and a 17-byte set bucket per id, plus
-/// growth slack, about 6.5 MB for a full default window of 100,000 ids.
-/// The capacity stays after the window empties.
+/// publish: about 100 bytes per key (a 40-byte queue entry, a 25-byte map
+/// bucket, a 24-byte entry in its connection's share, plus growth slack),
+/// about 11 MB for a full default window of 100,000 keys. The capacity
+/// stays after the window empties.
 pub(crate) struct DedupWindow {
     /// One random key for the process; the two halves of a [`Key`] hash
-    /// the id under it with different one-byte prefixes. (Two
+    /// the frame under it with different one-byte prefixes. (Two
     /// `RandomState`s made on one thread get keys that differ by one, not
     /// independent ones; domain separation under one random key is the
     /// standard way to get two independent outputs from a PRF.)
     hasher: RandomState,
     max_ids: usize,
+    share: usize,
     max_age: Duration,
     state: Mutex<State>,
 }
 
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
 #[derive(Debug, Default)]
 struct State {
-    /// Keys in the order first seen, with when: eviction takes the front.
-    order: VecDeque<(Key, Instant)>,
-    /// The same keys, for lookup.
-    seen: HashSet<Key, BuildHasherDefault<KeyHasher>>,
+    /// Keys in the order first seen, with their sequence number and when:
+    /// eviction takes the front. An entry whose key is no longer in `seen`
+    /// with the same sequence number is a leftover of a key its connection
+    /// pushed out of its share, skipped when reached.
+    order: VecDeque<(Key, u64, Instant)>,
+    /// The live keys, with the sequence number they were recorded under.
+    seen: KeyMap<u64>,
+    /// Each connected client's keys, oldest first: at most `share`.
+    owners: HashMap<ClientId, VecDeque<(Key, u64)>>,
+    next_seq: u64,
 }
 
 impl State {
+    fn is_live(seen: &KeyMap<u64>, key: Key, seq: u64) -> bool {
+        seen.get(&key) == Some(&seq)
+    }
+
     /// Forgets keys first seen `max_age` or longer before `now`.
     fn expire(&mut self, now: Instant, max_age: Duration) {
-        while let Some(&(key, at)) = self.order.front() {
+        while let Some(&(key, seq, at)) = self.order.front() {
             if now.saturating_duration_since(at) < max_age {
                 break;
             }
             self.order.pop_front();
-            self.seen.remove(&key);
+            if Self::is_live(&self.seen, key, seq) {
+                self.seen.remove(&key);
+            }
+        }
+    }
+
+    /// Records `key` for `owner`, then enforces the owner's share and the
+    /// window's size.
+    fn record(&mut self, key: Key, owner: ClientId, now: Instant, share: usize, max_ids: usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.seen.insert(key, seq);
+        self.order.push_back((key, seq, now));
+        let mine = self.owners.entry(owner).or_default();
+        mine.push_back((key, seq));
+        while mine.len() > share {
+            if let Some((old, old_seq)) = mine.pop_front()
+                && Self::is_live(&self.seen, old, old_seq)
+            {
+                self.seen.remove(&old);
+            }
+        }
+        while self.seen.len() > max_ids {
+            let Some((old, old_seq, _)) = self.order.pop_front() else {
+                break;
+            };
+            if Self::is_live(&self.seen, old, old_seq) {
+                self.seen.remove(&old);
+            }
+        }
+        // Leftovers of share evictions wait in `order` until reached;
+        // sweep them before they outnumber the live keys.
+        if self.order.len() > 2 * max_ids.max(64) {
+            let seen = &self.seen;
+            self.order
+                .retain(|&(key, seq, _)| Self::is_live(seen, key, seq));
         }
     }
 }
 
 impl DedupWindow {
-    /// An empty window; it allocates only once keys arrive.
-    pub(crate) fn new(max_ids: usize, max_age: Duration) -> DedupWindow {
+    /// An empty window; it allocates only once keys arrive. `share` is
+    /// capped at `max_ids`.
+    pub(crate) fn new(max_ids: usize, share: usize, max_age: Duration) -> DedupWindow {
         DedupWindow {
             hasher: RandomState::new(),
             max_ids,
+            share: share.clamp(1, max_ids.max(1)),
             max_age,
             state: Mutex::new(State::default()),
         }
@@ -80,50 +144,54 @@ impl DedupWindow {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; if something ever did,
-        // the window is still sound (at worst one key is in only one of
-        // the two collections, which costs one missed duplicate).
+        // the window is still sound (at worst one key is in only some of
+        // the collections, which costs one missed duplicate).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The key of `id`. Needs no lock.
-    pub(crate) fn key(&self, id: &str) -> Key {
-        let high = self.hasher.hash_one((0u8, id));
-        let low = self.hasher.hash_one((1u8, id));
+    /// The key of an event frame (its bytes as received, id included).
+    /// Needs no lock.
+    pub(crate) fn key(&self, frame: &[u8]) -> Key {
+        let high = self.hasher.hash_one((0u8, frame));
+        let low = self.hasher.hash_one((1u8, frame));
         (u128::from(high) << 64) | u128::from(low)
     }
 
-    /// Checks one burst's keys in order, `(frame index, key)`, and records
-    /// those not in the window; returns the frame indices whose key was
-    /// already there (including earlier in the same burst): the
-    /// duplicates. A duplicate does not refresh its key's age: the window
-    /// covers the time after an id was first seen.
-    pub(crate) fn duplicates(&self, keyed: &[(usize, Key)]) -> FrameSet {
+    /// Checks one burst's keys from `owner`, in order, `(frame index,
+    /// key)`, and records those not in the window; returns the frame
+    /// indices whose key was already there (including earlier in the same
+    /// burst): the duplicates. A duplicate does not refresh its key's age:
+    /// the window covers the time after a frame was first seen.
+    pub(crate) fn duplicates(&self, owner: ClientId, keyed: &[(usize, Key)]) -> FrameSet {
         let now = Instant::now();
         let mut duplicates = FrameSet::default();
         let mut state = self.lock();
         state.expire(now, self.max_age);
         for &(index, key) in keyed {
-            if !state.seen.insert(key) {
+            if state.seen.contains_key(&key) {
                 duplicates.insert(index);
                 continue;
             }
-            state.order.push_back((key, now));
-            if state.order.len() > self.max_ids
-                && let Some((oldest, _)) = state.order.pop_front()
-            {
-                state.seen.remove(&oldest);
-            }
+            state.record(key, owner, now, self.share, self.max_ids);
         }
         duplicates
     }
 
-    /// How many ids the window remembers now (expired ones are forgotten
+    /// `owner` disconnected: its keys stay in the window (a resend comes on
+    /// a new connection), but no longer count against any share.
+    pub(crate) fn leave(&self, owner: ClientId) {
+        let mine = self.lock().owners.remove(&owner);
+        // Freed outside the lock.
+        drop(mine);
+    }
+
+    /// How many keys the window remembers now (expired ones are forgotten
     /// first).
     pub(crate) fn len(&self) -> usize {
         let now = Instant::now();
         let mut state = self.lock();
         state.expire(now, self.max_age);
-        state.order.len()
+        state.seen.len()
     }
 }
 
@@ -131,6 +199,7 @@ impl fmt::Debug for DedupWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupWindow")
             .field("max_ids", &self.max_ids)
+            .field("share", &self.share)
             .field("max_age", &self.max_age)
             .finish_non_exhaustive()
     }
@@ -164,10 +233,11 @@ impl Hasher for KeyHasher {
 mod tests {
     use super::*;
 
-    fn keyed(window: &DedupWindow, ids: &[&str]) -> Vec<(usize, Key)> {
-        ids.iter()
+    fn keyed(window: &DedupWindow, frames: &[&str]) -> Vec<(usize, Key)> {
+        frames
+            .iter()
             .enumerate()
-            .map(|(i, id)| (i, window.key(id)))
+            .map(|(i, f)| (i, window.key(f.as_bytes())))
             .collect()
     }
 
@@ -181,54 +251,81 @@ mod tests {
         out
     }
 
+    fn window(max_ids: usize, share: usize, age: Duration) -> DedupWindow {
+        DedupWindow::new(max_ids, share, age)
+    }
+
     #[test]
-    fn keys_are_stable_per_window_and_distinct_per_id() {
-        let w = DedupWindow::new(10, Duration::from_secs(60));
-        assert_eq!(w.key("a"), w.key("a"));
-        assert_ne!(w.key("a"), w.key("b"));
+    fn keys_are_stable_per_window_and_distinct_per_frame() {
+        let w = window(10, 10, Duration::from_secs(60));
+        assert_eq!(w.key(b"a"), w.key(b"a"));
+        assert_ne!(w.key(b"a"), w.key(b"b"));
         // The two halves are hashed apart.
-        let k = w.key("a");
+        let k = w.key(b"a");
         assert_ne!(k >> 64, k & u128::from(u64::MAX));
         // Another window (another hub) has another secret key.
-        let other = DedupWindow::new(10, Duration::from_secs(60));
-        assert_ne!(w.key("a"), other.key("a"));
+        let other = window(10, 10, Duration::from_secs(60));
+        assert_ne!(w.key(b"a"), other.key(b"a"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn duplicates_are_reported_within_and_across_bursts() {
-        let w = DedupWindow::new(10, Duration::from_secs(60));
-        let first = w.duplicates(&keyed(&w, &["a", "b", "a"]));
+        let w = window(10, 10, Duration::from_secs(60));
+        let first = w.duplicates(1, &keyed(&w, &["a", "b", "a"]));
         assert_eq!(indices(first), [2]);
-        let second = w.duplicates(&keyed(&w, &["c", "b", "a"]));
+        // Another connection resending: still a duplicate.
+        let second = w.duplicates(2, &keyed(&w, &["c", "b", "a"]));
         assert_eq!(indices(second), [1, 2]);
         assert_eq!(w.len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_oldest_id_goes_when_the_window_is_full() {
-        let w = DedupWindow::new(2, Duration::from_secs(60));
-        assert!(w.duplicates(&keyed(&w, &["a", "b", "c"])).is_empty());
+        let w = window(2, 2, Duration::from_secs(60));
+        assert!(w.duplicates(1, &keyed(&w, &["a", "b", "c"])).is_empty());
         assert_eq!(w.len(), 2);
         // "a" was evicted: new again, and now "b" goes.
-        assert!(w.duplicates(&keyed(&w, &["a"])).is_empty());
-        assert_eq!(indices(w.duplicates(&keyed(&w, &["c", "a", "b"]))), [0, 1]);
+        assert!(w.duplicates(1, &keyed(&w, &["a"])).is_empty());
+        assert_eq!(
+            indices(w.duplicates(1, &keyed(&w, &["c", "a", "b"]))),
+            [0, 1]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_connection_only_pushes_out_its_own_keys() {
+        let w = window(100, 3, Duration::from_secs(60));
+        assert!(w.duplicates(1, &keyed(&w, &["victim"])).is_empty());
+        let junk: Vec<String> = (0..1000).map(|i| format!("junk-{i}")).collect();
+        let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
+        for chunk in junk.chunks(200) {
+            w.duplicates(2, &keyed(&w, chunk));
+        }
+        assert_eq!(w.len(), 1 + 3, "the victim's key and the attacker's share");
+        assert_eq!(indices(w.duplicates(3, &keyed(&w, &["victim"]))), [0]);
+        // Leftovers of share evictions are swept: memory stays bounded.
+        assert!(w.lock().order.len() <= 2 * 100 + 1);
+        // A connection that left keeps its keys, and its share is freed.
+        w.leave(2);
+        assert!(!w.lock().owners.contains_key(&2));
+        assert_eq!(w.len(), 4);
     }
 
     #[tokio::test(start_paused = true)]
     async fn ids_expire_after_max_age_from_first_sight() {
         let age = Duration::from_secs(10);
-        let w = DedupWindow::new(100, age);
-        w.duplicates(&keyed(&w, &["a"]));
+        let w = window(100, 100, age);
+        w.duplicates(1, &keyed(&w, &["a"]));
         tokio::time::advance(Duration::from_secs(6)).await;
-        w.duplicates(&keyed(&w, &["b"]));
+        w.duplicates(1, &keyed(&w, &["b"]));
         // A duplicate does not make "a" younger.
-        assert_eq!(indices(w.duplicates(&keyed(&w, &["a"]))), [0]);
+        assert_eq!(indices(w.duplicates(1, &keyed(&w, &["a"]))), [0]);
         tokio::time::advance(Duration::from_secs(4) - Duration::from_millis(1)).await;
         assert_eq!(w.len(), 2);
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(w.len(), 1, "\"a\" is exactly max_age old");
-        assert!(w.duplicates(&keyed(&w, &["a"])).is_empty());
-        assert_eq!(indices(w.duplicates(&keyed(&w, &["b"]))), [0]);
+        assert!(w.duplicates(1, &keyed(&w, &["a"])).is_empty());
+        assert_eq!(indices(w.duplicates(1, &keyed(&w, &["b"]))), [0]);
         tokio::time::advance(age).await;
         assert_eq!(w.len(), 0);
     }

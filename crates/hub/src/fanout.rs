@@ -33,6 +33,21 @@ pub(crate) struct Burst {
     pub(crate) frames: Vec<Utf8Bytes>,
     /// `types[i]` is the `event_type` of `frames[i]`.
     pub(crate) types: Vec<Box<str>>,
+    /// The frames' bytes, summed: what a recipient keeps alive while any
+    /// frame of the burst waits for it.
+    pub(crate) bytes: usize,
+}
+
+impl Burst {
+    pub(crate) fn new(sender: ClientId, frames: Vec<Utf8Bytes>, types: Vec<Box<str>>) -> Burst {
+        let bytes = frames.iter().map(|f| f.len()).sum();
+        Burst {
+            sender,
+            frames,
+            types,
+            bytes,
+        }
+    }
 }
 
 /// Totals of one fan-out, for the hub's counters.
@@ -42,6 +57,9 @@ pub(crate) struct Delivery {
     pub(crate) queued: u64,
     /// Frames dropped from full queues to make room.
     pub(crate) dropped: u64,
+    /// The most bytes any recipient held afterwards (queued and taken by
+    /// its writer), for the high-water mark in the stats.
+    pub(crate) max_held: usize,
 }
 
 /// Delivers bursts to the clients that joined.
@@ -91,9 +109,14 @@ impl Fanout for LocalFanout {
     fn publish(&self, burst: Arc<Burst>) -> Delivery {
         let mut delivery = Delivery::default();
         for member in self.snapshot().iter() {
-            let Offered { queued, dropped } = member.offer(&burst);
+            let Offered {
+                queued,
+                dropped,
+                held,
+            } = member.offer(&burst);
             delivery.queued += queued;
             delivery.dropped += dropped;
+            delivery.max_held = delivery.max_held.max(held);
         }
         delivery
     }
@@ -102,12 +125,15 @@ impl Fanout for LocalFanout {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::time::Duration;
 
     use super::*;
 
     fn outbox(id: ClientId) -> Arc<Outbox> {
-        Arc::new(Outbox::new(id, 16, Duration::from_secs(5)))
+        let config = crate::HubConfig {
+            client_queue_frames: 16,
+            ..crate::HubConfig::default()
+        };
+        Arc::new(Outbox::new(id, &config))
     }
 
     #[test]
@@ -118,17 +144,14 @@ mod tests {
             fanout.join(Arc::clone(o));
         }
         let frame = Utf8Bytes::from(r#"{"id":"1","event_type":"t"}"#);
-        let burst = Arc::new(Burst {
-            sender: 1,
-            frames: vec![frame.clone()],
-            types: vec!["t".into()],
-        });
+        let burst = Arc::new(Burst::new(1, vec![frame.clone()], vec!["t".into()]));
         let d = fanout.publish(Arc::clone(&burst));
         assert_eq!(
             d,
             Delivery {
                 queued: 2,
-                dropped: 0
+                dropped: 0,
+                max_held: frame.len(),
             }
         );
         // Two recipients hold the same burst: nothing was copied per client.

@@ -1,23 +1,147 @@
 //! A client's filter: which event types it receives, as set by control
-//! frames.
+//! frames, within limits a hostile client cannot get around.
 
 use std::collections::HashSet;
 
-use watchtower_core::ControlFrame;
+use crate::config::HubConfig;
 
-/// Most event types one filter may hold. Control frames are bounded by the
-/// message size, but a client could keep adding types; this bounds the
-/// memory one client can pin.
-pub(crate) const MAX_FILTER_TYPES: usize = 4096;
+/// The bounds on one client's filter, from [`HubConfig`].
+///
+/// They are enforced twice: while a control frame is parsed (no type
+/// longer than `max_type_len`, no list longer than `max_types` or
+/// `max_bytes`, so an oversized frame stops the parser early), and when a
+/// change is applied (the filter *after* the change must fit, checked
+/// before anything is allocated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FilterLimits {
+    /// Longest event type, in bytes.
+    pub(crate) max_type_len: usize,
+    /// Most event types one filter may hold.
+    pub(crate) max_types: usize,
+    /// Most bytes of event types one filter may hold, summed.
+    pub(crate) max_bytes: usize,
+}
+
+impl FilterLimits {
+    pub(crate) fn from_config(config: &HubConfig) -> FilterLimits {
+        FilterLimits {
+            max_type_len: config.max_event_type_len,
+            max_types: config.max_filter_types,
+            max_bytes: config.max_filter_bytes,
+        }
+    }
+}
+
+/// Which limit a control frame broke; the filter is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverLimit {
+    /// One event type is longer than `max_type_len`.
+    TypeTooLong,
+    /// The filter would hold more than `max_types` types.
+    TooManyTypes,
+    /// The filter's types would add up to more than `max_bytes`.
+    TooManyBytes,
+}
+
+impl OverLimit {
+    /// The config field that sets the limit, for logs and close reasons.
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            OverLimit::TypeTooLong => "max_event_type_len",
+            OverLimit::TooManyTypes => "max_filter_types",
+            OverLimit::TooManyBytes => "max_filter_bytes",
+        }
+    }
+}
+
+/// A filter change, parsed from a control frame (see
+/// [`control`](crate::control)). Its list is sorted and has no repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Add these types (`[]`: every type); with `replace`, set them.
+    Subscribe { types: Vec<Box<str>>, replace: bool },
+    /// Remove these types (`[]`: every type, leaving nothing).
+    Unsubscribe { types: Vec<Box<str>> },
+}
+
+/// A set of event types that knows how many bytes it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TypeSet {
+    set: HashSet<Box<str>>,
+    bytes: usize,
+}
+
+impl TypeSet {
+    fn contains(&self, t: &str) -> bool {
+        self.set.contains(t)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.set.clear();
+        self.bytes = 0;
+    }
+
+    /// Adds `types` if the set then still fits `limits`; the check comes
+    /// before any allocation.
+    fn extend(&mut self, types: &[Box<str>], limits: &FilterLimits) -> Result<(), OverLimit> {
+        let (added, bytes) = self.fits(types, limits)?;
+        self.set.reserve(added);
+        for t in types {
+            if !self.set.contains(&**t) {
+                self.set.insert(t.clone());
+            }
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// How many types adding `types` would add, and the bytes the set
+    /// would then hold, if that fits `limits`. Allocates nothing.
+    fn fits(&self, types: &[Box<str>], limits: &FilterLimits) -> Result<(usize, usize), OverLimit> {
+        let mut added = 0;
+        let mut bytes = self.bytes;
+        for t in types.iter().filter(|t| !self.set.contains(&***t)) {
+            if t.len() > limits.max_type_len {
+                return Err(OverLimit::TypeTooLong);
+            }
+            added += 1;
+            bytes += t.len();
+        }
+        if self.set.len() + added > limits.max_types {
+            return Err(OverLimit::TooManyTypes);
+        }
+        if bytes > limits.max_bytes {
+            return Err(OverLimit::TooManyBytes);
+        }
+        Ok((added, bytes))
+    }
+
+    fn remove(&mut self, types: &[Box<str>]) {
+        for t in types {
+            if self.set.remove(&**t) {
+                self.bytes -= t.len();
+            }
+        }
+    }
+}
 
 /// Which event types a client receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Filter {
     /// Every type except these. A client that never sent a control frame
     /// has `AllExcept(∅)`: it receives everything.
-    AllExcept(HashSet<Box<str>>),
+    AllExcept(TypeSet),
     /// Only these types; empty means nothing.
-    Only(HashSet<Box<str>>),
+    Only(TypeSet),
 }
 
 /// What a filter can answer for a whole burst without looking at types.
@@ -28,14 +152,9 @@ pub(crate) enum Coverage {
     Some,
 }
 
-/// The control frame would make the filter hold more than
-/// [`MAX_FILTER_TYPES`] types; the filter is unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooManyTypes;
-
 impl Default for Filter {
     fn default() -> Self {
-        Filter::AllExcept(HashSet::new())
+        Filter::AllExcept(TypeSet::default())
     }
 }
 
@@ -55,60 +174,63 @@ impl Filter {
         }
     }
 
-    /// Applies a control frame: `subscribe` adds types (`[]`: everything),
-    /// with `replace` it sets them; `unsubscribe` removes types (`[]`:
-    /// everything, leaving nothing).
-    pub(crate) fn apply(&mut self, frame: &ControlFrame) -> Result<(), TooManyTypes> {
-        let types = |list: &[String]| list.iter().map(|t| Box::from(t.as_str())).collect();
-        let next = match (frame, &*self) {
-            (ControlFrame::Subscribe { event_types, .. }, _) if event_types.is_empty() => {
-                Filter::default()
+    /// Applies a change in place: `subscribe` adds types (`[]`:
+    /// everything), with `replace` it sets them; `unsubscribe` removes
+    /// types (`[]`: everything, leaving nothing). If the result would not
+    /// fit `limits` the filter is unchanged and nothing was allocated.
+    ///
+    /// The result depends only on the filter before and the change, so
+    /// applying one change to two equal filters leaves them equal.
+    pub(crate) fn apply(
+        &mut self,
+        change: &Change,
+        limits: &FilterLimits,
+    ) -> Result<(), OverLimit> {
+        match (change, &mut *self) {
+            (Change::Subscribe { types, .. }, Filter::AllExcept(except)) if types.is_empty() => {
+                except.clear();
+            }
+            (Change::Subscribe { types, .. }, Filter::Only(_)) if types.is_empty() => {
+                *self = Filter::default();
             }
             (
-                ControlFrame::Subscribe {
-                    event_types,
+                Change::Subscribe {
+                    types,
                     replace: true,
                 },
                 _,
-            ) => Filter::Only(types(event_types)),
-            (ControlFrame::Subscribe { event_types, .. }, Filter::Only(only)) => {
-                let mut only = only.clone();
-                only.extend(event_types.iter().map(|t| Box::from(t.as_str())));
-                Filter::Only(only)
+            ) => {
+                // The list was checked against the limits while parsing;
+                // checked again here so `apply` is sound on its own.
+                TypeSet::default().fits(types, limits)?;
+                let mut next = match std::mem::take(self) {
+                    Filter::Only(mut set) | Filter::AllExcept(mut set) => {
+                        set.clear();
+                        set
+                    }
+                };
+                let fits = next.extend(types, limits);
+                *self = Filter::Only(next);
+                fits?;
             }
-            (ControlFrame::Subscribe { event_types, .. }, Filter::AllExcept(except)) => {
-                let mut except = except.clone();
-                for t in event_types {
-                    except.remove(t.as_str());
-                }
-                Filter::AllExcept(except)
+            (Change::Subscribe { types, .. }, Filter::Only(only)) => only.extend(types, limits)?,
+            (Change::Subscribe { types, .. }, Filter::AllExcept(except)) => except.remove(types),
+            (Change::Unsubscribe { types }, Filter::Only(only)) if types.is_empty() => {
+                only.clear();
             }
-            (ControlFrame::Unsubscribe { event_types }, _) if event_types.is_empty() => {
-                Filter::Only(HashSet::new())
+            (Change::Unsubscribe { types }, Filter::AllExcept(_)) if types.is_empty() => {
+                *self = Filter::Only(TypeSet::default());
             }
-            (ControlFrame::Unsubscribe { event_types }, Filter::Only(only)) => {
-                let mut only = only.clone();
-                for t in event_types {
-                    only.remove(t.as_str());
-                }
-                Filter::Only(only)
+            (Change::Unsubscribe { types }, Filter::Only(only)) => only.remove(types),
+            (Change::Unsubscribe { types }, Filter::AllExcept(except)) => {
+                except.extend(types, limits)?;
             }
-            (ControlFrame::Unsubscribe { event_types }, Filter::AllExcept(except)) => {
-                let mut except = except.clone();
-                except.extend(event_types.iter().map(|t| Box::from(t.as_str())));
-                Filter::AllExcept(except)
-            }
-            // A kind of control frame this hub does not know yet: ignore it
-            // rather than guess.
-            _ => return Ok(()),
-        };
-        if next.len() > MAX_FILTER_TYPES {
-            return Err(TooManyTypes);
         }
-        *self = next;
         Ok(())
     }
 
+    /// Event types held.
+    #[cfg(test)]
     fn len(&self) -> usize {
         match self {
             Filter::AllExcept(set) | Filter::Only(set) => set.len(),
@@ -120,23 +242,34 @@ impl Filter {
 mod tests {
     use super::*;
 
-    fn sub(types: &[&str], replace: bool) -> ControlFrame {
-        ControlFrame::Subscribe {
-            event_types: types.iter().map(|t| t.to_string()).collect(),
+    const LIMITS: FilterLimits = FilterLimits {
+        max_type_len: 256,
+        max_types: 8,
+        max_bytes: 64,
+    };
+
+    fn list(types: &[&str]) -> Vec<Box<str>> {
+        let mut v: Vec<Box<str>> = types.iter().map(|t| Box::from(*t)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn sub(types: &[&str], replace: bool) -> Change {
+        Change::Subscribe {
+            types: list(types),
             replace,
         }
     }
 
-    fn unsub(types: &[&str]) -> ControlFrame {
-        ControlFrame::Unsubscribe {
-            event_types: types.iter().map(|t| t.to_string()).collect(),
-        }
+    fn unsub(types: &[&str]) -> Change {
+        Change::Unsubscribe { types: list(types) }
     }
 
-    fn applied(frames: &[ControlFrame]) -> Filter {
+    fn applied(changes: &[Change]) -> Filter {
         let mut f = Filter::default();
-        for frame in frames {
-            f.apply(frame).unwrap();
+        for change in changes {
+            f.apply(change, &LIMITS).unwrap();
         }
         f
     }
@@ -180,14 +313,48 @@ mod tests {
     }
 
     #[test]
-    fn too_many_types_leave_the_filter_unchanged() {
+    fn over_the_limits_the_filter_is_unchanged() {
         let mut f = applied(&[sub(&["a"], true)]);
-        let many: Vec<String> = (0..=MAX_FILTER_TYPES).map(|i| i.to_string()).collect();
-        let frame = ControlFrame::Subscribe {
-            event_types: many,
-            replace: false,
-        };
-        assert_eq!(f.apply(&frame), Err(TooManyTypes));
+        let many: Vec<String> = (0..LIMITS.max_types).map(|i| i.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            f.apply(&sub(&many, false), &LIMITS),
+            Err(OverLimit::TooManyTypes)
+        );
         assert!(f.matches("a") && !f.matches("1"));
+        // Types already held do not count twice.
+        f.apply(&sub(&["a", "b"], false), &LIMITS).unwrap();
+        assert_eq!(f.len(), 2);
+
+        let long = "x".repeat(40);
+        let mut f = applied(&[unsub(&[long.as_str()])]);
+        assert_eq!(
+            f.apply(&unsub(&["y".repeat(30).as_str()]), &LIMITS),
+            Err(OverLimit::TooManyBytes)
+        );
+        assert!(!f.matches(&long) && f.matches("y"));
+        // Removing frees the budget.
+        f.apply(&sub(&[long.as_str()], false), &LIMITS).unwrap();
+        f.apply(&unsub(&["y".repeat(30).as_str()]), &LIMITS)
+            .unwrap();
+    }
+
+    #[test]
+    fn one_change_applied_to_equal_filters_leaves_them_equal() {
+        let changes = [
+            sub(&["a", "b"], true),
+            unsub(&["a"]),
+            sub(&[], false),
+            unsub(&["z"]),
+            unsub(&[]),
+            sub(&["q"], false),
+        ];
+        let (mut live, mut spare) = (Filter::default(), Filter::default());
+        for change in &changes {
+            spare.apply(change, &LIMITS).unwrap();
+            std::mem::swap(&mut live, &mut spare);
+            spare.apply(change, &LIMITS).unwrap();
+            assert_eq!(live, spare);
+        }
     }
 }

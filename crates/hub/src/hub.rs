@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -20,7 +20,9 @@ use crate::connection;
 use crate::dedup::DedupWindow;
 use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
-use crate::stats::{Counters, HubStats};
+use crate::origin::Origins;
+use crate::stats::{Counters, HubStats, bump};
+use crate::throttle::Throttle;
 use crate::tls::HubTls;
 
 /// After the shutdown deadline, how long connection tasks get to finish
@@ -49,13 +51,65 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<HubTls>,
     /// The bearer tokens clients must present; none: no auth.
     pub(crate) auth: Auth,
+    /// The web origins whose pages may connect.
+    pub(crate) origins: Origins,
+    /// Failed token checks per peer address.
+    pub(crate) throttle: Throttle,
     pub(crate) counters: Counters,
     pub(crate) fanout: Box<dyn Fanout>,
-    /// Ids of recent events from ack-mode clients, hub-wide, so a resend
+    /// Keys of recent events from ack-mode clients, hub-wide, so a resend
     /// on a new connection is recognised too.
     pub(crate) dedup: DedupWindow,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
     next_client: AtomicU64,
+    /// TCP connections being served (handshaking, connected or closing).
+    open: AtomicUsize,
+    /// Of those, the ones whose TLS handshake or upgrade is not over.
+    pending: AtomicUsize,
+}
+
+/// One accepted connection's places under `max_connections` and, until
+/// its upgrade is over, `max_pending_handshakes`; given back on drop, so
+/// an aborted task gives them back too.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    shared: Arc<Shared>,
+    pending: bool,
+}
+
+impl Admission {
+    /// Takes a place if both caps allow; `None` means refuse. Only the
+    /// supervisor admits, so checking and taking cannot race each other
+    /// (places given back meanwhile only make room).
+    fn new(shared: &Arc<Shared>) -> Option<Admission> {
+        let config = &shared.config;
+        if shared.open.load(Relaxed) >= config.max_connections
+            || shared.pending.load(Relaxed) >= config.max_pending_handshakes
+        {
+            return None;
+        }
+        shared.open.fetch_add(1, Relaxed);
+        shared.pending.fetch_add(1, Relaxed);
+        Some(Admission {
+            shared: Arc::clone(shared),
+            pending: true,
+        })
+    }
+
+    /// The handshake is over (upgraded or refused): the place under
+    /// `max_pending_handshakes` is free.
+    pub(crate) fn handshake_done(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            self.shared.pending.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.handshake_done();
+        self.shared.open.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Shared {
@@ -63,6 +117,7 @@ impl Shared {
     fn stats(&self) -> HubStats {
         let mut stats = self.counters.snapshot();
         stats.dedup_window_ids = self.dedup.len() as u64;
+        stats.connections_open = self.open.load(Relaxed) as u64;
         stats
     }
 
@@ -153,8 +208,16 @@ impl Hub {
             .as_ref()
             .is_some_and(HubTls::requires_client_certificates);
         let token_auth = auth.is_enabled();
-        let dedup = DedupWindow::new(config.dedup_window_events, config.dedup_window_age);
+        let dedup = DedupWindow::new(
+            config.dedup_window_events,
+            config.dedup_client_share,
+            config.dedup_window_age,
+        );
+        let origins = Origins::new(&config.allowed_origins);
+        let throttle = Throttle::new(config.auth_failures_per_minute);
         let shared = Arc::new(Shared {
+            origins,
+            throttle,
             config,
             tls,
             auth,
@@ -163,6 +226,8 @@ impl Hub {
             dedup,
             lifecycle,
             next_client: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
         });
         let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
         let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));
@@ -327,6 +392,7 @@ async fn listen(addr: impl ToSocketAddrs) -> Result<(TcpListener, SocketAddr), H
 async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut lifecycle = shared.lifecycle.subscribe();
+    let mut refused_warning = RateLimitedWarning::default();
     let deadline = loop {
         tokio::select! {
             biased;
@@ -334,6 +400,22 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done),
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Some(admission) = Admission::new(&shared) else {
+                        // Refused as cheaply as it gets: closed before any
+                        // read, task or allocation.
+                        bump(&shared.counters.connections_refused);
+                        drop(tcp);
+                        if let Some(suppressed) = refused_warning.allow() {
+                            tracing::warn!(
+                                %peer,
+                                suppressed,
+                                max_connections = shared.config.max_connections,
+                                max_pending_handshakes = shared.config.max_pending_handshakes,
+                                "connection refused: over a connection cap"
+                            );
+                        }
+                        continue;
+                    };
                     // Writes are batched already; Nagle would only add latency.
                     if let Err(error) = tcp.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
@@ -342,7 +424,7 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
                     let span = tracing::info_span!("client", id, %peer);
                     // The TLS handshake, if any, runs inside the client's
                     // own task, so a slow one never holds up `accept`.
-                    tasks.spawn(connection::accept(tcp, peer, id, Arc::clone(&shared)).instrument(span));
+                    tasks.spawn(connection::accept(tcp, peer, id, Arc::clone(&shared), admission).instrument(span));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; retrying shortly");
@@ -366,6 +448,30 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             "clients did not close in time; dropping them"
         );
         tasks.shutdown().await;
+    }
+}
+
+/// At most one warning a second, with the count of those left out, so a
+/// flood cannot flood the logs too.
+#[derive(Debug, Default)]
+struct RateLimitedWarning {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedWarning {
+    /// `Some(suppressed since the last warning)` if one may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 

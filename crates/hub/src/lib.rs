@@ -34,7 +34,13 @@
 //!   with `"replace": true` it sets them atomically; `unsubscribe` removes
 //!   types (`[]`: every type, so nothing is received). A client that never
 //!   sends one receives everything. `{"type":"hello","acks":true}` turns
-//!   on acknowledgements for the sender (see below).
+//!   on acknowledgements for the sender (see below). A control frame is
+//!   parsed once, with the filter limits
+//!   ([`HubConfig::max_event_type_len`], [`HubConfig::max_filter_types`],
+//!   [`HubConfig::max_filter_bytes`]) enforced while parsing; one that
+//!   breaks a limit leaves the filter unchanged, is counted in
+//!   [`HubStats::control_rejected`] and closes its sender with 1008
+//!   (Policy Violation).
 //! - **Anything else** is counted by reason in [`HubStats::malformed`],
 //!   logged at warn (at most about once a second per client) and answered
 //!   with nothing; the sender stays connected.
@@ -42,7 +48,9 @@
 //! # Fan-out
 //!
 //! A client's reader takes one frame, then whatever else is already
-//! buffered (up to 256), and hands the whole burst, behind one `Arc`, to
+//! buffered (up to 256 frames or about 1 MiB, fewer when it holds control
+//! frames, after which the task yields), and hands the whole burst, behind
+//! one `Arc`, to
 //! every other matching client's queue. Frames are reference-counted, so
 //! nothing is copied or serialised per recipient. Each client's writer takes
 //! everything queued for it and flushes once per wake-up. The fan-out sits
@@ -72,13 +80,18 @@
 //! the window below absorbs.
 //!
 //! **De-duplication.** Events from ack-mode connections are checked
-//! against a hub-wide window of recently seen ids, so a resend is dropped
-//! (counted in [`HubStats::duplicates_dropped`]) yet still acknowledged,
-//! also when it comes on a new connection. The window holds at most
-//! [`HubConfig::dedup_window_events`] ids, none older than
-//! [`HubConfig::dedup_window_age`]; a resend older than that is relayed
-//! again. Ids must therefore be unique across all ack-mode publishers (the
-//! default UUIDv7 ids are). The window is in memory too: after a hub
+//! against a hub-wide window of recently seen events, so a resend is
+//! dropped (counted in [`HubStats::duplicates_dropped`]) yet still
+//! acknowledged, also when it comes on a new connection. An event is
+//! remembered by its whole frame, id included: a resend is byte-for-byte
+//! the frame first sent, while another client's event that reuses the id
+//! is a different event and is relayed, so no client can make the hub drop
+//! (and acknowledge) another's event. The window holds at most
+//! [`HubConfig::dedup_window_events`] events, at most
+//! [`HubConfig::dedup_client_share`] of them per connection (past its
+//! share, a connection pushes out its own oldest, never another
+//! client's), none older than [`HubConfig::dedup_window_age`]; a resend
+//! older than that is relayed again. The window is in memory too: after a hub
 //! restart, a resend of an event the old hub had relayed but not yet
 //! acknowledged is relayed again, so subscribers can see it twice and
 //! should de-duplicate by id. Events from clients that did not say hello
@@ -86,11 +99,13 @@
 //!
 //! # Slow, dead and misbehaving clients
 //!
-//! - Each client's queue holds at most [`HubConfig::client_queue_frames`];
-//!   when it is full the oldest frames are dropped and counted, and neither
-//!   the sender nor other clients slow down. A client that keeps dropping
-//!   for [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
-//!   Later).
+//! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
+//!   frames and [`HubConfig::client_queue_bytes`] bytes, counting what its
+//!   writer has taken but not yet written; when it is full the oldest
+//!   frames are dropped and counted, and neither the sender nor other
+//!   clients slow down. A client that keeps dropping for
+//!   [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
+//!   Later), by a timer, even if nothing more is published.
 //! - Each client is pinged every [`HubConfig::ping_interval`]; one that
 //!   sends nothing for that plus [`HubConfig::pong_timeout`] is dropped.
 //! - A message over [`HubConfig::max_message_size`] closes that client with
@@ -98,6 +113,10 @@
 //!   with 1002.
 //! - [`Hub::shutdown`] closes everyone with 1001 within
 //!   [`HubConfig::shutdown_timeout`].
+//! - At most [`HubConfig::max_connections`] connections are served at
+//!   once, at most [`HubConfig::max_pending_handshakes`] of them still in
+//!   their handshake; the hub closes any more at once, unread, and counts
+//!   them in [`HubStats::connections_refused`].
 //!
 //! # Security
 //!
@@ -108,12 +127,22 @@
 //!   presenting a certificate from the given CA complete the TLS handshake
 //!   (mutual TLS).
 //! - **A bearer token** with [`HubBuilder::bearer_token`]: the upgrade must
-//!   carry `Authorization: Bearer TOKEN` or `?token=TOKEN`; anything else
-//!   is answered with HTTP 401 and never joins the fan-out.
+//!   carry exactly one candidate, `Authorization: Bearer TOKEN` or (unless
+//!   [`HubConfig::allow_query_token`] is off) `?token=TOKEN`; a missing or
+//!   wrong token is answered with HTTP 401, several with 400, and neither
+//!   joins the fan-out. A peer address that fails more than
+//!   [`HubConfig::auth_failures_per_minute`] times in a minute gets 429
+//!   until the minute is over. Tokens shorter than
+//!   [`HubConfig::min_token_len`] fail at start.
+//!
+//! Always on: an upgrade carrying an `Origin` header (a browser page) is
+//! refused with HTTP 403 unless the origin is the hub's own or on
+//! [`HubConfig::allowed_origins`]; native clients send none.
 //!
 //! Failed TLS handshakes and refused upgrades are counted in
-//! [`HubStats::tls_failures`] and [`HubStats::auth_rejected`] and logged at
-//! info with the peer address; tokens and header values never are.
+//! [`HubStats::tls_failures`], [`HubStats::auth_rejected`],
+//! [`HubStats::auth_throttled`] and [`HubStats::origin_rejected`] and
+//! logged with the peer address; tokens and header values never are.
 //!
 //! Logs (`tracing`): info for start, stop, connect and disconnect (with the
 //! peer address and reason) and for refused clients; warn for malformed
@@ -131,19 +160,25 @@ mod auth;
 mod builder;
 mod config;
 mod connection;
+mod control;
 mod dedup;
 mod error;
 mod fanout;
 mod filter;
 mod hub;
+mod origin;
 mod outbox;
 mod stats;
+mod throttle;
 mod tls;
 
 pub use builder::HubBuilder;
 pub use config::{
-    DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_DEDUP_WINDOW_AGE, DEFAULT_DEDUP_WINDOW_EVENTS,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL,
+    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_BYTES, DEFAULT_CLIENT_QUEUE_FRAMES,
+    DEFAULT_DEDUP_CLIENT_SHARE, DEFAULT_DEDUP_WINDOW_AGE, DEFAULT_DEDUP_WINDOW_EVENTS,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EVENT_TYPE_LEN,
+    DEFAULT_MAX_FILTER_BYTES, DEFAULT_MAX_FILTER_TYPES, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MIN_TOKEN_LEN, DEFAULT_PING_INTERVAL,
     DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
 };

@@ -2,16 +2,16 @@
 //! bound in frames, oldest-first dropping, and slow-client detection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use watchtower_core::ControlFrame;
 
+use crate::config::HubConfig;
 use crate::fanout::{Burst, ClientId, MAX_BURST};
-use crate::filter::{Coverage, Filter, TooManyTypes};
+use crate::filter::{Change, Coverage, Filter, FilterLimits, OverLimit};
 
 /// A set of frame indices within one burst: which of its frames this client
 /// still has to receive. A burst holds at most [`MAX_BURST`] frames, so a
@@ -93,6 +93,9 @@ impl FrameSet {
 pub(crate) struct Entry {
     pub(crate) burst: Arc<Burst>,
     pub(crate) frames: FrameSet,
+    /// The bytes this entry keeps alive: the whole burst's, since the
+    /// burst lives as long as any of its entries.
+    pub(crate) bytes: usize,
 }
 
 /// What one offer did, for the hub's counters.
@@ -100,6 +103,8 @@ pub(crate) struct Entry {
 pub(crate) struct Offered {
     pub(crate) queued: u64,
     pub(crate) dropped: u64,
+    /// Bytes this client holds afterwards, queued and taken by its writer.
+    pub(crate) held: usize,
 }
 
 #[derive(Debug)]
@@ -108,8 +113,11 @@ struct State {
     queue: VecDeque<Entry>,
     /// Frames in `queue`.
     frames: usize,
+    /// Bytes `queue`'s entries keep alive.
+    bytes: usize,
     /// When the queue last went from "keeping up" to "dropping"; reset each
-    /// time the writer takes what is queued.
+    /// time the writer takes what is queued. Only `offer` sets it and only
+    /// `take` clears it; [`Outbox::became_slow`] watches it.
     dropping_since: Option<Instant>,
     /// No longer accepting frames: the client is slow or leaving.
     closed: bool,
@@ -120,12 +128,28 @@ struct State {
 ///
 /// The lock is a `std` mutex held only for queue bookkeeping, never across
 /// an `.await`; the writer takes everything queued in one swap.
+///
+/// The filter publishers match against lives under that lock, so it is
+/// never changed there: a change is applied in place to a spare copy that
+/// only the client's own reader touches, the two copies are swapped under
+/// the lock (a pointer swap), and the change is applied again to the
+/// now-spare old copy. A control frame costs publishers one swap, however
+/// big the filter or the change.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     id: ClientId,
     capacity: usize,
+    /// Bytes this client may hold, queued plus taken by its writer.
+    budget: usize,
     slow_after: Duration,
+    limits: FilterLimits,
+    /// Bytes the writer has taken and not yet written. Outside the lock:
+    /// the writer gives them back entry by entry; publishers read it.
+    writer_bytes: AtomicUsize,
     state: Mutex<State>,
+    /// The reader's copy of the filter, equal to the live one between
+    /// changes. Only the client's own reader locks it.
+    spare: Mutex<Filter>,
     /// The `upto` of an ack the writer has yet to send to this client; 0:
     /// none (an ack always counts at least one frame). Outside the lock:
     /// the writer checks it before every frame it writes, so an ack
@@ -133,26 +157,31 @@ pub(crate) struct Outbox {
     ack: AtomicU64,
     /// Wakes the writer: something was queued, or an ack is due.
     ready: Notify,
-    /// Wakes the connection: this client stayed full too long.
-    slow: Notify,
+    /// Wakes [`Outbox::became_slow`]: the queue started dropping.
+    dropping: Notify,
 }
 
 impl Outbox {
-    pub(crate) fn new(id: ClientId, capacity: usize, slow_after: Duration) -> Outbox {
+    pub(crate) fn new(id: ClientId, config: &HubConfig) -> Outbox {
         Outbox {
             id,
-            capacity,
-            slow_after,
+            capacity: config.client_queue_frames,
+            budget: config.client_queue_bytes,
+            writer_bytes: AtomicUsize::new(0),
+            slow_after: config.slow_client_timeout,
+            limits: FilterLimits::from_config(config),
+            spare: Mutex::new(Filter::default()),
             state: Mutex::new(State {
                 filter: Filter::default(),
                 queue: VecDeque::new(),
                 frames: 0,
+                bytes: 0,
                 dropping_since: None,
                 closed: false,
             }),
             ack: AtomicU64::new(0),
             ready: Notify::new(),
-            slow: Notify::new(),
+            dropping: Notify::new(),
         }
     }
 
@@ -167,9 +196,10 @@ impl Outbox {
     }
 
     /// Queues the frames of `burst` that this client's filter lets through,
-    /// unless this client sent them. When that overfills the queue the
-    /// oldest frames are dropped; a client that keeps dropping for
-    /// `slow_after` is marked slow (see [`Outbox::became_slow`]).
+    /// unless this client sent them. When that overfills the queue (in
+    /// frames, or in bytes counting what the writer holds) the oldest
+    /// frames are dropped; a client that keeps dropping for `slow_after`
+    /// is closed (see [`Outbox::became_slow`]).
     pub(crate) fn offer(&self, burst: &Arc<Burst>) -> Offered {
         if burst.sender == self.id || burst.frames.is_empty() {
             return Offered::default();
@@ -198,26 +228,30 @@ impl Outbox {
         state.queue.push_back(Entry {
             burst: Arc::clone(burst),
             frames,
+            bytes: burst.bytes,
         });
         state.frames += queued;
-        let dropped = trim(&mut state, self.capacity);
-        let mut became_slow = false;
-        if dropped > 0 {
-            let now = Instant::now();
-            let since = *state.dropping_since.get_or_insert(now);
-            if now.duration_since(since) >= self.slow_after {
-                state.closed = true;
-                became_slow = true;
-            }
+        state.bytes += burst.bytes;
+        let writer = self.writer_bytes.load(Relaxed);
+        let dropped = trim(
+            &mut state,
+            self.capacity,
+            self.budget.saturating_sub(writer),
+        );
+        let started_dropping = dropped > 0 && state.dropping_since.is_none();
+        if started_dropping {
+            state.dropping_since = Some(Instant::now());
         }
+        let held = state.bytes + writer;
         drop(state);
         self.ready.notify_one();
-        if became_slow {
-            self.slow.notify_one();
+        if started_dropping {
+            self.dropping.notify_one();
         }
         Offered {
             queued: queued as u64,
             dropped: dropped as u64,
+            held,
         }
     }
 
@@ -232,13 +266,31 @@ impl Outbox {
             into.extend(state.queue.drain(..));
         }
         state.dropping_since = None;
+        let bytes = std::mem::take(&mut state.bytes);
+        self.writer_bytes.fetch_add(bytes, Relaxed);
         std::mem::take(&mut state.frames)
     }
 
-    /// Applies a control frame to this client's filter. Frames already
-    /// queued are delivered as they were matched.
-    pub(crate) fn apply(&self, frame: &ControlFrame) -> Result<(), TooManyTypes> {
-        self.lock().filter.apply(frame)
+    /// The writer is done with `entry` (written, or dropped with the
+    /// connection): its bytes no longer count against the budget.
+    pub(crate) fn release(&self, entry: &Entry) {
+        self.writer_bytes.fetch_sub(entry.bytes, Relaxed);
+    }
+
+    /// Applies a filter change, if the filter then still fits the limits;
+    /// otherwise the filter is unchanged. Frames already queued are
+    /// delivered as they were matched. The queue's lock is held only to
+    /// swap two pointers (see [`Outbox`]).
+    pub(crate) fn apply(&self, change: &Change) -> Result<(), OverLimit> {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        spare.apply(change, &self.limits)?;
+        std::mem::swap(&mut self.lock().filter, &mut *spare);
+        // `spare` is now the filter as it was before the change, which no
+        // publisher can see any more. The same change on the same filter
+        // succeeds again, and the copies are equal again.
+        let again = spare.apply(change, &self.limits);
+        debug_assert_eq!(again, Ok(()));
+        Ok(())
     }
 
     /// Asks the writer to acknowledge the first `upto` frames this client
@@ -275,16 +327,44 @@ impl Outbox {
         self.ready.notified().await;
     }
 
-    /// Resolves once this client has stayed full for `slow_after`.
+    /// Resolves once this client has kept dropping frames for
+    /// `slow_after` without its writer taking anything, and closes the
+    /// queue. A timer, not the next offer, decides: a client whose queue is
+    /// full is closed even if nothing more is published.
     pub(crate) async fn became_slow(&self) {
-        self.slow.notified().await;
+        loop {
+            let since = self.lock().dropping_since;
+            let Some(since) = since else {
+                // `notify_one` keeps a permit when nobody waits, so a start
+                // between the check and this wait is not missed.
+                self.dropping.notified().await;
+                continue;
+            };
+            tokio::time::sleep_until(since + self.slow_after).await;
+            let mut state = self.lock();
+            if state.dropping_since == Some(since) {
+                state.closed = true;
+                return;
+            }
+        }
     }
 }
 
-/// Drops the oldest queued frames until at most `capacity` remain; returns
-/// how many were dropped.
-fn trim(state: &mut State, capacity: usize) -> usize {
+/// Drops the oldest queued frames until at most `capacity` frames and
+/// `budget` bytes remain, except that the newest entry is kept whatever its
+/// size; returns how many frames were dropped. Bytes are freed by whole
+/// entries: an entry keeps its burst alive until its last frame goes.
+fn trim(state: &mut State, capacity: usize, budget: usize) -> usize {
     let mut dropped = 0;
+    while state.bytes > budget && state.queue.len() > 1 {
+        let Some(oldest) = state.queue.pop_front() else {
+            break;
+        };
+        let n = oldest.frames.len();
+        state.frames -= n;
+        state.bytes -= oldest.bytes;
+        dropped += n;
+    }
     while state.frames > capacity {
         let Some(oldest) = state.queue.front_mut() else {
             break;
@@ -293,7 +373,9 @@ fn trim(state: &mut State, capacity: usize) -> usize {
         state.frames -= removed;
         dropped += removed;
         if oldest.frames.is_empty() {
+            let bytes = oldest.bytes;
             state.queue.pop_front();
+            state.bytes -= bytes;
         }
     }
     dropped
@@ -304,16 +386,25 @@ mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+    fn outbox(id: ClientId, capacity: usize, slow_after: Duration) -> Outbox {
+        let config = HubConfig {
+            client_queue_frames: capacity,
+            slow_client_timeout: slow_after,
+            ..HubConfig::default()
+        };
+        Outbox::new(id, &config)
+    }
+
     fn burst(sender: ClientId, types: &[&str]) -> Arc<Burst> {
-        Arc::new(Burst {
+        Arc::new(Burst::new(
             sender,
-            frames: types
+            types
                 .iter()
                 .enumerate()
                 .map(|(i, t)| Utf8Bytes::from(format!(r#"{{"id":"{i}","event_type":"{t}"}}"#)))
                 .collect(),
-            types: types.iter().map(|t| Box::from(*t)).collect(),
-        })
+            types.iter().map(|t| Box::from(*t)).collect(),
+        ))
     }
 
     fn taken(outbox: &Outbox) -> Vec<String> {
@@ -357,7 +448,7 @@ mod tests {
 
     #[tokio::test]
     async fn acks_coalesce_and_wake_the_writer() {
-        let outbox = Outbox::new(1, 100, Duration::from_secs(5));
+        let outbox = outbox(1, 100, Duration::from_secs(5));
         assert_eq!(outbox.pending_ack(), None);
         outbox.ack(3);
         outbox.ack(5);
@@ -375,7 +466,7 @@ mod tests {
 
     #[test]
     fn never_back_to_the_sender() {
-        let outbox = Outbox::new(1, 100, Duration::from_secs(5));
+        let outbox = outbox(1, 100, Duration::from_secs(5));
         assert_eq!(outbox.offer(&burst(1, &["a"])), Offered::default());
         assert_eq!(outbox.offer(&burst(2, &["a"])).queued, 1);
         assert_eq!(taken(&outbox).len(), 1);
@@ -383,10 +474,10 @@ mod tests {
 
     #[test]
     fn filtered_frames_are_not_queued() {
-        let outbox = Outbox::new(1, 100, Duration::from_secs(5));
+        let outbox = outbox(1, 100, Duration::from_secs(5));
         outbox
-            .apply(&ControlFrame::Subscribe {
-                event_types: vec!["b".into()],
+            .apply(&Change::Subscribe {
+                types: vec!["b".into()],
                 replace: true,
             })
             .unwrap();
@@ -399,7 +490,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_the_oldest_frames() {
-        let outbox = Outbox::new(1, 3, Duration::from_secs(60));
+        let outbox = outbox(1, 3, Duration::from_secs(60));
         assert_eq!(outbox.offer(&burst(2, &["a", "a"])).dropped, 0);
         let o = outbox.offer(&burst(3, &["b", "b"]));
         assert_eq!((o.queued, o.dropped), (2, 1));
@@ -411,7 +502,7 @@ mod tests {
 
     #[test]
     fn a_burst_larger_than_the_queue_keeps_its_newest_frames() {
-        let outbox = Outbox::new(1, 2, Duration::from_secs(60));
+        let outbox = outbox(1, 2, Duration::from_secs(60));
         let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]));
         assert_eq!((o.queued, o.dropped), (5, 3));
         let got = taken(&outbox);
@@ -419,30 +510,75 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn dropping_for_longer_than_the_timeout_marks_the_client_slow() {
-        let outbox = Outbox::new(1, 1, Duration::from_secs(2));
+    async fn a_client_dropping_for_the_timeout_is_closed_by_a_timer() {
+        let outbox = Arc::new(outbox(1, 1, Duration::from_secs(2)));
+        let watcher = Arc::clone(&outbox);
+        let slow = tokio::spawn(async move { watcher.became_slow().await });
+        let settle = || async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        };
         outbox.offer(&burst(2, &["a"]));
         outbox.offer(&burst(2, &["a"])); // starts dropping
         tokio::time::advance(Duration::from_secs(1)).await;
-        outbox.offer(&burst(2, &["a"]));
-        assert!(!outbox.lock().closed);
-
         // Taking resets the clock: the client kept up for a moment.
         taken(&outbox);
         outbox.offer(&burst(2, &["a"]));
-        tokio::time::advance(Duration::from_secs(1)).await;
         outbox.offer(&burst(2, &["a"])); // drops again, clock restarts
-        tokio::time::advance(Duration::from_secs(2)).await;
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        settle().await;
         assert!(
-            tokio::time::timeout(Duration::ZERO, outbox.became_slow())
-                .await
-                .is_err()
+            !slow.is_finished(),
+            "2 s since the first drop, 1.5 s since the last start"
         );
-        outbox.offer(&burst(2, &["a"]));
-        tokio::time::timeout(Duration::from_secs(1), outbox.became_slow())
+        assert!(!outbox.lock().closed);
+        // Nothing more is offered: the timer alone closes it.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        tokio::time::timeout(Duration::from_secs(1), slow)
             .await
-            .expect("marked slow");
+            .expect("closed by the timer")
+            .unwrap();
         // A slow client takes nothing more.
         assert_eq!(outbox.offer(&burst(2, &["a"])), Offered::default());
+    }
+
+    #[test]
+    fn the_byte_budget_counts_what_the_writer_holds() {
+        let one = burst(2, &["a"]);
+        let b = one.bytes;
+        let config = HubConfig {
+            client_queue_bytes: 3 * b,
+            ..HubConfig::default()
+        };
+        let outbox = Outbox::new(1, &config);
+        for _ in 0..3 {
+            assert_eq!(outbox.offer(&burst(2, &["a"])).dropped, 0);
+        }
+        let mut pending = VecDeque::new();
+        outbox.take(&mut pending);
+        // The writer holds the budget: the newest entry is kept...
+        let o = outbox.offer(&burst(2, &["a"]));
+        assert_eq!((o.dropped, o.held), (0, 4 * b));
+        // ...and the next one pushes it out.
+        let o = outbox.offer(&burst(2, &["a"]));
+        assert_eq!((o.dropped, o.held), (1, 4 * b));
+        // Written: the budget is free again.
+        for entry in pending.drain(..) {
+            outbox.release(&entry);
+        }
+        let o = outbox.offer(&burst(2, &["a"]));
+        assert_eq!((o.dropped, o.held), (0, 2 * b));
+        // A partial match still keeps the whole burst alive, and is charged
+        // for it.
+        let outbox = Outbox::new(3, &config);
+        outbox
+            .apply(&Change::Subscribe {
+                types: vec!["b".into()],
+                replace: true,
+            })
+            .unwrap();
+        let mixed = burst(2, &["a", "b", "a"]);
+        assert_eq!(outbox.offer(&mixed).held, mixed.bytes);
     }
 }

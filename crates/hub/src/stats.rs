@@ -14,17 +14,25 @@ pub use watchtower_core::MalformedCounts;
 /// [`Hub::stats`](crate::Hub::stats) or
 /// [`HubHandle::stats`](crate::HubHandle::stats).
 ///
-/// Every field but `clients` and `dedup_window_ids` only grows. Stats of several hubs add up
+/// Every field but the gauges `clients`, `connections_open` and
+/// `dedup_window_ids` only grows. Stats of several hubs add up
 /// (`+`) to the totals of the group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HubStats {
     /// Clients connected now.
     pub clients: u64,
+    /// TCP connections being served now: handshaking, connected or
+    /// closing; at most `max_connections`. A gauge, like `clients`.
+    pub connections_open: u64,
     /// WebSocket connections accepted since start.
     pub connections_total: u64,
+    /// TCP connections closed at once, unread, because the hub was at
+    /// `max_connections` or `max_pending_handshakes`. Not counted in
+    /// `handshake_failures`.
+    pub connections_refused: u64,
     /// TCP connections that never became clients: their TLS handshake or
-    /// WebSocket upgrade failed, timed out or was refused (the two below
+    /// WebSocket upgrade failed, timed out or was refused (the four below
     /// included).
     pub handshake_failures: u64,
     /// Of those, connections whose TLS handshake failed or timed out (e.g.
@@ -32,8 +40,15 @@ pub struct HubStats {
     /// client certificate the hub requires).
     pub tls_failures: u64,
     /// Of those, upgrades refused with HTTP 401 for a missing or wrong
-    /// bearer token.
+    /// bearer token, or 400 for more than one.
     pub auth_rejected: u64,
+    /// Of those, upgrades refused with HTTP 429 because their peer
+    /// address failed the token check too often in the last minute
+    /// (`auth_failures_per_minute`); not counted in `auth_rejected`.
+    pub auth_throttled: u64,
+    /// Of those, upgrades refused with HTTP 403 because their `Origin`
+    /// (a browser page's site) is not allowed.
+    pub origin_rejected: u64,
     /// Data frames received (events, duplicates, control frames and
     /// malformed ones).
     pub frames_in: u64,
@@ -44,8 +59,9 @@ pub struct HubStats {
     pub events_in: u64,
     /// Control frames received and applied: filter changes and hellos.
     pub control_frames: u64,
-    /// Control frames refused because the filter would grow past its limit
-    /// of event types.
+    /// Control frames refused for breaking a filter limit (an event type
+    /// over `max_event_type_len`, a filter over `max_filter_types` or
+    /// `max_filter_bytes`); each closed its sender with 1008.
     pub control_rejected: u64,
     /// Malformed frames, by reason.
     pub malformed: MalformedCounts,
@@ -59,6 +75,11 @@ pub struct HubStats {
     /// Clients closed with 1013 because their queue stayed full for
     /// `slow_client_timeout`.
     pub disconnected_slow: u64,
+    /// The most bytes one client ever held queued (its own queue plus what
+    /// its writer had taken but not yet written), a high-water mark; at
+    /// most about [`HubConfig::client_queue_bytes`](crate::HubConfig) plus
+    /// one read burst. Stats of several hubs add up to the largest.
+    pub client_bytes_high_water: u64,
     /// Clients dropped because they sent nothing (not even a pong) for
     /// `ping_interval + pong_timeout`.
     pub disconnected_dead: u64,
@@ -92,10 +113,14 @@ impl std::ops::Add for HubStats {
     fn add(self, o: HubStats) -> HubStats {
         HubStats {
             clients: self.clients + o.clients,
+            connections_open: self.connections_open + o.connections_open,
             connections_total: self.connections_total + o.connections_total,
             handshake_failures: self.handshake_failures + o.handshake_failures,
             tls_failures: self.tls_failures + o.tls_failures,
+            connections_refused: self.connections_refused + o.connections_refused,
             auth_rejected: self.auth_rejected + o.auth_rejected,
+            origin_rejected: self.origin_rejected + o.origin_rejected,
+            auth_throttled: self.auth_throttled + o.auth_throttled,
             frames_in: self.frames_in + o.frames_in,
             bytes_in: self.bytes_in + o.bytes_in,
             events_in: self.events_in + o.events_in,
@@ -106,6 +131,7 @@ impl std::ops::Add for HubStats {
             frames_out: self.frames_out + o.frames_out,
             dropped_frames: self.dropped_frames + o.dropped_frames,
             disconnected_slow: self.disconnected_slow + o.disconnected_slow,
+            client_bytes_high_water: self.client_bytes_high_water.max(o.client_bytes_high_water),
             disconnected_dead: self.disconnected_dead + o.disconnected_dead,
             oversize_closed: self.oversize_closed + o.oversize_closed,
             protocol_errors: self.protocol_errors + o.protocol_errors,
@@ -124,7 +150,10 @@ pub(crate) struct Counters {
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
     pub(crate) auth_rejected: AtomicU64,
+    pub(crate) origin_rejected: AtomicU64,
+    pub(crate) auth_throttled: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) events_in: AtomicU64,
@@ -135,6 +164,7 @@ pub(crate) struct Counters {
     pub(crate) frames_out: AtomicU64,
     pub(crate) dropped_frames: AtomicU64,
     pub(crate) disconnected_slow: AtomicU64,
+    pub(crate) client_bytes_high_water: AtomicU64,
     pub(crate) disconnected_dead: AtomicU64,
     pub(crate) oversize_closed: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
@@ -144,6 +174,14 @@ pub(crate) struct Counters {
 
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// Raises a high-water mark to `n` if it is higher; one relaxed load when
+/// it is not.
+pub(crate) fn high_water(mark: &AtomicU64, n: u64) {
+    if n > mark.load(Relaxed) {
+        mark.fetch_max(n, Relaxed);
+    }
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -157,10 +195,15 @@ impl Counters {
         let l = |c: &AtomicU64| c.load(Relaxed);
         HubStats {
             clients: l(&self.clients),
+            // A gauge kept by the supervisor; see `Shared::stats`.
+            connections_open: 0,
             connections_total: l(&self.connections_total),
             handshake_failures: l(&self.handshake_failures),
             tls_failures: l(&self.tls_failures),
+            connections_refused: l(&self.connections_refused),
             auth_rejected: l(&self.auth_rejected),
+            origin_rejected: l(&self.origin_rejected),
+            auth_throttled: l(&self.auth_throttled),
             frames_in: l(&self.frames_in),
             bytes_in: l(&self.bytes_in),
             events_in: l(&self.events_in),
@@ -171,6 +214,7 @@ impl Counters {
             frames_out: l(&self.frames_out),
             dropped_frames: l(&self.dropped_frames),
             disconnected_slow: l(&self.disconnected_slow),
+            client_bytes_high_water: l(&self.client_bytes_high_water),
             disconnected_dead: l(&self.disconnected_dead),
             oversize_closed: l(&self.oversize_closed),
             protocol_errors: l(&self.protocol_errors),

@@ -109,7 +109,9 @@ async fn an_ack_overtakes_the_backlog_queued_for_a_slow_subscriber() {
     const BACKLOG: u64 = 1000;
     const OWN: u64 = 3;
     let mut config = HubConfig::default();
-    config.client_queue_frames = 4 * BACKLOG as usize; // nothing is dropped
+    // Nothing is dropped: room for the whole backlog, in frames and bytes.
+    config.client_queue_frames = 4 * BACKLOG as usize;
+    config.client_queue_bytes = 64 << 20;
     config.max_message_size = 16 << 20;
     let hub = hub_with(config).await;
 

@@ -7,6 +7,7 @@ mod support;
 
 mod acks;
 mod filters;
+mod hostile;
 mod keepalive;
 mod malformed;
 mod oversize;

@@ -1,0 +1,282 @@
+//! One client connection: the TLS handshake for `wss://`, the upgrade (with
+//! the Origin and bearer-token checks), then one task that reads and fans
+//! out bursts, writes this client's queue, pings, and closes with the right
+//! code.
+//!
+//! Split by role, as the transport's `connection/` is:
+//!
+//! - `mod.rs` (here): the task that serves a connection, why it ended
+//!   ([`End`]: the counter, the close code and the log line) and the close
+//!   handshake;
+//! - `upgrade`: the TLS handshake, the HTTP upgrade and its refusals
+//!   (403, 401, 400, 429), and membership in the fan-out;
+//! - `reader`: burst reads, events, control frames within the filter
+//!   limits, de-duplication, acks;
+//! - `writer`: the client's queue onto the socket, acks first, pings;
+//! - `liveness`: when the client last sent anything, and the dead-client
+//!   timer.
+
+mod liveness;
+mod reader;
+mod upgrade;
+mod writer;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use crate::fanout::ClientId;
+use crate::filter::OverLimit;
+use crate::hub::{Admission, Shared, draining};
+use crate::outbox::{Entry, Outbox};
+use crate::stats::{Counters, add, bump};
+
+use liveness::{Clock, keepalive};
+use reader::read_loop;
+pub(crate) use upgrade::accept;
+use writer::{feed, write_loop};
+
+/// After a close frame is out, how long to discard what the client still
+/// sends before dropping the socket.
+const LINGER: Duration = Duration::from_secs(1);
+
+type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
+
+type Stream<S> = SplitStream<WebSocketStream<S>>;
+
+/// Serves one connection, plain or TLS, from the WebSocket upgrade (due by
+/// `deadline`) until it ends.
+///
+/// Generic over the byte stream so that TLS (`wss://`) wraps the TCP
+/// stream before the upgrade without touching anything below.
+async fn serve<S>(
+    socket: S,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: Arc<Shared>,
+    deadline: Instant,
+    mut admission: Admission,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let outbox = Arc::new(Outbox::new(id, &shared.config));
+    let upgraded = upgrade::upgrade(socket, peer, &shared, &outbox, deadline, &mut admission);
+    let Some((ws, member)) = upgraded.await else {
+        return;
+    };
+
+    tracing::info!(%peer, "client connected");
+
+    let (mut sink, mut stream) = ws.split();
+    let clock = Clock::new();
+    let mut pending = VecDeque::new();
+    let mut lifecycle = shared.lifecycle.subscribe();
+    // Unbiased on purpose: a client that publishes flat out must not starve
+    // its own writer of the task's I/O budget.
+    let end = tokio::select! {
+        deadline = draining(&mut lifecycle) => End::Shutdown(deadline),
+        () = outbox.became_slow() => End::Slow,
+        end = keepalive(&shared, &clock) => end,
+        end = read_loop(&shared, &outbox, &clock, &mut stream) => end,
+        end = write_loop(&shared, &outbox, &mut pending, &mut sink) => end,
+    };
+    // From here on nothing new is queued for this client, and it no longer
+    // counts as connected while it is being closed.
+    outbox.close();
+    drop(member);
+    shared.dedup.leave(id);
+    count(&shared.counters, &end);
+    finish(&shared, &end, &outbox, &mut pending, sink, stream).await;
+    tracing::info!(%peer, reason = %end, "client disconnected");
+}
+
+/// Why a connection ended, and so how it is closed.
+#[derive(Debug)]
+enum End {
+    /// The hub is shutting down: close with 1001 by the deadline.
+    Shutdown(Instant),
+    /// The queue stayed full too long: close with 1013.
+    Slow,
+    /// Nothing arrived for this long: drop.
+    Dead(Duration),
+    /// The client sent a close frame: send the reply.
+    PeerClosed,
+    /// The TCP connection ended without a close frame.
+    Gone,
+    /// A message over the size limit: close with 1009.
+    Oversize,
+    /// A control frame over the filter limits: close with 1008.
+    FilterOverLimit(OverLimit),
+    /// Invalid UTF-8 in a text frame: close with 1007.
+    InvalidUtf8,
+    /// Any other protocol violation: close with 1002.
+    Protocol(ProtocolError),
+    /// Reading from the socket failed.
+    ReadFailed(tungstenite::Error),
+    /// Writing to the socket failed.
+    WriteFailed(tungstenite::Error),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::Shutdown(_) => f.write_str("hub shutting down (1001)"),
+            End::Slow => f.write_str("queue stayed full; slow consumer (1013)"),
+            End::Dead(after) => write!(f, "nothing received for {after:?}; keepalive timeout"),
+            End::PeerClosed => f.write_str("client closed"),
+            End::Gone => f.write_str("connection ended without a close frame"),
+            End::Oversize => f.write_str("message over max_message_size (1009)"),
+            End::FilterOverLimit(over) => {
+                write!(
+                    f,
+                    "control frame over the filter limit {} (1008)",
+                    over.field()
+                )
+            }
+            End::InvalidUtf8 => f.write_str("invalid UTF-8 in a text frame (1007)"),
+            End::Protocol(e) => write!(f, "protocol error (1002): {e}"),
+            End::ReadFailed(e) => write!(f, "read failed: {e}"),
+            End::WriteFailed(e) => write!(f, "write failed: {e}"),
+        }
+    }
+}
+
+fn count(counters: &Counters, end: &End) {
+    match end {
+        End::Slow => bump(&counters.disconnected_slow),
+        End::Dead(_) => bump(&counters.disconnected_dead),
+        End::Oversize => bump(&counters.oversize_closed),
+        End::FilterOverLimit(_) => bump(&counters.control_rejected),
+        End::InvalidUtf8 => counters
+            .malformed
+            .record(watchtower_core::DecodeErrorKind::InvalidUtf8),
+        End::Protocol(_) => bump(&counters.protocol_errors),
+        _ => {}
+    }
+}
+
+/// Says goodbye in the way `end` calls for, within bounded time.
+async fn finish<S>(
+    shared: &Shared,
+    end: &End,
+    outbox: &Outbox,
+    pending: &mut VecDeque<Entry>,
+    mut sink: Sink<S>,
+    mut stream: Stream<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // A peer gets this long to take our close frame off the wire.
+    let grace = shared.config.pong_timeout;
+    let (code, reason) = match end {
+        End::Shutdown(deadline) => {
+            let _ = timeout_at(
+                *deadline,
+                goodbye(shared, outbox, pending, &mut sink, &mut stream),
+            )
+            .await;
+            return;
+        }
+        End::PeerClosed => {
+            // tungstenite queued the reply when it read the close; flushing
+            // sends it.
+            let _ = timeout(grace, sink.flush()).await;
+            return;
+        }
+        // Nobody is listening, or the socket is broken: nothing to say.
+        End::Dead(_) | End::Gone | End::ReadFailed(_) | End::WriteFailed(_) => return,
+        End::Slow => (
+            CloseCode::Again,
+            "slow consumer: your queue stayed full; reconnect and read faster",
+        ),
+        End::Oversize => (CloseCode::Size, "message over the hub's max_message_size"),
+        End::FilterOverLimit(over) => (CloseCode::Policy, over_limit_reason(*over)),
+        End::InvalidUtf8 => (CloseCode::Invalid, "text frame is not valid UTF-8"),
+        End::Protocol(_) => (CloseCode::Protocol, "websocket protocol error"),
+    };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    if !matches!(
+        timeout(grace, sink.send(Message::Close(Some(frame)))).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    if let Ok(ws) = sink.reunite(stream) {
+        linger(ws.into_inner()).await;
+    }
+}
+
+/// The close reason for a control frame over a filter limit (at most 123
+/// bytes, as a close frame allows).
+fn over_limit_reason(over: OverLimit) -> &'static str {
+    match over {
+        OverLimit::TypeTooLong => {
+            "filter refused: an event type is over the hub's max_event_type_len"
+        }
+        OverLimit::TooManyTypes => {
+            "filter refused: more event types than the hub's max_filter_types"
+        }
+        OverLimit::TooManyBytes => "filter refused: event types over the hub's max_filter_bytes",
+    }
+}
+
+/// Shutdown: deliver what is queued, send 1001, wait for the client's
+/// reply (then it has read everything).
+async fn goodbye<S>(
+    shared: &Shared,
+    outbox: &Outbox,
+    pending: &mut VecDeque<Entry>,
+    sink: &mut Sink<S>,
+    stream: &mut Stream<S>,
+) -> Result<(), tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    outbox.take(pending);
+    let fed = feed(&shared.counters, outbox, pending, sink).await?;
+    let frame = CloseFrame {
+        code: CloseCode::Away,
+        reason: Utf8Bytes::from_static("hub shutting down"),
+    };
+    sink.send(Message::Close(Some(frame))).await?;
+    add(&shared.counters.frames_out, fed);
+    while let Some(message) = stream.next().await {
+        if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Half-closes, then discards input until the client closes too (or
+/// [`LINGER`] passes). Closing a socket that still has unread input makes
+/// the kernel send RST, which can destroy the close frame before the client
+/// reads it.
+async fn linger<S>(mut socket: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = timeout(LINGER, async {
+        if socket.shutdown().await.is_err() {
+            return;
+        }
+        let mut discard = [0u8; 1024];
+        while let Ok(1..) = socket.read(&mut discard).await {}
+    })
+    .await;
+}

@@ -1,0 +1,342 @@
+//! The reader: takes bursts of frames, relays events (dropping ack-mode
+//! duplicates), applies control frames within the filter limits, and queues
+//! acks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
+use watchtower_core::{DecodeError, EventHeader};
+
+use crate::control::{self, Control, Parsed};
+use crate::dedup::{DedupWindow, Key};
+use crate::fanout::{Burst, MAX_BURST};
+use crate::filter::{FilterLimits, OverLimit};
+use crate::hub::Shared;
+use crate::outbox::{FrameSet, Outbox};
+use crate::stats::{Counters, add, bump, high_water};
+
+use super::liveness::Clock;
+use super::{End, Stream};
+
+/// Bytes one read burst may take before it is fanned out and the task
+/// yields: 1 MiB, four times a burst of 256 typical events, so only
+/// bursts of large frames are cut short.
+const BURST_BYTES: usize = 1 << 20;
+
+/// Control frames one read burst may apply before the task yields. Each
+/// is bounded by the filter limits, but parsing and applying is the
+/// costliest thing a client can ask for.
+const BURST_CONTROL_FRAMES: usize = 32;
+
+/// Reads bursts: after one awaited frame, takes whatever else is already
+/// buffered without waiting, then fans the events out as one shared burst.
+/// For an ack-mode client, duplicates are dropped before the fan-out and
+/// the ack is queued after it.
+pub(super) async fn read_loop<S>(
+    shared: &Shared,
+    outbox: &Outbox,
+    clock: &Clock,
+    stream: &mut Stream<S>,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reader = Reader {
+        counters: &shared.counters,
+        outbox,
+        dedup: &shared.dedup,
+        limits: FilterLimits::from_config(&shared.config),
+        burst_bytes: 0,
+        burst_controls: 0,
+        frames: Vec::new(),
+        types: Vec::new(),
+        keyed: Vec::new(),
+        acks: false,
+        data_frames: 0,
+        acked: 0,
+        warn: WarnLimiter::default(),
+    };
+    loop {
+        let message = stream.next().await;
+        clock.touch();
+        reader.burst_bytes = 0;
+        reader.burst_controls = 0;
+        let mut end = reader.on_message(message);
+        let mut reads = 1;
+        while end.is_none() && reads < MAX_BURST && !reader.burst_is_costly() {
+            // Polls once; `None` means nothing more is buffered right now.
+            let Some(message) = stream.next().now_or_never() else {
+                break;
+            };
+            reads += 1;
+            end = reader.on_message(message);
+        }
+        if !reader.keyed.is_empty() {
+            reader.drop_duplicates();
+        }
+        if !reader.frames.is_empty() {
+            let burst = Arc::new(Burst::new(
+                outbox.id(),
+                std::mem::take(&mut reader.frames),
+                std::mem::take(&mut reader.types),
+            ));
+            let counters = &shared.counters;
+            add(&counters.events_in, burst.frames.len() as u64);
+            let delivery = shared.fanout.publish(burst);
+            add(&counters.frames_queued, delivery.queued);
+            add(&counters.dropped_frames, delivery.dropped);
+            high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
+        }
+        // Only now is every frame counted so far relayed or dropped as a
+        // duplicate, which is what an ack promises.
+        if reader.acks && reader.data_frames > reader.acked {
+            reader.acked = reader.data_frames;
+            outbox.ack(reader.acked);
+        }
+        if let Some(end) = end {
+            return end;
+        }
+        if reader.burst_is_costly() || reader.burst_controls > 0 {
+            // Let the other clients' tasks on this worker run: a client
+            // sending large or control frames flat out must not hold it.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The reader's per-message work and the burst being collected.
+struct Reader<'a> {
+    counters: &'a Counters,
+    outbox: &'a Outbox,
+    dedup: &'a DedupWindow,
+    limits: FilterLimits,
+    /// Bytes and control frames read in the current burst.
+    burst_bytes: usize,
+    burst_controls: usize,
+    frames: Vec<Utf8Bytes>,
+    types: Vec<Box<str>>,
+    /// `(index in frames, frame key)` of the burst's events that arrived in
+    /// ack mode: only those are checked against the window and recorded.
+    keyed: Vec<(usize, Key)>,
+    /// The client said `{"type":"hello","acks":true}` (and not since
+    /// `false`).
+    acks: bool,
+    /// Event and malformed frames read on this connection, duplicates
+    /// included: what an ack's `upto` counts. Control frames are not
+    /// counted; the client does not count them either.
+    data_frames: u64,
+    /// The last `upto` handed to the writer.
+    acked: u64,
+    warn: WarnLimiter,
+}
+
+impl Reader<'_> {
+    /// Handles one read; `Some` when the connection must end.
+    fn on_message(&mut self, message: Option<Result<Message, tungstenite::Error>>) -> Option<End> {
+        use tungstenite::Error;
+        let message = match message {
+            None => return Some(End::Gone),
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                return Some(match error {
+                    Error::Capacity(_) => End::Oversize,
+                    Error::Utf8(_) => End::InvalidUtf8,
+                    Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                    | Error::ConnectionClosed
+                    | Error::AlreadyClosed => End::Gone,
+                    Error::Protocol(e) => End::Protocol(e),
+                    e => End::ReadFailed(e),
+                });
+            }
+        };
+        match message {
+            Message::Text(text) => self.on_text(text),
+            Message::Binary(bytes) => self.on_binary(bytes),
+            Message::Close(_) => Some(End::PeerClosed),
+            // tungstenite answers pings itself on the next read; a pong only
+            // proves liveness, which the clock already noted.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+        }
+    }
+
+    /// True once the current burst has read enough that the task should
+    /// fan it out and yield.
+    fn burst_is_costly(&self) -> bool {
+        self.burst_bytes >= BURST_BYTES || self.burst_controls >= BURST_CONTROL_FRAMES
+    }
+
+    /// A frame whose first key is not `"id"` or `"event_type"` (as in
+    /// every event the transport writes) is parsed as a control frame
+    /// first, so a control frame is parsed exactly once; `Some` when it
+    /// was one (applied or refused), `None` to go on as with an event.
+    fn control_first(&mut self, bytes: &[u8]) -> Option<Option<End>> {
+        if !control::may_be_control(bytes) {
+            return None;
+        }
+        match control::parse(bytes, &self.limits) {
+            Parsed::Control(control) => Some(self.on_control(control)),
+            // An event may carry a `type` key, and even a long
+            // `event_types` list: let the event parse decide.
+            Parsed::OverLimit(over) if EventHeader::parse(bytes).is_err() => {
+                Some(self.over_limit(over))
+            }
+            Parsed::OverLimit(_) | Parsed::NotControl => None,
+        }
+    }
+
+    fn on_text(&mut self, text: Utf8Bytes) -> Option<End> {
+        self.received(text.len());
+        if let Some(done) = self.control_first(text.as_bytes()) {
+            return done;
+        }
+        match EventHeader::parse(text.as_bytes()) {
+            Ok(header) => {
+                let key = self.acks.then(|| self.dedup.key(text.as_bytes()));
+                let event_type = Box::from(header.event_type);
+                self.relay(text, event_type, key);
+            }
+            Err(error) => self.malformed(&error, text.len()),
+        }
+        None
+    }
+
+    /// Binary frames holding a valid JSON event are relayed as text.
+    fn on_binary(&mut self, bytes: Bytes) -> Option<End> {
+        self.received(bytes.len());
+        if let Some(done) = self.control_first(&bytes) {
+            return done;
+        }
+        match EventHeader::parse(&bytes) {
+            Ok(header) => {
+                let key = self.acks.then(|| self.dedup.key(&bytes));
+                let event_type = Box::from(header.event_type);
+                let len = bytes.len();
+                // The header parse skips the payload without checking that
+                // its strings are UTF-8, so this check is not redundant.
+                match Utf8Bytes::try_from(bytes) {
+                    Ok(text) => self.relay(text, event_type, key),
+                    Err(e) => self.malformed(
+                        &DecodeError::InvalidUtf8 {
+                            valid_up_to: e.valid_up_to(),
+                        },
+                        len,
+                    ),
+                }
+            }
+            Err(error) => self.malformed(&error, bytes.len()),
+        }
+        None
+    }
+
+    fn received(&mut self, len: usize) {
+        self.burst_bytes += len;
+        bump(&self.counters.frames_in);
+        add(&self.counters.bytes_in, len as u64);
+    }
+
+    /// Adds an event to the burst; `key` is its id's key in ack mode.
+    fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>, key: Option<Key>) {
+        self.data_frames += 1;
+        if let Some(key) = key {
+            self.keyed.push((self.frames.len(), key));
+        }
+        self.frames.push(frame);
+        self.types.push(event_type);
+    }
+
+    /// Checks the burst's ack-mode events against the window (one lock for
+    /// the whole burst) and takes out the duplicates.
+    fn drop_duplicates(&mut self) {
+        let duplicates = self.dedup.duplicates(self.outbox.id(), &self.keyed);
+        self.keyed.clear();
+        if duplicates.is_empty() {
+            return;
+        }
+        add(&self.counters.duplicates_dropped, duplicates.len() as u64);
+        remove_indices(&mut self.frames, &duplicates);
+        remove_indices(&mut self.types, &duplicates);
+    }
+
+    /// A control frame updates this client's filter or, for `hello`, its
+    /// ack mode. One that would take the filter over a limit ends the
+    /// connection with 1008, so the client learns of it.
+    fn on_control(&mut self, control: Control) -> Option<End> {
+        self.burst_controls += 1;
+        match control {
+            Control::Hello { acks } => {
+                self.acks = acks;
+                tracing::debug!(acks, "hello");
+            }
+            Control::Filter(change) => {
+                if let Err(over) = self.outbox.apply(&change) {
+                    return self.over_limit(over);
+                }
+                tracing::debug!(?change, "filter updated");
+            }
+            Control::Ack => {}
+        }
+        bump(&self.counters.control_frames);
+        None
+    }
+
+    fn over_limit(&self, over: OverLimit) -> Option<End> {
+        // Counted in `control_rejected` by `count`, as the connection ends.
+        tracing::warn!(
+            limit = over.field(),
+            "control frame refused: over the filter limits; closing with 1008"
+        );
+        Some(End::FilterOverLimit(over))
+    }
+
+    fn malformed(&mut self, error: &DecodeError, len: usize) {
+        // The client counted it as an event it sent.
+        self.data_frames += 1;
+        self.counters.malformed.record(error.kind());
+        // The reason only: the error text can quote the frame, and payloads
+        // never go to logs at warn.
+        if let Some(suppressed) = self.warn.allow() {
+            tracing::warn!(reason = ?error.kind(), bytes = len, suppressed, "malformed frame ignored");
+        }
+        tracing::debug!(%error, bytes = len, "malformed frame");
+    }
+}
+
+/// Removes the items at the indices in `set`, keeping the order of the rest.
+fn remove_indices<T>(items: &mut Vec<T>, set: &FrameSet) {
+    let mut index = 0;
+    items.retain(|_| {
+        let keep = !set.contains(index);
+        index += 1;
+        keep
+    });
+}
+
+/// At most one warning per second per client, with a count of the ones
+/// left out, so a client sending garbage cannot flood the logs.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(suppressed since the last warning)` if a warning may be logged
+    /// now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}

@@ -1,0 +1,250 @@
+//! The TLS handshake (for `wss://`) and the WebSocket upgrade: the Origin
+//! check, the token check with per-peer throttling, the HTTP refusals, and
+//! joining the fan-out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
+
+use crate::auth::Refusal;
+use crate::fanout::ClientId;
+use crate::hub::{Admission, Shared};
+use crate::origin::OriginRefusal;
+use crate::outbox::Outbox;
+use crate::stats::bump;
+
+use super::{linger, serve};
+
+/// Serves one accepted TCP connection until it ends: the TLS handshake
+/// first for `wss://`, then [`serve`]. One `handshake_timeout` covers the
+/// TLS handshake and the upgrade together.
+pub(crate) async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: Arc<Shared>,
+    admission: Admission,
+) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    // Each branch's future is boxed: inline, every plain connection's task
+    // would reserve room for the TLS one's state (and rustls's), which
+    // doubled the memory an idle plain connection costs.
+    let Some(acceptor) = shared.tls.as_ref().map(|tls| tls.acceptor()) else {
+        Box::pin(serve(tcp, peer, id, shared, deadline, admission)).await;
+        return;
+    };
+    match Box::pin(timeout_at(deadline, acceptor.accept(tcp).into_fallible())).await {
+        Ok(Ok(tls)) => Box::pin(serve(tls, peer, id, shared, deadline, admission)).await,
+        Ok(Err((error, tcp))) => {
+            tls_failed(&shared);
+            // rustls errors say what was wrong with the peer's handshake
+            // (untrusted or missing certificate, no common version); they
+            // hold no secrets.
+            tracing::info!(%peer, %error, "client refused: TLS handshake failed");
+            // rustls has written its alert; let it reach the client
+            // instead of a reset, so the client can say why it failed.
+            linger(tcp).await;
+        }
+        Err(_) => {
+            tls_failed(&shared);
+            tracing::info!(%peer, after = ?shared.config.handshake_timeout, "client refused: TLS handshake timed out");
+        }
+    }
+}
+
+fn tls_failed(shared: &Shared) {
+    bump(&shared.counters.handshake_failures);
+    bump(&shared.counters.tls_failures);
+}
+
+/// Upgrades `socket` (due by `deadline`) if the request passes the Origin
+/// and token checks; the client has then joined the fan-out with `outbox`.
+/// `None` if the upgrade was refused, failed or timed out: counted and
+/// logged here. The place under `max_pending_handshakes` is given back
+/// either way.
+pub(super) async fn upgrade<'a, S>(
+    socket: S,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    outbox: &Arc<Outbox>,
+    deadline: Instant,
+    admission: &mut Admission,
+) -> Option<(WebSocketStream<S>, Membership<'a>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    // Join the fan-out once the request is accepted, before the response
+    // goes out: when a client's handshake completes it is already
+    // receiving, so an event published right after by anyone reaches it.
+    // Frames relayed meanwhile wait in its queue for the writer. A refused
+    // client never joins.
+    let mut member = None;
+    let mut refused = None;
+    // `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
+    #[allow(clippy::result_large_err)]
+    let accept = |request: &Request, response: Response| {
+        let response =
+            check_upgrade(shared, peer, request, response).map_err(|(why, answer)| {
+                refused = Some(why);
+                answer
+            })?;
+        member = Some(Membership::join(shared, Arc::clone(outbox)));
+        Ok(response)
+    };
+    let upgrade = accept_hdr_async_with_config(socket, accept, Some(config.wire_config()));
+    let upgraded = timeout_at(deadline, upgrade).await;
+    admission.handshake_done();
+    match upgraded {
+        // `member` is set whenever the upgrade succeeded.
+        Ok(Ok(ws)) => member.map(|member| (ws, member)),
+        Ok(Err(error)) => {
+            bump(&shared.counters.handshake_failures);
+            match refused {
+                Some(Refused::Origin(why)) => {
+                    bump(&shared.counters.origin_rejected);
+                    tracing::info!(%peer, reason = ?why, "client refused with 403: Origin not allowed");
+                }
+                Some(Refused::Throttled) => {
+                    bump(&shared.counters.auth_throttled);
+                    tracing::debug!(%peer, "client refused with 429: too many failed tokens");
+                }
+                Some(Refused::Auth(why)) => {
+                    bump(&shared.counters.auth_rejected);
+                    shared.throttle.failed(peer.ip());
+                    let status = auth_status(why).as_u16();
+                    tracing::info!(%peer, reason = %why, status, "client refused");
+                }
+                None => tracing::debug!(%error, "websocket upgrade failed"),
+            }
+            None
+        }
+        Err(_) => {
+            bump(&shared.counters.handshake_failures);
+            tracing::debug!(after = ?config.handshake_timeout, "websocket upgrade timed out");
+            None
+        }
+    }
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// A browser page from an origin that is not allowed: 403.
+    Origin(OriginRefusal),
+    /// No, a wrong, or several bearer tokens: 401 or 400.
+    Auth(Refusal),
+    /// Too many failed token checks from this peer lately: 429.
+    Throttled,
+}
+
+/// Accepts an upgrade, whatever the path, if its `Origin` (if any) is
+/// allowed and `auth` admits its bearer token; otherwise answers 403, 401
+/// with a `WWW-Authenticate: Bearer` challenge, or 400. Neither the
+/// answer nor the refusal quotes what was sent. The origin is checked
+/// first: a foreign page learns nothing about tokens.
+// `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
+#[allow(clippy::result_large_err)]
+fn check_upgrade(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: &Request,
+    response: Response,
+) -> Result<Response, (Refused, ErrorResponse)> {
+    if let Err(why) = shared.origins.check(request) {
+        let body = "forbidden: this Origin may not connect; the hub's operator can allow it \
+                    with --allow-origin (HubConfig::allowed_origins)\n";
+        return Err((Refused::Origin(why), refusal(StatusCode::FORBIDDEN, body)));
+    }
+    if shared.auth.is_enabled()
+        && let Some(left) = shared.throttle.blocked(peer.ip())
+    {
+        let body = "too many requests: too many failed tokens from this address; retry later\n";
+        let mut answer = refusal(StatusCode::TOO_MANY_REQUESTS, body);
+        let secs = left.as_secs().max(1);
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Err((Refused::Throttled, answer));
+    }
+    match shared.auth.check(request) {
+        Ok(()) => Ok(response),
+        Err(why) => Err((Refused::Auth(why), unauthorized(why))),
+    }
+}
+
+/// The status a token refusal is answered with.
+fn auth_status(why: Refusal) -> StatusCode {
+    match why {
+        Refusal::Several => StatusCode::BAD_REQUEST,
+        Refusal::Missing | Refusal::Wrong | Refusal::QueryDisabled => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// A 401 (or 400) answer to a refused upgrade.
+fn unauthorized(why: Refusal) -> ErrorResponse {
+    let body = match why {
+        Refusal::Missing => {
+            "unauthorized: send Authorization: Bearer <token> (or ?token=<token>)\n"
+        }
+        Refusal::Wrong => "unauthorized: the bearer token is not valid\n",
+        Refusal::Several => "bad request: send exactly one bearer token\n",
+        Refusal::QueryDisabled => {
+            "unauthorized: this hub does not accept ?token=; send Authorization: Bearer <token>\n"
+        }
+    };
+    let status = auth_status(why);
+    let mut answer = refusal(status, body);
+    if status == StatusCode::UNAUTHORIZED {
+        answer
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    answer
+}
+
+/// An HTTP answer to a refused upgrade, with a one-line body, closing the
+/// connection.
+fn refusal(status: StatusCode, body: &'static str) -> ErrorResponse {
+    let mut answer = ErrorResponse::new(Some(body.to_string()));
+    *answer.status_mut() = status;
+    let headers = answer.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
+}
+
+/// Keeps the client in the fan-out and the `clients` gauge for as long as
+/// it lives, even if the task is aborted.
+pub(super) struct Membership<'a> {
+    shared: &'a Shared,
+    id: ClientId,
+}
+
+impl<'a> Membership<'a> {
+    fn join(shared: &'a Shared, outbox: Arc<Outbox>) -> Membership<'a> {
+        let id = outbox.id();
+        shared.fanout.join(outbox);
+        bump(&shared.counters.connections_total);
+        bump(&shared.counters.clients);
+        Membership { shared, id }
+    }
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        self.shared.fanout.leave(self.id);
+        self.shared.counters.clients.fetch_sub(1, Relaxed);
+    }
+}

@@ -1,0 +1,114 @@
+//! The writer: this client's queue onto the socket, a due ack ahead of
+//! everything queued, one flush per wake-up, and the hub's pings.
+
+use std::collections::VecDeque;
+
+use futures_util::SinkExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
+use watchtower_core::ControlFrame;
+
+use crate::hub::Shared;
+use crate::outbox::{Entry, Outbox};
+use crate::stats::{Counters, add, bump};
+
+use super::{End, Sink};
+
+/// Writes this client's queue: takes everything queued, feeds each frame
+/// (a due ack first), flushes once per wake-up; pings every
+/// `ping_interval`, busy or not.
+pub(super) async fn write_loop<S>(
+    shared: &Shared,
+    outbox: &Outbox,
+    pending: &mut VecDeque<Entry>,
+    sink: &mut Sink<S>,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let interval = shared.config.ping_interval;
+    let mut next_ping = Instant::now() + interval;
+    loop {
+        if pending.is_empty() {
+            outbox.take(pending);
+        }
+        if pending.is_empty() && outbox.pending_ack().is_none() {
+            tokio::select! {
+                biased;
+                () = outbox.ready() => continue,
+                () = sleep_until(next_ping) => {}
+            }
+        }
+        if Instant::now() >= next_ping {
+            if let Err(e) = sink.feed(Message::Ping(Bytes::new())).await {
+                return End::WriteFailed(e);
+            }
+            next_ping = Instant::now() + interval;
+        }
+        let fed = match feed(&shared.counters, outbox, pending, sink).await {
+            Ok(fed) => fed,
+            Err(e) => return End::WriteFailed(e),
+        };
+        if let Err(e) = sink.flush().await {
+            return End::WriteFailed(e);
+        }
+        add(&shared.counters.frames_out, fed);
+    }
+}
+
+/// Feeds every pending frame to the sink, without flushing; returns how
+/// many. A due ack is looked for before each frame and once at the end, so
+/// it never waits behind a backlog (only behind what the socket has
+/// already taken) and goes out when nothing else is queued. Cancel-safe: a
+/// frame leaves `pending`, and an ack stops being due, only once the sink
+/// has taken it.
+pub(super) async fn feed<S>(
+    counters: &Counters,
+    outbox: &Outbox,
+    pending: &mut VecDeque<Entry>,
+    sink: &mut Sink<S>,
+) -> Result<u64, tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut fed = 0;
+    while let Some(entry) = pending.front_mut() {
+        while let Some(i) = entry.frames.first_index() {
+            // One relaxed load per frame; an ack is due at most once per
+            // burst the client sent, and only in ack mode.
+            if let Some(upto) = outbox.pending_ack() {
+                send_ack(counters, outbox, upto, sink).await?;
+            }
+            if let Some(frame) = entry.burst.frames.get(i) {
+                sink.feed(Message::Text(frame.clone())).await?;
+                fed += 1;
+            }
+            entry.frames.remove(i);
+        }
+        if let Some(done) = pending.pop_front() {
+            outbox.release(&done);
+        }
+    }
+    if let Some(upto) = outbox.pending_ack() {
+        send_ack(counters, outbox, upto, sink).await?;
+    }
+    Ok(fed)
+}
+
+/// Feeds `{"type":"ack","upto":upto}`, without flushing.
+async fn send_ack<S>(
+    counters: &Counters,
+    outbox: &Outbox,
+    upto: u64,
+    sink: &mut Sink<S>,
+) -> Result<(), tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = ControlFrame::Ack { upto }.to_json();
+    sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
+    outbox.ack_sent(upto);
+    bump(&counters.acks_sent);
+    Ok(())
+}
