@@ -211,14 +211,19 @@ async fn a_killed_and_restarted_hub_costs_nothing_acknowledged_or_sent_after() {
     assert!(hub.stats().clients >= 2);
 }
 
-/// Against a plain server that never acknowledges, every event is sent
-/// `ack_attempts` times and then dead-lettered with reason "ack timeout":
-/// no hang, and never more than `max_in_flight` held.
+/// Against a plain server that never acknowledges, every event is sent on
+/// `ack_attempts` connections (each ack timeout replaces the connection)
+/// and then dead-lettered with reason "ack timeout": no hang, and never
+/// more than `max_in_flight` held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_acks_sends_events_to_the_dlq_after_the_timeout() {
     init_logs();
     let server = RawServer::start().await;
     let transport = WebSocketTransport::builder(WebSocketConfig::new(server.url()))
+        .reconnect_policy(ReconnectPolicy::fixed(
+            Duration::from_millis(20),
+            MaxAttempts::Unlimited,
+        ))
         .delivery(AtLeastOnce {
             ack_timeout: Duration::from_millis(100),
             max_in_flight: 8,

@@ -344,16 +344,27 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
         "{userinfo:?}"
     );
 
+    // A wrong token in the query…
     let refused = fast(
         &format!("ws://{addr}/events?token=QUERY-SECRET-2&tenant=acme"),
         3,
     )
-    .header("X-Api-Key", "HEADER-SECRET-3")
-    .bearer_token("BEARER-SECRET-4")
-    .credential_provider(|| async {
-        Ok::<_, std::io::Error>(Credentials::bearer("PROVIDER-SECRET-5"))
-    });
-    let builder_debug = format!("{refused:?}");
+    .header("X-Api-Key", "HEADER-SECRET-3");
+    let query_debug = format!("{refused:?}");
+    let query_error = refused.connect().await.unwrap_err();
+    assert!(
+        matches!(query_error, WatchtowerError::Auth { status: 401 }),
+        "{query_error:?}"
+    );
+    // …and in headers (the hub takes one candidate per request: the
+    // provider's replaces the static bearer).
+    let refused = fast(&format!("ws://{addr}/events?tenant=acme"), 3)
+        .header("X-Api-Key", "HEADER-SECRET-3")
+        .bearer_token("BEARER-SECRET-4")
+        .credential_provider(|| async {
+            Ok::<_, std::io::Error>(Credentials::bearer("PROVIDER-SECRET-5"))
+        });
+    let builder_debug = format!("{query_debug}\n{refused:?}");
     let error = refused.connect().await.unwrap_err();
     assert!(
         matches!(error, WatchtowerError::Auth { status: 401 }),
@@ -379,13 +390,18 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
         captured.contains("token=<redacted>&tenant=<redacted>"),
         "{captured}"
     );
-    assert!(captured.contains("client refused with 401"), "{captured}");
+    assert!(
+        captured.contains("client refused") && captured.contains("status=401"),
+        "{captured}"
+    );
     assert!(url.contains("token=<redacted>"), "{url}");
     for (what, text) in [
         ("logs", captured),
         ("builder Debug", builder_debug),
         ("error", error.to_string()),
         ("error Debug", format!("{error:?}")),
+        ("query error", query_error.to_string()),
+        ("query error Debug", format!("{query_error:?}")),
         ("config error", userinfo.to_string()),
         ("transport Debug", transport_debug),
         ("transport url", url),

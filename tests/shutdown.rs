@@ -47,8 +47,8 @@ async fn shutdown_flushes_the_queue_and_sends_a_close_the_server_sees() {
     ));
     assert_eq!(
         transport.shutdown().await.unwrap(),
-        Default::default(),
-        "a second shutdown does nothing"
+        report,
+        "a second shutdown does nothing more, and reports what the first did"
     );
 }
 

@@ -12,6 +12,8 @@ mod backpressure;
 mod bad_input;
 mod chaos;
 mod dispatch;
+mod edges;
+mod engine;
 mod handlers;
 mod hub;
 mod keepalive;

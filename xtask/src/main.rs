@@ -6,6 +6,7 @@
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
+//! | `stress [--runs N] [--burners N]` | `test` N times in a row while N processes burn CPU beside it |
 //! | `deny [checks]` | `cargo deny check [checks]`, installing cargo-deny first if it is missing |
 //! | `ci` | lint, test, a quick bench, and deny when cargo-deny is installed |
 //!
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "bench" => bench(rest),
         "soak" => soak(rest),
+        "stress" => stress(rest),
         "deny" => deny(rest),
         "ci" => ci(),
         "help" | "--help" | "-h" => {
@@ -53,6 +55,9 @@ commands:
   lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run
   soak [args]   the long reliability runs (ignored by `test`)
+  stress [--runs N] [--burners N]
+                `test` N times in a row (default 10) while N processes (default 2)
+                burn CPU beside it; stops at the first failure
   deny [checks] cargo deny check (installs cargo-deny if missing); e.g.
                 `deny licenses bans sources` where the advisory database
                 (fetched from GitHub) cannot be reached
@@ -93,11 +98,37 @@ fn test(extra: &[String]) -> Result {
         .args(["test", "--workspace", "--locked"])
         .args(extra);
     run(command)?;
+    // The resilience crates' optional glue (the breaker's tower layer, the
+    // retry helper on tokio) is tested with its feature on.
+    let mut featured = cargo();
+    featured
+        .args(["test", "--locked", "--all-features"])
+        .args([
+            "-p",
+            "watchtower-circuit-breaker",
+            "-p",
+            "watchtower-reconnect",
+        ])
+        .args(extra);
+    run(featured)?;
     if extra.is_empty() {
         // The README's first command must keep working.
         let mut quickstart = cargo();
         quickstart.args(["run", "--locked", "--example", "quickstart"]);
         run(quickstart)?;
+        // The resilience crates used outside WebSockets, as their READMEs show.
+        for (package, example, features) in [
+            ("watchtower-circuit-breaker", "tower_service", "tower"),
+            ("watchtower-reconnect", "retry", "tokio"),
+            ("watchtower-backpressure", "pipeline", ""),
+        ] {
+            let mut command = cargo();
+            command.args(["run", "--locked", "-p", package, "--example", example]);
+            if !features.is_empty() {
+                command.args(["--features", features]);
+            }
+            run(command)?;
+        }
     }
     Ok(())
 }
@@ -117,6 +148,20 @@ fn lint() -> Result {
         "warnings",
     ]);
     run(clippy)?;
+    // Optional features (the breaker's tower layer, the retry helper on
+    // tokio) are linted too: code behind a feature rots unseen otherwise.
+    let mut featured = cargo();
+    featured.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(featured)?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");
@@ -153,6 +198,56 @@ fn soak(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(command)
+}
+
+/// `test`, again and again, under load: a flaky test shows up here as the
+/// race it usually is. The burners are `yes > /dev/null`-like busy loops in
+/// child processes of this one, killed when it ends.
+fn stress(args: &[String]) -> Result {
+    let mut runs = 10u32;
+    let mut burners = 2u32;
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a number"))?;
+        let n: u32 = value
+            .parse()
+            .map_err(|_| format!("{flag} needs a number, not `{value}`"))?;
+        match flag.as_str() {
+            "--runs" => runs = n,
+            "--burners" => burners = n,
+            other => return Err(format!("unknown stress flag `{other}`")),
+        }
+    }
+    // Build first, unloaded: the runs then measure tests, not compiles.
+    let mut build = cargo();
+    build.args(["test", "--workspace", "--locked", "--no-run"]);
+    run(build)?;
+    let mut children = Vec::new();
+    for _ in 0..burners {
+        let child = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .map_err(|e| format!("could not start a CPU burner: {e}"))?;
+        children.push(child);
+    }
+    let mut outcome = Ok(());
+    for i in 1..=runs {
+        eprintln!("xtask: stress run {i} of {runs} ({burners} CPU burners)");
+        if let Err(e) = test(&[]) {
+            outcome = Err(format!("stress run {i} of {runs} failed: {e}"));
+            break;
+        }
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if outcome.is_ok() {
+        eprintln!("xtask: {runs} of {runs} runs passed with {burners} CPU burners");
+    }
+    outcome
 }
 
 fn deny_installed() -> bool {

@@ -7,7 +7,8 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use watchtower_websocket::{
-    BackpressureConfig, Event, HandlerFuture, Jitter, MaxAttempts, ReconnectPolicy,
+    BackpressureConfig, Event, HandlerFuture, Jitter, MailboxOverflow, MaxAttempts,
+    ReconnectPolicy, WebSocketTransport,
 };
 
 use crate::connect::ConnectArgs;
@@ -15,7 +16,9 @@ use crate::error::CliError;
 use crate::signal;
 
 /// Events received but not printed yet. When stdout is slower than the
-/// hub, the transport's subscription mailbox absorbs the rest.
+/// hub, this and the subscription's mailbox fill, and then the transport
+/// stops reading (`MailboxOverflow::Block`): the hub holds the rest, and
+/// its slow-client policy decides, instead of events being dropped here.
 const PRINT_QUEUE: usize = 1024;
 
 #[derive(Debug, Args)]
@@ -41,6 +44,7 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
     let transport = args
         .connection
         .builder(policy(), BackpressureConfig::default())?
+        .mailbox_overflow(MailboxOverflow::Block)
         .connect_lazily(true)
         .connect()
         .await?;
@@ -55,7 +59,26 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
     if let Err(error) = transport.shutdown().await {
         tracing::debug!(%error, "shutdown");
     }
-    printed
+    printed?;
+    undelivered(&transport)
+}
+
+/// Whatever was received but could not be printed is said on stderr and
+/// makes the exit code non-zero: never dropped in silence.
+fn undelivered(transport: &WebSocketTransport) -> Result<(), CliError> {
+    let stats = transport.connection_stats();
+    let dead = transport.dlq_stats().total_pushed;
+    let malformed = stats.malformed.total();
+    if dead == 0 && malformed == 0 {
+        return Ok(());
+    }
+    Err(CliError::Runtime(format!(
+        "{dead} received events were not printed (mailbox overflow {}, handler failures {}, \
+         unhandled at shutdown {}) and {malformed} frames were not events",
+        stats.mailbox_overflow,
+        stats.handler_errors + stats.handler_panics,
+        stats.mailbox_abandoned,
+    )))
 }
 
 /// Every attempt, forever, from 100 ms doubling to at most 5 s, jittered

@@ -190,3 +190,43 @@ async fn publish_at_least_once_succeeds_once_the_hub_acknowledged() {
     assert_eq!(stats.events_in, 1);
     assert!(stats.acks_sent >= 1, "{stats:?}");
 }
+
+/// A burst faster than the subscriber prints: the subscription's mailbox
+/// fills, the transport stops reading (`MailboxOverflow::Block`) and the
+/// hub holds the rest, so every event is printed, none dead-lettered
+/// inside the CLI process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_prints_every_event_of_a_burst() {
+    const N: u64 = 5_000;
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let url = hub.url();
+    let count = N.to_string();
+    let subscriber = tokio::spawn(output(watchtower(&[
+        "subscribe",
+        "--url",
+        &url,
+        "--type",
+        "b",
+        "--count",
+        &count,
+    ])));
+    ready(&hub).await;
+
+    let mut publish = watchtower(&["publish", "--url", &url, "--stdin", "--type", "b"]);
+    let lines: String = (0..N).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    publish.write_stdin(lines);
+    let out = output(publish).await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = subscriber.await.unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let ns: Vec<u64> = stdout
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            event["payload"]["n"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(ns, (0..N).collect::<Vec<_>>());
+}

@@ -40,6 +40,12 @@ pub enum DecodeError {
     /// A required field is present but empty.
     #[error("event field \"{0}\" is empty")]
     EmptyField(&'static str),
+    /// The payload nests arrays and objects deeper than decoders accept.
+    #[error("event payload nests deeper than {limit} levels")]
+    TooDeep {
+        /// The deepest nesting accepted.
+        limit: usize,
+    },
     /// A field has the wrong JSON type or format.
     #[error("event field \"{field}\" has the wrong type: expected {expected}")]
     WrongType {
@@ -178,6 +184,9 @@ impl DecodeError {
             DecodeError::NotAnObject => DecodeErrorKind::NotAnObject,
             DecodeError::MissingField(_) => DecodeErrorKind::MissingField,
             DecodeError::EmptyField(_) => DecodeErrorKind::EmptyField,
+            // Decoders report depth as invalid JSON (serde_json's recursion
+            // limit); only `Event::validate` names it.
+            DecodeError::TooDeep { .. } => DecodeErrorKind::InvalidJson,
             DecodeError::WrongType { .. } => DecodeErrorKind::WrongType,
         }
     }
@@ -210,6 +219,21 @@ pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether a JSON value nests arrays and objects deeper than `limit`.
+/// Iterative, so a pathological value cannot overflow the stack here.
+pub(crate) fn value_deeper_than(value: &Value, limit: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(_) | Value::Object(_) if depth >= limit => return true,
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
             _ => {}
         }
     }

@@ -70,6 +70,31 @@ impl Event {
         serde_json::to_string(self).map_err(WatchtowerError::Serialization)
     }
 
+    /// Checks that every receiver will decode this event: `id` and
+    /// `event_type` are non-empty and the payload nests at most
+    /// [`MAX_PAYLOAD_DEPTH`] arrays and objects deep — the same rules
+    /// [`Event::from_json`] applies on the other side. Publishers call it
+    /// before sending, so an event no subscriber could read fails where it
+    /// is made, not silently in every receiver.
+    ///
+    /// ```
+    /// use watchtower_core::{DecodeError, Event, EventMetadata};
+    ///
+    /// let mut event = Event::new("t", serde_json::json!({"a": [1]}), EventMetadata::default());
+    /// assert!(event.validate().is_ok());
+    /// event.event_type.clear();
+    /// assert_eq!(event.validate(), Err(DecodeError::EmptyField("event_type")));
+    /// ```
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        decode::check_not_empty(self)?;
+        if decode::value_deeper_than(&self.payload, MAX_PAYLOAD_DEPTH) {
+            return Err(DecodeError::TooDeep {
+                limit: MAX_PAYLOAD_DEPTH,
+            });
+        }
+        Ok(())
+    }
+
     /// Decodes an event from the bytes of a text or binary frame.
     ///
     /// Valid events take the fast path (one serde pass). Only a frame that
@@ -103,6 +128,11 @@ where
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
+
+/// How deeply an event's payload may nest arrays and objects: the most
+/// that [`Event::from_json`] (serde_json's recursion limit of 128, less the
+/// event object around the payload) accepts, rounded down to leave room.
+pub const MAX_PAYLOAD_DEPTH: usize = 120;
 
 /// Makes a new event id: `evt_` and a UUIDv7 in simple (32 hex digit) form.
 ///
@@ -168,7 +198,7 @@ impl EventMetadata {
 
 /// Serde adapter: `Option<SystemTime>` as an RFC 3339 string.
 mod rfc3339_opt {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::{Deserialize, Deserializer, Serializer, de, ser};
     use time::OffsetDateTime;
@@ -181,7 +211,9 @@ mod rfc3339_opt {
         match value {
             None => serializer.serialize_none(),
             Some(t) => {
-                let dt = OffsetDateTime::from(*t);
+                let dt = to_offset(*t).ok_or_else(|| {
+                    ser::Error::custom("timestamp is out of range (years 1601 to 9999)")
+                })?;
                 let text = dt.format(&Rfc3339).map_err(|e| {
                     ser::Error::custom(format!("timestamp cannot be written as RFC 3339: {e}"))
                 })?;
@@ -197,9 +229,45 @@ mod rfc3339_opt {
         match text {
             None => Ok(None),
             Some(text) => OffsetDateTime::parse(&text, &Rfc3339)
-                .map(|dt| Some(SystemTime::from(dt)))
-                .map_err(|_| de::Error::custom("metadata.timestamp is not an RFC 3339 timestamp")),
+                .ok()
+                .and_then(from_offset)
+                .map(Some)
+                .ok_or_else(|| {
+                    de::Error::custom(
+                        "metadata.timestamp is not an RFC 3339 timestamp from year 1601 to 9999",
+                    )
+                }),
         }
+    }
+
+    /// The earliest timestamp accepted: 1601-01-01T00:00:00Z, the start of
+    /// Windows' `SystemTime`, so that an event decodes alike everywhere
+    /// (`SystemTime::from(OffsetDateTime)` panics below it on Windows).
+    const EARLIEST_UNIX_SECONDS: i64 = -11_644_473_600;
+
+    /// `SystemTime` from a parsed timestamp, without the panicking `From`.
+    pub(super) fn from_offset(dt: OffsetDateTime) -> Option<SystemTime> {
+        if dt.unix_timestamp() < EARLIEST_UNIX_SECONDS {
+            return None;
+        }
+        let nanos = dt.unix_timestamp_nanos();
+        let magnitude = Duration::from_nanos(u64::try_from(nanos.unsigned_abs()).ok()?);
+        if nanos >= 0 {
+            UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            UNIX_EPOCH.checked_sub(magnitude)
+        }
+    }
+
+    /// A timestamp to write, without the panicking `From`: `None` outside
+    /// the years RFC 3339 and every platform can represent.
+    pub(super) fn to_offset(t: SystemTime) -> Option<OffsetDateTime> {
+        let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
+            Ok(after) => i128::try_from(after.as_nanos()).ok()?,
+            Err(before) => -i128::try_from(before.duration().as_nanos()).ok()?,
+        };
+        let dt = OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+        (dt.unix_timestamp() >= EARLIEST_UNIX_SECONDS && dt.year() <= 9999).then_some(dt)
     }
 }
 
@@ -384,6 +452,8 @@ impl<'a> EventHeader<'a> {
 #[cfg(test)]
 mod header_tests {
     use super::*;
+    use serde_json::json;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn header_agrees_with_full_decoding() {
@@ -416,6 +486,66 @@ mod header_tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn validate_accepts_exactly_what_every_decoder_accepts() {
+        for depth in [
+            0,
+            1,
+            100,
+            MAX_PAYLOAD_DEPTH - 1,
+            MAX_PAYLOAD_DEPTH,
+            MAX_PAYLOAD_DEPTH + 1,
+            200,
+        ] {
+            let mut payload = json!(1);
+            for _ in 0..depth {
+                payload = Value::Array(vec![payload]);
+            }
+            let event = Event::new("t", payload, EventMetadata::default());
+            let valid = event.validate().is_ok();
+            assert_eq!(valid, depth <= MAX_PAYLOAD_DEPTH, "depth {depth}");
+            if valid {
+                // What validate accepts, both decoders accept.
+                let text = event.to_json().unwrap();
+                Event::from_json(text.as_bytes()).unwrap();
+                EventHeader::parse(text.as_bytes()).unwrap();
+            }
+        }
+        let mut event = Event::new("t", json!(1), EventMetadata::default());
+        event.id.clear();
+        assert_eq!(event.validate(), Err(DecodeError::EmptyField("id")));
+    }
+
+    #[test]
+    fn timestamps_before_1601_are_decode_errors_not_panics() {
+        for stamp in [
+            "1500-01-01T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "1600-12-31T23:59:59Z",
+        ] {
+            let text =
+                format!(r#"{{"id":"a","event_type":"t","metadata":{{"timestamp":"{stamp}"}}}}"#);
+            let error = Event::from_json(text.as_bytes()).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    DecodeError::WrongType { .. } | DecodeError::InvalidJson { .. }
+                ),
+                "{stamp}: {error:?}"
+            );
+        }
+        let text = r#"{"id":"a","event_type":"t","metadata":{"timestamp":"1601-01-01T00:00:00Z"}}"#;
+        let event = Event::from_json(text.as_bytes()).unwrap();
+        assert_eq!(
+            event.to_json().unwrap(),
+            r#"{"id":"a","event_type":"t","payload":null,"metadata":{"timestamp":"1601-01-01T00:00:00Z"}}"#
+        );
+        // A time no RFC 3339 text can hold fails to serialise, typed.
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        let event = Event::new("t", json!(1), EventMetadata::default().with_timestamp(far));
+        assert!(event.to_json().is_err());
     }
 
     #[test]

@@ -2,6 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most event types one client's filter may hold, by default (a hub may be
+/// configured otherwise). A transport refuses a subscription that would
+/// exceed it instead of sending a filter the hub would refuse.
+pub const MAX_FILTER_TYPES: usize = 4096;
+
+/// Longest event type, in bytes, a filter may name by default.
+pub const MAX_FILTER_TYPE_LEN: usize = 256;
+
+/// Most bytes of event types (summed) one client's filter may hold by
+/// default.
+pub const MAX_FILTER_BYTES: usize = 64 * 1024;
+
 /// A control frame, sent as a JSON text frame beside events.
 ///
 /// Control frames carry a `"type"` field and never an `"event_type"`, so a

@@ -67,6 +67,10 @@ pub trait Transport: Send + Sync {
 }
 
 /// Something that can deliver events to handlers, by event type.
+///
+/// It publishes through its [`Transport`] supertrait: `publish` is declared
+/// once, so a generic `T: Subscriber` (or `T: Transport + Subscriber`)
+/// calls it without ambiguity.
 pub trait Subscriber: Transport {
     /// Registers a shared handler for `event_types` (empty: every type).
     fn subscribe_handler(
@@ -93,9 +97,4 @@ pub trait Subscriber: Transport {
     /// Stops delivery to `handle`. An unknown handle is a
     /// [`Subscription`](crate::WatchtowerError::Subscription) error.
     fn unsubscribe<'a>(&'a mut self, handle: &'a SubscriptionHandle) -> BoxFuture<'a, Result<()>>;
-
-    /// Publishes one event; the same as [`Transport::publish`].
-    fn publish(&self, event: Event) -> BoxFuture<'_, Result<()>> {
-        Transport::publish(self, event)
-    }
 }

@@ -14,6 +14,7 @@ use crate::connect::header_pair;
 use crate::credentials::{self, CredentialProvider, Credentials};
 use crate::delivery::{Acks, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 use crate::settings::{Keepalive, Settings};
+use crate::subscription::MailboxOverflow;
 use crate::tls::{Pem, TlsOptions};
 use crate::transport::WebSocketTransport;
 
@@ -38,6 +39,15 @@ pub const DEFAULT_WRITE_BATCH: usize = 256;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time the circuit breaker stays open before a trial connect.
 pub const DEFAULT_BREAKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest a write may stay pending: a server that stops reading
+/// (while it keeps sending, so keepalive sees a live peer) is replaced
+/// after this long.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest any duration setting may be. Far beyond any sane value, and
+/// small enough that `Instant + duration` can never overflow (a panic
+/// inside the connection task otherwise).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Upper bounds for sizes: far above any sane setting, they turn a typo
 /// (or `usize::MAX`) into a clear error instead of an allocation failure or
@@ -76,10 +86,12 @@ pub struct TransportBuilder {
     credential_provider: Option<CredentialProvider>,
     tls: TlsOptions,
     mailbox_size: usize,
+    mailbox_overflow: MailboxOverflow,
     dlq: DlqConfig,
     server_filters: bool,
     write_batch: usize,
     shutdown_timeout: Duration,
+    write_timeout: Duration,
     lazy: bool,
     delivery: Delivery,
     ack_attempts: u32,
@@ -116,10 +128,12 @@ impl TransportBuilder {
             credential_provider: None,
             tls: TlsOptions::default(),
             mailbox_size: DEFAULT_MAILBOX_SIZE,
+            mailbox_overflow: MailboxOverflow::DeadLetter,
             dlq: DlqConfig::default(),
             server_filters: false,
             write_batch: DEFAULT_WRITE_BATCH,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             lazy: false,
             delivery: Delivery::AtMostOnce,
             ack_attempts: DEFAULT_ACK_ATTEMPTS,
@@ -286,6 +300,19 @@ impl TransportBuilder {
         self
     }
 
+    /// What a full subscription mailbox does. Default
+    /// [`MailboxOverflow::DeadLetter`]: the event goes to the dead-letter
+    /// queue, counted, and nothing else slows down.
+    /// [`MailboxOverflow::Block`]: the transport stops reading from the
+    /// socket until the mailbox has room, so TCP pushes back to the server
+    /// and its slow-client policy takes over. That stalls every other
+    /// subscription of this transport too: use it for one consumer that
+    /// must see every event, such as a command-line subscriber.
+    pub fn mailbox_overflow(mut self, overflow: MailboxOverflow) -> Self {
+        self.mailbox_overflow = overflow;
+        self
+    }
+
     /// Capacity of the dead-letter queue. Default 10,000; the oldest entry
     /// is dropped (and counted) when full.
     pub fn dlq_capacity(mut self, entries: usize) -> Self {
@@ -323,6 +350,16 @@ impl TransportBuilder {
         self
     }
 
+    /// Longest a write to the socket may stay pending before the
+    /// connection is declared stalled, dropped and replaced (what it held
+    /// is resent at least once, or counted as unconfirmed at most once).
+    /// Keepalive only notices a server that stops sending; this notices one
+    /// that stops reading. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// Return from `connect` at once and connect in the background. Events
     /// published meanwhile are queued. Default false: `connect` returns
     /// once connected, or fails after the reconnect attempts.
@@ -353,9 +390,14 @@ impl TransportBuilder {
         self
     }
 
-    /// At least once: how many times one event is sent on a connection that
-    /// does not acknowledge it before it is dead-lettered with reason "ack
-    /// timeout". Default 3.
+    /// At least once: how many connections one event may fail on before it
+    /// is dead-lettered. A connection fails an event when its ack does not
+    /// come within `ack_timeout` (the connection is then replaced and the
+    /// event resent on the next one, in order), or when the server closes
+    /// the connection as a refusal (codes 1002, 1003, 1007, 1008, 1009)
+    /// while the event is the oldest it has not acknowledged — a frame the
+    /// server will never take is not resent forever. Plain connection
+    /// losses never count. Default 3.
     pub fn ack_attempts(mut self, attempts: u32) -> Self {
         self.ack_attempts = attempts;
         self
@@ -403,6 +445,29 @@ impl TransportBuilder {
         }
         if self.connect_timeout.is_zero() {
             return config_error("connect_timeout must be above zero");
+        }
+        if self.write_timeout.is_zero() {
+            return config_error("write_timeout must be above zero");
+        }
+        let mut durations = vec![
+            ("connect_timeout", self.connect_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("write_timeout", self.write_timeout),
+            ("breaker_timeout", self.breaker_timeout),
+        ];
+        if let Some(k) = self.keepalive {
+            durations.push(("keepalive interval", k.interval));
+            durations.push(("keepalive pong timeout", k.pong_timeout));
+        }
+        if let Delivery::AtLeastOnce(a) = self.delivery {
+            durations.push(("ack_timeout", a.ack_timeout));
+        }
+        for (name, value) in durations {
+            if value > MAX_DURATION {
+                return Err(WatchtowerError::Config(format!(
+                    "{name} must be at most 24 hours, not {value:?}"
+                )));
+            }
         }
         if self.max_message_size < 64 {
             return config_error("max_message_size must be at least 64 bytes");
@@ -483,10 +548,12 @@ impl TransportBuilder {
             credential_provider: self.credential_provider,
             tls,
             mailbox_size: self.mailbox_size,
+            mailbox_overflow: self.mailbox_overflow,
             dlq: self.dlq,
             server_filters: self.server_filters,
             write_batch: self.write_batch,
             shutdown_timeout: self.shutdown_timeout,
+            write_timeout: self.write_timeout,
             lazy: self.lazy,
             acks,
             dedup_window: self.dedup_window,

@@ -1,10 +1,12 @@
 //! Making one connection: TCP, TLS for `wss://`, then the WebSocket upgrade.
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -14,8 +16,9 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig as WireConfig};
 use watchtower_core::{TlsErrorKind, WatchtowerError};
 
-use crate::credentials::Credentials;
+use crate::credentials::{CredentialProvider, Credentials};
 use crate::settings::Settings;
+use crate::subscription::panic_message;
 use crate::tls::{handshake_error, tls_failure};
 
 /// The socket under the WebSocket: plain TCP or TLS over TCP.
@@ -97,12 +100,7 @@ pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerEr
     // Ask for fresh credentials first: a slow provider counts against the
     // connect timeout like any other part of connecting.
     let credentials = match &settings.credential_provider {
-        Some(provider) => Some(
-            timeout_at(deadline, provider())
-                .await
-                .map_err(|_| timed_out("credential provider"))?
-                .map_err(WatchtowerError::Credentials)?,
-        ),
+        Some(provider) => Some(call_provider(provider, deadline, timed_out).await?),
         None => None,
     };
     let request = build_request(settings, credentials.as_ref())?;
@@ -153,6 +151,31 @@ pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerEr
     .map_err(|_| timed_out("WebSocket handshake"))?
     .map_err(|e| upgrade_error(e, settings))?;
     Ok(ws)
+}
+
+/// Calls the user's credential provider. A panic, while it builds its
+/// future or while that runs, fails the attempt with a `Credentials` error
+/// like any error it returns, instead of killing the connection task.
+async fn call_provider(
+    provider: &CredentialProvider,
+    deadline: Instant,
+    timed_out: impl Fn(&'static str) -> WatchtowerError,
+) -> Result<Credentials, WatchtowerError> {
+    let panicked = |panic: Box<dyn std::any::Any + Send>| {
+        WatchtowerError::Credentials(
+            format!(
+                "the credential provider panicked: {}",
+                panic_message(panic.as_ref())
+            )
+            .into(),
+        )
+    };
+    let future = std::panic::catch_unwind(AssertUnwindSafe(|| provider())).map_err(panicked)?;
+    timeout_at(deadline, AssertUnwindSafe(future).catch_unwind())
+        .await
+        .map_err(|_| timed_out("credential provider"))?
+        .map_err(panicked)?
+        .map_err(WatchtowerError::Credentials)
 }
 
 pub(crate) fn wire_config(settings: &Settings) -> WireConfig {

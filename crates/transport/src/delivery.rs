@@ -31,9 +31,12 @@ pub enum Delivery {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AtLeastOnce {
-    /// How long an event may wait for its acknowledgement before it is sent
-    /// again on the same connection (after `ack_attempts` sends it is
-    /// dead-lettered with reason "ack timeout"). Default 5 s.
+    /// How long an event may wait for its acknowledgement. When it passes,
+    /// the connection is taken for stalled: it is closed and everything
+    /// unacknowledged is resent, in order, on the next connection (TCP
+    /// already retransmits on the old one). After `ack_attempts` such
+    /// failures the event is dead-lettered with reason "ack timeout".
+    /// Default 5 s.
     pub ack_timeout: Duration,
     /// Events sent and not yet acknowledged, at most; the writer waits for
     /// acknowledgements beyond that. Many in flight, not one: acks are

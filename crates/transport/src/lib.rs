@@ -44,6 +44,7 @@ mod connect;
 mod connection;
 mod credentials;
 mod delivery;
+mod filter_limits;
 mod settings;
 mod shared;
 mod stats;
@@ -56,13 +57,15 @@ mod url;
 pub use builder::{
     DEFAULT_BREAKER_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
     DEFAULT_MAILBOX_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_BATCH, TransportBuilder,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_BATCH, DEFAULT_WRITE_TIMEOUT, MAX_DURATION,
+    TransportBuilder,
 };
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
 pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 pub use stats::{ConnectionState, ConnectionStats, TransportStats};
 pub use subscriber::WebSocketSubscriber;
+pub use subscription::MailboxOverflow;
 pub use transport::{ShutdownReport, WebSocketTransport};
 pub use url::redact as redact_url;
 pub use watchtower_core::MalformedCounts;

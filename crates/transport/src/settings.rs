@@ -9,6 +9,7 @@ use watchtower_reconnect::ReconnectPolicy;
 use crate::config::WebSocketConfig;
 use crate::credentials::{CredentialProvider, Credentials};
 use crate::delivery::Acks;
+use crate::subscription::MailboxOverflow;
 use crate::url::WsUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +39,43 @@ pub(crate) struct Settings {
     pub(crate) credential_provider: Option<CredentialProvider>,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) mailbox_size: usize,
+    pub(crate) mailbox_overflow: MailboxOverflow,
     pub(crate) dlq: DlqConfig,
     pub(crate) server_filters: bool,
     pub(crate) write_batch: usize,
     pub(crate) shutdown_timeout: Duration,
+    /// Longest a write (feed or flush) may stay pending before the
+    /// connection is declared stalled and replaced.
+    pub(crate) write_timeout: Duration,
     pub(crate) lazy: bool,
     /// `Some` in at-least-once mode.
     pub(crate) acks: Option<Acks>,
     /// Event ids remembered to drop duplicates (at-least-once mode; 0: off).
     pub(crate) dedup_window: usize,
+}
+
+impl Settings {
+    /// How `flush` judges an event written: acknowledged (at least once),
+    /// confirmed by a pong (at most once with keepalive), or flushed to the
+    /// socket (no pings to confirm with).
+    pub(crate) fn confirmation(&self) -> Confirmation {
+        if self.acks.is_some() {
+            Confirmation::Acks
+        } else if self.keepalive.is_some() {
+            Confirmation::Pongs
+        } else {
+            Confirmation::Flushes
+        }
+    }
+}
+
+/// What proves that the server has an event, by delivery mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    /// At least once: the server's cumulative ack.
+    Acks,
+    /// At most once: a pong to a ping written after the event.
+    Pongs,
+    /// At most once without keepalive: only the socket's flush.
+    Flushes,
 }

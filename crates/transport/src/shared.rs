@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     dedup: Mutex<DedupWindow>,
     /// Frames to send first on the next connection (see [`Carry`]).
     carry: Mutex<Carry>,
+    /// Why the connection task died, if it panicked: `publish` and `flush`
+    /// then fail with it.
+    crash: Mutex<Option<String>>,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -91,7 +94,7 @@ impl Shared {
         };
         Ok(Shared {
             instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
-            subs: Registry::new(settings.mailbox_size),
+            subs: Registry::new(settings.mailbox_size, settings.mailbox_overflow),
             settings,
             queue,
             breaker,
@@ -110,6 +113,7 @@ impl Shared {
             clean_close: AtomicBool::new(false),
             dedup: Mutex::new(DedupWindow::new(settings_dedup)),
             carry: Mutex::new(Carry::new()),
+            crash: Mutex::new(None),
         })
     }
 
@@ -175,6 +179,26 @@ impl Shared {
         self.lifecycle() == Lifecycle::Running
     }
 
+    /// Records that the connection task panicked with `message`.
+    pub(crate) fn set_crashed(&self, message: String) {
+        *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    /// The error `publish` and `flush` return once the connection task has
+    /// panicked; `None` while it runs.
+    pub(crate) fn crashed(&self) -> Option<WatchtowerError> {
+        self.crash
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|message| {
+                WatchtowerError::connection(format!(
+                    "the connection task panicked ({message}); the transport is stopped and \
+                     what was queued is in the dead-letter queue"
+                ))
+            })
+    }
+
     /// Dead-letters frames that will never be written, and counts them.
     /// Frames are decoded back into events here, off the hot path.
     pub(crate) fn dead_letter_frames(
@@ -192,13 +216,43 @@ impl Shared {
             _ => &self.counters.events_abandoned,
         };
         add(counter, frames.len() as u64);
+        let mut undecodable = 0u64;
         for frame in frames {
-            // We serialised every frame ourselves, so it decodes.
-            if let Ok(event) = Event::from_json(frame.as_bytes()) {
-                self.dlq.push(event, reason, error);
+            // `publish` validated every frame with the decoder's rules, so
+            // this cannot fail; if it ever did, say so rather than skip.
+            match Event::from_json(frame.as_bytes()) {
+                Ok(event) => {
+                    self.dlq.push(event, reason, error);
+                }
+                Err(_) => undecodable += 1,
             }
         }
+        if undecodable > 0 {
+            tracing::error!(
+                events = undecodable,
+                %reason,
+                "events counted as dead-lettered could not be decoded back for the dead-letter queue"
+            );
+        }
         self.progress.notify_waiters();
+    }
+
+    /// Dead-letters one received event frame (a subscription could not
+    /// take it); the caller has counted it. Decoded only here, off the
+    /// common path.
+    pub(crate) fn dead_letter_received(
+        &self,
+        frame: Utf8Bytes,
+        reason: DeadLetterReason,
+        error: String,
+    ) {
+        match Event::from_json(frame.as_bytes()) {
+            Ok(event) => {
+                self.dlq.push(event, reason, error);
+            }
+            // Malformed frames are counted as such where they are found.
+            Err(decode) => tracing::debug!(%reason, %decode, "undecodable frame not dead-lettered"),
+        }
     }
 
     /// The frames carried over to the next connection. Held only briefly,

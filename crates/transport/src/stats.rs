@@ -7,6 +7,8 @@ use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{MalformedCounters, MalformedCounts};
 use watchtower_dlq::DlqStats;
 
+use crate::settings::Confirmation;
+
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -36,6 +38,7 @@ impl ConnectionState {
 
 /// Counters of one transport's connection and subscriptions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionStats {
     /// Successful connects, the first included.
     pub connects: u64,
@@ -47,9 +50,10 @@ pub struct ConnectionStats {
     pub failed_connects: u64,
     /// Times the reconnect attempts ran out and the breaker opened.
     pub gave_up: u64,
-    /// Event frames written to the socket, each once: flushed, or handed to
-    /// a connection that died before the flush completed (those are in
-    /// `frames_unconfirmed_lost` too).
+    /// Event frames written to the socket, each counted once however often
+    /// it was resent (resends are in `resent`): flushed, or handed to a
+    /// connection that died before the flush completed (at most once, those
+    /// are in `frames_unconfirmed_lost` too).
     pub frames_out: u64,
     /// Payload bytes of those frames.
     pub bytes_out: u64,
@@ -72,6 +76,10 @@ pub struct ConnectionStats {
     pub events_unmatched: u64,
     /// Events a full subscription mailbox could not take (dead-lettered).
     pub mailbox_overflow: u64,
+    /// Events a subscription held but never handled because `unsubscribe`
+    /// or `shutdown` stopped it at its timeout, or because its task had
+    /// ended (dead-lettered with reason `Shutdown`).
+    pub mailbox_abandoned: u64,
     /// Handler calls that finished with `Ok`.
     pub handler_ok: u64,
     /// Handler calls that returned an error (dead-lettered).
@@ -88,6 +96,10 @@ pub struct ConnectionStats {
     /// died before the server confirmed them. Some or all of them may not
     /// have arrived.
     pub frames_unconfirmed_lost: u64,
+    /// `publish` calls that failed fast because the circuit breaker was
+    /// open. (Publishers never move the breaker; only connect attempts do,
+    /// so its own `total_requests` and `rejected_requests` count those.)
+    pub publishes_rejected: u64,
     /// Events evicted from the queue by `DropOldest` (dead-lettered).
     pub events_evicted: u64,
     /// Queued events dead-lettered because the breaker opened or the
@@ -99,6 +111,9 @@ pub struct ConnectionStats {
     pub pongs_received: u64,
     /// Connections declared dead because nothing arrived in time.
     pub keepalive_timeouts: u64,
+    /// Connections replaced because a write stayed pending past the write
+    /// timeout (the server stopped reading).
+    pub write_timeouts: u64,
     /// At least once: events sent and not yet acknowledged, now.
     pub in_flight: u64,
     /// At least once: events the server acknowledged.
@@ -106,8 +121,8 @@ pub struct ConnectionStats {
     /// At least once: events sent again (unacknowledged when their
     /// connection was lost, or after an ack timeout).
     pub resent: u64,
-    /// At least once: events dead-lettered because no acknowledgement came
-    /// after `ack_attempts` sends.
+    /// At least once: events dead-lettered because their ack timed out on
+    /// `ack_attempts` connections.
     pub ack_timeouts: u64,
     /// At least once: incoming events dropped as duplicates of one already
     /// delivered (a resend).
@@ -116,6 +131,7 @@ pub struct ConnectionStats {
 
 /// Every statistic of a transport at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct TransportStats {
     /// The connection state.
     pub state: ConnectionState,
@@ -137,8 +153,12 @@ pub struct TransportStats {
 #[repr(C)]
 pub(crate) struct Counters {
     // Publishing tasks.
-    /// Events accepted by `publish` (for `flush`).
+    /// Events `publish` began to enqueue (for `flush`): counted before the
+    /// push, so a flush never overlooks an event queued ahead of its own.
     pub(crate) accepted: AtomicU64,
+    /// Of those, the ones the queue refused (the caller got the error).
+    pub(crate) refused: AtomicU64,
+    pub(crate) rejected: AtomicU64,
     pub(crate) events_evicted: AtomicU64,
     pub(crate) events_abandoned: AtomicU64,
     _pad_publish: Padding,
@@ -163,6 +183,11 @@ pub(crate) struct Counters {
     pub(crate) pings_sent: AtomicU64,
     pub(crate) frames_requeued: AtomicU64,
     pub(crate) frames_unconfirmed_lost: AtomicU64,
+    /// At most once: frames fed to a connection that ended before its flush.
+    pub(crate) lost_unflushed: AtomicU64,
+    /// Event frames whose flush completed, first sends only.
+    pub(crate) frames_flushed: AtomicU64,
+    pub(crate) write_timeouts: AtomicU64,
     pub(crate) in_flight: AtomicU64,
     pub(crate) resent: AtomicU64,
     pub(crate) ack_timeouts: AtomicU64,
@@ -171,6 +196,7 @@ pub(crate) struct Counters {
     pub(crate) handler_ok: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
+    pub(crate) mailbox_abandoned: AtomicU64,
     _pad_handlers: Padding,
     // Connection events: rare.
     pub(crate) connects: AtomicU64,
@@ -194,12 +220,30 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    /// Frames that will never be written: evicted or abandoned. `flush`
+    /// Events published that will never count as written: evicted,
+    /// abandoned, refused by the queue, timed out, or lost with a
+    /// connection before `confirmation` proved them written. `flush`
     /// counts them as settled.
-    pub(crate) fn settled_unwritten(&self) -> u64 {
+    pub(crate) fn settled_unwritten(&self, confirmation: Confirmation) -> u64 {
+        let lost = match confirmation {
+            Confirmation::Acks => 0,
+            Confirmation::Pongs => self.frames_unconfirmed_lost.load(Relaxed),
+            Confirmation::Flushes => self.lost_unflushed.load(Relaxed),
+        };
         self.events_evicted.load(Relaxed)
             + self.events_abandoned.load(Relaxed)
             + self.ack_timeouts.load(Relaxed)
+            + self.refused.load(Relaxed)
+            + lost
+    }
+
+    /// Events published that count as written by `confirmation`'s measure.
+    pub(crate) fn written(&self, confirmation: Confirmation) -> u64 {
+        match confirmation {
+            Confirmation::Acks => self.acked.load(Relaxed),
+            Confirmation::Pongs => self.frames_confirmed.load(Relaxed),
+            Confirmation::Flushes => self.frames_flushed.load(Relaxed),
+        }
     }
 
     pub(crate) fn snapshot(&self) -> ConnectionStats {
@@ -221,17 +265,20 @@ impl Counters {
             events_dispatched: l(&self.events_dispatched),
             events_unmatched: l(&self.events_unmatched),
             mailbox_overflow: l(&self.mailbox_overflow),
+            mailbox_abandoned: l(&self.mailbox_abandoned),
             handler_ok: l(&self.handler_ok),
             handler_errors: l(&self.handler_errors),
             handler_panics: l(&self.handler_panics),
             frames_requeued: l(&self.frames_requeued),
             frames_confirmed: l(&self.frames_confirmed),
             frames_unconfirmed_lost: l(&self.frames_unconfirmed_lost),
+            publishes_rejected: l(&self.rejected),
             events_evicted: l(&self.events_evicted),
             events_abandoned: l(&self.events_abandoned),
             pings_sent: l(&self.pings_sent),
             pongs_received: l(&self.pongs_received),
             keepalive_timeouts: l(&self.keepalive_timeouts),
+            write_timeouts: l(&self.write_timeouts),
             in_flight: l(&self.in_flight),
             acked: l(&self.acked),
             resent: l(&self.resent),

@@ -3,18 +3,34 @@
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use futures_util::future::{AbortHandle, Abortable};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{ControlFrame, Event, EventHandler};
 use watchtower_dlq::DeadLetterReason;
 
 use crate::shared::Shared;
-use crate::stats::bump;
+use crate::stats::{add, bump};
+
+/// What a subscription does with an event when its mailbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MailboxOverflow {
+    /// Dead-letter the event (reason `Overflow`) and count it in
+    /// `mailbox_overflow`; nothing else slows down. The default.
+    #[default]
+    DeadLetter,
+    /// Stop reading from the socket until the mailbox has room: nothing is
+    /// dropped here, TCP pushes back to the server, and the server's
+    /// slow-client policy decides. Every subscription of the transport
+    /// waits while one is full.
+    Block,
+}
 
 /// One event on its way to a handler: its frame, still undecoded. The
 /// reader only peeks at the header to route it; each subscription decodes
@@ -39,6 +55,10 @@ enum Filter {
 }
 
 impl Filter {
+    fn is_all(&self) -> bool {
+        matches!(self, Filter::All)
+    }
+
     fn matches(&self, event_type: &str) -> bool {
         match self {
             Filter::All => true,
@@ -56,21 +76,57 @@ pub(crate) struct Entry {
     /// is exact even though the task takes its mailbox in batches.
     held: Arc<AtomicUsize>,
     capacity: usize,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// Woken when a handled event makes room (only in `Block` mode).
+    room: Arc<Notify>,
+    task: Mutex<Option<Stopper>>,
+}
+
+/// How to stop a subscription's task: let it finish its current event and
+/// dead-letter the rest, or interrupt even that. Either way what it held is
+/// dead-lettered and counted, never dropped.
+#[derive(Debug)]
+pub(crate) struct Stopper {
+    pub(crate) task: JoinHandle<()>,
+    /// Set: stop after the event being handled.
+    after_current: Arc<AtomicBool>,
+    /// Interrupts the handler now.
+    interrupt: AbortHandle,
+}
+
+impl Stopper {
+    /// Whether the caller is this subscription's own task (a handler that
+    /// unsubscribes itself, or shuts the transport down).
+    pub(crate) fn is_current_task(&self) -> bool {
+        tokio::task::try_id() == Some(self.task.id())
+    }
+
+    /// Let the handler finish its event; dead-letter what is still queued.
+    /// For the task's own handler: nothing is interrupted, and a task
+    /// waiting on its mailbox wakes when the mailbox closes.
+    pub(crate) fn stop_after_current(&self) {
+        self.after_current.store(true, Relaxed);
+    }
+
+    /// Interrupt the handler; dead-letter its event and what is queued.
+    pub(crate) fn interrupt(&self) {
+        self.interrupt.abort();
+    }
 }
 
 pub(crate) struct Registry {
     entries: RwLock<Vec<Arc<Entry>>>,
     next_id: AtomicU64,
     mailbox_size: usize,
+    overflow: MailboxOverflow,
 }
 
 impl Registry {
-    pub(crate) fn new(mailbox_size: usize) -> Registry {
+    pub(crate) fn new(mailbox_size: usize, overflow: MailboxOverflow) -> Registry {
         Registry {
             entries: RwLock::new(Vec::new()),
             next_id: AtomicU64::new(1),
             mailbox_size,
+            overflow,
         }
     }
 
@@ -90,23 +146,30 @@ impl Registry {
         let filter = Arc::new(filter);
         let (tx, rx) = mpsc::unbounded_channel();
         let held = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(run(
-            Arc::clone(shared),
-            Mailbox {
-                id,
-                filter: Arc::clone(&filter),
-                deliveries: rx,
-                held: Arc::clone(&held),
-            },
-            handler,
-        ));
+        let room = Arc::new(Notify::new());
+        let after_current = Arc::new(AtomicBool::new(false));
+        let (interrupt, registration) = AbortHandle::new_pair();
+        let mailbox = Mailbox {
+            id,
+            filter: Arc::clone(&filter),
+            deliveries: rx,
+            held: Arc::clone(&held),
+            room: (self.overflow == MailboxOverflow::Block).then(|| Arc::clone(&room)),
+            after_current: Arc::clone(&after_current),
+        };
+        let task = tokio::spawn(run(Arc::clone(shared), mailbox, handler, registration));
         let entry = Arc::new(Entry {
             id,
             filter,
             mailbox: tx,
             held,
             capacity: self.mailbox_size,
-            task: Mutex::new(Some(task)),
+            room,
+            task: Mutex::new(Some(Stopper {
+                task,
+                after_current,
+                interrupt,
+            })),
         });
         self.entries
             .write()
@@ -116,8 +179,8 @@ impl Registry {
     }
 
     /// Removes a subscription; its mailbox closes, so its task finishes what
-    /// was already delivered and ends. Returns the task to wait on.
-    pub(crate) fn remove(&self, id: u64) -> Option<JoinHandle<()>> {
+    /// was already delivered and ends. Returns how to wait for or stop it.
+    pub(crate) fn remove(&self, id: u64) -> Option<Stopper> {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let index = entries.iter().position(|e| e.id == id)?;
         let entry = entries.remove(index);
@@ -130,7 +193,7 @@ impl Registry {
     }
 
     /// Removes every subscription; returns their tasks.
-    pub(crate) fn remove_all(&self) -> Vec<JoinHandle<()>> {
+    pub(crate) fn remove_all(&self) -> Vec<Stopper> {
         let entries =
             std::mem::take(&mut *self.entries.write().unwrap_or_else(PoisonError::into_inner));
         entries
@@ -146,31 +209,61 @@ impl Registry {
             .len()
     }
 
-    /// The filter frame that asks the server for exactly what the
-    /// subscriptions want.
-    pub(crate) fn server_filter(&self) -> ControlFrame {
+    /// Whether the transport waits for room instead of dead-lettering.
+    pub(crate) fn blocks(&self) -> bool {
+        self.overflow == MailboxOverflow::Block
+    }
+
+    /// In `Block` mode: the first subscription with a full mailbox, and the
+    /// notification that it has room again.
+    pub(crate) fn first_full(&self) -> Option<(Arc<Notify>, Arc<AtomicUsize>, usize)> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        if entries.is_empty() {
-            return ControlFrame::Unsubscribe {
-                event_types: Vec::new(),
-            };
-        }
-        let mut union: Vec<String> = Vec::new();
+        entries
+            .iter()
+            .find(|e| e.held.load(Relaxed) >= e.capacity)
+            .map(|e| (Arc::clone(&e.room), Arc::clone(&e.held), e.capacity))
+    }
+
+    /// The event types the subscriptions want together: `None` for every
+    /// type, else the sorted union.
+    fn union(&self, extra: &[String]) -> Option<Vec<String>> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let mut union: Vec<String> = extra.to_vec();
         for entry in entries.iter() {
             match &*entry.filter {
-                Filter::All => {
-                    return ControlFrame::Subscribe {
-                        event_types: Vec::new(),
-                        replace: true,
-                    };
-                }
+                Filter::All => return None,
                 Filter::Types(types) => union.extend(types.iter().cloned()),
             }
         }
         union.sort_unstable();
         union.dedup();
+        Some(union)
+    }
+
+    /// The filter frame that asks the server for exactly what the
+    /// subscriptions want: every type, the union of their types, or — with
+    /// no subscription at all — nothing.
+    pub(crate) fn server_filter(&self) -> ControlFrame {
+        if self.len() == 0 {
+            return ControlFrame::Unsubscribe {
+                event_types: Vec::new(),
+            };
+        }
         ControlFrame::Subscribe {
-            event_types: union,
+            event_types: self.union(&[]).unwrap_or_default(),
+            replace: true,
+        }
+    }
+
+    /// The filter frame the subscriptions would need with `extra` types
+    /// added, for checking it against the protocol's limits first.
+    pub(crate) fn server_filter_with(&self, extra: &[String]) -> ControlFrame {
+        ControlFrame::Subscribe {
+            event_types: if extra.is_empty() {
+                Vec::new()
+            } else {
+                self.union(extra).unwrap_or_default()
+            },
             replace: true,
         }
     }
@@ -195,9 +288,11 @@ impl Registry {
         true
     }
 
-    /// With exactly one subscription, hands it the frame unread: it decodes
-    /// every frame it gets anyway, so reading the header here first would
-    /// parse each frame twice. Gives the frame back otherwise.
+    /// With exactly one subscription, and one that wants every type, hands
+    /// it the frame unread: it decodes every frame it gets anyway, so
+    /// reading the header here first would parse each frame twice. A
+    /// filtered subscription is not given frames unread: the mailbox bound
+    /// must count only what it asked for. Gives the frame back otherwise.
     pub(crate) fn deliver_unread(
         &self,
         shared: &Shared,
@@ -205,7 +300,7 @@ impl Registry {
     ) -> Result<(), Utf8Bytes> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         match entries.as_slice() {
-            [only] => {
+            [only] if only.filter.is_all() => {
                 deliver(shared, only, frame, true, false);
                 Ok(())
             }
@@ -218,17 +313,15 @@ fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool
     if entry.held.fetch_add(1, Relaxed) >= entry.capacity {
         entry.held.fetch_sub(1, Relaxed);
         bump(&shared.counters.mailbox_overflow);
-        if let Ok(event) = Event::from_json(frame.as_bytes()) {
-            shared.dlq.push(
-                event,
-                DeadLetterReason::Overflow,
-                format!(
-                    "subscription {} mailbox is full ({} events): its handler is slower than the \
-                     event rate",
-                    entry.id, entry.capacity
-                ),
-            );
-        }
+        shared.dead_letter_received(
+            frame,
+            DeadLetterReason::Overflow,
+            format!(
+                "subscription {} mailbox is full ({} events): its handler is slower than the \
+                 event rate",
+                entry.id, entry.capacity
+            ),
+        );
         return;
     }
     let delivery = Delivery {
@@ -239,9 +332,19 @@ fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool
     match entry.mailbox.send(delivery) {
         Ok(()) if routed => bump(&shared.counters.events_dispatched),
         Ok(()) => {}
-        // Unsubscribing: the subscription no longer wants events.
-        Err(_) => {
+        // The subscription's task has ended (it was stopped, or it died):
+        // the event cannot be handled; say so rather than drop it.
+        Err(mpsc::error::SendError(delivery)) => {
             entry.held.fetch_sub(1, Relaxed);
+            bump(&shared.counters.mailbox_abandoned);
+            shared.dead_letter_received(
+                delivery.frame,
+                DeadLetterReason::Shutdown,
+                format!(
+                    "subscription {} has stopped; the event was not handled",
+                    entry.id
+                ),
+            );
         }
     }
 }
@@ -252,6 +355,20 @@ struct Mailbox {
     filter: Arc<Filter>,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     held: Arc<AtomicUsize>,
+    /// `Block` mode: told when a handled event makes room.
+    room: Option<Arc<Notify>>,
+    /// Stop after the current event (see [`Stopper`]).
+    after_current: Arc<AtomicBool>,
+}
+
+impl Mailbox {
+    /// One event fewer held: room for one more.
+    fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Relaxed);
+        if let Some(room) = &self.room {
+            room.notify_one();
+        }
+    }
 }
 
 /// Deliveries a subscription task takes from its mailbox at once: fewer
@@ -259,14 +376,93 @@ struct Mailbox {
 /// the subscriber's cost in the fan-out benchmark).
 const TAKE: usize = 64;
 
-/// One subscription's task: handlers run one at a time, in arrival order.
-async fn run(shared: Arc<Shared>, mut mailbox: Mailbox, handler: EventHandler) {
-    let mut taken = Vec::with_capacity(TAKE);
-    while mailbox.deliveries.recv_many(&mut taken, TAKE).await > 0 {
-        for delivery in taken.drain(..) {
-            handle(&shared, mailbox.id, &mailbox.filter, &handler, delivery).await;
-            // Handled: room for one more.
-            mailbox.held.fetch_sub(1, Relaxed);
+/// The deliveries a task has taken from its mailbox, and how far it got.
+/// Lives outside the handling future, so that when that future is
+/// interrupted what it had not handled is still here to dead-letter.
+#[derive(Default)]
+struct Taken {
+    deliveries: Vec<Delivery>,
+    /// Index of the delivery being handled; those before it are done.
+    next: usize,
+}
+
+/// One subscription's task: handlers run one at a time, in arrival order,
+/// until the mailbox closes (unsubscribed, every delivery handled) or the
+/// task is stopped, when whatever it still held is dead-lettered.
+async fn run(
+    shared: Arc<Shared>,
+    mut mailbox: Mailbox,
+    handler: EventHandler,
+    interrupt: futures_util::future::AbortRegistration,
+) {
+    let mut taken = Taken::default();
+    let finished = Abortable::new(
+        handle_all(&shared, &mut mailbox, &handler, &mut taken),
+        interrupt,
+    )
+    .await;
+    if finished == Ok(true) {
+        return;
+    }
+    // Stopped: the delivery being handled (if interrupted) and everything
+    // after it, then whatever is still in the mailbox.
+    mailbox.deliveries.close();
+    let mut frames: Vec<Utf8Bytes> = taken
+        .deliveries
+        .drain(taken.next.min(taken.deliveries.len())..)
+        .map(|d| d.frame)
+        .collect();
+    while let Ok(delivery) = mailbox.deliveries.try_recv() {
+        frames.push(delivery.frame);
+    }
+    if frames.is_empty() {
+        return;
+    }
+    let n = frames.len();
+    mailbox.release(n);
+    add(&shared.counters.mailbox_abandoned, n as u64);
+    tracing::warn!(
+        subscription = mailbox.id,
+        events = n,
+        "subscription stopped with events unhandled; they are in the dead-letter queue"
+    );
+    let why = format!(
+        "subscription {} was stopped (unsubscribe or shutdown at its timeout) before its handler \
+         finished this event",
+        mailbox.id
+    );
+    for frame in frames {
+        shared.dead_letter_received(frame, DeadLetterReason::Shutdown, why.clone());
+    }
+}
+
+/// Handles deliveries until the mailbox closes (true) or a stop after the
+/// current event is asked for (false).
+async fn handle_all(
+    shared: &Shared,
+    mailbox: &mut Mailbox,
+    handler: &EventHandler,
+    taken: &mut Taken,
+) -> bool {
+    loop {
+        taken.deliveries.clear();
+        taken.next = 0;
+        if mailbox
+            .deliveries
+            .recv_many(&mut taken.deliveries, TAKE)
+            .await
+            == 0
+        {
+            return true;
+        }
+        while taken.next < taken.deliveries.len() {
+            let delivery = &taken.deliveries[taken.next];
+            handle(shared, mailbox.id, &mailbox.filter, handler, delivery).await;
+            taken.next += 1;
+            mailbox.release(1);
+            if mailbox.after_current.load(Relaxed) {
+                return false;
+            }
         }
     }
 }
@@ -278,13 +474,14 @@ async fn handle(
     id: u64,
     filter: &Filter,
     handler: &EventHandler,
-    delivery: Delivery,
+    delivery: &Delivery,
 ) {
     let Delivery {
         frame: raw,
         counts_errors,
         routed,
     } = delivery;
+    let (counts_errors, routed) = (*counts_errors, *routed);
     let event = match Event::from_json(raw.as_bytes()) {
         Ok(event) => event,
         Err(error) => {
@@ -339,7 +536,7 @@ async fn handle(
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
-use watchtower_circuit_breaker::{CircuitBreakerStats, CircuitState};
+use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{
     BoxFuture, Event, EventHandler, HandlerFuture, Result, Subscriber, SubscriptionHandle,
     Transport, WatchtowerError,
@@ -22,9 +22,11 @@ use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats
 use crate::builder::TransportBuilder;
 use crate::config::WebSocketConfig;
 use crate::connection::{self, Failed, First};
+use crate::filter_limits;
 use crate::settings::Settings;
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
+use crate::subscription::Stopper;
 
 /// Extra time past the shutdown deadline for the connection task to finish
 /// its accounting before it is aborted.
@@ -54,6 +56,8 @@ pub struct ShutdownReport {
 pub struct WebSocketTransport {
     shared: Arc<Shared>,
     connection: Mutex<Option<JoinHandle<()>>>,
+    /// The report of the one shutdown: a second caller waits for the first.
+    shutdown: OnceCell<ShutdownReport>,
 }
 
 impl fmt::Debug for WebSocketTransport {
@@ -81,6 +85,17 @@ impl WebSocketTransport {
         TransportBuilder::new(config)
     }
 
+    /// A handle over `shared` with no connection task (for tests of the
+    /// supervision around that task).
+    #[cfg(test)]
+    pub(crate) fn from_parts(shared: Arc<Shared>) -> Self {
+        WebSocketTransport {
+            shared,
+            connection: Mutex::new(None),
+            shutdown: OnceCell::new(),
+        }
+    }
+
     pub(crate) async fn start(settings: Settings) -> Result<Self> {
         let shared = Arc::new(Shared::new(settings)?);
         let span = tracing::info_span!(
@@ -91,7 +106,8 @@ impl WebSocketTransport {
         let first = if shared.settings.lazy {
             First::Connect
         } else {
-            match connection::connect_with_retries(&shared, true)
+            let mut schedule = shared.settings.policy.schedule();
+            match connection::connect_with_retries(&shared, &mut schedule, true)
                 .instrument(span.clone())
                 .await
             {
@@ -109,10 +125,12 @@ impl WebSocketTransport {
                 Err(Failed::Stopped) => return Err(WatchtowerError::Closed),
             }
         };
-        let task = tokio::spawn(connection::run(Arc::clone(&shared), first).instrument(span));
+        let task =
+            tokio::spawn(connection::supervised(Arc::clone(&shared), first).instrument(span));
         Ok(WebSocketTransport {
             shared,
             connection: Mutex::new(Some(task)),
+            shutdown: OnceCell::new(),
         })
     }
 
@@ -128,12 +146,19 @@ impl WebSocketTransport {
     /// error if the breaker opens meanwhile).
     pub async fn publish(&self, event: Event) -> Result<()> {
         let shared = &*self.shared;
-        shared
-            .breaker
-            .check()
-            .map_err(|rejected| WatchtowerError::CircuitOpen {
-                retry_after: rejected.retry_after,
-            })?;
+        if let Some(crash) = shared.crashed() {
+            return Err(crash);
+        }
+        // Only the connection task moves the breaker; publishers read the
+        // state it leaves, so a half-open trial is never started here.
+        if *shared.state.borrow() == ConnectionState::CircuitOpen {
+            bump(&shared.counters.rejected);
+            return Err(WatchtowerError::CircuitOpen {
+                retry_after: shared.breaker.retry_after(),
+            });
+        }
+        // The receiver's rules: an event it could not decode fails here.
+        event.validate()?;
         let text = serde_json::to_string(&event).map_err(WatchtowerError::Serialization)?;
         if text.len() > shared.settings.max_message_size {
             return Err(WatchtowerError::MessageTooLarge {
@@ -142,20 +167,27 @@ impl WebSocketTransport {
             });
         }
         let frame = Utf8Bytes::from(text);
+        // Counted before the push, so that a `flush` by another task that
+        // sees this event in the queue also waits for it.
+        bump(&shared.counters.accepted);
         let pushed = if shared.queue.config().strategy == BackpressureStrategy::Block {
-            self.push_blocking(frame).await?
+            self.push_blocking(frame).await
         } else {
-            match shared.queue.try_push(frame) {
-                Ok(pushed) => pushed,
-                Err(PushError::Full(_)) => {
-                    return Err(WatchtowerError::QueueFull {
-                        capacity: shared.queue.capacity(),
-                    });
-                }
-                Err(_) => return Err(WatchtowerError::Closed),
+            shared.queue.try_push(frame).map_err(|e| match e {
+                PushError::Full(_) => WatchtowerError::QueueFull {
+                    capacity: shared.queue.capacity(),
+                },
+                _ => WatchtowerError::Closed,
+            })
+        };
+        let pushed = match pushed {
+            Ok(pushed) => pushed,
+            Err(error) => {
+                bump(&shared.counters.refused);
+                shared.progress.notify_waiters();
+                return Err(error);
             }
         };
-        bump(&shared.counters.accepted);
         if let Pushed::Evicted(oldest) = pushed {
             shared.dead_letter_frames(
                 vec![oldest],
@@ -192,7 +224,9 @@ impl WebSocketTransport {
         tokio::pin!(gave_up);
         gave_up.as_mut().enable();
         let stopped = || {
-            if shared.is_running() {
+            if let Some(crash) = shared.crashed() {
+                crash
+            } else if shared.is_running() {
                 WatchtowerError::CircuitOpen {
                     retry_after: shared.breaker.retry_after(),
                 }
@@ -200,7 +234,7 @@ impl WebSocketTransport {
                 WatchtowerError::Closed
             }
         };
-        if shared.breaker.state() == CircuitState::Open {
+        if *shared.state.borrow() == ConnectionState::CircuitOpen {
             return Err(stopped());
         }
         tokio::select! {
@@ -221,31 +255,37 @@ impl WebSocketTransport {
     pub async fn flush(&self) -> Result<()> {
         let shared = &*self.shared;
         let counters = &shared.counters;
+        let confirmation = shared.settings.confirmation();
         let target = counters.accepted.load(Relaxed);
-        let unwritten_before = counters.settled_unwritten();
+        let refused_before = counters.refused.load(Relaxed);
+        let unwritten_before = counters.settled_unwritten(confirmation);
         loop {
             let progress = shared.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            // At least once, "written" means acknowledged by the server.
-            let written = if shared.settings.acks.is_some() {
-                counters.acked.load(Relaxed)
-            } else {
-                counters.frames_out.load(Relaxed)
-            };
-            if written + counters.settled_unwritten() >= target {
+            if counters.written(confirmation) + counters.settled_unwritten(confirmation) >= target {
                 break;
+            }
+            if let Some(crash) = shared.crashed() {
+                return Err(crash);
             }
             if self.state() == ConnectionState::Closed {
                 return Err(WatchtowerError::Closed);
             }
             progress.await;
         }
-        match counters.settled_unwritten() - unwritten_before {
+        if let Some(crash) = shared.crashed() {
+            return Err(crash);
+        }
+        // Refused publishes failed in their caller; they are settled, not lost.
+        let refused = counters.refused.load(Relaxed) - refused_before;
+        match (counters.settled_unwritten(confirmation) - unwritten_before).saturating_sub(refused)
+        {
             0 => Ok(()),
             n => Err(WatchtowerError::connection(format!(
-                "{n} events published before this flush were not written and are in the \
-                 dead-letter queue"
+                "{n} events published before this flush may not have reached the server: they \
+                 are in the dead-letter queue, or were written to a connection that was lost \
+                 before the server confirmed them"
             ))),
         }
     }
@@ -284,6 +324,9 @@ impl WebSocketTransport {
                     .to_string(),
             ));
         }
+        if shared.settings.server_filters {
+            self.check_filter(&event_types)?;
+        }
         let id = shared.subs.add(shared, event_types, handler);
         // With server filters, return once the server delivers the new types.
         let epoch = shared.filter_changed();
@@ -301,20 +344,22 @@ impl WebSocketTransport {
                 "{handle} belongs to another transport"
             )));
         }
-        let Some(task) = shared.subs.remove(handle.id()) else {
+        let Some(stopper) = shared.subs.remove(handle.id()) else {
             return Err(WatchtowerError::Subscription(format!(
                 "unknown {handle}: it was never subscribed here or is already unsubscribed"
             )));
         };
         let _ = shared.filter_changed();
-        let abort = task.abort_handle();
-        if timeout(shared.settings.shutdown_timeout, task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        stop_subscription(stopper, Instant::now() + shared.settings.shutdown_timeout).await;
         Ok(())
+    }
+
+    /// Fails if adding `event_types` would make a filter the hub refuses:
+    /// more types, longer types or a larger frame than the protocol allows.
+    fn check_filter(&self, event_types: &[String]) -> Result<()> {
+        let frame = self.shared.subs.server_filter_with(event_types);
+        let limit = self.shared.settings.max_message_size;
+        filter_limits::check(&frame, limit).map_err(WatchtowerError::Subscription)
     }
 
     /// Removes a subscription without waiting for its task (used on drop).
@@ -430,47 +475,72 @@ impl WebSocketTransport {
     /// Flushes what is queued (within the builder's shutdown timeout),
     /// closes the WebSocket with a normal close, waits for the server's
     /// close, and stops every task. What could not be written is moved to
-    /// the dead-letter queue and counted in the report. Calling it again
-    /// does nothing.
+    /// the dead-letter queue and counted in the report. Calling it again,
+    /// or concurrently, does nothing more: every caller gets the report of
+    /// the one shutdown, once it is complete.
     pub async fn shutdown(&self) -> Result<ShutdownReport> {
-        let shared = &self.shared;
-        if !shared.is_running() {
-            return Ok(ShutdownReport::default());
-        }
-        let deadline = Instant::now() + shared.settings.shutdown_timeout;
-        let abandoned_before = shared.counters.events_abandoned.load(Relaxed);
-        shared
-            .lifecycle
-            .send_replace(Lifecycle::Draining { deadline });
-        // New publishes now fail with `Closed`; blocked ones are released.
-        shared.queue.close();
-        let task = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let abort = task.abort_handle();
-            if timeout_at(deadline + FINISH_GRACE, task).await.is_err() {
-                abort.abort();
+        let report = self
+            .shutdown
+            .get_or_init(|| async {
+                let shared = &self.shared;
+                let deadline = Instant::now() + shared.settings.shutdown_timeout;
+                let abandoned_before = shared.counters.events_abandoned.load(Relaxed);
+                shared
+                    .lifecycle
+                    .send_replace(Lifecycle::Draining { deadline });
+                // New publishes now fail with `Closed`; blocked ones are released.
+                shared.queue.close();
+                let task = self
+                    .connection
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(task) = task {
+                    let abort = task.abort_handle();
+                    if timeout_at(deadline + FINISH_GRACE, task).await.is_err() {
+                        abort.abort();
+                    }
+                }
+                // Whatever the task left (or was queued while it ended) is
+                // settled here: the queue is closed, so nothing comes after.
                 connection::finish(shared);
-            }
-        }
-        for task in shared.subs.remove_all() {
-            let abort = task.abort_handle();
-            if timeout_at(deadline, task).await.is_err() {
-                abort.abort();
-            }
-        }
-        shared.dlq.close();
-        shared.lifecycle.send_replace(Lifecycle::Stopped);
-        shared.set_state(ConnectionState::Closed);
-        let report = ShutdownReport {
-            dead_lettered: shared.counters.events_abandoned.load(Relaxed) - abandoned_before,
-            closed_cleanly: shared.clean_close.load(Relaxed),
-        };
-        tracing::info!(url = %shared.settings.url, ?report, "shut down");
-        Ok(report)
+                for stopper in shared.subs.remove_all() {
+                    stop_subscription(stopper, deadline).await;
+                }
+                shared.dlq.close();
+                shared.lifecycle.send_replace(Lifecycle::Stopped);
+                shared.set_state(ConnectionState::Closed);
+                let report = ShutdownReport {
+                    dead_lettered: shared.counters.events_abandoned.load(Relaxed)
+                        - abandoned_before,
+                    closed_cleanly: shared.clean_close.load(Relaxed),
+                };
+                tracing::info!(url = %shared.settings.url, ?report, "shut down");
+                report
+            })
+            .await;
+        Ok(*report)
+    }
+}
+
+/// Stops a removed subscription: waits until `deadline` for it to handle
+/// what it holds, then interrupts it; what it could not handle is
+/// dead-lettered and counted. Called from the subscription's own handler,
+/// it cannot wait for itself: the handler finishes, the rest is
+/// dead-lettered, and this returns at once.
+async fn stop_subscription(mut stopper: Stopper, deadline: Instant) {
+    if stopper.is_current_task() {
+        stopper.stop_after_current();
+        return;
+    }
+    if timeout_at(deadline, &mut stopper.task).await.is_ok() {
+        return;
+    }
+    stopper.interrupt();
+    // Interrupted, the task dead-letters what it held and ends at once,
+    // unless a handler blocks its thread; then it is aborted.
+    if timeout(FINISH_GRACE, &mut stopper.task).await.is_err() {
+        stopper.task.abort();
     }
 }
 
@@ -487,8 +557,8 @@ impl Drop for WebSocketTransport {
         {
             task.abort();
         }
-        for task in shared.subs.remove_all() {
-            task.abort();
+        for stopper in shared.subs.remove_all() {
+            stopper.task.abort();
         }
         shared.dlq.close();
         shared.set_state(ConnectionState::Closed);

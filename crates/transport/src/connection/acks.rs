@@ -7,17 +7,26 @@ use std::hash::{BuildHasher, RandomState};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// An event frame on its way out, with how often it already timed out
-/// waiting for an acknowledgement.
+/// An event frame on its way out, with what its earlier connections did
+/// to it.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
     pub(crate) frame: Utf8Bytes,
-    pub(crate) timeouts: u32,
+    /// Connections that failed this frame: its ack timed out, or the server
+    /// closed as a refusal while it was the oldest unacknowledged frame.
+    /// `ack_attempts` of them dead-letter it.
+    pub(crate) failures: u32,
+    /// Whether it was written before: writing it again is a resend.
+    pub(crate) sent: bool,
 }
 
 impl Outgoing {
     pub(crate) fn new(frame: Utf8Bytes) -> Outgoing {
-        Outgoing { frame, timeouts: 0 }
+        Outgoing {
+            frame,
+            failures: 0,
+            sent: false,
+        }
     }
 }
 
@@ -69,20 +78,26 @@ impl InFlight {
         self.pending.front().map(|p| p.sent_at + ack_timeout)
     }
 
-    /// Takes the events sent at or before `before`: they timed out.
-    pub(crate) fn take_expired(&mut self, before: Instant) -> Vec<Outgoing> {
-        let mut expired = Vec::new();
-        while self.pending.front().is_some_and(|p| p.sent_at <= before) {
-            if let Some(p) = self.pending.pop_front() {
-                expired.push(p.outgoing);
+    /// Takes everything still pending, oldest first (the connection is
+    /// gone), counting a failure against each event that was sent at or
+    /// before `timed_out_before` (its ack is overdue) and, if
+    /// `refused_oldest`, against the oldest one (the server closed the
+    /// connection as a refusal, and that is the frame it stopped at).
+    pub(crate) fn take_all(
+        &mut self,
+        timed_out_before: Option<Instant>,
+        refused_oldest: bool,
+    ) -> Vec<Outgoing> {
+        let mut taken: Vec<Outgoing> = Vec::with_capacity(self.pending.len());
+        for (i, p) in self.pending.drain(..).enumerate() {
+            let mut outgoing = p.outgoing;
+            let timed_out = timed_out_before.is_some_and(|before| p.sent_at <= before);
+            if timed_out || (refused_oldest && i == 0) {
+                outgoing.failures += 1;
             }
+            taken.push(outgoing);
         }
-        expired
-    }
-
-    /// Takes everything still pending, oldest first (the connection is gone).
-    pub(crate) fn take_all(&mut self) -> Vec<Outgoing> {
-        self.pending.drain(..).map(|p| p.outgoing).collect()
+        taken
     }
 }
 
@@ -141,7 +156,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn cumulative_acks_and_timeouts() {
+    async fn cumulative_acks_and_failures_in_order() {
         let mut w = InFlight::default();
         let t0 = Instant::now();
         for i in 0..5 {
@@ -154,16 +169,25 @@ mod tests {
             w.next_timeout(Duration::from_secs(1)),
             Some(t0 + Duration::from_millis(1002))
         );
-        let expired = w.take_expired(t0 + Duration::from_millis(3));
+        // Timed out: 2 and 3, not 4; kept in their original order.
+        let taken = w.take_all(Some(t0 + Duration::from_millis(3)), false);
         assert_eq!(
-            expired.iter().map(|o| o.frame.as_str()).collect::<Vec<_>>(),
-            ["2", "3"]
+            taken
+                .iter()
+                .map(|o| (o.frame.as_str(), o.failures))
+                .collect::<Vec<_>>(),
+            [("2", 1), ("3", 1), ("4", 0)]
         );
-        // Resent frames get new places in the connection's order.
-        w.sent(expired[0].clone(), t0 + Duration::from_millis(10));
-        assert_eq!(w.ack(5), 1);
-        assert_eq!(w.take_all().len(), 1);
         assert_eq!(w.len(), 0);
+        // A refusal counts against the oldest only.
+        for o in taken {
+            w.sent(o, t0 + Duration::from_millis(10));
+        }
+        let taken = w.take_all(None, true);
+        assert_eq!(
+            taken.iter().map(|o| o.failures).collect::<Vec<_>>(),
+            [2, 1, 0]
+        );
     }
 
     #[test]

@@ -15,16 +15,20 @@ mod writer;
 pub(crate) use acks::{DedupWindow, Outgoing};
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::sleep;
+use futures_util::FutureExt;
+use tokio::time::{Instant, sleep};
 use watchtower_core::WatchtowerError;
 use watchtower_dlq::DeadLetterReason;
+use watchtower_reconnect::Schedule;
 
 use crate::connect::{Ws, connect_once};
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, bump};
+use crate::subscription::panic_message;
 use session::{SessionEnd, session};
 
 /// Frames taken from the queue on one connection but not settled when it
@@ -59,40 +63,103 @@ pub(crate) enum Failed {
     Stopped,
 }
 
+/// A connection that stays up this long ends an outage: the reconnect
+/// schedule starts again from its first delay. One that drops sooner (a
+/// server that accepts and closes, or crashes in a loop) continues the
+/// schedule, so backoff escalates and the breaker opens against a flapping
+/// server instead of retrying it at the first delay forever.
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(2);
+
+/// The shortest wait before any reconnect attempt or breaker trial,
+/// whatever the policy or breaker timeout says: a zero delay must not turn
+/// into hundreds of connections a second.
+pub(crate) const MIN_RECONNECT_WAIT: Duration = Duration::from_millis(50);
+
+/// The connection task, supervised: if it panics, the transport does not
+/// go on looking connected. The panic is recorded (`publish` and `flush`
+/// fail with it), the queue is closed and everything in it and in the
+/// carry is dead-lettered.
+pub(crate) async fn supervised(shared: Arc<Shared>, first: First) {
+    supervise(Arc::clone(&shared), run(shared, first)).await;
+}
+
+/// Runs `task` (the connection task) and turns a panic into the stopped
+/// state described at [`supervised`].
+async fn supervise(shared: Arc<Shared>, task: impl std::future::Future<Output = ()>) {
+    let outcome = AssertUnwindSafe(task).catch_unwind().await;
+    if let Err(panic) = outcome {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(url = %shared.settings.url, panic = %message,
+            "the connection task panicked; the transport is stopped");
+        shared.set_crashed(message);
+        shared.queue.close();
+        shared.lifecycle.send_replace(Lifecycle::Stopped);
+        settle(
+            &shared,
+            DeadLetterReason::SendFailed,
+            "not sent: the transport's connection task panicked",
+        );
+    }
+}
+
 /// The connection task.
-pub(crate) async fn run(shared: Arc<Shared>, first: First) {
+async fn run(shared: Arc<Shared>, first: First) {
     let mut next = first;
     let mut sessions = 0u64;
+    // One schedule per outage, kept across connections that drop at once.
+    let mut schedule = shared.settings.policy.schedule();
     loop {
         let ws = match std::mem::replace(&mut next, First::Connect) {
             First::Connected(ws) => *ws,
-            First::Connect => match connect_with_retries(&shared, sessions == 0).await {
-                Ok(ws) => ws,
-                Err(Failed::Stopped) => break,
-                Err(Failed::GaveUp(error)) => match circuit_open(&shared, &error).await {
-                    Some(ws) => ws,
-                    None => break,
-                },
-            },
+            First::Connect => {
+                match connect_with_retries(&shared, &mut schedule, sessions == 0).await {
+                    Ok(ws) => ws,
+                    Err(Failed::Stopped) => break,
+                    Err(Failed::GaveUp(error)) => match circuit_open(&shared, &error).await {
+                        Some(ws) => ws,
+                        None => break,
+                    },
+                }
+            }
         };
         let reconnect = sessions > 0;
         sessions += 1;
+        let began = Instant::now();
         if let SessionEnd::Finished = session(&shared, ws, reconnect).await {
             break;
+        }
+        let lasted = began.elapsed();
+        if lasted >= STABLE_AFTER {
+            schedule.reset();
+        } else {
+            tracing::debug!(
+                ?lasted,
+                attempt = schedule.attempt(),
+                "the connection dropped soon after it was made; backoff continues"
+            );
         }
     }
     finish(&shared);
 }
 
 /// Final accounting once the task stops: nothing queued is lost silently.
+/// Idempotent: `shutdown` calls it again once the task has ended.
 pub(crate) fn finish(shared: &Shared) {
-    const UNSENT: &str = "not sent: the transport shut down before the event could be written";
-    let n = abandon_carry(shared, DeadLetterReason::Shutdown, UNSENT)
-        + shared.abandon_queue(DeadLetterReason::Shutdown, UNSENT);
+    settle(
+        shared,
+        DeadLetterReason::Shutdown,
+        "not sent: the transport shut down before the event could be written",
+    );
+}
+
+/// Dead-letters the carry and the queue, marks the transport closed and
+/// wakes everyone who waits on it.
+fn settle(shared: &Shared, reason: DeadLetterReason, why: &str) {
+    let n = abandon_carry(shared, reason, why) + shared.abandon_queue(reason, why);
     if n > 0 {
         tracing::warn!(
             events = n,
-            "shut down with events unsent; they are in the dead-letter queue"
+            "stopped with events unsent; they are in the dead-letter queue"
         );
     }
     shared.set_state(ConnectionState::Closed);
@@ -105,8 +172,11 @@ pub(crate) fn finish(shared: &Shared) {
 /// The first connect of a transport tries at once and then retries
 /// `max_attempts` times; a reconnect waits before each of its
 /// `max_attempts` tries (the spec's `delay * attempt`).
-pub(crate) async fn connect_with_retries(shared: &Shared, initial: bool) -> Result<Ws, Failed> {
-    let mut schedule = shared.settings.policy.schedule();
+pub(crate) async fn connect_with_retries(
+    shared: &Shared,
+    schedule: &mut Schedule,
+    initial: bool,
+) -> Result<Ws, Failed> {
     let mut immediate = initial;
     let mut auth_rejected = false;
     let mut last_error = None;
@@ -120,16 +190,24 @@ pub(crate) async fn connect_with_retries(shared: &Shared, initial: bool) -> Resu
         } else {
             let Some(delay) = schedule.next() else {
                 return Err(Failed::GaveUp(last_error.unwrap_or_else(|| {
-                    WatchtowerError::connection(
-                        "the connection was lost and reconnecting is disabled (max_reconnect_attempts is 0)",
-                    )
+                    if schedule.attempt() == 0 {
+                        WatchtowerError::connection(
+                            "the connection was lost and reconnecting is disabled (max_reconnect_attempts is 0)",
+                        )
+                    } else {
+                        WatchtowerError::connection(format!(
+                            "the server kept closing connections soon after accepting them \
+                             ({} reconnects, each lasting less than {STABLE_AFTER:?})",
+                            schedule.attempt()
+                        ))
+                    }
                 })));
             };
             shared.set_state(ConnectionState::Reconnecting {
                 attempt: schedule.attempt(),
             });
             tracing::debug!(attempt = schedule.attempt(), ?delay, "waiting to reconnect");
-            if !sleep_unless_stopped(shared, delay).await {
+            if !sleep_unless_stopped(shared, delay.max(MIN_RECONNECT_WAIT)).await {
                 return Err(Failed::Stopped);
             }
         }
@@ -195,12 +273,12 @@ async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Ws> {
     tracing::error!(url = %shared.settings.url, %error, dead_lettered = abandoned,
         "giving up: the circuit breaker is open; publish fails fast until a trial connect succeeds");
     loop {
-        // At least a millisecond, so a breaker that is not open yet cannot spin us.
+        // A floor, so a zero timeout (or a breaker not open yet) cannot spin us.
         let wait = shared
             .breaker
             .retry_after()
             .unwrap_or_default()
-            .max(Duration::from_millis(1));
+            .max(MIN_RECONNECT_WAIT);
         if !sleep_unless_stopped(shared, wait).await {
             return None;
         }
@@ -224,5 +302,44 @@ pub(crate) async fn sleep_unless_stopped(shared: &Shared, delay: Duration) -> bo
     tokio::select! {
         _ = sleep(delay) => shared.is_running(),
         _ = lifecycle.wait_for(|l| *l != Lifecycle::Running) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WebSocketConfig;
+    use crate::transport::WebSocketTransport;
+    use watchtower_core::{Event, EventMetadata};
+
+    /// Whatever makes the connection task panic — a bug of ours, a
+    /// dependency's — the transport must not go on looking connected: it
+    /// says it is closed, `publish` and `flush` fail with the panic, and
+    /// what was queued is in the dead-letter queue.
+    #[tokio::test]
+    async fn a_panicked_connection_task_stops_the_transport_loudly() {
+        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
+            .into_settings()
+            .unwrap();
+        let shared = Arc::new(Shared::new(settings).unwrap());
+        shared.set_state(ConnectionState::Connected);
+        let transport = WebSocketTransport::from_parts(Arc::clone(&shared));
+        for n in 0..3 {
+            let event = Event::new("t", serde_json::json!(n), EventMetadata::default());
+            transport.publish(event).await.unwrap();
+        }
+        let task = tokio::spawn(supervise(Arc::clone(&shared), async {
+            panic!("a bug in the connection task");
+        }));
+        task.await.expect("supervise catches the panic");
+
+        assert_eq!(transport.state(), ConnectionState::Closed);
+        let event = Event::new("t", serde_json::json!(9), EventMetadata::default());
+        let error = transport.publish(event).await.unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{error}");
+        let error = transport.flush().await.unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{error}");
+        assert_eq!(transport.dlq_stats().total_pushed, 3);
+        assert_eq!(transport.connection_stats().events_abandoned, 3);
     }
 }

@@ -11,38 +11,47 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use watchtower_core::{ControlFrame, DecodeErrorKind, EventHeader};
 
-use super::session::{Cells, End, Reason, Stream};
+use super::session::{End, Reason, SessionState, Stream};
 use crate::shared::Shared;
 use crate::stats::{add, bump};
 
-pub(super) async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Stream) -> End {
+pub(super) async fn read_loop(shared: &Shared, conn: &SessionState, stream: &mut Stream) -> End {
     let mut warn = WarnLimiter::default();
+    let blocks = shared.subs.blocks();
     loop {
+        if blocks {
+            wait_for_room(shared, conn).await;
+        }
         let Some(message) = stream.next().await else {
             return End::Lost(Reason::Eof);
         };
-        cells.touch();
+        conn.touch();
         match message {
-            Ok(Message::Text(text)) => on_frame(shared, cells, text, &mut warn),
-            Ok(Message::Binary(bytes)) => on_binary(shared, cells, bytes, &mut warn),
-            Ok(Message::Ping(_)) => cells.wake_writer.notify_one(),
+            Ok(Message::Text(text)) => on_frame(shared, conn, text, &mut warn),
+            Ok(Message::Binary(bytes)) => on_binary(shared, conn, bytes, &mut warn),
+            Ok(Message::Ping(_)) => conn.wake_writer.notify_one(),
             Ok(Message::Pong(payload)) => {
                 bump(&shared.counters.pongs_received);
-                let (confirmed, filter_epoch) = cells.on_pong(&payload);
-                add(&shared.counters.frames_confirmed, confirmed);
+                let (confirmed, filter_epoch) = conn.on_pong(&payload);
+                if confirmed > 0 {
+                    add(&shared.counters.frames_confirmed, confirmed);
+                    // At most once with keepalive, `flush` waits for this.
+                    shared.progress.notify_waiters();
+                }
                 if let Some(epoch) = filter_epoch {
                     shared.filter_confirmed(epoch);
                 }
-                cells.wake_writer.notify_one();
+                conn.wake_writer.notify_one();
             }
             Ok(Message::Close(frame)) => {
+                let code = frame.as_ref().map(|f| u16::from(f.code));
                 let described = match frame {
                     Some(f) => {
                         format!("code {}, reason {:?}", u16::from(f.code), f.reason.as_str())
                     }
                     None => "no close code".to_string(),
                 };
-                return End::Lost(Reason::ServerClosed(described));
+                return End::Lost(Reason::ServerClosed { code, described });
             }
             Ok(Message::Frame(_)) => {}
             Err(tungstenite::Error::Capacity(e)) => {
@@ -62,11 +71,41 @@ pub(super) async fn read_loop(shared: &Shared, cells: &Cells, stream: &mut Strea
     }
 }
 
+/// `Block` mode: reads nothing while a subscription's mailbox is full, so
+/// no event has to be dropped; TCP then pushes back to the server. The
+/// silence is ours, so the keepalive watch is told to ignore it.
+async fn wait_for_room(shared: &Shared, conn: &SessionState) {
+    let mut paused = false;
+    while let Some((room, held, capacity)) = shared.subs.first_full() {
+        let notified = room.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if held.load(Relaxed) < capacity {
+            continue;
+        }
+        if !paused {
+            paused = true;
+            conn.reading_paused.store(true, Relaxed);
+        }
+        // Look again now and then: the subscription may have been removed.
+        let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+    }
+    if paused {
+        conn.reading_paused.store(false, Relaxed);
+        conn.touch();
+    }
+}
+
 /// A binary frame holding JSON: events are UTF-8, so check that once and
 /// treat it as text.
-pub(super) fn on_binary(shared: &Shared, cells: &Cells, bytes: Bytes, warn: &mut WarnLimiter) {
+pub(super) fn on_binary(
+    shared: &Shared,
+    conn: &SessionState,
+    bytes: Bytes,
+    warn: &mut WarnLimiter,
+) {
     match Utf8Bytes::try_from(bytes) {
-        Ok(text) => on_frame(shared, cells, text, warn),
+        Ok(text) => on_frame(shared, conn, text, warn),
         Err(_) => {
             bump(&shared.counters.frames_in);
             shared
@@ -83,7 +122,12 @@ pub(super) fn on_binary(shared: &Shared, cells: &Cells, bytes: Bytes, warn: &mut
 ///
 /// Only the header is read here (each subscription decodes its own copy),
 /// so the reader stays cheap however much the payload holds.
-pub(super) fn on_frame(shared: &Shared, cells: &Cells, text: Utf8Bytes, warn: &mut WarnLimiter) {
+pub(super) fn on_frame(
+    shared: &Shared,
+    conn: &SessionState,
+    text: Utf8Bytes,
+    warn: &mut WarnLimiter,
+) {
     bump(&shared.counters.frames_in);
     add(&shared.counters.bytes_in, text.len() as u64);
     let at_least_once = shared.settings.acks.is_some();
@@ -121,7 +165,7 @@ pub(super) fn on_frame(shared: &Shared, cells: &Cells, text: Utf8Bytes, warn: &m
         }
         Err(error) => match ControlFrame::from_json(text.as_bytes()) {
             Some(control) => {
-                on_control(shared, cells, control);
+                on_control(shared, conn, control);
                 return;
             }
             None => error,
@@ -133,20 +177,20 @@ pub(super) fn on_frame(shared: &Shared, cells: &Cells, text: Utf8Bytes, warn: &m
 
 /// A control frame from the server: acknowledgements settle in-flight
 /// events; others are counted.
-fn on_control(shared: &Shared, cells: &Cells, control: ControlFrame) {
+fn on_control(shared: &Shared, conn: &SessionState, control: ControlFrame) {
     bump(&shared.counters.control_frames_in);
     if let ControlFrame::Ack { upto } = control
         && shared.settings.acks.is_some()
     {
         let (acked, left) = {
-            let mut in_flight = cells.in_flight();
+            let mut in_flight = conn.in_flight();
             (in_flight.ack(upto), in_flight.len())
         };
         shared.counters.in_flight.store(left as u64, Relaxed);
         if acked > 0 {
             add(&shared.counters.acked, acked);
             // Room in the window, and `flush` callers may be done.
-            cells.wake_writer.notify_one();
+            conn.wake_writer.notify_one();
             shared.progress.notify_waiters();
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,18 +41,41 @@ pub(super) enum End {
 
 pub(super) enum Reason {
     Eof,
-    ServerClosed(String),
+    ServerClosed {
+        code: Option<u16>,
+        described: String,
+    },
     Oversize(String),
     KeepaliveTimeout(Duration),
+    /// At least once: the oldest event's ack did not come in time.
+    AckTimeout(Duration),
+    /// A write stayed pending this long: the server stopped reading.
+    WriteTimeout(Duration),
     Read(tungstenite::Error),
     Write(tungstenite::Error),
+}
+
+impl Reason {
+    /// Whether the server closed the connection to refuse what we sent:
+    /// protocol error, unsupported or invalid data, policy, too big.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Reason::ServerClosed {
+                code: Some(1002 | 1003 | 1007 | 1008 | 1009),
+                ..
+            }
+        )
+    }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Eof => f.write_str("the server closed the TCP connection"),
-            Reason::ServerClosed(frame) => write!(f, "the server closed the WebSocket ({frame})"),
+            Reason::ServerClosed { described, .. } => {
+                write!(f, "the server closed the WebSocket ({described})")
+            }
             Reason::Oversize(e) => write!(
                 f,
                 "an incoming message was too large ({e}); closed with 1009"
@@ -60,6 +83,14 @@ impl fmt::Display for Reason {
             Reason::KeepaliveTimeout(d) => {
                 write!(f, "nothing arrived for {d:?} (keepalive timeout)")
             }
+            Reason::AckTimeout(d) => write!(
+                f,
+                "no acknowledgement within {d:?} (ack timeout); resending on a new connection"
+            ),
+            Reason::WriteTimeout(d) => write!(
+                f,
+                "a write stayed pending for {d:?} (write timeout): the server stopped reading"
+            ),
             Reason::Read(e) => write!(f, "read failed: {e}"),
             Reason::Write(e) => write!(f, "write failed: {e}"),
         }
@@ -69,7 +100,7 @@ impl fmt::Display for Reason {
 /// State the session's reader, writer and keepalive share. They run in one
 /// task, but the task must be `Send`, so atomics and a short-held mutex
 /// rather than `Cell`s.
-pub(super) struct Cells {
+pub(super) struct SessionState {
     epoch: Instant,
     pub(super) last_rx: AtomicU64,
     pub(super) last_ping: AtomicU64,
@@ -87,6 +118,9 @@ pub(super) struct Cells {
     pub(super) wake_writer: Notify,
     /// At least once: the events of this connection awaiting an ack.
     in_flight: Mutex<InFlight>,
+    /// Set while the reader waits for a full mailbox (`Block` mode): the
+    /// silence is ours, so keepalive does not count it.
+    pub(super) reading_paused: AtomicBool,
 }
 
 /// What a ping's pong proves: the server has read everything we wrote
@@ -102,9 +136,9 @@ struct PingRecord {
 /// confirm nothing, which is only less precise).
 const MAX_PINGS_IN_FLIGHT: usize = 1024;
 
-impl Cells {
-    fn new() -> Cells {
-        Cells {
+impl SessionState {
+    fn new() -> SessionState {
+        SessionState {
             epoch: Instant::now(),
             last_rx: AtomicU64::new(0),
             last_ping: AtomicU64::new(0),
@@ -114,6 +148,7 @@ impl Cells {
             next_ping: AtomicU64::new(1),
             wake_writer: Notify::new(),
             in_flight: Mutex::new(InFlight::default()),
+            reading_paused: AtomicBool::new(false),
         }
     }
 
@@ -200,7 +235,10 @@ impl Cells {
 pub(super) struct Batch {
     pub(super) frames: Vec<Outgoing>,
     pub(super) fed: usize,
-    pub(super) fed_bytes: u64,
+    /// Of the fed frames, those written for the first time (not resends),
+    /// and their bytes: what `frames_out` and `bytes_out` count.
+    pub(super) first_sends: u64,
+    pub(super) first_bytes: u64,
 }
 
 pub(super) type Sink = SplitSink<Ws, Message>;
@@ -215,41 +253,54 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
     tracing::info!(url = %shared.settings.url, reconnect, "connected");
 
     let (mut sink, mut stream) = ws.split();
-    let cells = Cells::new();
+    let conn = SessionState::new();
     let mut batch = Batch::default();
     let end = tokio::select! {
         biased;
         end = shutdown_deadline(shared) => end,
-        end = keepalive_watch(shared, &cells) => end,
-        end = read_loop(shared, &cells, &mut stream) => end,
-        end = write_loop(shared, &cells, &mut batch, &mut sink) => end,
+        end = keepalive_watch(shared, &conn) => end,
+        end = read_loop(shared, &conn, &mut stream) => end,
+        end = write_loop(shared, &conn, &mut batch, &mut sink) => end,
     };
 
-    // Settle every frame this connection took. Fed but not flushed counts
-    // as written: it was handed to the socket.
-    add(&shared.counters.frames_out, batch.fed as u64);
-    add(&shared.counters.bytes_out, batch.fed_bytes);
+    // Settle every frame this connection took. A frame fed to the socket
+    // but not flushed is not written: at least once it is still in flight
+    // (and resent); at most once it is lost with the connection, and
+    // counted.
+    let at_least_once = shared.settings.acks.is_some();
+    let fed = batch.fed as u64;
+    // Handed to the socket: counted as sent once, whatever becomes of them.
+    add(&shared.counters.frames_out, batch.first_sends);
+    add(&shared.counters.bytes_out, batch.first_bytes);
     let unfed: Vec<Outgoing> = batch.frames.drain(batch.fed..).collect();
-    let unacked = cells.in_flight().take_all();
+    batch.frames.clear();
     shared.counters.in_flight.store(0, Relaxed);
     // At most once, frames written but unconfirmed may be lost with the
     // connection; at least once, they are unacked and will be sent again.
-    let unconfirmed = if shared.settings.acks.is_some() {
-        0
+    let (unconfirmed, unflushed) = if at_least_once {
+        (0, 0)
     } else {
-        cells.unconfirmed(batch.fed)
+        (conn.unconfirmed(batch.fed), fed)
     };
-    match end {
+    let lose_unconfirmed = || {
+        add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+        add(&shared.counters.lost_unflushed, unflushed);
+    };
+    let ended = match end {
         End::Drained => {
-            let clean = close_gracefully(shared, &cells, &mut sink, &mut stream).await;
-            if !clean {
-                add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            let clean = close_gracefully(shared, &conn, &mut sink, &mut stream).await;
+            if clean {
+                // The close handshake proves the server read everything.
+                add(&shared.counters.frames_confirmed, unconfirmed);
+            } else {
+                lose_unconfirmed();
             }
             shared.clean_close.store(clean, Relaxed);
             SessionEnd::Finished
         }
         End::DeadlineExpired => {
-            add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            lose_unconfirmed();
+            let unacked = conn.in_flight().take_all(None, false);
             let frames = unacked.into_iter().chain(unfed).map(|o| o.frame).collect();
             shared.dead_letter_frames(
                 frames,
@@ -260,47 +311,97 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
         }
         End::Lost(reason) => {
             bump(&shared.counters.disconnects);
-            add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
+            lose_unconfirmed();
             add(&shared.counters.frames_requeued, unfed.len() as u64);
-            add(&shared.counters.resent, unacked.len() as u64);
-            // The next connection sends these first: the unacknowledged
-            // (sent earliest), then the unsent, then what was carried before.
+            let unacked = unacked_to_resend(shared, &conn, &reason);
+            // The next connection sends these first, in the order they were
+            // first published: the unacknowledged (sent earliest), then the
+            // unsent, then what was carried before.
             {
                 let mut carry = shared.carry();
                 for outgoing in unacked.into_iter().chain(unfed).rev() {
                     carry.push_front(outgoing);
                 }
             }
-            let close = match &reason {
-                Reason::Oversize(_) => Some(CloseFrame {
-                    code: CloseCode::Size,
-                    reason: "message too big".into(),
-                }),
-                // The reply to the server's close is already queued; flushing sends it.
-                Reason::ServerClosed(_) => None,
-                _ => {
-                    tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
-                    return SessionEnd::Lost;
-                }
-            };
-            tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
-            let grace = shared
-                .settings
-                .keepalive
-                .map_or(Duration::from_secs(1), |k| {
-                    k.pong_timeout.min(Duration::from_secs(1))
-                });
-            let _ = timeout(grace, async {
-                if let Some(frame) = close {
-                    sink.send(Message::Close(Some(frame))).await
-                } else {
-                    sink.flush().await
-                }
-            })
-            .await;
-            SessionEnd::Lost
+            lost(shared, reason, unconfirmed, &mut sink).await
         }
+    };
+    // `flush` callers wait on what was just settled.
+    shared.progress.notify_waiters();
+    ended
+}
+
+/// At least once: the events the lost connection did not acknowledge, in
+/// order, less those that have now failed on `ack_attempts` connections,
+/// which are dead-lettered with the reason.
+fn unacked_to_resend(shared: &Shared, conn: &SessionState, reason: &Reason) -> Vec<Outgoing> {
+    let Some(acks) = shared.settings.acks else {
+        return Vec::new();
+    };
+    let timed_out_before = match reason {
+        Reason::AckTimeout(after) => Instant::now().checked_sub(*after),
+        _ => None,
+    };
+    let unacked = conn
+        .in_flight()
+        .take_all(timed_out_before, reason.is_refusal());
+    let (dead, resend): (Vec<Outgoing>, Vec<Outgoing>) = unacked
+        .into_iter()
+        .partition(|o| o.failures >= acks.attempts);
+    if !dead.is_empty() {
+        let frames: Vec<_> = dead.into_iter().map(|o| o.frame).collect();
+        let (kind, why) = match reason {
+            Reason::AckTimeout(after) => (
+                DeadLetterReason::AckTimeout,
+                format!(
+                    "ack timeout: no acknowledgement within {after:?} on {} connections (does \
+                     the server speak the ack protocol?)",
+                    acks.attempts
+                ),
+            ),
+            _ => (
+                DeadLetterReason::SendFailed,
+                format!(
+                    "refused: the server closed the connection ({reason}) {} times while this \
+                     event was the oldest it had not acknowledged",
+                    acks.attempts
+                ),
+            ),
+        };
+        tracing::warn!(events = frames.len(), reason = %why, "events dead-lettered");
+        shared.dead_letter_frames(frames, kind, &why);
     }
+    resend
+}
+
+/// Logs a lost connection and says goodbye where there is someone to say
+/// it to.
+async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink) -> SessionEnd {
+    tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
+    let close = match &reason {
+        Reason::Oversize(_) => Some(CloseFrame {
+            code: CloseCode::Size,
+            reason: "message too big".into(),
+        }),
+        // The reply to the server's close is already queued; flushing sends it.
+        Reason::ServerClosed { .. } => None,
+        _ => return SessionEnd::Lost,
+    };
+    let grace = shared
+        .settings
+        .keepalive
+        .map_or(Duration::from_secs(1), |k| {
+            k.pong_timeout.min(Duration::from_secs(1))
+        });
+    let _ = timeout(grace, async {
+        if let Some(frame) = close {
+            sink.send(Message::Close(Some(frame))).await
+        } else {
+            sink.flush().await
+        }
+    })
+    .await;
+    SessionEnd::Lost
 }
 
 /// Sends a normal close and waits for the server's, by the shutdown
@@ -308,7 +409,7 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
 /// every frame we wrote.
 async fn close_gracefully(
     shared: &Shared,
-    cells: &Cells,
+    conn: &SessionState,
     sink: &mut Sink,
     stream: &mut Stream,
 ) -> bool {
@@ -325,8 +426,8 @@ async fn close_gracefully(
         while let Some(message) = stream.next().await {
             match message {
                 Ok(Message::Close(_)) => return Some(()),
-                Ok(Message::Text(t)) => on_frame(shared, cells, t, &mut WarnLimiter::default()),
-                Ok(Message::Binary(b)) => on_binary(shared, cells, b, &mut WarnLimiter::default()),
+                Ok(Message::Text(t)) => on_frame(shared, conn, t, &mut WarnLimiter::default()),
+                Ok(Message::Binary(b)) => on_binary(shared, conn, b, &mut WarnLimiter::default()),
                 Ok(_) => {}
                 // tungstenite reports the end of a completed handshake this way.
                 Err(tungstenite::Error::ConnectionClosed) => return Some(()),
@@ -363,12 +464,17 @@ async fn shutdown_deadline(shared: &Shared) -> End {
 /// Declares the connection dead when nothing has arrived for
 /// `interval + pong_timeout`. The writer pings after `interval` of silence,
 /// so a live server always answers in time.
-async fn keepalive_watch(shared: &Shared, cells: &Cells) -> End {
+async fn keepalive_watch(shared: &Shared, conn: &SessionState) -> End {
     let Some(keepalive) = shared.settings.keepalive else {
         return std::future::pending().await;
     };
     loop {
-        let deadline = cells.at(&cells.last_rx) + keepalive.dead_after();
+        let deadline = conn.at(&conn.last_rx) + keepalive.dead_after();
+        if conn.reading_paused.load(Relaxed) {
+            // Waiting for a mailbox, not for the server: look again later.
+            sleep_until(Instant::now() + keepalive.dead_after()).await;
+            continue;
+        }
         if Instant::now() >= deadline {
             bump(&shared.counters.keepalive_timeouts);
             return End::Lost(Reason::KeepaliveTimeout(keepalive.dead_after()));
