@@ -226,18 +226,14 @@ pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
 }
 
 /// Whether a JSON value nests arrays and objects deeper than `limit`.
-/// Iterative, so a pathological value cannot overflow the stack here.
+/// Recursion stops at `limit`, so the stack stays bounded whatever the
+/// value, and nothing is allocated (it runs on every publish).
 pub(crate) fn value_deeper_than(value: &Value, limit: usize) -> bool {
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
-    while let Some((value, depth)) = stack.pop() {
-        match value {
-            Value::Array(_) | Value::Object(_) if depth >= limit => return true,
-            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
-            _ => {}
-        }
+    match value {
+        Value::Array(items) => limit == 0 || items.iter().any(|v| value_deeper_than(v, limit - 1)),
+        Value::Object(map) => limit == 0 || map.values().any(|v| value_deeper_than(v, limit - 1)),
+        _ => false,
     }
-    false
 }
 
 pub(crate) fn check_not_empty(event: &Event) -> Result<(), DecodeError> {

@@ -68,6 +68,11 @@ pub(crate) struct Shared {
     /// Why the connection task died, if it panicked: `publish` and `flush`
     /// then fail with it.
     crash: Mutex<Option<String>>,
+    /// Set with `crash`: publishers check this, not the mutex.
+    crashed: AtomicBool,
+    /// Whether the state is `CircuitOpen`: publishers check this on every
+    /// call, and a `watch` borrow takes a lock.
+    circuit_open: AtomicBool,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -114,6 +119,8 @@ impl Shared {
             dedup: Mutex::new(DedupWindow::new(settings_dedup)),
             carry: Mutex::new(Carry::new()),
             crash: Mutex::new(None),
+            crashed: AtomicBool::new(false),
+            circuit_open: AtomicBool::new(false),
         })
     }
 
@@ -123,9 +130,17 @@ impl Shared {
                 false
             } else {
                 *current = state;
+                self.circuit_open
+                    .store(state == ConnectionState::CircuitOpen, Relaxed);
                 true
             }
         });
+    }
+
+    /// Whether the breaker is open as far as publishers are concerned: from
+    /// when the connection task opens it until a trial connect succeeds.
+    pub(crate) fn circuit_open(&self) -> bool {
+        self.circuit_open.load(Relaxed)
     }
 
     /// Asks the writer to send the server the subscriptions' new filter;
@@ -182,11 +197,16 @@ impl Shared {
     /// Records that the connection task panicked with `message`.
     pub(crate) fn set_crashed(&self, message: String) {
         *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+        self.crashed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The error `publish` and `flush` return once the connection task has
     /// panicked; `None` while it runs.
     pub(crate) fn crashed(&self) -> Option<WatchtowerError> {
+        if !self.crashed.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         self.crash
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

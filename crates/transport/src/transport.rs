@@ -151,7 +151,7 @@ impl WebSocketTransport {
         }
         // Only the connection task moves the breaker; publishers read the
         // state it leaves, so a half-open trial is never started here.
-        if *shared.state.borrow() == ConnectionState::CircuitOpen {
+        if shared.circuit_open() {
             bump(&shared.counters.rejected);
             return Err(WatchtowerError::CircuitOpen {
                 retry_after: shared.breaker.retry_after(),
@@ -234,7 +234,7 @@ impl WebSocketTransport {
                 WatchtowerError::Closed
             }
         };
-        if *shared.state.borrow() == ConnectionState::CircuitOpen {
+        if shared.circuit_open() {
             return Err(stopped());
         }
         tokio::select! {

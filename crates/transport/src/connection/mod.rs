@@ -80,26 +80,31 @@ pub(crate) const MIN_RECONNECT_WAIT: Duration = Duration::from_millis(50);
 /// fail with it), the queue is closed and everything in it and in the
 /// carry is dead-lettered.
 pub(crate) async fn supervised(shared: Arc<Shared>, first: First) {
-    supervise(Arc::clone(&shared), run(shared, first)).await;
+    // Built here, not passed to a helper: a future passed as an argument
+    // to an `async fn` is stored twice in its state (as the argument and
+    // as the local it becomes), which doubled every connection's task.
+    let outcome = AssertUnwindSafe(run(Arc::clone(&shared), first))
+        .catch_unwind()
+        .await;
+    if let Err(panic) = outcome {
+        stopped_by_panic(&shared, panic.as_ref());
+    }
 }
 
-/// Runs `task` (the connection task) and turns a panic into the stopped
-/// state described at [`supervised`].
-async fn supervise(shared: Arc<Shared>, task: impl std::future::Future<Output = ()>) {
-    let outcome = AssertUnwindSafe(task).catch_unwind().await;
-    if let Err(panic) = outcome {
-        let message = panic_message(panic.as_ref());
-        tracing::error!(url = %shared.settings.url, panic = %message,
-            "the connection task panicked; the transport is stopped");
-        shared.set_crashed(message);
-        shared.queue.close();
-        shared.lifecycle.send_replace(Lifecycle::Stopped);
-        settle(
-            &shared,
-            DeadLetterReason::SendFailed,
-            "not sent: the transport's connection task panicked",
-        );
-    }
+/// The connection task panicked: record it, close the queue and settle
+/// everything in it and in the carry.
+fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
+    let message = panic_message(panic);
+    tracing::error!(url = %shared.settings.url, panic = %message,
+        "the connection task panicked; the transport is stopped");
+    shared.set_crashed(message);
+    shared.queue.close();
+    shared.lifecycle.send_replace(Lifecycle::Stopped);
+    settle(
+        shared,
+        DeadLetterReason::SendFailed,
+        "not sent: the transport's connection task panicked",
+    );
 }
 
 /// The connection task.
@@ -328,10 +333,12 @@ mod tests {
             let event = Event::new("t", serde_json::json!(n), EventMetadata::default());
             transport.publish(event).await.unwrap();
         }
-        let task = tokio::spawn(supervise(Arc::clone(&shared), async {
-            panic!("a bug in the connection task");
-        }));
-        task.await.expect("supervise catches the panic");
+        // What `supervised` does around `run`, around a task that panics.
+        let task = tokio::spawn(
+            AssertUnwindSafe(async { panic!("a bug in the connection task") }).catch_unwind(),
+        );
+        let panic = task.await.unwrap().expect_err("it panicked");
+        stopped_by_panic(&shared, panic.as_ref());
 
         assert_eq!(transport.state(), ConnectionState::Closed);
         let event = Event::new("t", serde_json::json!(9), EventMetadata::default());

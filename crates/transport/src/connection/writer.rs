@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -171,24 +172,62 @@ impl Writer<'_> {
     }
 
     /// Feeds the batch, topping it up while there is more, then flushes
-    /// once: a flush per event costs 5–9× the throughput.
+    /// once: a flush per event costs 5–9× the throughput. The whole batch
+    /// shares one write deadline: at most one timer per batch.
     async fn write_batch(&mut self, batch: &mut Batch) -> Result<(), End> {
+        let shared = self.shared;
+        let write_timeout = shared.settings.write_timeout;
+        let written = {
+            let write = self.feed_and_flush(batch);
+            tokio::pin!(write);
+            // A batch the socket takes at once (the common case) needs no
+            // timer, and so no clock read or runtime lookup; one that has
+            // to wait gets `write_timeout` from then on.
+            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                Poll::Ready(done) => Ok(done),
+                Poll::Pending => timeout_at(Instant::now() + write_timeout, write).await,
+            }
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(End::Lost(Reason::Write(e))),
+            Err(_) => {
+                bump(&shared.counters.write_timeouts);
+                return Err(End::Lost(Reason::WriteTimeout(
+                    shared.settings.write_timeout,
+                )));
+            }
+        }
+        self.conn.flushed.fetch_add(batch.fed as u64, Relaxed);
+        add(&shared.counters.frames_out, batch.first_sends);
+        add(&shared.counters.frames_flushed, batch.first_sends);
+        add(&shared.counters.bytes_out, batch.first_bytes);
+        if shared.settings.acks.is_some() {
+            let in_flight = self.conn.in_flight().len() as u64;
+            shared.counters.in_flight.store(in_flight, Relaxed);
+        }
+        batch.frames.clear();
+        batch.fed = 0;
+        batch.first_sends = 0;
+        batch.first_bytes = 0;
+        shared.progress.notify_waiters();
+        Ok(())
+    }
+
+    async fn feed_and_flush(&mut self, batch: &mut Batch) -> Result<(), tungstenite::Error> {
         let shared = self.shared;
         let settings = &shared.settings;
         let at_least_once = settings.acks.is_some();
-        // One deadline for the whole batch: no clock read per frame.
-        let deadline = self.deadline();
         loop {
             while batch.fed < batch.frames.len() {
                 let outgoing = &mut batch.frames[batch.fed];
                 let frame = outgoing.frame.clone();
-                let len = frame.len() as u64;
                 if outgoing.sent {
                     bump(&shared.counters.resent);
                 } else {
                     outgoing.sent = true;
                     batch.first_sends += 1;
-                    batch.first_bytes += len;
+                    batch.first_bytes += frame.len() as u64;
                 }
                 if at_least_once {
                     self.conn
@@ -196,8 +235,7 @@ impl Writer<'_> {
                         .sent(batch.frames[batch.fed].clone(), Instant::now());
                 }
                 batch.fed += 1;
-                self.io(deadline, |sink| sink.feed(Message::Text(frame)))
-                    .await?;
+                self.sink.feed(Message::Text(frame)).await?;
             }
             let room = self.room(batch);
             if room == 0 || !top_up(shared, batch, room, &mut self.popped) {
@@ -219,24 +257,11 @@ impl Writer<'_> {
                 || (self.unreceipted > 0 && shared.queue.is_empty()))
         {
             let upto = self.conn.flushed.load(Relaxed) + batch.fed as u64;
-            self.ping(deadline, upto, false).await?;
+            let ping = self.ping_message(upto);
+            self.sink.feed(ping).await?;
             self.unreceipted = 0;
         }
-        self.io(deadline, |sink| sink.flush()).await?;
-        self.conn.flushed.fetch_add(batch.fed as u64, Relaxed);
-        add(&shared.counters.frames_out, batch.first_sends);
-        add(&shared.counters.frames_flushed, batch.first_sends);
-        add(&shared.counters.bytes_out, batch.first_bytes);
-        if at_least_once {
-            let in_flight = self.conn.in_flight().len() as u64;
-            shared.counters.in_flight.store(in_flight, Relaxed);
-        }
-        batch.frames.clear();
-        batch.fed = 0;
-        batch.first_sends = 0;
-        batch.first_bytes = 0;
-        shared.progress.notify_waiters();
-        Ok(())
+        self.sink.flush().await
     }
 
     /// When the writes started now must be done.
@@ -283,17 +308,23 @@ impl Writer<'_> {
     }
 
     async fn ping(&mut self, deadline: Instant, frames: u64, flush: bool) -> Result<(), End> {
-        let shared = self.shared;
-        let payload = self
-            .conn
-            .record_ping(frames, shared.filter_epoch_sent.load(Relaxed));
-        bump(&shared.counters.pings_sent);
-        let ping = Message::Ping(Bytes::copy_from_slice(&payload));
+        let ping = self.ping_message(frames);
         if flush {
             self.io(deadline, |sink| sink.send(ping)).await
         } else {
             self.io(deadline, |sink| sink.feed(ping)).await
         }
+    }
+
+    /// A ping whose pong will confirm the first `frames` frames of the
+    /// connection and the filter sent so far.
+    fn ping_message(&self, frames: u64) -> Message {
+        let shared = self.shared;
+        let payload = self
+            .conn
+            .record_ping(frames, shared.filter_epoch_sent.load(Relaxed));
+        bump(&shared.counters.pings_sent);
+        Message::Ping(Bytes::copy_from_slice(&payload))
     }
 
     /// Tells a hub which event types the subscriptions want, then pings:
