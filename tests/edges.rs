@@ -199,19 +199,18 @@ async fn a_lone_typed_subscription_counts_only_its_types_against_its_mailbox() {
     assert_eq!(transport.dlq_stats().total_pushed, 0);
 }
 
-/// `unsubscribe` at its timeout: the handler is interrupted, and the event
-/// it was on plus everything still in its mailbox is dead-lettered and
-/// counted — none of it vanishes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsubscribe_at_its_timeout_dead_letters_what_the_mailbox_held() {
-    init_logs();
-    let server = RawServer::start().await;
+/// A transport with a 300 ms stop timeout, one subscription whose handler
+/// finishes only `handled` events, and 20 events read into its mailbox.
+async fn stuck_subscription(
+    server: &RawServer,
+    handled: usize,
+) -> (WebSocketTransport, SubscriptionHandle, Collector) {
     let transport = fast(&server.url(), 3)
         .shutdown_timeout(Duration::from_millis(300))
         .connect()
         .await
         .unwrap();
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = Arc::new(Semaphore::new(handled));
     let got = Collector::default();
     let handle = transport
         .subscribe(vec![], gated(&gate, &got))
@@ -221,10 +220,23 @@ async fn unsubscribe_at_its_timeout_dead_letters_what_the_mailbox_held() {
     for n in 0..20 {
         server.send_event(&event("t", n));
     }
-    wait_until("all 20 in the mailbox", LIMIT, || {
-        transport.connection_stats().frames_in == 20
-    })
+    wait_until(
+        "all 20 in the mailbox, the allowed ones handled",
+        LIMIT,
+        || transport.connection_stats().frames_in == 20 && got.len() == handled,
+    )
     .await;
+    (transport, handle, got)
+}
+
+/// `unsubscribe` at its timeout: the handler is interrupted, and the event
+/// it was on plus everything still in its mailbox is dead-lettered and
+/// counted — none of it vanishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_at_its_timeout_dead_letters_what_the_mailbox_held() {
+    init_logs();
+    let server = RawServer::start().await;
+    let (transport, handle, got) = stuck_subscription(&server, 0).await;
     transport.unsubscribe(&handle).await.unwrap();
     assert_eq!(got.len(), 0, "the handler never finished an event");
     let letters = transport.dead_letters().drain();
@@ -244,25 +256,7 @@ async fn unsubscribe_at_its_timeout_dead_letters_what_the_mailbox_held() {
 async fn shutdown_at_its_timeout_dead_letters_what_mailboxes_held() {
     init_logs();
     let server = RawServer::start().await;
-    let transport = fast(&server.url(), 3)
-        .shutdown_timeout(Duration::from_millis(300))
-        .connect()
-        .await
-        .unwrap();
-    let gate = Arc::new(Semaphore::new(1));
-    let got = Collector::default();
-    transport
-        .subscribe(vec![], gated(&gate, &got))
-        .await
-        .unwrap();
-    wait_until("connected", LIMIT, || server.connections() == 1).await;
-    for n in 0..20 {
-        server.send_event(&event("t", n));
-    }
-    wait_until("all 20 in the mailbox, one handled", LIMIT, || {
-        transport.connection_stats().frames_in == 20 && got.len() == 1
-    })
-    .await;
+    let (transport, _handle, _got) = stuck_subscription(&server, 1).await;
     transport.shutdown().await.unwrap();
     assert_eq!(
         transport.dlq_stats().total_pushed,
@@ -434,6 +428,37 @@ async fn a_frame_the_server_refuses_is_dead_lettered_not_resent_forever() {
     assert_eq!(letters[0].reason, DeadLetterReason::SendFailed);
     assert!(letters[0].error.contains("refused"), "{}", letters[0].error);
     assert!(publisher.connection_stats().connects <= 5);
+}
+
+/// At least once, the subscriber's de-duplication drops a resend — the
+/// same frame again — but not another publisher's event that reuses an id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_id_cannot_suppress_another_event_at_the_subscriber() {
+    init_logs();
+    let server = RawServer::start().await;
+    let transport = fast(&server.url(), 3)
+        .delivery(AtLeastOnce::default())
+        .connect()
+        .await
+        .unwrap();
+    let got = Collector::default();
+    transport.subscribe(vec![], got.handler()).await.unwrap();
+    wait_until("connected", LIMIT, || server.connections() == 1).await;
+    let mut squatter = event("t", 1);
+    squatter.id = "order-1001".into();
+    let mut genuine = event("t", 2);
+    genuine.id = "order-1001".into();
+    server.send_event(&squatter);
+    server.send_event(&genuine);
+    server.send_event(&genuine); // a resend: the same frame
+    server.send_event(&event("t", 3));
+    wait_until("four frames read", LIMIT, || {
+        transport.connection_stats().frames_in == 4
+    })
+    .await;
+    wait_until("three handled", LIMIT, || got.len() == 3).await;
+    assert_eq!(got.ns(), vec![1, 2, 3]);
+    assert_eq!(transport.connection_stats().duplicates_dropped, 1);
 }
 
 // ---- Backoff and the breaker (H2, H4) -----------------------------------

@@ -29,12 +29,14 @@
 mod decode;
 mod error;
 mod event;
+mod limit;
 mod protocol;
 mod traits;
 
 pub use decode::{DecodeError, DecodeErrorKind, MalformedCounters, MalformedCounts};
 pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
 pub use event::{Event, EventHeader, EventMetadata, MAX_PAYLOAD_DEPTH, new_event_id};
+pub use limit::WarnLimiter;
 pub use protocol::{ControlFrame, MAX_FILTER_BYTES, MAX_FILTER_TYPE_LEN, MAX_FILTER_TYPES};
 pub use traits::{
     BoxFuture, EventHandler, HandlerFuture, Subscriber, SubscriptionHandle, Transport,

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::Instrument;
+use watchtower_core::WarnLimiter;
 
 use crate::auth::Auth;
 use crate::builder::HubBuilder;
@@ -392,7 +393,7 @@ async fn listen(addr: impl ToSocketAddrs) -> Result<(TcpListener, SocketAddr), H
 async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut lifecycle = shared.lifecycle.subscribe();
-    let mut refused_warning = RateLimitedWarning::default();
+    let mut refused_warning = WarnLimiter::default();
     let deadline = loop {
         tokio::select! {
             biased;
@@ -448,30 +449,6 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             "clients did not close in time; dropping them"
         );
         tasks.shutdown().await;
-    }
-}
-
-/// At most one warning a second, with the count of those left out, so a
-/// flood cannot flood the logs too.
-#[derive(Debug, Default)]
-struct RateLimitedWarning {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedWarning {
-    /// `Some(suppressed since the last warning)` if one may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
     }
 }
 

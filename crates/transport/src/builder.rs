@@ -403,9 +403,11 @@ impl TransportBuilder {
         self
     }
 
-    /// At least once: how many recent event ids the transport remembers to
+    /// At least once: how many recent events the transport remembers to
     /// drop duplicates before they reach a handler (a resend can deliver an
-    /// event twice). Default 10,000; 0 turns it off.
+    /// event twice). An event is remembered by its whole frame, so a resend
+    /// (the same bytes) is dropped but another publisher's event that
+    /// reuses its id is not. Default 10,000; 0 turns it off.
     pub fn dedup_window(mut self, events: usize) -> Self {
         self.dedup_window = events;
         self

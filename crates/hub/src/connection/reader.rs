@@ -3,14 +3,12 @@
 //! acks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
-use watchtower_core::{DecodeError, EventHeader};
+use watchtower_core::{DecodeError, EventHeader, WarnLimiter};
 
 use crate::control::{self, Control, Parsed};
 use crate::dedup::{DedupWindow, Key};
@@ -314,29 +312,4 @@ fn remove_indices<T>(items: &mut Vec<T>, set: &FrameSet) {
         index += 1;
         keep
     });
-}
-
-/// At most one warning per second per client, with a count of the ones
-/// left out, so a client sending garbage cannot flood the logs.
-#[derive(Debug, Default)]
-struct WarnLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnLimiter {
-    /// `Some(suppressed since the last warning)` if a warning may be logged
-    /// now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }

@@ -101,12 +101,15 @@ impl InFlight {
     }
 }
 
-/// The ids of the most recent events delivered, so a resent one is dropped.
+/// The most recent event frames delivered, so a resent one is dropped.
 ///
-/// Ids are kept as 128-bit keyed hashes (two independently keyed hashers):
-/// 24 bytes each instead of the id, and with 10,000 ids the odds of two
-/// different ids colliding are about 10⁻³⁰, far below anything else that
-/// can go wrong.
+/// Keyed on the whole frame, not the id: a resend is byte for byte the
+/// frame first sent (the publisher keeps its serialised bytes and the hub
+/// relays them unchanged), while another publisher's event that happens to
+/// reuse an id is a different frame and is delivered. Frames are kept as
+/// 128-bit keyed hashes (two independently keyed hashers): 24 bytes each,
+/// and with 10,000 of them the odds of two different frames colliding are
+/// about 10⁻³⁰, far below anything else that can go wrong.
 #[derive(Debug)]
 pub(crate) struct DedupWindow {
     capacity: usize,
@@ -125,14 +128,14 @@ impl DedupWindow {
         }
     }
 
-    /// True if `id` was seen recently (a duplicate); remembers it otherwise.
-    /// Always false when the window is off (capacity 0).
-    pub(crate) fn is_duplicate(&mut self, id: &str) -> bool {
+    /// True if `frame` was seen recently (a duplicate); remembers it
+    /// otherwise. Always false when the window is off (capacity 0).
+    pub(crate) fn is_duplicate(&mut self, frame: &[u8]) -> bool {
         if self.capacity == 0 {
             return false;
         }
-        let key =
-            (u128::from(self.keys.0.hash_one(id)) << 64) | u128::from(self.keys.1.hash_one(id));
+        let key = (u128::from(self.keys.0.hash_one(frame)) << 64)
+            | u128::from(self.keys.1.hash_one(frame));
         if !self.seen.insert(key) {
             return true;
         }
@@ -193,13 +196,13 @@ mod tests {
     #[test]
     fn dedup_window_forgets_the_oldest() {
         let mut d = DedupWindow::new(2);
-        assert!(!d.is_duplicate("a"));
-        assert!(d.is_duplicate("a"));
-        assert!(!d.is_duplicate("b"));
-        assert!(!d.is_duplicate("c")); // evicts a
-        assert!(!d.is_duplicate("a"));
-        assert!(d.is_duplicate("c"));
+        assert!(!d.is_duplicate(b"a"));
+        assert!(d.is_duplicate(b"a"));
+        assert!(!d.is_duplicate(b"b"));
+        assert!(!d.is_duplicate(b"c")); // evicts a
+        assert!(!d.is_duplicate(b"a"));
+        assert!(d.is_duplicate(b"c"));
         let mut off = DedupWindow::new(0);
-        assert!(!off.is_duplicate("a") && !off.is_duplicate("a"));
+        assert!(!off.is_duplicate(b"a") && !off.is_duplicate(b"a"));
     }
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use watchtower_core::{ControlFrame, DecodeErrorKind, EventHeader};
+use watchtower_core::{ControlFrame, DecodeErrorKind, EventHeader, WarnLimiter};
 
 use super::session::{End, Reason, SessionState, Stream};
 use crate::shared::Shared;
@@ -112,7 +111,11 @@ pub(super) fn on_binary(
                 .counters
                 .malformed
                 .record(DecodeErrorKind::InvalidUtf8);
-            warn.warn(&"a binary frame is not UTF-8, so it cannot hold JSON", 0);
+            warn_malformed(
+                warn,
+                &"a binary frame is not UTF-8, so it cannot hold JSON",
+                0,
+            );
         }
     }
 }
@@ -145,7 +148,7 @@ pub(super) fn on_frame(
     let error = match EventHeader::peek(&text) {
         Ok(header) => {
             bump(&shared.counters.events_received);
-            if at_least_once && shared.dedup().is_duplicate(&header.id) {
+            if at_least_once && shared.dedup().is_duplicate(text.as_bytes()) {
                 bump(&shared.counters.duplicates_dropped);
                 return;
             }
@@ -172,7 +175,7 @@ pub(super) fn on_frame(
         },
     };
     shared.counters.malformed.record(error.kind());
-    warn.warn(&error, text.len());
+    warn_malformed(warn, &error, text.len());
 }
 
 /// A control frame from the server: acknowledgements settle in-flight
@@ -196,26 +199,9 @@ fn on_control(shared: &Shared, conn: &SessionState, control: ControlFrame) {
     }
 }
 
-/// At most one malformed-frame warning per second, with a count of the rest,
-/// so a peer sending garbage cannot flood the logs.
-#[derive(Default)]
-pub(super) struct WarnLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnLimiter {
-    pub(super) fn warn(&mut self, error: &dyn fmt::Display, len: usize) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(reason = %error, bytes = len, suppressed = self.suppressed, "malformed frame dropped");
-        self.last = Some(now);
-        self.suppressed = 0;
+/// Logs a malformed frame, at most once a second (see [`WarnLimiter`]).
+fn warn_malformed(warn: &mut WarnLimiter, error: &dyn fmt::Display, len: usize) {
+    if let Some(suppressed) = warn.allow() {
+        tracing::warn!(reason = %error, bytes = len, suppressed, "malformed frame dropped");
     }
 }

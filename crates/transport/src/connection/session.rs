@@ -14,10 +14,11 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
+use watchtower_core::WarnLimiter;
 use watchtower_dlq::DeadLetterReason;
 
 use super::acks::{InFlight, Outgoing};
-use super::reader::{WarnLimiter, on_binary, on_frame, read_loop};
+use super::reader::{on_binary, on_frame, read_loop};
 use super::writer::write_loop;
 use crate::connect::Ws;
 use crate::shared::{Lifecycle, Shared};
