@@ -246,7 +246,11 @@ async fn a_server_that_never_acks_sends_events_to_the_dlq_after_the_timeout() {
     assert_eq!(stats.ack_timeouts, 20, "{stats:?}");
     assert_eq!(stats.acked, 0);
     assert_eq!(stats.in_flight, 0);
-    assert_eq!(stats.resent, 20, "each sent twice");
+    // Each event failed on exactly two connections where it waited a whole
+    // ack timeout. It may also have been sent on a connection that another
+    // event's timeout ended before its own ran out (under load, the frames
+    // of one batch go out over a few milliseconds): sent at least twice.
+    assert!(stats.resent >= 20, "{stats:?}");
     let letters = transport.dead_letters().drain();
     assert_eq!(letters.len(), 20);
     assert!(
@@ -259,12 +263,12 @@ async fn a_server_that_never_acks_sends_events_to_the_dlq_after_the_timeout() {
         "{}",
         letters[0].error
     );
-    // The plain server saw each event twice (the resend), never more.
-    assert_eq!(
-        server.received_events().len(),
-        40,
-        "hello aside, each event twice"
-    );
+    // The plain server saw every send: each event once, plus the resends.
+    let sends = 20 + stats.resent as usize;
+    wait_until("every send received", LIMIT, || {
+        server.received_events().len() == sends
+    })
+    .await;
     assert!(server.received_events().iter().all(|e| n_of(e) < 20));
 }
 
