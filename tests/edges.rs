@@ -582,24 +582,27 @@ async fn publishers_see_the_breaker_open_until_a_trial_succeeds() {
 
 // ---- Loss and order (D1, D3, D7, flush) --------------------------------
 
+/// A transport that connects lazily to an address nobody listens on, and
+/// keeps trying: everything published stays queued until `shutdown`.
+async fn never_connected(shutdown_timeout: Duration) -> Arc<WebSocketTransport> {
+    let url = format!("ws://{}/events", unused_addr());
+    let transport = WebSocketTransport::builder(WebSocketConfig::new(url))
+        .reconnect_policy(forever())
+        .shutdown_timeout(shutdown_timeout)
+        .connect_lazily(true)
+        .connect()
+        .await
+        .unwrap();
+    Arc::new(transport)
+}
+
 /// Every `publish` that returned `Ok` before `shutdown` is either received
 /// by the server or in the dead-letter queue: none vanishes in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_never_loses_an_accepted_publish() {
     init_logs();
     for round in 0..20 {
-        let transport = Arc::new(
-            WebSocketTransport::builder(WebSocketConfig::new(format!(
-                "ws://{}/events",
-                unused_addr()
-            )))
-            .reconnect_policy(forever())
-            .shutdown_timeout(Duration::from_millis(50))
-            .connect_lazily(true)
-            .connect()
-            .await
-            .unwrap(),
-        );
+        let transport = never_connected(Duration::from_millis(50)).await;
         let accepted = Arc::new(AtomicU64::new(0));
         let publishers: Vec<_> = (0..2)
             .map(|p| {
@@ -706,18 +709,7 @@ async fn an_ack_timeout_resends_on_a_new_connection_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_shutdowns_report_the_same_drain() {
     init_logs();
-    let transport = Arc::new(
-        WebSocketTransport::builder(WebSocketConfig::new(format!(
-            "ws://{}/events",
-            unused_addr()
-        )))
-        .reconnect_policy(forever())
-        .shutdown_timeout(Duration::from_millis(300))
-        .connect_lazily(true)
-        .connect()
-        .await
-        .unwrap(),
-    );
+    let transport = never_connected(Duration::from_millis(300)).await;
     for n in 0..10 {
         transport.publish(event("x", n)).await.unwrap();
     }

@@ -50,14 +50,14 @@ pub const DEFAULT_DEDUP_CLIENT_SHARE: usize = 10_000;
 /// Default longest event type in a client's filter: 256 bytes. Real event
 /// types are short names (`order.created`); a longer one in a control
 /// frame is an attack or a bug.
-pub const DEFAULT_MAX_EVENT_TYPE_LEN: usize = 256;
+pub const DEFAULT_MAX_EVENT_TYPE_LEN: usize = watchtower_core::MAX_FILTER_TYPE_LEN;
 /// Default most event types one client's filter may hold: 4096.
-pub const DEFAULT_MAX_FILTER_TYPES: usize = 4096;
+pub const DEFAULT_MAX_FILTER_TYPES: usize = watchtower_core::MAX_FILTER_TYPES;
 /// Default byte budget of one client's filter, its event types summed:
 /// 64 KiB, 4096 types of 16 bytes. The hub keeps two copies of each
 /// filter (see [`HubConfig::max_filter_bytes`]), so a client can pin at
 /// most about 2 × (64 KiB + 4096 × 40 bytes of set overhead) ≈ 450 KiB.
-pub const DEFAULT_MAX_FILTER_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_FILTER_BYTES: usize = watchtower_core::MAX_FILTER_BYTES;
 
 /// Default most TCP connections served at once (handshaking, connected or
 /// closing): 10,000, about 160 MB of idle connections. Past it, a new

@@ -2,7 +2,7 @@
 //! subscription tasks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -66,10 +66,8 @@ pub(crate) struct Shared {
     /// Frames to send first on the next connection (see [`Carry`]).
     carry: Mutex<Carry>,
     /// Why the connection task died, if it panicked: `publish` and `flush`
-    /// then fail with it.
-    crash: Mutex<Option<String>>,
-    /// Set with `crash`: publishers check this, not the mutex.
-    crashed: AtomicBool,
+    /// then fail with it. Reading it is one atomic load.
+    crash: OnceLock<String>,
     /// Whether the state is `CircuitOpen`: publishers check this on every
     /// call, and a `watch` borrow takes a lock.
     circuit_open: AtomicBool,
@@ -118,8 +116,7 @@ impl Shared {
             clean_close: AtomicBool::new(false),
             dedup: Mutex::new(DedupWindow::new(settings_dedup)),
             carry: Mutex::new(Carry::new()),
-            crash: Mutex::new(None),
-            crashed: AtomicBool::new(false),
+            crash: OnceLock::new(),
             circuit_open: AtomicBool::new(false),
         })
     }
@@ -196,27 +193,18 @@ impl Shared {
 
     /// Records that the connection task panicked with `message`.
     pub(crate) fn set_crashed(&self, message: String) {
-        *self.crash.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
-        self.crashed
-            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.crash.set(message);
     }
 
     /// The error `publish` and `flush` return once the connection task has
     /// panicked; `None` while it runs.
     pub(crate) fn crashed(&self) -> Option<WatchtowerError> {
-        if !self.crashed.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
-        }
-        self.crash
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|message| {
-                WatchtowerError::connection(format!(
-                    "the connection task panicked ({message}); the transport is stopped and \
-                     what was queued is in the dead-letter queue"
-                ))
-            })
+        self.crash.get().map(|message| {
+            WatchtowerError::connection(format!(
+                "the connection task panicked ({message}); the transport is stopped and what \
+                 was queued is in the dead-letter queue"
+            ))
+        })
     }
 
     /// Dead-letters frames that will never be written, and counts them.
@@ -236,17 +224,12 @@ impl Shared {
             _ => &self.counters.events_abandoned,
         };
         add(counter, frames.len() as u64);
-        let mut undecodable = 0u64;
-        for frame in frames {
-            // `publish` validated every frame with the decoder's rules, so
-            // this cannot fail; if it ever did, say so rather than skip.
-            match Event::from_json(frame.as_bytes()) {
-                Ok(event) => {
-                    self.dlq.push(event, reason, error);
-                }
-                Err(_) => undecodable += 1,
-            }
-        }
+        let undecodable = frames
+            .into_iter()
+            .filter(|frame| !self.dead_letter_decoded(frame, reason, error))
+            .count();
+        // `publish` validated every frame with the decoder's rules, so this
+        // cannot happen; if it ever did, say so rather than skip in silence.
         if undecodable > 0 {
             tracing::error!(
                 events = undecodable,
@@ -266,12 +249,26 @@ impl Shared {
         reason: DeadLetterReason,
         error: String,
     ) {
+        // Malformed frames are counted as such where they are found.
+        if !self.dead_letter_decoded(&frame, reason, error) {
+            tracing::debug!(%reason, "undecodable frame not dead-lettered");
+        }
+    }
+
+    /// Decodes `frame` back into its event and dead-letters it; false if it
+    /// does not decode.
+    fn dead_letter_decoded(
+        &self,
+        frame: &Utf8Bytes,
+        reason: DeadLetterReason,
+        error: impl std::fmt::Display,
+    ) -> bool {
         match Event::from_json(frame.as_bytes()) {
             Ok(event) => {
                 self.dlq.push(event, reason, error);
+                true
             }
-            // Malformed frames are counted as such where they are found.
-            Err(decode) => tracing::debug!(%reason, %decode, "undecodable frame not dead-lettered"),
+            Err(_) => false,
         }
     }
 

@@ -12,6 +12,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
+use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use watchtower_core::ControlFrame;
@@ -188,16 +189,7 @@ impl Writer<'_> {
                 Poll::Pending => timeout_at(Instant::now() + write_timeout, write).await,
             }
         };
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(End::Lost(Reason::Write(e))),
-            Err(_) => {
-                bump(&shared.counters.write_timeouts);
-                return Err(End::Lost(Reason::WriteTimeout(
-                    shared.settings.write_timeout,
-                )));
-            }
-        }
+        outcome(shared, written)?;
         self.conn.flushed.fetch_add(batch.fed as u64, Relaxed);
         add(&shared.counters.frames_out, batch.first_sends);
         add(&shared.counters.frames_flushed, batch.first_sends);
@@ -275,16 +267,8 @@ impl Writer<'_> {
         F: FnOnce(&'s mut Sink) -> Fut,
         Fut: Future<Output = Result<(), tungstenite::Error>> + 's,
     {
-        match timeout_at(deadline, write(&mut *self.sink)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(End::Lost(Reason::Write(e))),
-            Err(_) => {
-                bump(&self.shared.counters.write_timeouts);
-                Err(End::Lost(Reason::WriteTimeout(
-                    self.shared.settings.write_timeout,
-                )))
-            }
-        }
+        let shared = self.shared;
+        outcome(shared, timeout_at(deadline, write(&mut *self.sink)).await)
     }
 
     /// How many more frames the batch may take: the batch size, and at
@@ -350,6 +334,24 @@ impl Writer<'_> {
         shared.filter_epoch_sent.fetch_max(epoch, Relaxed);
         let flushed = self.conn.flushed.load(Relaxed);
         self.ping(deadline, flushed, true).await
+    }
+}
+
+/// How a write bounded by the write timeout ended: done, failed, or still
+/// pending at its deadline (counted in `write_timeouts`).
+fn outcome(
+    shared: &Shared,
+    written: Result<Result<(), tungstenite::Error>, Elapsed>,
+) -> Result<(), End> {
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(End::Lost(Reason::Write(e))),
+        Err(_) => {
+            bump(&shared.counters.write_timeouts);
+            Err(End::Lost(Reason::WriteTimeout(
+                shared.settings.write_timeout,
+            )))
+        }
     }
 }
 
