@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use watchtower_hub::{
     DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES, Hub, HubConfig, HubStats, HubTls,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MESSAGE_TIMEOUT, Hub, HubConfig, HubStats,
 };
 
 use crate::error::CliError;
+use crate::reload::{self, Sources};
 use crate::signal;
 
 #[derive(Debug, Args)]
@@ -88,6 +90,17 @@ pub(crate) struct HubArgs {
     /// slot.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING_HANDSHAKES)]
     max_pending_handshakes: usize,
+
+    /// Most of those from one IP address, so one flooding address leaves
+    /// room for everyone else. Behind a load balancer, where every client
+    /// has its address, set it to --max-pending-handshakes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER)]
+    max_pending_handshakes_per_peer: usize,
+
+    /// How long one message may take to arrive whole, from its first byte,
+    /// before its sender is closed with 1008.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MESSAGE_TIMEOUT.as_secs())]
+    message_timeout: u64,
 }
 
 /// Descriptors kept for everything but client connections: stdio, the
@@ -112,15 +125,22 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     if config.max_pending_handshakes > max_connections {
         config.max_pending_handshakes = max_connections;
     }
+    config.max_pending_handshakes_per_peer = args
+        .max_pending_handshakes_per_peer
+        .min(config.max_pending_handshakes);
+    config.message_timeout = Duration::from_secs(args.message_timeout);
+    let sources = Sources {
+        tokens: args.token.clone(),
+        token_file: args.token_file.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        client_ca: args.client_ca.clone(),
+    };
     let mut builder = Hub::builder().config(config);
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let mut tls = HubTls::from_pem_files(cert, key)?;
-        if let Some(client_ca) = &args.client_ca {
-            tls = tls.require_client_certificates_file(client_ca)?;
-        }
+    if let Some(tls) = sources.tls()? {
         builder = builder.tls(tls);
     }
-    for token in tokens(&args)? {
+    for token in sources.tokens()? {
         builder = builder.bearer_token(token);
     }
     let secured = describe(&args);
@@ -132,7 +152,10 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     );
     eprintln!("{limit_note}");
 
-    signal::stop_requested().await;
+    tokio::select! {
+        () = signal::stop_requested() => {}
+        () = reload::watch(sources, hub.handle()) => {}
+    }
     eprintln!("stopping: closing every client");
     let stats = hub.shutdown().await;
     eprint!("{}", render(&stats, started.elapsed()));
@@ -177,33 +200,6 @@ fn fit_open_file_limit(max_connections: usize) -> (String, usize) {
     }
 }
 
-/// Every token from --token and --token-file.
-fn tokens(args: &HubArgs) -> Result<Vec<String>, CliError> {
-    let mut tokens = args.token.clone();
-    if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::Usage(format!(
-                "could not read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let before = tokens.len();
-        tokens.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .map(str::to_string),
-        );
-        if tokens.len() == before {
-            return Err(CliError::Usage(format!(
-                "the token file {} holds no token",
-                path.display()
-            )));
-        }
-    }
-    Ok(tokens)
-}
-
 /// What protects the hub, for the start-up line.
 fn describe(args: &HubArgs) -> String {
     let mut parts = Vec::new();
@@ -223,7 +219,7 @@ fn describe(args: &HubArgs) -> String {
 /// The final stats, one figure per line.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let m = &s.malformed;
-    let rows: [(&str, String); 20] = [
+    let rows: [(&str, String); 21] = [
         ("uptime", format!("{:.1} s", uptime.as_secs_f64())),
         ("connections", s.connections_total.to_string()),
         ("refused: over a cap", s.connections_refused.to_string()),
@@ -241,6 +237,10 @@ fn render(s: &HubStats, uptime: Duration) -> String {
         ("frames dropped", s.dropped_frames.to_string()),
         ("closed: slow (1013)", s.disconnected_slow.to_string()),
         ("closed: dead", s.disconnected_dead.to_string()),
+        (
+            "closed: message unfinished",
+            s.disconnected_unfinished.to_string(),
+        ),
         ("closed: oversize (1009)", s.oversize_closed.to_string()),
         ("closed: protocol (1002)", s.protocol_errors.to_string()),
         (
@@ -277,6 +277,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  frames dropped             0\n"), "{text}");
-        assert_eq!(text.lines().count(), 21);
+        assert_eq!(text.lines().count(), 22);
     }
 }

@@ -17,6 +17,7 @@ mod connect;
 mod error;
 mod hub;
 mod publish;
+mod reload;
 mod signal;
 mod subscribe;
 

@@ -235,3 +235,126 @@ async fn the_hub_refuses_foreign_origins_unless_allowed_and_short_tokens() {
         "{rest}"
     );
 }
+
+/// Publishes one event to `url` with `extra` arguments, until it exits
+/// with `want` (a reload takes effect within about a second).
+async fn publish_until(url: &str, extra: &[&str], want: i32) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let mut args = vec!["publish", "--url", url, "--type", "t"];
+        args.extend_from_slice(extra);
+        let out = output(watchtower(&args)).await;
+        if code(&out) == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publish {extra:?} never exited {want}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_token_file_is_reloaded_without_a_restart() {
+    let dir = TempDir::new();
+    let old = "old-token-of-16-bytes-or-more";
+    let new = "new-token-of-16-bytes-or-more";
+    let file = dir.write("token", format!("{old}\n"));
+    let file = file.display().to_string();
+    let (hub, url, stderr) = start_hub(&["--listen", "127.0.0.1:0", "--token-file", &file]).await;
+    publish_until(&url, &["--token", old], 0).await;
+
+    // Rotate: the file now holds only the new token.
+    std::fs::write(&file, format!("{new}\n")).unwrap();
+    publish_until(&url, &["--token", new], 0).await;
+    publish_until(&url, &["--token", old], 1).await;
+    // A file that no longer holds a token keeps the last good ones.
+    std::fs::write(&file, "\n\n").unwrap();
+    let rest = interrupt(hub, stderr).await;
+    assert!(rest.contains("reloaded the bearer tokens"), "{rest}");
+    assert!(!rest.contains(new) && !rest.contains(old), "{rest}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_without_dropping_clients() {
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let dir = TempDir::new();
+    let path = |name: &str, contents: &str| dir.write(name, contents).display().to_string();
+    let old_cert = old_ca.server_cert();
+    let cert = path("server.pem", &old_cert.cert_pem);
+    let key = path("server.key", &old_cert.key_pem);
+    let old_ca_pem = path("old-ca.pem", &old_ca.cert_pem());
+    let new_ca_pem = path("new-ca.pem", &new_ca.cert_pem());
+    let (hub, url, stderr) = start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ])
+    .await;
+    publish_until(&url, &["--ca-cert", &old_ca_pem], 0).await;
+
+    // A client connected before the reload...
+    let mut subscriber = Command::new(env!("CARGO_BIN_EXE_watchtower"))
+        .args(["subscribe", "--url", &url, "--ca-cert", &old_ca_pem])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(subscriber.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Publish until it has received one event: then it is connected.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        publish_until(&url, &["--ca-cert", &old_ca_pem], 0).await;
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber never connected"
+        );
+    }
+    while rx.try_recv().is_ok() {}
+
+    // The certificate is renewed by another CA, then SIGHUP.
+    let new_cert = new_ca.server_cert();
+    std::fs::write(&cert, &new_cert.cert_pem).unwrap();
+    std::fs::write(&key, &new_cert.key_pem).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &hub.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    publish_until(&url, &["--ca-cert", &new_ca_pem], 0).await;
+    publish_until(&url, &["--ca-cert", &old_ca_pem], 1).await;
+
+    // ...still receives what is published after it.
+    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(LIMIT))
+        .await
+        .unwrap();
+    assert!(
+        line.is_ok_and(|l| l.contains("\"t\"")),
+        "nothing after the reload"
+    );
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    let rest = interrupt(hub, stderr).await;
+    assert!(rest.contains("reloaded the TLS certificate"), "{rest}");
+}

@@ -1,6 +1,7 @@
 //! Bearer-token auth at the WebSocket upgrade.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
@@ -77,10 +78,14 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// The tokens a hub accepts; none means no auth.
-#[derive(Debug, Clone, Default)]
+/// The tokens a hub accepts; none means no auth. The set can be replaced
+/// while the hub runs ([`Auth::replace`]), but not emptied or started:
+/// whether the hub asks for a token at all is fixed when it starts.
+#[derive(Debug, Default)]
 pub(crate) struct Auth {
-    tokens: Vec<Token>,
+    tokens: RwLock<Arc<[Token]>>,
+    enabled: bool,
+    min_len: usize,
     /// `?token=` is accepted as well as the header.
     allow_query: bool,
 }
@@ -97,13 +102,35 @@ impl Auth {
             token.validate(min_len)?;
         }
         Ok(Auth {
-            tokens,
+            enabled: !tokens.is_empty(),
+            tokens: RwLock::new(tokens.into()),
+            min_len,
             allow_query,
         })
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        self.enabled
+    }
+
+    /// Replaces the accepted tokens; clients already connected stay. The
+    /// new tokens are checked like those given at start, and a hub started
+    /// without tokens cannot be given some (nor one with tokens be left
+    /// with none): on error the old tokens stay.
+    pub(crate) fn replace(&self, tokens: Vec<Token>) -> Result<(), HubError> {
+        if tokens.is_empty() == self.enabled {
+            return Err(HubError::Config(if self.enabled {
+                "cannot replace the bearer tokens with none: a hub started with tokens keeps asking for one".to_string()
+            } else {
+                "cannot give bearer tokens to a hub started without any: start it with a token"
+                    .to_string()
+            }));
+        }
+        for token in &tokens {
+            token.validate(self.min_len)?;
+        }
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = tokens.into();
+        Ok(())
     }
 
     /// Admits `request` if auth is off, or if it carries exactly one
@@ -140,8 +167,8 @@ impl Auth {
         };
         // Every token is compared, so the time taken does not say which
         // one (if any) matched.
-        let matched = self
-            .tokens
+        let tokens = Arc::clone(&self.tokens.read().unwrap_or_else(PoisonError::into_inner));
+        let matched = tokens
             .iter()
             .fold(false, |any, token| same(&token.0, &candidate) | any);
         if matched { Ok(()) } else { Err(Refusal::Wrong) }

@@ -24,6 +24,10 @@ pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Default extra time a client gets to answer after a ping: 10 s.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a message may take to arrive whole from its first byte:
+/// 60 s, a maximum-size (1 MiB) message at 17 KiB/s. Bounds how long a
+/// client can pin a half-sent message's buffer.
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default limit for the TLS handshake and WebSocket upgrade after TCP
 /// accept: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +73,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// not over: 256. A real client finishes in one or two round trips; only a
 /// flood of connections that say nothing fills this.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
+/// Default most pending handshakes from one IP address: 64, a quarter of
+/// [`DEFAULT_MAX_PENDING_HANDSHAKES`], so one flooding address leaves room
+/// for everyone else (an operator's client among them).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER: usize = 64;
 
 /// Default shortest bearer token a hub accepts at start: 6 bytes. Short
 /// enough for the tokens existing tests and examples use; operators should
@@ -152,11 +160,22 @@ pub struct HubConfig {
     /// How often the hub pings each client. Default
     /// [`DEFAULT_PING_INTERVAL`] (30 s).
     pub ping_interval: Duration,
-    /// A client that sent nothing at all (no pong, no frame) for
-    /// `ping_interval + pong_timeout` is dead and is dropped, so half-open
-    /// TCP connections do not pile up. Also how long a closing client gets
-    /// to take its close frame. Default [`DEFAULT_PONG_TIMEOUT`] (10 s).
+    /// A client that showed no sign of life for `ping_interval +
+    /// pong_timeout` is dead and is dropped, so half-open TCP connections
+    /// do not pile up. Signs of life are data frames, pongs that answer the
+    /// hub's own pings (whose payload only a reading client knows), and
+    /// bytes of a message still arriving; unsolicited pongs and pings are
+    /// not, so a client that writes but never reads cannot stay. Also how
+    /// long a closing client gets to take its close frame. Default
+    /// [`DEFAULT_PONG_TIMEOUT`] (10 s).
     pub pong_timeout: Duration,
+    /// How long a message may take to arrive whole, from its first byte;
+    /// past it the client is closed with 1008. Bytes of a message arriving
+    /// keep a client alive, so without this a client trickling one
+    /// never-ending message would pin its buffer (up to
+    /// `max_message_size`) for ever. Default [`DEFAULT_MESSAGE_TIMEOUT`]
+    /// (60 s).
+    pub message_timeout: Duration,
     /// Limit for a new connection's TLS handshake (for `wss://`) and
     /// WebSocket upgrade together, so a peer that opens TCP and says
     /// nothing cannot hold a task. Default [`DEFAULT_HANDSHAKE_TIMEOUT`]
@@ -259,6 +278,14 @@ pub struct HubConfig {
     /// `handshake_timeout`. Between 1 and `max_connections`. Default
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] (256).
     pub max_pending_handshakes: usize,
+    /// Most of those from one IP address; past it, that address's new
+    /// connections are closed at once, so a flood from one address cannot
+    /// take the places of every other client. Behind a load balancer or
+    /// proxy every client has its address: raise it to
+    /// `max_pending_handshakes` there (a larger value acts as that). At
+    /// least 1. Default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER`] (64).
+    pub max_pending_handshakes_per_peer: usize,
 }
 
 impl Default for HubConfig {
@@ -270,6 +297,7 @@ impl Default for HubConfig {
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
+            message_timeout: DEFAULT_MESSAGE_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
@@ -285,6 +313,7 @@ impl Default for HubConfig {
             auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_peer: DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER,
         }
     }
 }
@@ -311,6 +340,9 @@ impl HubConfig {
                 "max_pending_handshakes must be between 1 and max_connections ({}), not {}",
                 self.max_connections, self.max_pending_handshakes
             ));
+        }
+        if self.max_pending_handshakes_per_peer == 0 {
+            return fail("max_pending_handshakes_per_peer must be at least 1".to_string());
         }
         if self.client_queue_bytes < 1024 {
             return fail(format!(
@@ -365,6 +397,7 @@ impl HubConfig {
             ("slow_client_timeout", self.slow_client_timeout, false),
             ("ping_interval", self.ping_interval, false),
             ("pong_timeout", self.pong_timeout, false),
+            ("message_timeout", self.message_timeout, false),
             ("handshake_timeout", self.handshake_timeout, false),
             ("shutdown_timeout", self.shutdown_timeout, true),
             ("dedup_window_age", self.dedup_window_age, false),

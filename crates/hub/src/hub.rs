@@ -1,10 +1,11 @@
 //! `Hub`: the listener, the supervisor task that owns every connection
 //! task, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -14,7 +15,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tracing::Instrument;
 use watchtower_core::WarnLimiter;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Token};
 use crate::builder::HubBuilder;
 use crate::config::HubConfig;
 use crate::connection;
@@ -24,7 +25,7 @@ use crate::fanout::{Fanout, LocalFanout};
 use crate::origin::Origins;
 use crate::stats::{Counters, HubStats, bump};
 use crate::throttle::Throttle;
-use crate::tls::HubTls;
+use crate::tls::{HubTls, TlsSlot};
 
 /// After the shutdown deadline, how long connection tasks get to finish
 /// their bookkeeping before they are aborted.
@@ -49,7 +50,7 @@ pub(crate) enum Lifecycle {
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
     /// `Some` for `wss://`.
-    pub(crate) tls: Option<HubTls>,
+    pub(crate) tls: Option<TlsSlot>,
     /// The bearer tokens clients must present; none: no auth.
     pub(crate) auth: Auth,
     /// The web origins whose pages may connect.
@@ -67,6 +68,13 @@ pub(crate) struct Shared {
     open: AtomicUsize,
     /// Of those, the ones whose TLS handshake or upgrade is not over.
     pending: AtomicUsize,
+    /// The same, per peer address; an address leaves the map when its
+    /// count is back to zero, so it holds at most `max_pending_handshakes`
+    /// entries.
+    pending_by_peer: Mutex<HashMap<IpAddr, usize>>,
+    /// One log line a second, hub-wide, for refused clients (TLS, 401,
+    /// 403): a flood of them must not become a flood of logs.
+    refusal_log: Mutex<WarnLimiter>,
 }
 
 /// One accepted connection's places under `max_connections` and, until
@@ -75,6 +83,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Admission {
     shared: Arc<Shared>,
+    peer: IpAddr,
     pending: bool,
 }
 
@@ -82,17 +91,26 @@ impl Admission {
     /// Takes a place if both caps allow; `None` means refuse. Only the
     /// supervisor admits, so checking and taking cannot race each other
     /// (places given back meanwhile only make room).
-    fn new(shared: &Arc<Shared>) -> Option<Admission> {
+    fn new(shared: &Arc<Shared>, peer: IpAddr) -> Option<Admission> {
         let config = &shared.config;
         if shared.open.load(Relaxed) >= config.max_connections
             || shared.pending.load(Relaxed) >= config.max_pending_handshakes
         {
             return None;
         }
+        {
+            let mut by_peer = shared.pending_by_peer();
+            let count = by_peer.entry(peer).or_insert(0);
+            if *count >= config.max_pending_handshakes_per_peer {
+                return None;
+            }
+            *count += 1;
+        }
         shared.open.fetch_add(1, Relaxed);
         shared.pending.fetch_add(1, Relaxed);
         Some(Admission {
             shared: Arc::clone(shared),
+            peer,
             pending: true,
         })
     }
@@ -102,6 +120,13 @@ impl Admission {
     pub(crate) fn handshake_done(&mut self) {
         if std::mem::take(&mut self.pending) {
             self.shared.pending.fetch_sub(1, Relaxed);
+            let mut by_peer = self.shared.pending_by_peer();
+            if let Some(count) = by_peer.get_mut(&self.peer) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    by_peer.remove(&self.peer);
+                }
+            }
         }
     }
 }
@@ -114,6 +139,23 @@ impl Drop for Admission {
 }
 
 impl Shared {
+    /// `Some(lines left out since the last)` if a refused client may be
+    /// logged now.
+    pub(crate) fn log_refusal(&self) -> Option<u64> {
+        self.refusal_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allow()
+    }
+
+    /// The per-peer pending counts. A panic while the lock was held left
+    /// the counts as they were, so a poisoned lock is used all the same.
+    fn pending_by_peer(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.pending_by_peer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The counters, and the de-duplication window's size, now.
     fn stats(&self) -> HubStats {
         let mut stats = self.counters.snapshot();
@@ -220,7 +262,7 @@ impl Hub {
             origins,
             throttle,
             config,
-            tls,
+            tls: tls.map(TlsSlot::new),
             auth,
             counters: Counters::default(),
             fanout: Box::new(LocalFanout::default()),
@@ -229,6 +271,8 @@ impl Hub {
             next_client: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
+            pending_by_peer: Mutex::new(HashMap::new()),
+            refusal_log: Mutex::new(WarnLimiter::default()),
         });
         let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
         let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));
@@ -362,6 +406,36 @@ impl HubHandle {
     pub fn is_shutting_down(&self) -> bool {
         *self.shared.lifecycle.borrow() != Lifecycle::Running
     }
+
+    /// Replaces the bearer tokens new clients must present (e.g. on SIGHUP,
+    /// to rotate a token); connected clients stay connected. The tokens
+    /// are checked as at start (`min_token_len`, characters). A hub started
+    /// without tokens cannot be given some, nor a hub with tokens be left
+    /// with none: [`HubError::Config`], and the old tokens stay.
+    pub fn reload_tokens<I, T>(&self, tokens: I) -> Result<(), HubError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let tokens = tokens.into_iter().map(|t| Token::new(t.into())).collect();
+        self.shared.auth.replace(tokens)
+    }
+
+    /// Replaces the certificate (and client CA) new `wss://` connections
+    /// are served with, e.g. after a certificate was renewed; connected
+    /// clients stay connected. [`HubError::Config`] for a hub started
+    /// without TLS.
+    pub fn reload_tls(&self, tls: HubTls) -> Result<(), HubError> {
+        match &self.shared.tls {
+            Some(slot) => {
+                slot.replace(tls);
+                Ok(())
+            }
+            None => Err(HubError::Config(
+                "cannot reload TLS on a hub started without it".to_string(),
+            )),
+        }
+    }
 }
 
 /// Resolves `addr` and listens on the first address that works; returns
@@ -394,6 +468,7 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     let mut lifecycle = shared.lifecycle.subscribe();
     let mut refused_warning = WarnLimiter::default();
+    let mut accept_warning = WarnLimiter::default();
     let deadline = loop {
         tokio::select! {
             biased;
@@ -401,7 +476,7 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done),
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let Some(admission) = Admission::new(&shared) else {
+                    let Some(admission) = Admission::new(&shared, peer.ip()) else {
                         // Refused as cheaply as it gets: closed before any
                         // read, task or allocation.
                         bump(&shared.counters.connections_refused);
@@ -412,6 +487,7 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
                                 suppressed,
                                 max_connections = shared.config.max_connections,
                                 max_pending_handshakes = shared.config.max_pending_handshakes,
+                                max_pending_handshakes_per_peer = shared.config.max_pending_handshakes_per_peer,
                                 "connection refused: over a connection cap"
                             );
                         }
@@ -428,7 +504,9 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
                     tasks.spawn(connection::accept(tcp, peer, id, Arc::clone(&shared), admission).instrument(span));
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying shortly");
+                    if let Some(suppressed) = accept_warning.allow() {
+                        tracing::warn!(%error, suppressed, "accept failed; retrying shortly");
+                    }
                     sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
             },

@@ -80,9 +80,13 @@ pub struct HubStats {
     /// most about [`HubConfig::client_queue_bytes`](crate::HubConfig) plus
     /// one read burst. Stats of several hubs add up to the largest.
     pub client_bytes_high_water: u64,
-    /// Clients dropped because they sent nothing (not even a pong) for
-    /// `ping_interval + pong_timeout`.
+    /// Clients dropped because they showed no sign of life — no data
+    /// frame, no answer to the hub's ping, no bytes of a message arriving —
+    /// for `ping_interval + pong_timeout`.
     pub disconnected_dead: u64,
+    /// Clients closed with 1008 because a message kept arriving for longer
+    /// than `message_timeout`.
+    pub disconnected_unfinished: u64,
     /// Clients closed with 1009 for sending a message over
     /// `max_message_size`.
     pub oversize_closed: u64,
@@ -133,6 +137,7 @@ impl std::ops::Add for HubStats {
             disconnected_slow: self.disconnected_slow + o.disconnected_slow,
             client_bytes_high_water: self.client_bytes_high_water.max(o.client_bytes_high_water),
             disconnected_dead: self.disconnected_dead + o.disconnected_dead,
+            disconnected_unfinished: self.disconnected_unfinished + o.disconnected_unfinished,
             oversize_closed: self.oversize_closed + o.oversize_closed,
             protocol_errors: self.protocol_errors + o.protocol_errors,
             acks_sent: self.acks_sent + o.acks_sent,
@@ -166,6 +171,7 @@ pub(crate) struct Counters {
     pub(crate) disconnected_slow: AtomicU64,
     pub(crate) client_bytes_high_water: AtomicU64,
     pub(crate) disconnected_dead: AtomicU64,
+    pub(crate) disconnected_unfinished: AtomicU64,
     pub(crate) oversize_closed: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) acks_sent: AtomicU64,
@@ -216,6 +222,7 @@ impl Counters {
             disconnected_slow: l(&self.disconnected_slow),
             client_bytes_high_water: l(&self.client_bytes_high_water),
             disconnected_dead: l(&self.disconnected_dead),
+            disconnected_unfinished: l(&self.disconnected_unfinished),
             oversize_closed: l(&self.oversize_closed),
             protocol_errors: l(&self.protocol_errors),
             acks_sent: l(&self.acks_sent),

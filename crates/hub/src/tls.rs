@@ -173,6 +173,31 @@ impl HubTls {
     }
 }
 
+/// A running hub's TLS settings, replaceable while it runs: a new
+/// connection takes whatever is current when it is accepted.
+#[derive(Debug)]
+pub(crate) struct TlsSlot(std::sync::RwLock<HubTls>);
+
+impl TlsSlot {
+    pub(crate) fn new(tls: HubTls) -> TlsSlot {
+        TlsSlot(std::sync::RwLock::new(tls))
+    }
+
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .acceptor()
+    }
+
+    pub(crate) fn replace(&self, tls: HubTls) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tls;
+    }
+}
+
 fn server_config(
     cert_chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,

@@ -540,3 +540,241 @@ async fn connections_past_the_caps_are_refused_at_once() {
     send(&mut members[0], &event("t", 1)).await;
     assert_eq!(type_of(&next_text(&mut fifth).await), "t");
 }
+
+/// Upgrades a bare TCP connection by hand, so the test can then write
+/// frames byte by byte (or not read at all).
+async fn raw_upgrade(hub: &Hub) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(hub.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        response.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+/// The head of a client text frame of `len` payload bytes, masked with a
+/// zero key (which leaves the payload as it is).
+fn text_frame_head(len: usize) -> Vec<u8> {
+    let mut head = vec![0x81, 0x80 | 127];
+    head.extend_from_slice(&(len as u64).to_be_bytes());
+    head.extend_from_slice(&[0, 0, 0, 0]);
+    head
+}
+
+/// A client frame (masked with a zero key) of a small control opcode.
+fn control_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_write_pings_or_pongs_but_never_read_are_dropped_as_dead() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut config = HubConfig::default();
+    config.ping_interval = std::time::Duration::from_millis(200);
+    config.pong_timeout = std::time::Duration::from_millis(800);
+    let hub = hub_with(config).await;
+
+    // A client that reads (and so answers the hub's pings), sending nothing.
+    let live = clients(&hub, 1).await.pop().unwrap();
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = std::sync::Arc::clone(&pings);
+    let reader = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut live = live;
+        while let Some(Ok(message)) = live.next().await {
+            if let Message::Ping(_) = message {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+
+    // Two that write every 50 ms and never read: one unsolicited pongs
+    // (the measured attack), one pings.
+    let mut writers = Vec::new();
+    for opcode in [0xA, 0x9] {
+        let mut tcp = raw_upgrade(&hub).await;
+        writers.push(tokio::spawn(async move {
+            let frame = control_frame(opcode, b"alive!");
+            while tcp.write_all(&frame).await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    stats_until(&hub, "three clients", |s| s.clients == 3).await;
+    stats_until(&hub, "both writers dropped as dead", |s| {
+        s.disconnected_dead == 2
+    })
+    .await;
+    // The reading client outlives them by many more pings.
+    let before = pings.load(std::sync::atomic::Ordering::SeqCst);
+    until("the live client answered 10 more pings", || {
+        pings.load(std::sync::atomic::Ordering::SeqCst) >= before + 10
+    })
+    .await;
+    let stats = hub.stats();
+    assert_eq!((stats.clients, stats.disconnected_dead), (1, 2));
+    reader.abort();
+    for writer in writers {
+        writer.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_arriving_slowly_keeps_its_sender_alive() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut config = HubConfig::default();
+    config.ping_interval = std::time::Duration::from_millis(500);
+    config.pong_timeout = std::time::Duration::from_millis(500);
+    let hub = hub_with(config).await;
+    // The subscriber reads all along, and so answers the hub's pings.
+    let mut subscriber = clients(&hub, 1).await.pop().unwrap();
+    let received = tokio::spawn(async move { next_text(&mut subscriber).await });
+
+    // The sender never reads (so never answers a ping): only the bytes of
+    // its message arriving say it is alive. 3 s of trickle, three times
+    // the keepalive limit of 1 s, in 60 steps.
+    let mut sender = raw_upgrade(&hub).await;
+    let payload = "x".repeat(60 * 1024);
+    let event = format!(
+        r#"{{"id":"slow-1","event_type":"big","timestamp":"2026-11-30T00:00:00Z","payload":{{"text":"{payload}"}},"metadata":{{}}}}"#
+    );
+    let mut bytes = text_frame_head(event.len());
+    bytes.extend_from_slice(event.as_bytes());
+    for chunk in bytes.chunks(bytes.len().div_ceil(60)) {
+        sender.write_all(chunk).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let frame = received.await.unwrap();
+    assert_eq!(type_of(&frame), "big");
+    assert_eq!(frame.len(), event.len(), "relayed whole");
+    let stats = hub.stats();
+    assert_eq!((stats.disconnected_dead, stats.events_in), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_never_finishes_is_closed_at_message_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut config = HubConfig::default();
+    config.ping_interval = std::time::Duration::from_millis(500);
+    config.pong_timeout = std::time::Duration::from_millis(500);
+    config.message_timeout = std::time::Duration::from_secs(1);
+    let hub = hub_with(config).await;
+
+    // Announces 512 KiB, then trickles 100 bytes every 50 ms: alive by the
+    // keepalive rule for ever, but never whole.
+    let tcp = raw_upgrade(&hub).await;
+    let (mut read, mut write) = tcp.into_split();
+    let trickle = tokio::spawn(async move {
+        if write.write_all(&text_frame_head(512 * 1024)).await.is_err() {
+            return;
+        }
+        while write.write_all(&[b' '; 100]).await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    // Reads the hub's frames (pings, then a close) until the close.
+    let close_code = tokio::time::timeout(LIMIT, async {
+        loop {
+            let head = read.read_u16().await.ok()?;
+            let (opcode, len) = ((head >> 8) & 0x0F, usize::from(head as u8 & 0x7F));
+            let mut payload = vec![0; len];
+            read.read_exact(&mut payload).await.ok()?;
+            if opcode == 0x8 {
+                return Some(u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    })
+    .await
+    .expect("the hub neither closed nor dropped the client");
+    assert_eq!(close_code, Some(1008), "closed with 1008, not dropped");
+    let stats = stats_until(&hub, "counted", |s| s.disconnected_unfinished == 1).await;
+    assert_eq!(stats.disconnected_dead, 0);
+    trickle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_pending_handshake() {
+    use tokio::io::AsyncReadExt;
+
+    let mut config = HubConfig::default();
+    config.max_pending_handshakes = 8;
+    config.max_pending_handshakes_per_peer = 2;
+    let hub = hub_with(config).await;
+
+    // A flood of silent TCP connections from 127.0.0.1: two hold places,
+    // the rest are closed at once, unread.
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        flood.push(
+            tokio::net::TcpStream::connect(hub.local_addr())
+                .await
+                .unwrap(),
+        );
+    }
+    for tcp in &mut flood[2..] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(LIMIT, tcp.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let stats = hub.stats();
+    assert_eq!((stats.connections_open, stats.connections_refused), (2, 6));
+
+    // Another address still gets in and is served while the flood holds
+    // its two places.
+    let mut operator = connect_from("127.0.0.2", &hub, &[]).await.unwrap();
+    let mut publisher = connect_from("127.0.0.3", &hub, &[]).await.unwrap();
+    stats_until(&hub, "two members", |s| s.clients == 2).await;
+    send(&mut publisher, &event("t", 1)).await;
+    assert_eq!(type_of(&next_text(&mut operator).await), "t");
+    drop(flood);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_refused_clients_logs_about_one_line_a_second() {
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    // Current thread: every task of the hub logs on this thread, into
+    // this capture.
+    let logs = watchtower_test_support::LogCapture::new();
+    let _guard = logs.set_default();
+    let mut config = HubConfig::default();
+    config.auth_failures_per_minute = 0;
+    let hub = Hub::builder()
+        .config(config)
+        .bearer_token(TOKEN)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..200 {
+        let guess = format!("Bearer guess-{i:04}");
+        let result = connect_from("127.0.0.1", &hub, &[("authorization", &guess)]).await;
+        assert_eq!(status_of(result), 401);
+    }
+    let seconds = started.elapsed().as_secs();
+    assert_eq!(hub.stats().auth_rejected, 200, "every refusal is counted");
+    let lines = logs.contents().matches("client refused").count() as u64;
+    assert!(lines >= 1, "refusals are logged");
+    // At most one line per started second of the flood.
+    assert!(
+        lines <= seconds + 1,
+        "{lines} lines logged in {seconds} whole seconds"
+    );
+}

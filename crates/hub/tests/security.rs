@@ -191,3 +191,106 @@ async fn failed_and_timed_out_tls_handshakes_are_counted() {
     assert_eq!(stats.connections_total, 0);
     let _ = silent.shutdown().await;
 }
+
+fn bearer_request(
+    hub: &Hub,
+    token: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = hub.url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reload_without_dropping_connected_clients() {
+    let hub = Hub::builder()
+        .bearer_token("old-token-1")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut old_member = connect_async(bearer_request(&hub, "old-token-1"))
+        .await
+        .unwrap()
+        .0;
+    stats_until(&hub, "one member", |s| s.clients == 1).await;
+
+    let handle = hub.handle();
+    handle.reload_tokens(["new-token-2"]).unwrap();
+    assert_eq!(
+        refused_status(connect_async(bearer_request(&hub, "old-token-1")).await),
+        401,
+        "the old token no longer admits"
+    );
+    let mut new_member = connect_async(bearer_request(&hub, "new-token-2"))
+        .await
+        .unwrap()
+        .0;
+    stats_until(&hub, "two members", |s| s.clients == 2).await;
+    // The client admitted with the old token is still served.
+    send(&mut new_member, &event("t", 1)).await;
+    assert_eq!(type_of(&next_text(&mut old_member).await), "t");
+
+    // Bad reloads are refused and change nothing.
+    let error = handle.reload_tokens(Vec::<String>::new()).unwrap_err();
+    assert!(error.to_string().contains("none"), "{error}");
+    let error = handle.reload_tokens(["short"]).unwrap_err();
+    assert!(!error.to_string().contains("short\""), "{error}");
+    connect_async(bearer_request(&hub, "new-token-2"))
+        .await
+        .unwrap();
+    let open = Hub::bind("127.0.0.1:0").await.unwrap();
+    assert!(open.handle().reload_tokens(["some-token"]).is_err());
+    assert!(
+        open.handle()
+            .reload_tls(tls_for(&TestCa::new("x")))
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_without_dropping_connected_clients() {
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let hub = Hub::builder()
+        .tls(tls_for(&old_ca))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = hub.url();
+    let connect = |ca: &TestCa| {
+        let connector = client_tls(ca);
+        let (addr, url) = (hub.local_addr(), url.clone());
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(client_async(url.as_str(), tls).await.unwrap().0)
+        }
+    };
+    let mut old_member = connect(&old_ca).await.unwrap();
+    stats_until(&hub, "one member", |s| s.clients == 1).await;
+
+    hub.handle().reload_tls(tls_for(&new_ca)).unwrap();
+    assert!(
+        connect(&old_ca).await.is_err(),
+        "new connections get the new certificate"
+    );
+    let mut new_member = connect(&new_ca).await.unwrap();
+    stats_until(&hub, "two members", |s| s.clients == 2).await;
+    let frame = event("t", 1);
+    new_member
+        .send(Message::text(frame.as_str()))
+        .await
+        .unwrap();
+    let received = timeout(LIMIT, async {
+        loop {
+            if let Some(Ok(Message::Text(t))) = old_member.next().await {
+                return t.to_string();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(received, frame, "the old connection is still served");
+}

@@ -72,6 +72,8 @@ async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outbox = Arc::new(Outbox::new(id, &shared.config));
+    let clock = Clock::new();
+    let socket = clock.meter(socket);
     let upgraded = upgrade::upgrade(socket, peer, &shared, &outbox, deadline, &mut admission);
     let Some((ws, member)) = upgraded.await else {
         return;
@@ -80,7 +82,6 @@ async fn serve<S>(
     tracing::info!(%peer, "client connected");
 
     let (mut sink, mut stream) = ws.split();
-    let clock = Clock::new();
     let mut pending = VecDeque::new();
     let mut lifecycle = shared.lifecycle.subscribe();
     // Unbiased on purpose: a client that publishes flat out must not starve
@@ -90,7 +91,7 @@ async fn serve<S>(
         () = outbox.became_slow() => End::Slow,
         end = keepalive(&shared, &clock) => end,
         end = read_loop(&shared, &outbox, &clock, &mut stream) => end,
-        end = write_loop(&shared, &outbox, &mut pending, &mut sink) => end,
+        end = write_loop(&shared, &outbox, &clock, &mut pending, &mut sink) => end,
     };
     // From here on nothing new is queued for this client, and it no longer
     // counts as connected while it is being closed.
@@ -109,8 +110,12 @@ enum End {
     Shutdown(Instant),
     /// The queue stayed full too long: close with 1013.
     Slow,
-    /// Nothing arrived for this long: drop.
+    /// No sign of life (a data frame, an answer to a ping, bytes of a
+    /// message arriving) for this long: drop.
     Dead(Duration),
+    /// A message kept arriving for longer than `message_timeout`: close
+    /// with 1008.
+    Unfinished(Duration),
     /// The client sent a close frame: send the reply.
     PeerClosed,
     /// The TCP connection ended without a close frame.
@@ -134,7 +139,8 @@ impl fmt::Display for End {
         match self {
             End::Shutdown(_) => f.write_str("hub shutting down (1001)"),
             End::Slow => f.write_str("queue stayed full; slow consumer (1013)"),
-            End::Dead(after) => write!(f, "nothing received for {after:?}; keepalive timeout"),
+            End::Dead(after) => write!(f, "no sign of life for {after:?}; keepalive timeout"),
+            End::Unfinished(after) => write!(f, "message not finished within {after:?} (1008)"),
             End::PeerClosed => f.write_str("client closed"),
             End::Gone => f.write_str("connection ended without a close frame"),
             End::Oversize => f.write_str("message over max_message_size (1009)"),
@@ -157,6 +163,7 @@ fn count(counters: &Counters, end: &End) {
     match end {
         End::Slow => bump(&counters.disconnected_slow),
         End::Dead(_) => bump(&counters.disconnected_dead),
+        End::Unfinished(_) => bump(&counters.disconnected_unfinished),
         End::Oversize => bump(&counters.oversize_closed),
         End::FilterOverLimit(_) => bump(&counters.control_rejected),
         End::InvalidUtf8 => counters
@@ -202,6 +209,10 @@ async fn finish<S>(
             "slow consumer: your queue stayed full; reconnect and read faster",
         ),
         End::Oversize => (CloseCode::Size, "message over the hub's max_message_size"),
+        End::Unfinished(_) => (
+            CloseCode::Policy,
+            "message not finished within the hub's message_timeout",
+        ),
         End::FilterOverLimit(over) => (CloseCode::Policy, over_limit_reason(*over)),
         End::InvalidUtf8 => (CloseCode::Invalid, "text frame is not valid UTF-8"),
         End::Protocol(_) => (CloseCode::Protocol, "websocket protocol error"),

@@ -45,6 +45,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut reader = Reader {
+        clock,
         counters: &shared.counters,
         outbox,
         dedup: &shared.dedup,
@@ -61,7 +62,6 @@ where
     };
     loop {
         let message = stream.next().await;
-        clock.touch();
         reader.burst_bytes = 0;
         reader.burst_controls = 0;
         let mut end = reader.on_message(message);
@@ -109,6 +109,7 @@ where
 
 /// The reader's per-message work and the burst being collected.
 struct Reader<'a> {
+    clock: &'a Clock,
     counters: &'a Counters,
     outbox: &'a Outbox,
     dedup: &'a DedupWindow,
@@ -139,7 +140,10 @@ impl Reader<'_> {
         use tungstenite::Error;
         let message = match message {
             None => return Some(End::Gone),
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                self.clock.message_read();
+                message
+            }
             Some(Err(error)) => {
                 return Some(match error {
                     Error::Capacity(_) => End::Oversize,
@@ -153,12 +157,22 @@ impl Reader<'_> {
             }
         };
         match message {
-            Message::Text(text) => self.on_text(text),
-            Message::Binary(bytes) => self.on_binary(bytes),
+            Message::Text(text) => {
+                self.clock.alive();
+                self.on_text(text)
+            }
+            Message::Binary(bytes) => {
+                self.clock.alive();
+                self.on_binary(bytes)
+            }
             Message::Close(_) => Some(End::PeerClosed),
-            // tungstenite answers pings itself on the next read; a pong only
-            // proves liveness, which the clock already noted.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+            Message::Pong(payload) => {
+                self.clock.pong(&payload);
+                None
+            }
+            // tungstenite answers pings itself on the next read. A ping
+            // proves nothing: a client that never reads can send them.
+            Message::Ping(_) | Message::Frame(_) => None,
         }
     }
 

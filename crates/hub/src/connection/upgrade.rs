@@ -47,14 +47,18 @@ pub(crate) async fn accept(
             // rustls errors say what was wrong with the peer's handshake
             // (untrusted or missing certificate, no common version); they
             // hold no secrets.
-            tracing::info!(%peer, %error, "client refused: TLS handshake failed");
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, %error, suppressed, "client refused: TLS handshake failed");
+            }
             // rustls has written its alert; let it reach the client
             // instead of a reset, so the client can say why it failed.
             linger(tcp).await;
         }
         Err(_) => {
             tls_failed(&shared);
-            tracing::info!(%peer, after = ?shared.config.handshake_timeout, "client refused: TLS handshake timed out");
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, after = ?shared.config.handshake_timeout, suppressed, "client refused: TLS handshake timed out");
+            }
         }
     }
 }
@@ -110,7 +114,9 @@ where
             match refused {
                 Some(Refused::Origin(why)) => {
                     bump(&shared.counters.origin_rejected);
-                    tracing::info!(%peer, reason = ?why, "client refused with 403: Origin not allowed");
+                    if let Some(suppressed) = shared.log_refusal() {
+                        tracing::info!(%peer, reason = ?why, suppressed, "client refused with 403: Origin not allowed");
+                    }
                 }
                 Some(Refused::Throttled) => {
                     bump(&shared.counters.auth_throttled);
@@ -120,7 +126,9 @@ where
                     bump(&shared.counters.auth_rejected);
                     shared.throttle.failed(peer.ip());
                     let status = auth_status(why).as_u16();
-                    tracing::info!(%peer, reason = %why, status, "client refused");
+                    if let Some(suppressed) = shared.log_refusal() {
+                        tracing::info!(%peer, reason = %why, status, suppressed, "client refused");
+                    }
                 }
                 None => tracing::debug!(%error, "websocket upgrade failed"),
             }

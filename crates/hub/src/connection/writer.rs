@@ -13,14 +13,17 @@ use crate::hub::Shared;
 use crate::outbox::{Entry, Outbox};
 use crate::stats::{Counters, add, bump};
 
+use super::liveness::Clock;
 use super::{End, Sink};
 
 /// Writes this client's queue: takes everything queued, feeds each frame
 /// (a due ack first), flushes once per wake-up; pings every
-/// `ping_interval`, busy or not.
+/// `ping_interval`, busy or not, with a payload only a reading client can
+/// echo (see `liveness`).
 pub(super) async fn write_loop<S>(
     shared: &Shared,
     outbox: &Outbox,
+    clock: &Clock,
     pending: &mut VecDeque<Entry>,
     sink: &mut Sink<S>,
 ) -> End
@@ -41,7 +44,10 @@ where
             }
         }
         if Instant::now() >= next_ping {
-            if let Err(e) = sink.feed(Message::Ping(Bytes::new())).await {
+            if let Err(e) = sink
+                .feed(Message::Ping(Bytes::copy_from_slice(&clock.next_ping())))
+                .await
+            {
                 return End::WriteFailed(e);
             }
             next_ping = Instant::now() + interval;
