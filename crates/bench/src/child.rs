@@ -15,8 +15,8 @@ use crate::BenchError;
 use crate::raw::broadcast_server;
 use crate::workload::event;
 
-/// Runs one child role (`hub`, `raw-broadcast`, `clients ours|raw ADDR K`,
-/// `flood EVENTS QUEUE`) and
+/// Runs one child role (`hub`, `hub-unpaced`, `raw-broadcast`,
+/// `clients ours|raw ADDR K`, `flood EVENTS QUEUE`, `attack KIND ADDR`) and
 /// prints what the parent reads. Servers run until stdin closes.
 pub async fn child(args: &[String]) -> Result<(), BenchError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -26,6 +26,22 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             println!("ADDR {}", hub.local_addr());
             wait_for_stdin_to_close().await;
             hub.shutdown().await;
+            Ok(())
+        }
+        ["hub-unpaced"] => {
+            // No control-frame budget, to measure what a frame costs.
+            let mut config = watchtower_hub::HubConfig::default();
+            config.control_bytes_per_second = 1 << 40;
+            let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+            println!("ADDR {}", hub.local_addr());
+            wait_for_stdin_to_close().await;
+            hub.shutdown().await;
+            Ok(())
+        }
+        ["attack", kind, addr] => {
+            crate::hostile::attack(kind, addr)?;
+            println!("ATTACKING {kind}");
+            wait_for_stdin_to_close().await;
             Ok(())
         }
         ["raw-broadcast"] => {

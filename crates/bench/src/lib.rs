@@ -14,6 +14,10 @@
 //! 4. **Idle memory** per connection, client and server side.
 //! 5. **Bounded memory under flood**: the server is down and events keep
 //!    being published with `DropOldest`.
+//! 6. **Under attack**: a legitimate pair's latency through a hub (in a
+//!    child process) alone, while clients abuse filters, and while
+//!    subscribers that never read are fed large events; and the hub's CPU
+//!    time per costly control frame.
 //!
 //! The machine is shared and noisy, so only ratios within one run mean
 //! anything; nothing here is asserted. The results print as a table and are
@@ -37,6 +41,7 @@
 mod child;
 mod fanout;
 mod flood;
+mod hostile;
 mod latency;
 mod memory;
 mod raw;
@@ -50,6 +55,7 @@ use std::path::PathBuf;
 pub use child::child;
 pub use fanout::Fanout;
 pub use flood::{Flood, FloodRun};
+pub use hostile::Hostile;
 pub use latency::{Latency, Percentiles};
 pub use memory::Memory;
 pub use report::Report;
@@ -100,7 +106,7 @@ pub struct BenchOptions {
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
     /// Run only these measurements (`throughput`, `latency`, `fanout`,
-    /// `memory`, `flood`); empty: all of them.
+    /// `memory`, `flood`, `hostile`); empty: all of them.
     pub only: Vec<String>,
 }
 
@@ -177,6 +183,13 @@ pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
             options.flood_events
         );
         report.flood = flood::run(&options).await?;
+    }
+    if options.wants("hostile") {
+        eprintln!(
+            "bench: a legitimate pair under attack ({} samples per phase)",
+            options.latency_samples / 4
+        );
+        report.hostile = Some(hostile::run(&options).await?);
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::BenchOptions;
 use crate::fanout::Fanout;
 use crate::flood::Flood;
+use crate::hostile::Hostile;
 use crate::latency::Latency;
 use crate::memory::Memory;
 use crate::stats::Summary;
@@ -39,6 +40,8 @@ pub struct Report {
     pub memory: Memory,
     /// 5. Flood.
     pub flood: Flood,
+    /// 6. Under attack (`None` when not run).
+    pub hostile: Option<Hostile>,
 }
 
 fn commit() -> String {
@@ -250,6 +253,34 @@ impl Report {
                 out,
                 "   {:>9} events: peak {:>7} KiB, queued {}, evicted {}, dead-lettered {}",
                 run.events, run.peak_rss_kib, run.queued, run.evicted, run.dlq_len
+            );
+        }
+        if let Some(h) = &self.hostile {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "6. A legitimate pair under attack (publisher → hub → subscriber, µs)"
+            );
+            for (name, p) in [
+                ("alone", &h.alone),
+                ("filter abuse", &h.filter_abuse),
+                ("never-reading subscribers", &h.never_readers),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "   {name:<26} p50 {:>8.0}   p99 {:>8.0}   ({} samples)",
+                    p.p50_us, p.p99_us, p.samples
+                );
+            }
+            let _ = writeln!(
+                out,
+                "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}",
+                h.ratio_p99_filter_abuse, h.ratio_p99_never_readers
+            );
+            let _ = writeln!(
+                out,
+                "   hub CPU per {}-byte subscribe frame of 4096 types: {:.0} µs (over {} frames)",
+                h.control_frame_bytes, h.hub_cpu_us_per_control_frame, h.control_frames_measured
             );
         }
         let _ = writeln!(out);

@@ -219,7 +219,7 @@ fn describe(args: &HubArgs) -> String {
 /// The final stats, one figure per line.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let m = &s.malformed;
-    let rows: [(&str, String); 21] = [
+    let rows: [(&str, String); 22] = [
         ("uptime", format!("{:.1} s", uptime.as_secs_f64())),
         ("connections", s.connections_total.to_string()),
         ("refused: over a cap", s.connections_refused.to_string()),
@@ -233,6 +233,7 @@ fn render(s: &HubStats, uptime: Duration) -> String {
         ("acks sent", s.acks_sent.to_string()),
         ("control frames", s.control_frames.to_string()),
         ("control refused (1008)", s.control_rejected.to_string()),
+        ("control paced", s.control_paced.to_string()),
         ("frames out", s.frames_out.to_string()),
         ("frames dropped", s.dropped_frames.to_string()),
         ("closed: slow (1013)", s.disconnected_slow.to_string()),
@@ -277,6 +278,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  frames dropped             0\n"), "{text}");
-        assert_eq!(text.lines().count(), 22);
+        assert_eq!(text.lines().count(), 23);
     }
 }

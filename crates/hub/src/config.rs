@@ -24,6 +24,12 @@ pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Default extra time a client gets to answer after a ping: 10 s.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bytes of control frames the hub parses for one client per
+/// second: 256 KiB, four maximal filters (4096 types of 15 bytes) a second,
+/// in bursts of a second's worth. A client subscribes a few times in its
+/// life; parsing and applying a maximal filter costs the hub about a
+/// millisecond, so this bounds one client to well under 1% of a core.
+pub const DEFAULT_CONTROL_BYTES_PER_SECOND: usize = 256 * 1024;
 /// Default time a message may take to arrive whole from its first byte:
 /// 60 s, a maximum-size (1 MiB) message at 17 KiB/s. Bounds how long a
 /// client can pin a half-sent message's buffer.
@@ -169,6 +175,13 @@ pub struct HubConfig {
     /// long a closing client gets to take its close frame. Default
     /// [`DEFAULT_PONG_TIMEOUT`] (10 s).
     pub pong_timeout: Duration,
+    /// Bytes of control frames (subscribe, unsubscribe, hello) the hub
+    /// parses for one client per second, in bursts of up to a second's
+    /// worth; past it the client's reader pauses until the budget is back
+    /// (counted in `control_paced`), so its frames wait in its socket, not
+    /// on the hub's CPU. At least 1 KiB. Default
+    /// [`DEFAULT_CONTROL_BYTES_PER_SECOND`] (256 KiB).
+    pub control_bytes_per_second: usize,
     /// How long a message may take to arrive whole, from its first byte;
     /// past it the client is closed with 1008. Bytes of a message arriving
     /// keep a client alive, so without this a client trickling one
@@ -298,6 +311,7 @@ impl Default for HubConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             message_timeout: DEFAULT_MESSAGE_TIMEOUT,
+            control_bytes_per_second: DEFAULT_CONTROL_BYTES_PER_SECOND,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
@@ -339,6 +353,12 @@ impl HubConfig {
             return fail(format!(
                 "max_pending_handshakes must be between 1 and max_connections ({}), not {}",
                 self.max_connections, self.max_pending_handshakes
+            ));
+        }
+        if self.control_bytes_per_second < 1024 {
+            return fail(format!(
+                "control_bytes_per_second must be at least 1 KiB, not {}",
+                self.control_bytes_per_second
             ));
         }
         if self.max_pending_handshakes_per_peer == 0 {

@@ -63,6 +63,9 @@ pub struct HubStats {
     /// over `max_event_type_len`, a filter over `max_filter_types` or
     /// `max_filter_bytes`); each closed its sender with 1008.
     pub control_rejected: u64,
+    /// Times a client's reader paused because its control frames went over
+    /// `control_bytes_per_second`.
+    pub control_paced: u64,
     /// Malformed frames, by reason.
     pub malformed: MalformedCounts,
     /// Frames queued for delivery to clients (one per event per recipient).
@@ -130,6 +133,7 @@ impl std::ops::Add for HubStats {
             events_in: self.events_in + o.events_in,
             control_frames: self.control_frames + o.control_frames,
             control_rejected: self.control_rejected + o.control_rejected,
+            control_paced: self.control_paced + o.control_paced,
             malformed: self.malformed + o.malformed,
             frames_queued: self.frames_queued + o.frames_queued,
             frames_out: self.frames_out + o.frames_out,
@@ -164,6 +168,7 @@ pub(crate) struct Counters {
     pub(crate) events_in: AtomicU64,
     pub(crate) control_frames: AtomicU64,
     pub(crate) control_rejected: AtomicU64,
+    pub(crate) control_paced: AtomicU64,
     pub(crate) malformed: MalformedCounters,
     pub(crate) frames_queued: AtomicU64,
     pub(crate) frames_out: AtomicU64,
@@ -215,6 +220,7 @@ impl Counters {
             events_in: l(&self.events_in),
             control_frames: l(&self.control_frames),
             control_rejected: l(&self.control_rejected),
+            control_paced: l(&self.control_paced),
             malformed: self.malformed.load(),
             frames_queued: l(&self.frames_queued),
             frames_out: l(&self.frames_out),

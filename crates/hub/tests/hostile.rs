@@ -778,3 +778,48 @@ async fn a_flood_of_refused_clients_logs_about_one_line_a_second() {
         "{lines} lines logged in {seconds} whole seconds"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_filters_flat_out_is_paced_to_its_control_budget() {
+    const BUDGET: usize = 64 * 1024;
+    let mut config = HubConfig::default();
+    config.control_bytes_per_second = BUDGET;
+    let hub = hub_with(config).await;
+    let mut c = clients(&hub, 2).await;
+    let (mut subscriber, mut publisher) = (c.pop().unwrap(), c.pop().unwrap());
+    send(
+        &mut subscriber,
+        r#"{"type":"subscribe","event_types":["legit"],"replace":true}"#,
+    )
+    .await;
+    stats_until(&hub, "the legit filter", |s| s.control_frames == 1).await;
+
+    // Maximal-ish filters (1000 types of 15 bytes), replaced flat out.
+    let types: Vec<String> = (0..1000).map(|i| format!("{i:0>15}")).collect();
+    let frame = subscribe_with(&types, true);
+    let mut attacker = clients(&hub, 1).await.pop().unwrap();
+    let started = std::time::Instant::now();
+    let attack = {
+        let frame = frame.clone();
+        tokio::spawn(
+            async move { while attacker.send(Message::text(frame.as_str())).await.is_ok() {} },
+        )
+    };
+    // The legitimate pair is served all along.
+    legit_round(&mut publisher, &mut subscriber, 0, 50).await;
+    stats_until(&hub, "the attacker paced", |s| s.control_paced >= 2).await;
+    let stats = hub.stats();
+    let seconds = started.elapsed().as_secs_f64();
+    attack.abort();
+
+    // What the hub parsed for the attacker is within a second's burst
+    // plus the rate over the time it ran, plus the frame that crossed it.
+    let parsed_frames = stats.control_frames - 1;
+    let bound = ((BUDGET as f64 * (1.0 + seconds)) / frame.len() as f64).floor() as u64 + 1;
+    assert!(
+        parsed_frames <= bound,
+        "{parsed_frames} frames of {} bytes parsed in {seconds:.2} s; budget {BUDGET} bytes/s",
+        frame.len()
+    );
+    assert!(parsed_frames >= 1);
+}

@@ -16,6 +16,7 @@ use crate::fanout::{Burst, MAX_BURST};
 use crate::filter::{FilterLimits, OverLimit};
 use crate::hub::Shared;
 use crate::outbox::{FrameSet, Outbox};
+use crate::pace::Pace;
 use crate::stats::{Counters, add, bump, high_water};
 
 use super::liveness::Clock;
@@ -59,6 +60,8 @@ where
         data_frames: 0,
         acked: 0,
         warn: WarnLimiter::default(),
+        control_pace: Pace::per_second(shared.config.control_bytes_per_second),
+        control_wait: None,
     };
     loop {
         let message = stream.next().await;
@@ -99,7 +102,13 @@ where
         if let Some(end) = end {
             return end;
         }
-        if reader.burst_is_costly() || reader.burst_controls > 0 {
+        if let Some(wait) = reader.control_wait.take() {
+            // Over its control budget: nothing more is read from this
+            // client until the budget is back, so its frames wait in its
+            // own socket buffer, not on the hub's CPU.
+            bump(&shared.counters.control_paced);
+            tokio::time::sleep(wait).await;
+        } else if reader.burst_is_costly() || reader.burst_controls > 0 {
             // Let the other clients' tasks on this worker run: a client
             // sending large or control frames flat out must not hold it.
             tokio::task::yield_now().await;
@@ -132,6 +141,10 @@ struct Reader<'a> {
     /// The last `upto` handed to the writer.
     acked: u64,
     warn: WarnLimiter,
+    /// Bytes of control frames parsed, against `control_bytes_per_second`.
+    control_pace: Pace,
+    /// Set when the budget is spent: the burst ends and the reader waits.
+    control_wait: Option<std::time::Duration>,
 }
 
 impl Reader<'_> {
@@ -179,7 +192,9 @@ impl Reader<'_> {
     /// True once the current burst has read enough that the task should
     /// fan it out and yield.
     fn burst_is_costly(&self) -> bool {
-        self.burst_bytes >= BURST_BYTES || self.burst_controls >= BURST_CONTROL_FRAMES
+        self.burst_bytes >= BURST_BYTES
+            || self.burst_controls >= BURST_CONTROL_FRAMES
+            || self.control_wait.is_some()
     }
 
     /// A frame whose first key is not `"id"` or `"event_type"` (as in
@@ -190,7 +205,12 @@ impl Reader<'_> {
         if !control::may_be_control(bytes) {
             return None;
         }
-        match control::parse(bytes, &self.limits) {
+        let parsed = control::parse(bytes, &self.limits);
+        // Parsing is the cost, whatever the frame turns out to be.
+        if let Some(wait) = self.control_pace.charge(bytes.len()) {
+            self.control_wait = Some(wait);
+        }
+        match parsed {
             Parsed::Control(control) => Some(self.on_control(control)),
             // An event may carry a `type` key, and even a long
             // `event_types` list: let the event parse decide.
