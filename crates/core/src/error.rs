@@ -14,6 +14,13 @@ pub type Result<T, E = WatchtowerError> = std::result::Result<T, E>;
 ///
 /// Each variant says what happened and what to do about it. Messages never
 /// contain URL query strings, header values or payloads.
+///
+/// One convention for causes: an underlying error is printed as part of
+/// the variant's message (most callers print only `Display`), and so is
+/// never also returned by `source()`, where chain printers such as
+/// `anyhow`'s would repeat it. (`Decode` is transparent: it *is* the
+/// decode error.) A handler's failure is not a `WatchtowerError`: it
+/// dead-letters the event with the handler's message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WatchtowerError {
@@ -117,10 +124,6 @@ pub enum WatchtowerError {
     /// The credential provider failed to produce credentials.
     #[error("the credential provider failed: {0}")]
     Credentials(BoxError),
-
-    /// An event handler returned an error or panicked.
-    #[error("event handler failed: {0}")]
-    Handler(String),
 }
 
 /// Which TLS failure a [`WatchtowerError::Tls`] is.
@@ -218,6 +221,11 @@ mod tests {
             e.to_string(),
             "connection failed: could not reach ws://h:1/x (refused)"
         );
+        assert!(std::error::Error::source(&e).is_none());
+        let e = WatchtowerError::Credentials("vault sealed".into());
+        assert_eq!(e.to_string(), "the credential provider failed: vault sealed");
+        assert!(std::error::Error::source(&e).is_none());
+        let e = WatchtowerError::Serialization(serde_json::from_str::<u8>("x").unwrap_err());
         assert!(std::error::Error::source(&e).is_none());
     }
 
