@@ -140,7 +140,10 @@ async fn drop_oldest_evicts_to_the_dead_letter_queue() {
     let stats = transport.backpressure_stats().await;
     assert_eq!((stats.current_queue_size, stats.evicted_events), (5, 3));
     let letters = transport.dead_letters().drain();
-    let evicted: Vec<u64> = letters.iter().map(|l| n_of(&l.item)).collect();
+    let evicted: Vec<u64> = letters
+        .iter()
+        .map(|l| n_of(&l.item.event().unwrap()))
+        .collect();
     assert_eq!(evicted, vec![0, 1, 2], "the oldest, in order");
     assert!(
         letters

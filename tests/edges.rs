@@ -246,7 +246,10 @@ async fn unsubscribe_at_its_timeout_dead_letters_what_the_mailbox_held() {
             .iter()
             .all(|l| l.reason == DeadLetterReason::Shutdown)
     );
-    let mut ns: Vec<u64> = letters.iter().map(|l| n_of(&l.item)).collect();
+    let mut ns: Vec<u64> = letters
+        .iter()
+        .map(|l| n_of(&l.item.event().unwrap()))
+        .collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..20).collect::<Vec<_>>());
     assert_eq!(transport.connection_stats().mailbox_abandoned, 20);
@@ -729,4 +732,51 @@ async fn concurrent_shutdowns_report_the_same_drain() {
     let reports = reports.lock().unwrap();
     assert_eq!(reports[0].dead_lettered, 10);
     assert_eq!(reports[0], reports[1]);
+}
+
+/// R2: dead-lettering keeps the frame as it came, decoding only when
+/// asked — so a received frame whose head routes it but whose body does
+/// not decode (here metadata that is not an object) is still dead-lettered when its
+/// subscription cannot take it, JSON and all, instead of vanishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_does_not_decode_is_still_dead_lettered_as_it_came() {
+    init_logs();
+    let server = RawServer::start().await;
+    let transport = fast(&server.url(), 3)
+        .shutdown_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let got = Collector::default();
+    let handle = transport
+        .subscribe(vec![], gated(&gate, &got))
+        .await
+        .unwrap();
+    wait_until("connected", LIMIT, || server.connections() == 1).await;
+    // A good event first: the handler takes it and sticks there.
+    server.send_event(&event("t", 0));
+    let bad = |n: u64| {
+        format!(
+            r#"{{"id":"bad-{n}","event_type":"t","timestamp":"2026-11-30T00:00:00Z","payload":{{"n":{n}}},"metadata":5}}"#
+        )
+    };
+    for n in 1..5 {
+        server.send_text(bad(n));
+    }
+    wait_until("all 5 read", LIMIT, || {
+        transport.connection_stats().frames_in == 5
+    })
+    .await;
+    transport.unsubscribe(&handle).await.unwrap();
+    let letters = transport.dead_letters().drain();
+    assert_eq!(letters.len(), 5, "{letters:?}");
+    assert_eq!(n_of(&letters[0].item.event().unwrap()), 0);
+    for (letter, n) in letters[1..].iter().zip(1..) {
+        assert!(
+            letter.item.event().is_err(),
+            "the bad frame does not decode"
+        );
+        assert_eq!(letter.item.json(), bad(n), "kept byte for byte");
+    }
 }

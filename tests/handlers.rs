@@ -67,19 +67,24 @@ async fn erroring_and_panicking_handlers_dead_letter_and_keep_running() {
     );
     let failed: Vec<(String, u64)> = letters
         .iter()
-        .map(|l| (l.item.event_type.clone(), n_of(&l.item)))
+        .map(|l| {
+            (
+                l.item.event().unwrap().event_type,
+                n_of(&l.item.event().unwrap()),
+            )
+        })
         .collect();
     assert!(failed.contains(&("fails".to_string(), 0)));
     assert!(failed.contains(&("fails".to_string(), 2)));
     assert!(failed.contains(&("panics".to_string(), 1)));
     let panicked = letters
         .iter()
-        .find(|l| l.item.event_type == "panics")
+        .find(|l| l.item.event_type().as_deref() == Some("panics"))
         .unwrap();
     assert!(panicked.error.contains("handler bug"), "{}", panicked.error);
     let errored = letters
         .iter()
-        .find(|l| l.item.event_type == "fails")
+        .find(|l| l.item.event_type().as_deref() == Some("fails"))
         .unwrap();
     assert!(errored.error.contains("cannot handle"), "{}", errored.error);
 

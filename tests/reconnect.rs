@@ -128,7 +128,10 @@ async fn queued_events_are_dead_lettered_when_the_breaker_opens() {
     })
     .await;
     let letters = transport.dead_letters().drain();
-    let ns: Vec<u64> = letters.iter().map(|l| n_of(&l.item)).collect();
+    let ns: Vec<u64> = letters
+        .iter()
+        .map(|l| n_of(&l.item.event().unwrap()))
+        .collect();
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
     assert!(
         letters

@@ -223,7 +223,10 @@ mod tests {
         );
         assert!(std::error::Error::source(&e).is_none());
         let e = WatchtowerError::Credentials("vault sealed".into());
-        assert_eq!(e.to_string(), "the credential provider failed: vault sealed");
+        assert_eq!(
+            e.to_string(),
+            "the credential provider failed: vault sealed"
+        );
         assert!(std::error::Error::source(&e).is_none());
         let e = WatchtowerError::Serialization(serde_json::from_str::<u8>("x").unwrap_err());
         assert!(std::error::Error::source(&e).is_none());

@@ -43,6 +43,7 @@ mod config;
 mod connect;
 mod connection;
 mod credentials;
+mod dead_event;
 mod delivery;
 mod filter_limits;
 mod settings;
@@ -62,6 +63,7 @@ pub use builder::{
 };
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
+pub use dead_event::DeadEvent;
 pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 pub use stats::{ConnectionState, ConnectionStats, TransportStats};
 pub use subscriber::WebSocketSubscriber;

@@ -7,9 +7,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::dead_event::DeadEvent;
 use watchtower_backpressure::BackpressureQueue;
 use watchtower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
-use watchtower_core::{Event, WatchtowerError};
+use watchtower_core::WatchtowerError;
 use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
 
 use crate::connection::{Carry, DedupWindow};
@@ -36,7 +38,7 @@ pub(crate) struct Shared {
     /// Serialised event frames waiting for the writer.
     pub(crate) queue: BackpressureQueue<Utf8Bytes>,
     pub(crate) breaker: CircuitBreaker,
-    pub(crate) dlq: DeadLetterQueue<Event>,
+    pub(crate) dlq: DeadLetterQueue<DeadEvent>,
     pub(crate) subs: Registry,
     pub(crate) counters: Counters,
     pub(crate) state: watch::Sender<ConnectionState>,
@@ -208,7 +210,7 @@ impl Shared {
     }
 
     /// Dead-letters frames that will never be written, and counts them.
-    /// Frames are decoded back into events here, off the hot path.
+    /// The frames are kept as they are, not decoded (see [`DeadEvent`]).
     pub(crate) fn dead_letter_frames(
         &self,
         frames: Vec<Utf8Bytes>,
@@ -224,52 +226,21 @@ impl Shared {
             _ => &self.counters.events_abandoned,
         };
         add(counter, frames.len() as u64);
-        let undecodable = frames
-            .into_iter()
-            .filter(|frame| !self.dead_letter_decoded(frame, reason, error))
-            .count();
-        // `publish` validated every frame with the decoder's rules, so this
-        // cannot happen; if it ever did, say so rather than skip in silence.
-        if undecodable > 0 {
-            tracing::error!(
-                events = undecodable,
-                %reason,
-                "events counted as dead-lettered could not be decoded back for the dead-letter queue"
-            );
+        for frame in frames {
+            self.dlq.push(DeadEvent::frame(frame), reason, error);
         }
         self.progress.notify_waiters();
     }
 
     /// Dead-letters one received event frame (a subscription could not
-    /// take it); the caller has counted it. Decoded only here, off the
-    /// common path.
+    /// take it); the caller has counted it.
     pub(crate) fn dead_letter_received(
         &self,
         frame: Utf8Bytes,
         reason: DeadLetterReason,
         error: String,
     ) {
-        // Malformed frames are counted as such where they are found.
-        if !self.dead_letter_decoded(&frame, reason, error) {
-            tracing::debug!(%reason, "undecodable frame not dead-lettered");
-        }
-    }
-
-    /// Decodes `frame` back into its event and dead-letters it; false if it
-    /// does not decode.
-    fn dead_letter_decoded(
-        &self,
-        frame: &Utf8Bytes,
-        reason: DeadLetterReason,
-        error: impl std::fmt::Display,
-    ) -> bool {
-        match Event::from_json(frame.as_bytes()) {
-            Ok(event) => {
-                self.dlq.push(event, reason, error);
-                true
-            }
-            Err(_) => false,
-        }
+        self.dlq.push(DeadEvent::frame(frame), reason, error);
     }
 
     /// The frames carried over to the next connection. Held only briefly,

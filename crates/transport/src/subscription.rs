@@ -528,12 +528,8 @@ async fn handle(
             format!("handler panicked: {message}")
         }
     };
-    // The handler consumed the event; rebuild it from its frame.
-    if let Ok(event) = Event::from_json(raw.as_bytes()) {
-        shared
-            .dlq
-            .push(event, DeadLetterReason::HandlerFailed, error);
-    }
+    // The handler consumed the event; its frame is what is kept.
+    shared.dead_letter_received(raw.clone(), DeadLetterReason::HandlerFailed, error);
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

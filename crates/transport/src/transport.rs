@@ -22,6 +22,7 @@ use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats
 use crate::builder::TransportBuilder;
 use crate::config::WebSocketConfig;
 use crate::connection::{self, Failed, First};
+use crate::dead_event::DeadEvent;
 use crate::filter_limits;
 use crate::settings::Settings;
 use crate::shared::{Lifecycle, Shared};
@@ -378,7 +379,7 @@ impl WebSocketTransport {
     {
         self.shared
             .dlq
-            .push(event, DeadLetterReason::Manual, error.to_string());
+            .push(DeadEvent::from(event), DeadLetterReason::Manual, error);
         Ok(())
     }
 
@@ -393,11 +394,22 @@ impl WebSocketTransport {
         if !self.shared.is_running() {
             return Err(WatchtowerError::Closed);
         }
-        Ok(self.shared.dlq.consume(handler))
+        // Entries are decoded here, one by one as the consumer takes them;
+        // one that does not decode (a server's frame) fails each attempt
+        // with the decode error and ends up parked, its JSON kept.
+        Ok(self
+            .shared
+            .dlq
+            .consume(move |dead: DeadEvent| match dead.into_event() {
+                Ok(event) => handler(event),
+                Err(error) => Box::pin(std::future::ready(Err(error.into()))) as HandlerFuture,
+            }))
     }
 
     /// The dead-letter queue itself: drain it, inspect parked entries.
-    pub fn dead_letters(&self) -> &DeadLetterQueue<Event> {
+    /// Entries hold each event as its frame, decoded when asked
+    /// ([`DeadEvent::event`]).
+    pub fn dead_letters(&self) -> &DeadLetterQueue<DeadEvent> {
         &self.shared.dlq
     }
 
