@@ -46,7 +46,7 @@ use crate::stats::{Counters, add, bump};
 use liveness::{Clock, keepalive};
 use reader::read_loop;
 pub(crate) use upgrade::accept;
-use writer::{feed, write_loop};
+use writer::{feed, send_ack, write_loop};
 
 /// After a close frame is out, how long to discard what the client still
 /// sends before dropping the socket.
@@ -217,6 +217,11 @@ async fn finish<S>(
         End::InvalidUtf8 => (CloseCode::Invalid, "text frame is not valid UTF-8"),
         End::Protocol(_) => (CloseCode::Protocol, "websocket protocol error"),
     };
+    // Frames read before the one that ended the connection were relayed:
+    // say so before closing, or an at-least-once client resends them.
+    if let Some(upto) = outbox.pending_ack() {
+        let _ = timeout(grace, send_ack(&shared.counters, outbox, upto, &mut sink)).await;
+    }
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),

@@ -103,7 +103,7 @@ where
 }
 
 /// Feeds `{"type":"ack","upto":upto}`, without flushing.
-async fn send_ack<S>(
+pub(super) async fn send_ack<S>(
     counters: &Counters,
     outbox: &Outbox,
     upto: u64,
