@@ -20,7 +20,13 @@ const COLORS: [RGBColor; 6] = [
 /// axis labelled with x itself, so both kinds share one code path.
 pub(crate) fn draw(curve: &Curve, path: &Path) -> Result<(), BenchError> {
     let fail = |e: String| BenchError::Incomplete(format!("chart {}: {e}", curve.name));
-    let x = |v: f64| if curve.log_x { v.max(f64::MIN_POSITIVE).log10() } else { v };
+    let x = |v: f64| {
+        if curve.log_x {
+            v.max(f64::MIN_POSITIVE).log10()
+        } else {
+            v
+        }
+    };
     let points = || curve.series.iter().flat_map(|s| s.points.iter());
     let (mut x_min, mut x_max, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &(px, py) in points() {

@@ -27,9 +27,8 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             raise_open_files();
             let mut config = HubConfig::default();
             config.max_connections = number(max)?;
-            config.max_pending_handshakes = config
-                .max_pending_handshakes
-                .min(config.max_connections);
+            config.max_pending_handshakes =
+                config.max_pending_handshakes.min(config.max_connections);
             hub(config).await
         }
         ["idle-clients", addr, k] => {

@@ -113,8 +113,14 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         f.subscribers,
         f.hub.runs.len()
     ));
-    line(format!("   raw broadcast server, raw clients        {}", rate(&f.raw)));
-    line(format!("   hub, transport subscribers (per event)   {}", rate(&f.hub)));
+    line(format!(
+        "   raw broadcast server, raw clients        {}",
+        rate(&f.raw)
+    ));
+    line(format!(
+        "   hub, transport subscribers (per event)   {}",
+        rate(&f.hub)
+    ));
     line(format!(
         "   hub, transport subscribers (batch)       {}",
         rate(&f.hub_batch)
@@ -178,8 +184,13 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
             runs[2][sitting]
         );
     }
-    let [hub, raw, hub_batch, hub_raw_clients, raw_server_transport_clients] =
-        runs.map(Summary::of);
+    let [
+        hub,
+        raw,
+        hub_batch,
+        hub_raw_clients,
+        raw_server_transport_clients,
+    ] = runs.map(Summary::of);
     Ok(Fanout {
         subscribers: subs,
         events: n,
@@ -221,11 +232,20 @@ pub(crate) async fn scale_section(options: &BenchOptions) -> Result<SectionRepor
     let sittings = if options.quick { 1 } else { 2 };
     let mut scale = FanoutScale::default();
     for &subs in &options.fanout_scale {
-        let n = (options.fanout_scale_deliveries / subs.max(1)).clamp(10, options.throughput_events);
+        let n =
+            (options.fanout_scale_deliveries / subs.max(1)).clamp(10, options.throughput_events);
         let mut runs: [Vec<f64>; 3] = Default::default();
         for _ in 0..sittings {
-            runs[0].push(one(n, subs, Side::Ours, Receivers::Ours, Side::Ours).await?.0);
-            runs[1].push(one(n, subs, Side::Ours, Receivers::OursBatch, Side::Ours).await?.0);
+            runs[0].push(
+                one(n, subs, Side::Ours, Receivers::Ours, Side::Ours)
+                    .await?
+                    .0,
+            );
+            runs[1].push(
+                one(n, subs, Side::Ours, Receivers::OursBatch, Side::Ours)
+                    .await?
+                    .0,
+            );
             runs[2].push(one(n, subs, Side::Raw, Receivers::Raw, Side::Raw).await?.0);
         }
         let [hub, hub_batch, raw] = runs.map(Summary::of);

@@ -62,8 +62,12 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
             "   {:>11} {:>8} {:>11} {:>7.2} {:>10.2} {:>10.3}\n",
             p.subscribers, p.events, p.delivered, p.cpu_seconds, p.us_per_event, p.us_per_frame
         ));
-        per_event.points.push((p.subscribers as f64, p.us_per_event));
-        per_frame.points.push((p.subscribers as f64, p.us_per_frame));
+        per_event
+            .points
+            .push((p.subscribers as f64, p.us_per_event));
+        per_frame
+            .points
+            .push((p.subscribers as f64, p.us_per_frame));
     }
     let curve = |name: &str, title: &str, series: Series| Curve {
         name: name.into(),

@@ -51,7 +51,11 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     let idle = IdleHub {
         connections: k,
         accept_seconds: seconds,
-        accepts_per_second: if seconds > 0.0 { k as f64 / seconds } else { 0.0 },
+        accepts_per_second: if seconds > 0.0 {
+            k as f64 / seconds
+        } else {
+            0.0
+        },
         rss_before_kib: before,
         rss_after_kib: after,
         kib_per_connection: after.saturating_sub(before) as f64 / k.max(1) as f64,

@@ -75,7 +75,10 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     for (name, p) in [
         ("raw client → raw relay → raw client   ", &l.raw),
         ("transport → hub → transport           ", &l.hub),
-        ("  the same, at least once             ", &l.hub_at_least_once),
+        (
+            "  the same, at least once             ",
+            &l.hub_at_least_once,
+        ),
     ] {
         line(format!(
             "   {name}  {:>7.1}  {:>7.1}  {:>7.1}",
@@ -86,12 +89,14 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         "   p99 ratios of all samples: hub/raw {:.2}  at-least-once/plain {:.2}",
         l.ratio_p99, l.ratio_at_least_once_p99
     ));
-    Ok(SectionReport::new("latency", &l, table)?.target(Target::at_most(
-        "latency p99, transport → hub → transport / raw",
-        "×",
-        1.2,
-        ratios(&sittings.hub_p99, &sittings.raw_p99),
-    )))
+    Ok(
+        SectionReport::new("latency", &l, table)?.target(Target::at_most(
+            "latency p99, transport → hub → transport / raw",
+            "×",
+            1.2,
+            ratios(&sittings.hub_p99, &sittings.raw_p99),
+        )),
+    )
 }
 
 /// p99 of each sitting, per contender.

@@ -88,7 +88,12 @@ impl Recorder {
     }
 
     fn take(&self) -> Vec<f64> {
-        std::mem::take(&mut *self.latencies_us.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .latencies_us
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Waits until `target` events arrived or nothing has come for a second.

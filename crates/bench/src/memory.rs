@@ -98,7 +98,11 @@ async fn settle() {
 }
 
 /// A server process and a clients process; each reports its own growth.
-pub(crate) async fn measure(server_role: &str, clients: &str, k: usize) -> Result<(f64, f64), BenchError> {
+pub(crate) async fn measure(
+    server_role: &str,
+    clients: &str,
+    k: usize,
+) -> Result<(f64, f64), BenchError> {
     let mut server = ChildProcess::spawn(&[server_role])?;
     let addr = server.value("ADDR").await?;
     settle().await;

@@ -154,3 +154,69 @@ fn default_dir() -> PathBuf {
         .and_then(|exe| Some(exe.parent()?.parent()?.join("bench")))
         .unwrap_or_else(|| PathBuf::from("target/bench"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::section::{Curve, Series};
+
+    fn section(name: &str, heading: &str) -> SectionReport {
+        SectionReport::new(name, &serde_json::json!({}), format!("{heading}\n"))
+            .unwrap()
+            .target(Target::at_least(
+                &format!("{name} ratio"),
+                "×",
+                1.0,
+                vec![1.5],
+            ))
+    }
+
+    #[test]
+    fn the_table_shows_only_the_sections_that_ran_and_every_target_with_its_verdict() {
+        let report = Report {
+            sections: vec![section("fanout", "Fan-out heading")],
+            ..Report::default()
+        };
+        let table = report.table();
+        assert!(table.contains("Fan-out heading"), "{table}");
+        for other in ["Publish throughput", "Latency", "Idle memory", "Flood"] {
+            assert!(!table.contains(other), "{other} did not run:\n{table}");
+        }
+        assert!(table.contains("fanout ratio"), "{table}");
+        assert!(table.contains("MET (1/1)"), "{table}");
+        assert!(table.contains("1 of 1 met"), "{table}");
+    }
+
+    #[test]
+    fn writing_the_report_draws_one_svg_per_curve_and_records_them_in_the_json() {
+        let dir =
+            std::env::temp_dir().join(format!("watchtower-bench-test-{}", std::process::id()));
+        let curve = Curve {
+            name: "demo-curve".into(),
+            title: "Demo".into(),
+            x_label: "subscribers".into(),
+            y_label: "deliveries/s".into(),
+            log_x: true,
+            series: vec![Series {
+                label: "ours".into(),
+                points: vec![(1.0, 10.0), (10.0, 200.0), (1000.0, 1500.0)],
+            }],
+        };
+        let mut report = Report {
+            sections: vec![section("fanout", "Fan-out").curve(curve)],
+            ..Report::default()
+        };
+        report.write(Some(&dir)).unwrap();
+        let svg = std::fs::read_to_string(dir.join("demo-curve.svg")).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("Demo") && svg.contains("ours"), "{svg}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("latest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["sections"][0]["curves"][0]["name"], "demo-curve");
+        assert_eq!(json["sections"][0]["targets"][0]["met"], true);
+        assert_eq!(json["charts"].as_array().map(Vec::len), Some(1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

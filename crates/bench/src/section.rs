@@ -178,3 +178,32 @@ impl Series {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_met_by_its_median_sitting_and_counts_the_sittings_that_met_it() {
+        let t = Target::at_least("x", "×", 1.0, vec![0.9, 1.1, 1.2]);
+        assert!(t.met);
+        assert_eq!((t.sittings.median, t.sittings_met), (1.1, 2));
+        let t = Target::at_least("x", "×", 1.0, vec![0.9, 0.95, 1.5]);
+        assert!(!t.met, "one good sitting does not make a met target");
+        assert_eq!(t.sittings_met, 1);
+        let t = Target::at_most("p99", "×", 1.2, vec![1.3, 1.1, 1.0]);
+        assert!(t.met);
+        assert!(!Target::at_most("none", "×", 1.2, vec![]).met);
+    }
+
+    #[test]
+    fn a_target_line_says_the_spread_the_goal_and_whether_it_is_met() {
+        let line = Target::at_most("memory", "KiB", 12.0, vec![13.0, 12.5, 14.0]).line();
+        assert!(
+            line.contains("13.00 KiB (12.50–14.00, 3 sittings)"),
+            "{line}"
+        );
+        assert!(line.contains("target ≤ 12 KiB"), "{line}");
+        assert!(line.contains("NOT MET (0/3)"), "{line}");
+    }
+}

@@ -75,3 +75,20 @@ pub(crate) const SECTIONS: &[Section] = &[
 pub fn names() -> Vec<&'static str> {
     SECTIONS.iter().map(|s| s.name).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn section_names_are_unique_and_lower_case() {
+        let names = super::names();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        );
+    }
+}

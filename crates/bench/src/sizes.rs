@@ -38,7 +38,11 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     let mut sizes = Sizes::default();
     for &bytes in &options.event_sizes {
         let n = (options.size_bytes / bytes.max(1)).clamp(16, options.throughput_events);
-        let make = || (0..n as u64).map(|i| sized_event(i, bytes)).collect::<Vec<_>>();
+        let make = || {
+            (0..n as u64)
+                .map(|i| sized_event(i, bytes))
+                .collect::<Vec<_>>()
+        };
         let (mut r, mut t) = (Vec::new(), Vec::new());
         for _ in 0..sittings {
             r.push(raw(&server, make(), RAW_FLUSH_EVERY).await?);
