@@ -44,6 +44,14 @@ pub struct Fanout {
     pub ratio: f64,
     /// Median hub (batch handler) / median raw.
     pub ratio_batch: f64,
+    /// CPU time of this whole process (publisher, server, subscribers)
+    /// per delivery, µs: hub with transport subscribers. Less sensitive
+    /// to other load on the machine than the rates.
+    pub cpu_us_hub: Summary,
+    /// The same, batch handler.
+    pub cpu_us_hub_batch: Summary,
+    /// The same, raw broadcast server with raw clients.
+    pub cpu_us_raw: Summary,
 }
 
 /// Counts deliveries; wakes a waiter at a target.
@@ -137,6 +145,14 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         "   ratios of medians: hub/raw {:.2}, batch/raw {:.2}; frames the hub dropped: {}",
         f.ratio, f.ratio_batch, f.hub_dropped
     ));
+    line(format!(
+        "   CPU per delivery, whole process (µs): raw {:.3}, hub {:.3}, hub batch {:.3}; hub/raw {:.2}, batch/raw {:.2}",
+        f.cpu_us_raw.median,
+        f.cpu_us_hub.median,
+        f.cpu_us_hub_batch.median,
+        ratio(f.cpu_us_hub.median, f.cpu_us_raw.median),
+        ratio(f.cpu_us_hub_batch.median, f.cpu_us_raw.median)
+    ));
     let name = |form: &str| {
         format!(
             "fan-out to {}, hub + transport ({form}) / raw",
@@ -160,6 +176,7 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
     let mut runs: [Vec<f64>; 5] = Default::default();
+    let mut cpu: [Vec<f64>; 5] = Default::default();
     let mut dropped = 0;
     let (n, subs) = (options.fanout_events, options.fanout_subscribers);
     // (server, subscribers, publisher), interleaved per run.
@@ -172,8 +189,9 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
     ];
     for sitting in 0..RUNS {
         for (i, (server, subscribers, publisher)) in setups.into_iter().enumerate() {
-            let (rate, d) = one(n, subs, server, subscribers, publisher).await?;
+            let (rate, d, cpu_us) = one(n, subs, server, subscribers, publisher).await?;
             runs[i].push(rate);
+            cpu[i].push(cpu_us);
             dropped += d;
         }
         eprintln!(
@@ -191,6 +209,7 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
         hub_raw_clients,
         raw_server_transport_clients,
     ] = runs.map(Summary::of);
+    let [cpu_hub, cpu_raw, cpu_hub_batch, _, _] = cpu.map(Summary::of);
     Ok(Fanout {
         subscribers: subs,
         events: n,
@@ -202,6 +221,9 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
         hub_raw_clients,
         raw_server_transport_clients,
         hub_dropped: dropped,
+        cpu_us_hub: cpu_hub,
+        cpu_us_hub_batch: cpu_hub_batch,
+        cpu_us_raw: cpu_raw,
     })
 }
 
@@ -305,7 +327,7 @@ async fn one(
     server: Side,
     subscribers: Receivers,
     publisher: Side,
-) -> Result<(f64, u64), BenchError> {
+) -> Result<(f64, u64, f64), BenchError> {
     let (hub, raw_server, sub_url, pub_url) = match server {
         Side::Ours => {
             // Room for a whole run per client: this measures throughput,
@@ -376,6 +398,7 @@ async fn one(
     // Both servers register a client before its handshake completes, so
     // every subscriber receives from here on.
     let events = events(n);
+    let cpu_before = crate::child::cpu_seconds(std::process::id()).unwrap_or(0.0);
     let start = match publisher {
         Side::Ours => {
             let mut config = WebSocketConfig::new(&pub_url);
@@ -405,6 +428,8 @@ async fn one(
         }
     };
     let rate = (n * subs) as f64 / start.elapsed().as_secs_f64();
+    let cpu = crate::child::cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
+    let cpu_us = cpu.max(0.0) * 1e6 / (n * subs).max(1) as f64;
     let dropped = hub.as_ref().map_or(0, |h| h.stats().dropped_frames);
     for reader in readers {
         reader.abort();
@@ -414,5 +439,5 @@ async fn one(
         hub.shutdown().await;
     }
     drop(raw_server);
-    Ok((rate, dropped))
+    Ok((rate, dropped, cpu_us))
 }

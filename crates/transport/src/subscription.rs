@@ -497,7 +497,6 @@ async fn handle_batches(
     handler: &BatchHandler,
     taken: &mut Taken,
 ) -> bool {
-    let mut events = Vec::with_capacity(TAKE);
     loop {
         taken.deliveries.clear();
         taken.next = 0;
@@ -509,18 +508,17 @@ async fn handle_batches(
         {
             return true;
         }
-        events.extend(
-            taken
-                .deliveries
-                .iter()
-                .filter_map(|d| decode(shared, mailbox.id, &mailbox.filter, d)),
-        );
+        // Sized to the batch: most are small when the handler keeps up.
+        let events: Vec<Event> = taken
+            .deliveries
+            .iter()
+            .filter_map(|d| decode(shared, mailbox.id, &mailbox.filter, d))
+            .collect();
         let n = events.len();
         if n > 0 {
             // Handed over whole; the frames stay in `taken` for the
             // dead-letter queue should the handler fail or be stopped.
-            let outcome = call(|| handler(std::mem::take(&mut events))).await;
-            events = Vec::with_capacity(TAKE);
+            let outcome = call(|| handler(events)).await;
             on_outcome(shared, mailbox.id, outcome, n as u64, || {
                 taken.deliveries.iter().map(|d| &d.frame)
             });
