@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-use watchtower_hub::Hub;
+use watchtower_hub::{Hub, HubConfig};
 use watchtower_websocket::prelude::*;
 use watchtower_websocket::{MaxAttempts, ReconnectPolicy};
 
@@ -15,28 +15,34 @@ use crate::BenchError;
 use crate::raw::broadcast_server;
 use crate::workload::event;
 
-/// Runs one child role (`hub`, `hub-unpaced`, `raw-broadcast`,
-/// `clients ours|raw ADDR K`, `flood EVENTS QUEUE`, `attack KIND ADDR`) and
-/// prints what the parent reads. Servers run until stdin closes.
+/// Runs one child role (`hub [MAX_CONNECTIONS]`, `hub-unpaced`,
+/// `raw-broadcast`, `clients ours|raw ADDR K`, `idle-clients ADDR K`,
+/// `flood EVENTS QUEUE`, `attack KIND ADDR`) and prints what the parent
+/// reads. Servers and clients run until stdin closes.
 pub async fn child(args: &[String]) -> Result<(), BenchError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["hub"] => {
-            let hub = Hub::bind("127.0.0.1:0").await?;
-            println!("ADDR {}", hub.local_addr());
+        ["hub"] => hub(HubConfig::default()).await,
+        ["hub", max] => {
+            raise_open_files();
+            let mut config = HubConfig::default();
+            config.max_connections = number(max)?;
+            config.max_pending_handshakes =
+                config.max_pending_handshakes.min(config.max_connections);
+            hub(config).await
+        }
+        ["idle-clients", addr, k] => {
+            raise_open_files();
+            let connections = crate::idle_hub::clients(addr, number(k)?).await?;
             wait_for_stdin_to_close().await;
-            hub.shutdown().await;
+            drop(connections);
             Ok(())
         }
         ["hub-unpaced"] => {
             // No control-frame budget, to measure what a frame costs.
-            let mut config = watchtower_hub::HubConfig::default();
+            let mut config = HubConfig::default();
             config.control_bytes_per_second = 1 << 40;
-            let hub = Hub::bind_with("127.0.0.1:0", config).await?;
-            println!("ADDR {}", hub.local_addr());
-            wait_for_stdin_to_close().await;
-            hub.shutdown().await;
-            Ok(())
+            hub(config).await
         }
         ["attack", kind, addr] => {
             crate::hostile::attack(kind, addr)?;
@@ -72,6 +78,54 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             "unknown bench-child role {other:?}"
         ))),
     }
+}
+
+fn number(text: &str) -> Result<usize, BenchError> {
+    text.parse()
+        .map_err(|_| BenchError::Incomplete(format!("bad number {text:?}")))
+}
+
+async fn hub(config: HubConfig) -> Result<(), BenchError> {
+    let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+    println!("ADDR {}", hub.local_addr());
+    wait_for_stdin_to_close().await;
+    hub.shutdown().await;
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one, as `watchtower hub`
+/// does: thousands of connections need more than the common 1,024.
+pub(crate) fn raise_open_files() {
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("bench: could not raise the open-file limit: {error}");
+    }
+}
+
+/// CPU seconds a process has used: the sum of its threads' run time in
+/// `/proc/PID/task/*/schedstat` (nanoseconds), else user + system time
+/// from `/proc/PID/stat` (ticks of 1/100 s, Linux's `USER_HZ`).
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    schedstat_seconds(pid).or_else(|| stat_seconds(pid))
+}
+
+fn schedstat_seconds(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+fn stat_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields count from ')'.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 async fn wait_for_stdin_to_close() {

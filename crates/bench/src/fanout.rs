@@ -12,7 +12,8 @@ use watchtower_hub::{Hub, HubConfig};
 use watchtower_websocket::prelude::*;
 
 use crate::raw::broadcast_server;
-use crate::stats::{Summary, ratio};
+use crate::section::{Curve, SectionReport, Series, Target};
+use crate::stats::{Summary, ratio, ratios};
 use crate::throughput::RAW_FLUSH_EVERY;
 use crate::workload::events;
 use crate::{BenchError, BenchOptions};
@@ -27,8 +28,10 @@ pub struct Fanout {
     pub subscribers: usize,
     /// Events published per run.
     pub events: usize,
-    /// Hub with our transport on both ends.
+    /// Hub with our transport on both ends (the spec's per-event handler).
     pub hub: Summary,
+    /// The same with the batch handler (`subscribe_batch`).
+    pub hub_batch: Summary,
     /// Raw broadcast server with raw clients.
     pub raw: Summary,
     /// Decomposition: the hub with raw clients (and a raw publisher).
@@ -39,6 +42,16 @@ pub struct Fanout {
     pub hub_dropped: u64,
     /// Median hub / median raw.
     pub ratio: f64,
+    /// Median hub (batch handler) / median raw.
+    pub ratio_batch: f64,
+    /// CPU time of this whole process (publisher, server, subscribers)
+    /// per delivery, µs: hub with transport subscribers. Less sensitive
+    /// to other load on the machine than the rates.
+    pub cpu_us_hub: Summary,
+    /// The same, batch handler.
+    pub cpu_us_hub_batch: Summary,
+    /// The same, raw broadcast server with raw clients.
+    pub cpu_us_raw: Summary,
 }
 
 /// Counts deliveries; wakes a waiter at a target.
@@ -58,7 +71,12 @@ impl Counter {
     }
 
     fn add(&self) {
-        if self.count.fetch_add(1, Relaxed) + 1 == self.target {
+        self.add_many(1);
+    }
+
+    fn add_many(&self, n: u64) {
+        let before = self.count.fetch_add(n, Relaxed);
+        if before < self.target && before + n >= self.target {
             self.done.notify_one();
         }
     }
@@ -80,45 +98,236 @@ enum Side {
     Raw,
 }
 
+/// Who receives: our transport (the spec's per-event handler, or the batch
+/// handler), or raw clients that decode each frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Receivers {
+    Ours,
+    OursBatch,
+    Raw,
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let f = run(options).await?;
+    let rate = |s: &Summary| format!("{:>9.0} {:>9.0}–{:<9.0}", s.median, s.min, s.max);
+    let mut table = String::new();
+    let mut line = |l: String| {
+        table.push_str(&l);
+        table.push('\n');
+    };
+    line(format!(
+        "Fan-out: {} events to {} subscribers (deliveries/s; median, min–max of {} sittings)",
+        f.events,
+        f.subscribers,
+        f.hub.runs.len()
+    ));
+    line(format!(
+        "   raw broadcast server, raw clients        {}",
+        rate(&f.raw)
+    ));
+    line(format!(
+        "   hub, transport subscribers (per event)   {}",
+        rate(&f.hub)
+    ));
+    line(format!(
+        "   hub, transport subscribers (batch)       {}",
+        rate(&f.hub_batch)
+    ));
+    line(format!(
+        "   decomposition: hub, raw clients          {}",
+        rate(&f.hub_raw_clients)
+    ));
+    line(format!(
+        "   raw server, transport subscribers        {}",
+        rate(&f.raw_server_transport_clients)
+    ));
+    line(format!(
+        "   ratios of medians: hub/raw {:.2}, batch/raw {:.2}; frames the hub dropped: {}",
+        f.ratio, f.ratio_batch, f.hub_dropped
+    ));
+    line(format!(
+        "   CPU per delivery, whole process (µs): raw {:.3}, hub {:.3}, hub batch {:.3}; hub/raw {:.2}, batch/raw {:.2}",
+        f.cpu_us_raw.median,
+        f.cpu_us_hub.median,
+        f.cpu_us_hub_batch.median,
+        ratio(f.cpu_us_hub.median, f.cpu_us_raw.median),
+        ratio(f.cpu_us_hub_batch.median, f.cpu_us_raw.median)
+    ));
+    let name = |form: &str| {
+        format!(
+            "fan-out to {}, hub + transport ({form}) / raw",
+            f.subscribers
+        )
+    };
+    Ok(SectionReport::new("fanout", &f, table)?
+        .target(Target::at_least(
+            &name("per event"),
+            "×",
+            0.95,
+            ratios(&f.hub.runs, &f.raw.runs),
+        ))
+        .target(Target::at_least(
+            &name("batch"),
+            "×",
+            0.95,
+            ratios(&f.hub_batch.runs, &f.raw.runs),
+        )))
+}
+
 pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
-    let mut runs: [Vec<f64>; 4] = Default::default();
+    let mut runs: [Vec<f64>; 5] = Default::default();
+    let mut cpu: [Vec<f64>; 5] = Default::default();
     let mut dropped = 0;
+    let (n, subs) = (options.fanout_events, options.fanout_subscribers);
     // (server, subscribers, publisher), interleaved per run.
     let setups = [
-        (Side::Ours, Side::Ours, Side::Ours),
-        (Side::Raw, Side::Raw, Side::Raw),
-        (Side::Ours, Side::Raw, Side::Raw),
-        (Side::Raw, Side::Ours, Side::Raw),
+        (Side::Ours, Receivers::Ours, Side::Ours),
+        (Side::Raw, Receivers::Raw, Side::Raw),
+        (Side::Ours, Receivers::OursBatch, Side::Ours),
+        (Side::Ours, Receivers::Raw, Side::Raw),
+        (Side::Raw, Receivers::Ours, Side::Raw),
     ];
-    for _ in 0..RUNS {
+    for sitting in 0..RUNS {
         for (i, (server, subscribers, publisher)) in setups.into_iter().enumerate() {
-            let (rate, d) = one(options, server, subscribers, publisher).await?;
+            let (rate, d, cpu_us) = one(n, subs, server, subscribers, publisher).await?;
             runs[i].push(rate);
+            cpu[i].push(cpu_us);
             dropped += d;
         }
+        eprintln!(
+            "  sitting {}: hub {:.0}/s, raw {:.0}/s, hub batch {:.0}/s",
+            sitting + 1,
+            runs[0][sitting],
+            runs[1][sitting],
+            runs[2][sitting]
+        );
     }
-    let [hub, raw, hub_raw_clients, raw_server_transport_clients] = runs.map(Summary::of);
-    Ok(Fanout {
-        subscribers: options.fanout_subscribers,
-        events: options.fanout_events,
-        ratio: ratio(hub.median, raw.median),
+    let [
         hub,
+        raw,
+        hub_batch,
+        hub_raw_clients,
+        raw_server_transport_clients,
+    ] = runs.map(Summary::of);
+    let [cpu_hub, cpu_raw, cpu_hub_batch, _, _] = cpu.map(Summary::of);
+    Ok(Fanout {
+        subscribers: subs,
+        events: n,
+        ratio: ratio(hub.median, raw.median),
+        ratio_batch: ratio(hub_batch.median, raw.median),
+        hub,
+        hub_batch,
         raw,
         hub_raw_clients,
         raw_server_transport_clients,
         hub_dropped: dropped,
+        cpu_us_hub: cpu_hub,
+        cpu_us_hub_batch: cpu_hub_batch,
+        cpu_us_raw: cpu_raw,
     })
+}
+
+/// Deliveries/s against the number of subscribers, ours and raw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FanoutScale {
+    /// One point per subscriber count.
+    pub points: Vec<ScalePoint>,
+}
+
+/// One subscriber count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScalePoint {
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Events published.
+    pub events: usize,
+    /// Hub, transport subscribers with the spec's per-event handler.
+    pub hub: Summary,
+    /// Hub, transport subscribers with the batch handler.
+    pub hub_batch: Summary,
+    /// Raw broadcast server, raw clients.
+    pub raw: Summary,
+}
+
+pub(crate) async fn scale_section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    crate::child::raise_open_files();
+    let sittings = if options.quick { 1 } else { 2 };
+    let mut scale = FanoutScale::default();
+    for &subs in &options.fanout_scale {
+        let n =
+            (options.fanout_scale_deliveries / subs.max(1)).clamp(10, options.throughput_events);
+        let mut runs: [Vec<f64>; 3] = Default::default();
+        for _ in 0..sittings {
+            runs[0].push(
+                one(n, subs, Side::Ours, Receivers::Ours, Side::Ours)
+                    .await?
+                    .0,
+            );
+            runs[1].push(
+                one(n, subs, Side::Ours, Receivers::OursBatch, Side::Ours)
+                    .await?
+                    .0,
+            );
+            runs[2].push(one(n, subs, Side::Raw, Receivers::Raw, Side::Raw).await?.0);
+        }
+        let [hub, hub_batch, raw] = runs.map(Summary::of);
+        eprintln!(
+            "  {subs} subscribers: hub {:.0}/s, batch {:.0}/s, raw {:.0}/s",
+            hub.median, hub_batch.median, raw.median
+        );
+        scale.points.push(ScalePoint {
+            subscribers: subs,
+            events: n,
+            hub,
+            hub_batch,
+            raw,
+        });
+    }
+    let mut table = String::from(
+        "Fan-out against subscribers (deliveries/s, medians)\n   subscribers   events        raw       hub  hub/raw     batch  batch/raw\n",
+    );
+    let mut series = [
+        Series::new("raw broadcast server, raw clients"),
+        Series::new("hub, transport (per-event handler)"),
+        Series::new("hub, transport (batch handler)"),
+    ];
+    for p in &scale.points {
+        table.push_str(&format!(
+            "   {:>11} {:>8} {:>10.0} {:>9.0} {:>8.2} {:>9.0} {:>10.2}\n",
+            p.subscribers,
+            p.events,
+            p.raw.median,
+            p.hub.median,
+            ratio(p.hub.median, p.raw.median),
+            p.hub_batch.median,
+            ratio(p.hub_batch.median, p.raw.median)
+        ));
+        let x = p.subscribers as f64;
+        series[0].points.push((x, p.raw.median));
+        series[1].points.push((x, p.hub.median));
+        series[2].points.push((x, p.hub_batch.median));
+    }
+    Ok(
+        SectionReport::new("fanout-scale", &scale, table)?.curve(Curve {
+            name: "fanout-scale".into(),
+            title: "Fan-out: deliveries/s against subscribers".into(),
+            x_label: "subscribers".into(),
+            y_label: "deliveries/s".into(),
+            log_x: true,
+            series: series.into(),
+        }),
+    )
 }
 
 /// One run: `n` events to every subscriber; returns deliveries/s and the
 /// frames the hub dropped.
 async fn one(
-    options: &BenchOptions,
+    n: usize,
+    subs: usize,
     server: Side,
-    subscribers: Side,
+    subscribers: Receivers,
     publisher: Side,
-) -> Result<(f64, u64), BenchError> {
-    let (n, subs) = (options.fanout_events, options.fanout_subscribers);
+) -> Result<(f64, u64, f64), BenchError> {
     let (hub, raw_server, sub_url, pub_url) = match server {
         Side::Ours => {
             // Room for a whole run per client: this measures throughput,
@@ -145,7 +354,20 @@ async fn one(
     for _ in 0..subs {
         let counter = Arc::clone(&counter);
         match subscribers {
-            Side::Ours => {
+            Receivers::OursBatch => {
+                let transport = WebSocketTransport::builder(WebSocketConfig::new(&sub_url))
+                    .mailbox_size(n.max(1024))
+                    .connect()
+                    .await?;
+                transport
+                    .subscribe_batch(vec![], move |events| {
+                        counter.add_many(events.len() as u64);
+                        Box::pin(async { Ok(()) })
+                    })
+                    .await?;
+                transports.push(transport);
+            }
+            Receivers::Ours => {
                 let transport = WebSocketTransport::builder(WebSocketConfig::new(&sub_url))
                     .mailbox_size(n.max(1024))
                     .connect()
@@ -158,7 +380,7 @@ async fn one(
                     .await?;
                 transports.push(transport);
             }
-            Side::Raw => {
+            Receivers::Raw => {
                 let (mut ws, _) = tokio_tungstenite::connect_async(&sub_url).await?;
                 // Like a user would: decode each frame into an event.
                 readers.push(tokio::spawn(async move {
@@ -176,6 +398,7 @@ async fn one(
     // Both servers register a client before its handshake completes, so
     // every subscriber receives from here on.
     let events = events(n);
+    let cpu_before = crate::child::cpu_seconds(std::process::id()).unwrap_or(0.0);
     let start = match publisher {
         Side::Ours => {
             let mut config = WebSocketConfig::new(&pub_url);
@@ -205,6 +428,8 @@ async fn one(
         }
     };
     let rate = (n * subs) as f64 / start.elapsed().as_secs_f64();
+    let cpu = crate::child::cpu_seconds(std::process::id()).unwrap_or(0.0) - cpu_before;
+    let cpu_us = cpu.max(0.0) * 1e6 / (n * subs).max(1) as f64;
     let dropped = hub.as_ref().map_or(0, |h| h.stats().dropped_frames);
     for reader in readers {
         reader.abort();
@@ -214,5 +439,5 @@ async fn one(
         hub.shutdown().await;
     }
     drop(raw_server);
-    Ok((rate, dropped))
+    Ok((rate, dropped, cpu_us))
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::child::ChildProcess;
+use crate::section::SectionReport;
 use crate::{BenchError, BenchOptions};
 
 /// The queue the floods run with (the spec's default).
@@ -32,6 +33,21 @@ pub struct Flood {
     pub small: FloodRun,
     /// All the events.
     pub large: FloodRun,
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let fl = run(options).await?;
+    let mut table = format!(
+        "Flood with the server down: DropOldest, queue {} (peak RSS of a fresh process)\n",
+        fl.queue_size
+    );
+    for run in [&fl.small, &fl.large] {
+        table.push_str(&format!(
+            "   {:>9} events: peak {:>7} KiB, queued {}, evicted {}, dead-lettered {}\n",
+            run.events, run.peak_rss_kib, run.queued, run.evicted, run.dlq_len
+        ));
+    }
+    SectionReport::new("flood", &fl, table)
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Flood, BenchError> {

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::child::ChildProcess;
 use crate::latency::Percentiles;
+use crate::section::SectionReport;
 use crate::stats::ratio;
 use crate::{BenchError, BenchOptions};
 
@@ -49,6 +50,31 @@ pub struct Hostile {
     pub hub_cpu_us_per_control_frame: f64,
     /// Control frames the CPU figure is measured over.
     pub control_frames_measured: u64,
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let h = run(options).await?;
+    let mut table =
+        String::from("A legitimate pair under attack (raw publisher → hub → raw subscriber, µs)\n");
+    for (name, p) in [
+        ("alone", &h.alone),
+        ("filter abuse", &h.filter_abuse),
+        ("never-reading subscribers", &h.never_readers),
+    ] {
+        table.push_str(&format!(
+            "   {name:<26} p50 {:>8.0}   p99 {:>8.0}   ({} samples)\n",
+            p.p50_us, p.p99_us, p.samples
+        ));
+    }
+    table.push_str(&format!(
+        "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}\n",
+        h.ratio_p99_filter_abuse, h.ratio_p99_never_readers
+    ));
+    table.push_str(&format!(
+        "   hub CPU per {}-byte subscribe frame of 4096 types: {:.0} µs (over {} frames, no budget)\n",
+        h.control_frame_bytes, h.hub_cpu_us_per_control_frame, h.control_frames_measured
+    ));
+    SectionReport::new("hostile", &h, table)
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {

@@ -2,26 +2,35 @@
 //! side in one run on this machine: `watchtower bench` (or
 //! `cargo xtask bench`).
 //!
-//! Five measurements, each with the same ~200-byte JSON event:
+//! Sections (see `sections.rs`; `--only NAME` runs some of them):
 //!
-//! 1. **Publish throughput** to a counting server: raw `send()` per message,
-//!    raw `feed` + `flush` every 64, and `WebSocketTransport::publish` with
-//!    1 and with 8 publisher tasks; interleaved runs, medians.
-//! 2. **Latency** publisher → hub → subscriber with our transport on both
-//!    ends, against a raw round trip over a raw relay.
-//! 3. **Fan-out** to many subscribers through the hub, against a raw
-//!    broadcast server that shares one serialised frame.
-//! 4. **Idle memory** per connection, client and server side.
-//! 5. **Bounded memory under flood**: the server is down and events keep
-//!    being published with `DropOldest`.
-//! 6. **Under attack**: a legitimate pair's latency through a hub (in a
-//!    child process) alone, while clients abuse filters, and while
-//!    subscribers that never read are fed large events; and the hub's CPU
-//!    time per costly control frame.
+//! - `throughput`: publish throughput to a counting server — raw `send()`
+//!   per message, raw `feed` + `flush` every 64, and
+//!   `WebSocketTransport::publish` from 1 and from 8 tasks; interleaved.
+//! - `sizes`: the same, raw `feed` + `flush` against one publisher, for
+//!   events of 64 B to 256 KiB (a curve).
+//! - `latency`: publisher → hub → subscriber with our transport on both
+//!   ends, against a raw round trip over a raw relay, one at a time.
+//! - `load`: p50/p99 latency while publishing at 10%, 50% and 90% of the
+//!   measured maximum (a curve).
+//! - `fanout`: fan-out to 100 subscribers through the hub, against a raw
+//!   broadcast server; `fanout-scale`: the same at 1 to 1,000 subscribers.
+//! - `memory`: idle memory per connection, client and server side;
+//!   `idle-hub`: a hub holding 10,000 idle connections.
+//! - `hub-cpu`: the hub's CPU time per relayed event and per delivered
+//!   frame, from `/proc/<pid>/stat`.
+//! - `flood`: bounded memory while the server is down and events keep
+//!   being published with `DropOldest`.
+//! - `hostile`: a legitimate pair's latency through a hub alone, while
+//!   clients abuse filters, and while subscribers that never read are fed
+//!   large events; and the hub's CPU time per costly control frame.
+//!
+//! Every target is printed with its figure in each of several sittings of
+//! the one run (median, min–max) and whether it is met.
 //!
 //! The machine is shared and noisy, so only ratios within one run mean
 //! anything; nothing here is asserted. The results print as a table and are
-//! written as JSON under `target/bench/`.
+//! written as JSON under `target/bench/`, with one SVG chart per curve.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), watchtower_bench::BenchError> {
@@ -34,18 +43,26 @@
 //! with `bench-child`), so one measurement's heap does not blur another's.
 //!
 //! Dependencies: the facade and the hub (what is measured), tokio-tungstenite
-//! (the raw contenders), serde_json (the report).
+//! (the raw contenders), serde_json (the report), plotters (the charts, SVG
+//! backend only), rlimit (descriptors for 10,000 connections).
 
 #![deny(missing_docs)]
 
+mod chart;
 mod child;
 mod fanout;
 mod flood;
 mod hostile;
+mod hub_cpu;
+mod idle_hub;
 mod latency;
+mod load;
 mod memory;
 mod raw;
 mod report;
+mod section;
+mod sections;
+mod sizes;
 mod stats;
 mod throughput;
 mod workload;
@@ -53,12 +70,18 @@ mod workload;
 use std::path::PathBuf;
 
 pub use child::child;
-pub use fanout::Fanout;
+pub use fanout::{Fanout, FanoutScale, ScalePoint};
 pub use flood::{Flood, FloodRun};
 pub use hostile::Hostile;
+pub use hub_cpu::{HubCpu, HubCpuPoint};
+pub use idle_hub::IdleHub;
 pub use latency::{Latency, Percentiles};
+pub use load::{Load, LoadPoint};
 pub use memory::Memory;
 pub use report::Report;
+pub use section::{Curve, Goal, SectionReport, Series, Target};
+pub use sections::names as section_names;
+pub use sizes::{SizePoint, Sizes};
 pub use stats::Summary;
 pub use throughput::Throughput;
 
@@ -89,37 +112,64 @@ pub enum BenchError {
 /// Sizes of one benchmark run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
+    /// Whether this is the reduced smoke run (its figures are not quoted).
+    pub quick: bool,
     /// Events per throughput run.
     pub throughput_events: usize,
-    /// Interleaved runs of each throughput contender (median reported).
+    /// Interleaved runs (sittings) of each throughput contender.
     pub runs: usize,
-    /// Latency samples per contender (after a warm-up).
+    /// Latency samples per contender (after a warm-up), over all sittings.
     pub latency_samples: usize,
     /// Subscribers in the fan-out measurement.
     pub fanout_subscribers: usize,
     /// Events the fan-out publisher sends.
     pub fanout_events: usize,
+    /// Subscriber counts of the fan-out curve.
+    pub fanout_scale: Vec<usize>,
+    /// Deliveries (events × subscribers) per point of the fan-out curve.
+    pub fanout_scale_deliveries: usize,
+    /// Event sizes of the size curve, bytes of JSON.
+    pub event_sizes: Vec<usize>,
+    /// Bytes published per point of the size curve (fewer events when
+    /// they are large; at most `throughput_events`).
+    pub size_bytes: usize,
+    /// Milliseconds of publishing at each load level.
+    pub load_millis: u64,
     /// Idle connections in the memory measurement.
     pub memory_connections: usize,
+    /// Idle connections the idle-hub measurement opens.
+    pub idle_connections: usize,
+    /// Subscriber counts of the hub CPU measurement.
+    pub cpu_subscribers: Vec<usize>,
+    /// Events published per hub CPU measurement.
+    pub cpu_events: usize,
     /// Events published in the largest flood.
     pub flood_events: usize,
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
-    /// Run only these measurements (`throughput`, `latency`, `fanout`,
-    /// `memory`, `flood`, `hostile`); empty: all of them.
+    /// Run only these sections (see [`section_names`]); empty: all.
     pub only: Vec<String>,
 }
 
 impl BenchOptions {
-    /// The full benchmark (about a minute on 2 cores).
+    /// The full benchmark (a few minutes on 2 cores).
     pub fn full() -> Self {
         BenchOptions {
+            quick: false,
             throughput_events: 200_000,
             runs: 5,
             latency_samples: 20_000,
             fanout_subscribers: 100,
             fanout_events: 20_000,
+            fanout_scale: vec![1, 10, 100, 1_000],
+            fanout_scale_deliveries: 2_000_000,
+            event_sizes: vec![64, 1024, 16 * 1024, 256 * 1024],
+            size_bytes: 64 << 20,
+            load_millis: 2_000,
             memory_connections: 1_000,
+            idle_connections: 10_000,
+            cpu_subscribers: vec![1, 10, 100],
+            cpu_events: 50_000,
             flood_events: 1_000_000,
             report_dir: None,
             only: Vec::new(),
@@ -130,16 +180,25 @@ impl BenchOptions {
         self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 
-    /// A reduced run for smoke tests: everything runs, in well under a
-    /// minute; the figures are too small to quote.
+    /// A reduced run for smoke tests: every section and code path runs
+    /// lightly, in well under a minute; the figures are too small to quote.
     pub fn quick() -> Self {
         BenchOptions {
+            quick: true,
             throughput_events: 20_000,
             runs: 2,
             latency_samples: 2_000,
             fanout_subscribers: 10,
             fanout_events: 2_000,
+            fanout_scale: vec![1, 10],
+            fanout_scale_deliveries: 20_000,
+            event_sizes: vec![64, 1024, 16 * 1024, 256 * 1024],
+            size_bytes: 2 << 20,
+            load_millis: 200,
             memory_connections: 100,
+            idle_connections: 200,
+            cpu_subscribers: vec![1, 10],
+            cpu_events: 2_000,
             flood_events: 100_000,
             report_dir: None,
             only: Vec::new(),
@@ -147,49 +206,27 @@ impl BenchOptions {
     }
 }
 
-/// Runs every measurement, prints progress to stderr, writes the JSON
-/// report, and returns it.
+/// Runs the sections asked for, prints progress to stderr, writes the
+/// JSON report and the charts, and returns the report.
 pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|name| !sections::names().contains(&name.as_str()))
+    {
+        return Err(BenchError::Incomplete(format!(
+            "no section {unknown:?}; the sections are {}",
+            sections::names().join(", ")
+        )));
+    }
     let started = std::time::Instant::now();
     let mut report = Report::new(&options);
-    if options.wants("throughput") {
-        eprintln!(
-            "bench: publish throughput ({} events x {} runs)",
-            options.throughput_events, options.runs
-        );
-        report.throughput = throughput::run(&options).await?;
-    }
-    if options.wants("latency") {
-        eprintln!("bench: latency ({} samples)", options.latency_samples);
-        report.latency = latency::run(&options).await?;
-    }
-    if options.wants("fanout") {
-        eprintln!(
-            "bench: fan-out ({} events to {} subscribers)",
-            options.fanout_events, options.fanout_subscribers
-        );
-        report.fanout = fanout::run(&options).await?;
-    }
-    if options.wants("memory") {
-        eprintln!(
-            "bench: idle memory ({} connections)",
-            options.memory_connections
-        );
-        report.memory = memory::run(&options).await?;
-    }
-    if options.wants("flood") {
-        eprintln!(
-            "bench: flood ({} events, server down)",
-            options.flood_events
-        );
-        report.flood = flood::run(&options).await?;
-    }
-    if options.wants("hostile") {
-        eprintln!(
-            "bench: a legitimate pair under attack ({} samples per phase)",
-            options.latency_samples / 4
-        );
-        report.hostile = Some(hostile::run(&options).await?);
+    for section in sections::SECTIONS {
+        if !options.wants(section.name) {
+            continue;
+        }
+        eprintln!("bench: {} — {}", section.name, section.about);
+        report.sections.push((section.run)(&options).await?);
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use watchtower_websocket::prelude::*;
 
 use crate::child::{ChildProcess, own_rss_kib, status_kib};
+use crate::section::{SectionReport, Target};
 use crate::stats::ratio;
 use crate::workload::event;
 use crate::{BenchError, BenchOptions};
@@ -31,6 +32,46 @@ pub struct Memory {
     pub raw_server_kib: f64,
     /// transport / raw, client side.
     pub ratio_client: f64,
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let sittings = if options.quick { 1 } else { 3 };
+    let (mut client, mut hub) = (Vec::new(), Vec::new());
+    let mut last = Memory::default();
+    for _ in 0..sittings {
+        last = run(options).await?;
+        eprintln!(
+            "  client {:.1} KiB, hub {:.1} KiB per connection",
+            last.transport_client_kib, last.hub_kib
+        );
+        client.push(last.transport_client_kib);
+        hub.push(last.hub_kib);
+    }
+    let m = &last;
+    let table = format!(
+        "Idle memory per connection, {} connections (KiB of RSS; the last of {sittings} sittings)\n   \
+         client: WebSocketTransport {:>7.1}   raw tokio-tungstenite (defaults) {:>7.1}   ratio {:.2}\n   \
+         server: hub                {:>7.1}   raw broadcast server             {:>7.1}\n",
+        m.connections,
+        m.transport_client_kib,
+        m.raw_client_kib,
+        m.ratio_client,
+        m.hub_kib,
+        m.raw_server_kib
+    );
+    Ok(SectionReport::new("memory", &last, table)?
+        .target(Target::at_most(
+            "idle memory per connection, client",
+            "KiB",
+            12.0,
+            client,
+        ))
+        .target(Target::at_most(
+            "idle memory per connection, hub",
+            "KiB",
+            12.0,
+            hub,
+        )))
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Memory, BenchError> {
@@ -57,7 +98,11 @@ async fn settle() {
 }
 
 /// A server process and a clients process; each reports its own growth.
-async fn measure(server_role: &str, clients: &str, k: usize) -> Result<(f64, f64), BenchError> {
+pub(crate) async fn measure(
+    server_role: &str,
+    clients: &str,
+    k: usize,
+) -> Result<(f64, f64), BenchError> {
     let mut server = ChildProcess::spawn(&[server_role])?;
     let addr = server.value("ADDR").await?;
     settle().await;

@@ -19,6 +19,10 @@ impl Tasks {
     pub(crate) fn one(task: JoinHandle<()>) -> Tasks {
         Tasks(vec![task])
     }
+
+    pub(crate) fn many(tasks: Vec<JoinHandle<()>>) -> Tasks {
+        Tasks(tasks)
+    }
 }
 
 impl Drop for Tasks {
@@ -97,7 +101,8 @@ impl CountingServer {
     }
 }
 
-/// Relays every text frame to every other client (the raw latency peer).
+/// Relays every text frame to every other client (the raw latency peer),
+/// feeding what is waiting and flushing once, as a careful user would.
 pub(crate) async fn relay_server() -> Result<(SocketAddr, Tasks), BenchError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -123,10 +128,20 @@ pub(crate) async fn relay_server() -> Result<(SocketAddr, Tasks), BenchError> {
                             _ => return,
                         },
                         relayed = rx.recv() => match relayed {
-                            Ok((from, text)) if from != id => {
-                                if sink.send(Message::Text(text)).await.is_err() { return; }
+                            Ok((from, text)) => {
+                                // Feed what is waiting, flush once.
+                                let mut fed = false;
+                                let mut next = Some((from, text));
+                                while let Some((from, text)) = next {
+                                    if from != id {
+                                        if sink.feed(Message::Text(text)).await.is_err() { return; }
+                                        fed = true;
+                                    }
+                                    next = rx.try_recv().ok();
+                                }
+                                if fed && sink.flush().await.is_err() { return; }
                             }
-                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(broadcast::error::RecvError::Lagged(_)) => {}
                             Err(broadcast::error::RecvError::Closed) => return,
                         },
                     }

@@ -1,4 +1,4 @@
-//! The report: a table for people, JSON for the record.
+//! The report: a table for people, JSON and charts for the record.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -6,13 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::BenchOptions;
-use crate::fanout::Fanout;
-use crate::flood::Flood;
-use crate::hostile::Hostile;
-use crate::latency::Latency;
-use crate::memory::Memory;
-use crate::stats::Summary;
-use crate::throughput::{RAW_FLUSH_EVERY, Throughput};
+use crate::section::{SectionReport, Target};
 use crate::workload::event_size;
 
 /// Everything one run measured.
@@ -20,6 +14,8 @@ use crate::workload::event_size;
 pub struct Report {
     /// Logical cores the machine offers.
     pub cores: usize,
+    /// The CPU model (`/proc/cpuinfo`), or "unknown".
+    pub machine: String,
     /// The commit measured (`git rev-parse HEAD`), or "unknown".
     pub commit: String,
     /// Seconds since the Unix epoch when the run started.
@@ -30,18 +26,10 @@ pub struct Report {
     pub event_bytes: usize,
     /// Wall time of the whole run.
     pub seconds: f64,
-    /// 1. Publish throughput.
-    pub throughput: Throughput,
-    /// 2. Latency.
-    pub latency: Latency,
-    /// 3. Fan-out.
-    pub fanout: Fanout,
-    /// 4. Idle memory.
-    pub memory: Memory,
-    /// 5. Flood.
-    pub flood: Flood,
-    /// 6. Under attack (`None` when not run).
-    pub hostile: Option<Hostile>,
+    /// The sections that ran, in order (only those).
+    pub sections: Vec<SectionReport>,
+    /// The charts written, one per curve.
+    pub charts: Vec<PathBuf>,
 }
 
 fn commit() -> String {
@@ -54,32 +42,53 @@ fn commit() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 impl Report {
     pub(crate) fn new(options: &BenchOptions) -> Report {
         Report {
             cores: std::thread::available_parallelism().map_or(0, usize::from),
+            machine: machine(),
             commit: commit(),
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            quick: *options
-                == BenchOptions {
-                    report_dir: options.report_dir.clone(),
-                    ..BenchOptions::quick()
-                },
+            quick: options.quick,
             event_bytes: event_size(),
             ..Report::default()
         }
     }
 
-    /// Writes the JSON report to `dir` (default: `target/bench/` beside the
-    /// running binary) as `report-<unix time>.json` and `latest.json`.
-    pub(crate) fn write(&self, dir: Option<&Path>) -> Result<PathBuf, crate::BenchError> {
+    /// Every target of the sections that ran.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.sections.iter().flat_map(|s| s.targets.iter())
+    }
+
+    /// Writes one SVG chart per curve and the JSON report to `dir`
+    /// (default: `target/bench/` beside the running binary) as
+    /// `report-<unix time>.json` and `latest.json`.
+    pub(crate) fn write(&mut self, dir: Option<&Path>) -> Result<PathBuf, crate::BenchError> {
         let dir = match dir {
             Some(dir) => dir.to_path_buf(),
             None => default_dir(),
         };
         std::fs::create_dir_all(&dir)?;
+        self.charts.clear();
+        for curve in self.sections.iter().flat_map(|s| s.curves.iter()) {
+            let path = dir.join(format!("{}.svg", curve.name));
+            crate::chart::draw(curve, &path)?;
+            self.charts.push(path);
+        }
         let json = serde_json::to_string_pretty(self)?;
         let path = dir.join(format!("report-{}.json", self.started_unix));
         std::fs::write(&path, &json)?;
@@ -87,15 +96,15 @@ impl Report {
         Ok(path)
     }
 
-    /// The human-readable table.
+    /// The human-readable table: each section that ran, then every target
+    /// with its figure and whether it is met, then the charts.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let t = &self.throughput;
-        let rate = |s: &Summary| format!("{:>9.0} {:>9.0}–{:<9.0}", s.median, s.min, s.max);
         let _ = writeln!(
             out,
-            "Watchtower WebSocket benchmark — {} cores, commit {}, event {} bytes{}",
+            "Watchtower WebSocket benchmark — {} cores ({}), commit {}, event {} bytes{}",
             self.cores,
+            self.machine,
             short(&self.commit),
             self.event_bytes,
             if self.quick {
@@ -104,184 +113,29 @@ impl Report {
                 ""
             }
         );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "1. Publish throughput (events/s to a counting server; median, min–max of {} runs)",
-            t.raw_send.runs.len()
-        );
-        let _ = writeln!(
-            out,
-            "   (a) raw tokio-tungstenite send() per message      {}",
-            rate(&t.raw_send)
-        );
-        let _ = writeln!(
-            out,
-            "   (b) raw tokio-tungstenite feed + flush every {RAW_FLUSH_EVERY:<3}  {}",
-            rate(&t.raw_feed_flush)
-        );
-        let _ = writeln!(
-            out,
-            "   (c) WebSocketTransport::publish, 1 task          {}",
-            rate(&t.transport_1)
-        );
-        let _ = writeln!(
-            out,
-            "   (c) WebSocketTransport::publish, 8 tasks         {}",
-            rate(&t.transport_8)
-        );
-        let _ = writeln!(
-            out,
-            "   ratios: c1/b {:.2} (target ≥ 0.9)   c8/b {:.2} (target ≥ 1.0)   c1/a {:.2} (target ≥ 3)",
-            t.ratio_c1_b, t.ratio_c8_b, t.ratio_c1_a
-        );
-        let _ = writeln!(
-            out,
-            "   to the hub, plain                                {}",
-            rate(&t.hub_plain)
-        );
-        let _ = writeln!(
-            out,
-            "   to the hub, at least once (until acked)          {}",
-            rate(&t.hub_at_least_once)
-        );
-        let _ = writeln!(
-            out,
-            "   ratio at-least-once/plain {:.2} (target ≥ 0.7)",
-            t.ratio_at_least_once
-        );
-        let l = &self.latency;
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "2. Latency publisher → relay → subscriber, one at a time (µs; {} samples)",
-            l.hub.samples
-        );
-        let _ = writeln!(
-            out,
-            "                                        p50      p99    p99.9"
-        );
-        let _ = writeln!(
-            out,
-            "   raw client → raw relay → raw client  {:>7.1}  {:>7.1}  {:>7.1}",
-            l.raw.p50_us, l.raw.p99_us, l.raw.p999_us
-        );
-        let _ = writeln!(
-            out,
-            "   transport → hub → transport          {:>7.1}  {:>7.1}  {:>7.1}",
-            l.hub.p50_us, l.hub.p99_us, l.hub.p999_us
-        );
-        let _ = writeln!(
-            out,
-            "   ratio p99 hub/raw {:.2} (target ≤ 1.5)",
-            l.ratio_p99
-        );
-        let _ = writeln!(
-            out,
-            "   at least once, transport → hub → transport {:>7.1}  {:>7.1}  {:>7.1}",
-            l.hub_at_least_once.p50_us, l.hub_at_least_once.p99_us, l.hub_at_least_once.p999_us
-        );
-        let _ = writeln!(
-            out,
-            "   ratio p99 at-least-once/plain {:.2}",
-            l.ratio_at_least_once_p99
-        );
-        let f = &self.fanout;
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "3. Fan-out: {} events to {} subscribers (deliveries/s; median, min–max of {} runs)",
-            f.events,
-            f.subscribers,
-            f.hub.runs.len()
-        );
-        let _ = writeln!(
-            out,
-            "   raw broadcast server, raw clients     {}",
-            rate(&f.raw)
-        );
-        let _ = writeln!(
-            out,
-            "   hub, WebSocketTransport subscribers   {}",
-            rate(&f.hub)
-        );
-        let _ = writeln!(
-            out,
-            "   decomposition: hub, raw clients       {}",
-            rate(&f.hub_raw_clients)
-        );
-        let _ = writeln!(
-            out,
-            "   raw server, transport subscribers     {}",
-            rate(&f.raw_server_transport_clients)
-        );
-        let _ = writeln!(
-            out,
-            "   ratio hub/raw {:.2} (target ≥ 0.8); frames the hub dropped: {}",
-            f.ratio, f.hub_dropped
-        );
-        let m = &self.memory;
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "4. Idle memory per connection, {} connections (KiB of RSS)",
-            m.connections
-        );
-        let _ = writeln!(
-            out,
-            "   client: WebSocketTransport {:>7.1}   raw tokio-tungstenite (defaults) {:>7.1}   ratio {:.2}",
-            m.transport_client_kib, m.raw_client_kib, m.ratio_client
-        );
-        let _ = writeln!(
-            out,
-            "   server: hub                {:>7.1}   raw broadcast server             {:>7.1}",
-            m.hub_kib, m.raw_server_kib
-        );
-        let _ = writeln!(
-            out,
-            "   target ≤ 16 KiB per connection, client and hub side"
-        );
-        let fl = &self.flood;
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "5. Flood with the server down: DropOldest, queue {} (peak RSS of a fresh process)",
-            fl.queue_size
-        );
-        for run in [&fl.small, &fl.large] {
-            let _ = writeln!(
-                out,
-                "   {:>9} events: peak {:>7} KiB, queued {}, evicted {}, dead-lettered {}",
-                run.events, run.peak_rss_kib, run.queued, run.evicted, run.dlq_len
-            );
+        for section in &self.sections {
+            let _ = writeln!(out);
+            out.push_str(&section.table);
         }
-        if let Some(h) = &self.hostile {
+        let targets: Vec<&Target> = self.targets().collect();
+        if !targets.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "6. A legitimate pair under attack (publisher → hub → subscriber, µs)"
+                "Targets (median of the sittings, min–max; met when the median meets the goal)"
             );
-            for (name, p) in [
-                ("alone", &h.alone),
-                ("filter abuse", &h.filter_abuse),
-                ("never-reading subscribers", &h.never_readers),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "   {name:<26} p50 {:>8.0}   p99 {:>8.0}   ({} samples)",
-                    p.p50_us, p.p99_us, p.samples
-                );
+            for target in &targets {
+                let _ = writeln!(out, "   {}", target.line());
             }
-            let _ = writeln!(
-                out,
-                "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}",
-                h.ratio_p99_filter_abuse, h.ratio_p99_never_readers
-            );
-            let _ = writeln!(
-                out,
-                "   hub CPU per {}-byte subscribe frame of 4096 types: {:.0} µs (over {} frames)",
-                h.control_frame_bytes, h.hub_cpu_us_per_control_frame, h.control_frames_measured
-            );
+            let met = targets.iter().filter(|t| t.met).count();
+            let _ = writeln!(out, "   {met} of {} met", targets.len());
+        }
+        if !self.charts.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "Charts");
+            for chart in &self.charts {
+                let _ = writeln!(out, "   {}", chart.display());
+            }
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "({:.0} s)", self.seconds);
@@ -299,4 +153,70 @@ fn default_dir() -> PathBuf {
         .ok()
         .and_then(|exe| Some(exe.parent()?.parent()?.join("bench")))
         .unwrap_or_else(|| PathBuf::from("target/bench"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::section::{Curve, Series};
+
+    fn section(name: &str, heading: &str) -> SectionReport {
+        SectionReport::new(name, &serde_json::json!({}), format!("{heading}\n"))
+            .unwrap()
+            .target(Target::at_least(
+                &format!("{name} ratio"),
+                "×",
+                1.0,
+                vec![1.5],
+            ))
+    }
+
+    #[test]
+    fn the_table_shows_only_the_sections_that_ran_and_every_target_with_its_verdict() {
+        let report = Report {
+            sections: vec![section("fanout", "Fan-out heading")],
+            ..Report::default()
+        };
+        let table = report.table();
+        assert!(table.contains("Fan-out heading"), "{table}");
+        for other in ["Publish throughput", "Latency", "Idle memory", "Flood"] {
+            assert!(!table.contains(other), "{other} did not run:\n{table}");
+        }
+        assert!(table.contains("fanout ratio"), "{table}");
+        assert!(table.contains("MET (1/1)"), "{table}");
+        assert!(table.contains("1 of 1 met"), "{table}");
+    }
+
+    #[test]
+    fn writing_the_report_draws_one_svg_per_curve_and_records_them_in_the_json() {
+        let dir =
+            std::env::temp_dir().join(format!("watchtower-bench-test-{}", std::process::id()));
+        let curve = Curve {
+            name: "demo-curve".into(),
+            title: "Demo".into(),
+            x_label: "subscribers".into(),
+            y_label: "deliveries/s".into(),
+            log_x: true,
+            series: vec![Series {
+                label: "ours".into(),
+                points: vec![(1.0, 10.0), (10.0, 200.0), (1000.0, 1500.0)],
+            }],
+        };
+        let mut report = Report {
+            sections: vec![section("fanout", "Fan-out").curve(curve)],
+            ..Report::default()
+        };
+        report.write(Some(&dir)).unwrap();
+        let svg = std::fs::read_to_string(dir.join("demo-curve.svg")).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("Demo") && svg.contains("ours"), "{svg}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("latest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["sections"][0]["curves"][0]["name"], "demo-curve");
+        assert_eq!(json["sections"][0]["targets"][0]["met"], true);
+        assert_eq!(json["charts"].as_array().map(Vec::len), Some(1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

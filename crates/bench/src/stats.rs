@@ -47,6 +47,11 @@ pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
+/// `a[i] / b[i]` for each sitting measured on both sides.
+pub(crate) fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(&a, &b)| ratio(a, b)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

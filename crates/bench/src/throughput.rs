@@ -11,7 +11,8 @@ use watchtower_websocket::AtLeastOnce;
 use watchtower_websocket::prelude::*;
 
 use crate::raw::CountingServer;
-use crate::stats::{Summary, ratio};
+use crate::section::{SectionReport, Target};
+use crate::stats::{Summary, ratio, ratios};
 use crate::workload::events;
 use crate::{BenchError, BenchOptions};
 
@@ -43,6 +44,68 @@ pub struct Throughput {
     pub ratio_at_least_once: f64,
 }
 
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let t = run(options).await?;
+    let rate = |s: &Summary| format!("{:>9.0} {:>9.0}–{:<9.0}", s.median, s.min, s.max);
+    let mut table = String::new();
+    let mut line = |l: String| {
+        table.push_str(&l);
+        table.push('\n');
+    };
+    line(format!(
+        "Publish throughput (events/s to a counting server; median, min–max of {} sittings)",
+        t.raw_send.runs.len()
+    ));
+    line(format!(
+        "   (a) raw tokio-tungstenite send() per message      {}",
+        rate(&t.raw_send)
+    ));
+    line(format!(
+        "   (b) raw tokio-tungstenite feed + flush every {RAW_FLUSH_EVERY:<3}  {}",
+        rate(&t.raw_feed_flush)
+    ));
+    line(format!(
+        "   (c) WebSocketTransport::publish, 1 task          {}",
+        rate(&t.transport_1)
+    ));
+    line(format!(
+        "   (c) WebSocketTransport::publish, 8 tasks         {}",
+        rate(&t.transport_8)
+    ));
+    line(format!(
+        "   to the hub, plain                                {}",
+        rate(&t.hub_plain)
+    ));
+    line(format!(
+        "   to the hub, at least once (until acked)          {}",
+        rate(&t.hub_at_least_once)
+    ));
+    line(format!(
+        "   ratios of medians: c1/b {:.2}  c8/b {:.2}  c1/a {:.2}  at-least-once/plain {:.2}",
+        t.ratio_c1_b, t.ratio_c8_b, t.ratio_c1_a, t.ratio_at_least_once
+    ));
+    let per_sitting = |x: &Summary, y: &Summary| ratios(&x.runs, &y.runs);
+    Ok(SectionReport::new("throughput", &t, table)?
+        .target(Target::at_least(
+            "publish, 1 task / raw feed+flush (c1/b)",
+            "×",
+            1.0,
+            per_sitting(&t.transport_1, &t.raw_feed_flush),
+        ))
+        .target(Target::at_least(
+            "publish, 8 tasks / raw feed+flush (c8/b)",
+            "×",
+            1.2,
+            per_sitting(&t.transport_8, &t.raw_feed_flush),
+        ))
+        .target(Target::at_least(
+            "to the hub, at least once / plain",
+            "×",
+            0.7,
+            per_sitting(&t.hub_at_least_once, &t.hub_plain),
+        )))
+}
+
 pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError> {
     let server = CountingServer::start().await?;
     let n = options.throughput_events;
@@ -50,14 +113,14 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError
     let (mut plain, mut alo) = (Vec::new(), Vec::new());
     // Interleaved: a drift in the machine's load hits every contender.
     for run in 0..options.runs {
-        a.push(raw(&server, n, 1).await?);
-        b.push(raw(&server, n, RAW_FLUSH_EVERY).await?);
-        c1.push(transport(&server, n, 1).await?);
-        c8.push(transport(&server, n, 8).await?);
+        a.push(raw(&server, events(n), 1).await?);
+        b.push(raw(&server, events(n), RAW_FLUSH_EVERY).await?);
+        c1.push(transport(&server, vec![events(n)]).await?);
+        c8.push(transport(&server, (0..8).map(|_| events(n / 8)).collect()).await?);
         plain.push(to_hub(n, false).await?);
         alo.push(to_hub(n, true).await?);
         eprintln!(
-            "  run {}: send {:.0}/s, feed+flush {:.0}/s, publish x1 {:.0}/s, publish x8 {:.0}/s, to hub plain {:.0}/s, at least once {:.0}/s",
+            "  sitting {}: send {:.0}/s, feed+flush {:.0}/s, publish x1 {:.0}/s, publish x8 {:.0}/s, to hub plain {:.0}/s, at least once {:.0}/s",
             run + 1,
             a[run],
             b[run],
@@ -116,8 +179,12 @@ async fn to_hub(n: usize, at_least_once: bool) -> Result<f64, BenchError> {
 
 /// A hand-written client: serialise each event and send it, flushing every
 /// `flush_every` frames (1 = `send()` per message).
-async fn raw(server: &CountingServer, n: usize, flush_every: usize) -> Result<f64, BenchError> {
-    let events = events(n);
+pub(crate) async fn raw(
+    server: &CountingServer,
+    events: Vec<Event>,
+    flush_every: usize,
+) -> Result<f64, BenchError> {
+    let n = events.len();
     let (mut ws, _) = tokio_tungstenite::connect_async(server.url()).await?;
     server.expect(n as u64);
     let start = Instant::now();
@@ -142,19 +209,17 @@ async fn raw(server: &CountingServer, n: usize, flush_every: usize) -> Result<f6
     Ok(rate)
 }
 
-/// Our transport, with `publishers` tasks sharing it. `Block`, so that
-/// every event is delivered and the figure is end to end.
-async fn transport(
+/// Our transport, with one publisher task per batch sharing it. `Block`,
+/// so that every event is delivered and the figure is end to end.
+pub(crate) async fn transport(
     server: &CountingServer,
-    n: usize,
-    publishers: usize,
+    mut batches: Vec<Vec<Event>>,
 ) -> Result<f64, BenchError> {
     let mut config = WebSocketConfig::new(server.url());
     config.backpressure.strategy = BackpressureStrategy::Block;
     let transport = Arc::new(WebSocketTransport::new(config).await?);
-    let per_task = n / publishers;
-    let mut batches: Vec<Vec<Event>> = (0..publishers).map(|_| events(per_task)).collect();
-    server.expect((per_task * publishers) as u64);
+    let total: usize = batches.iter().map(Vec::len).sum();
+    server.expect(total as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for batch in batches.drain(..) {
@@ -171,7 +236,7 @@ async fn transport(
             .map_err(|e| BenchError::Incomplete(format!("publisher task: {e}")))??;
     }
     server.reached().await;
-    let rate = (per_task * publishers) as f64 / start.elapsed().as_secs_f64();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
     transport.shutdown().await?;
     Ok(rate)
 }

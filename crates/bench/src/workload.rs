@@ -26,3 +26,17 @@ pub(crate) fn events(count: usize) -> Vec<Event> {
 pub(crate) fn event_size() -> usize {
     event(0).to_json().map(|t| t.len()).unwrap_or(0)
 }
+
+/// An event of about `bytes` bytes of JSON (at least the plain event's
+/// size): the plain event with a padding string in its payload.
+pub(crate) fn sized_event(n: u64, bytes: usize) -> Event {
+    let mut event = event(n);
+    let base = event.to_json().map(|t| t.len()).unwrap_or(0) + r#","pad":"""#.len();
+    if let serde_json::Value::Object(payload) = &mut event.payload {
+        payload.insert(
+            "pad".into(),
+            serde_json::Value::String("x".repeat(bytes.saturating_sub(base))),
+        );
+    }
+    event
+}

@@ -18,8 +18,8 @@ pub(crate) struct BenchArgs {
     /// Where to write the JSON report [default: target/bench/ beside the binary].
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
-    /// Run only this measurement (repeatable).
-    #[arg(long, value_name = "NAME", value_parser = ["throughput", "latency", "fanout", "memory", "flood", "hostile"])]
+    /// Run only this section (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(watchtower_bench::section_names()))]
     only: Vec<String>,
 }
 

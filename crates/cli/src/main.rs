@@ -69,7 +69,10 @@ enum Command {
 fn main() -> ExitCode {
     // On bad arguments clap prints usage and exits with 2.
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A benchmark fills publish queues on purpose: their "filling up"
+    // warnings would bury its progress.
+    let benchmark = matches!(cli.command, Command::Bench(_) | Command::BenchChild { .. });
+    init_logging(cli.verbose, benchmark);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -104,14 +107,17 @@ async fn run(command: Command) -> Result<(), CliError> {
 }
 
 /// Logs go to stderr, so stdout carries only data (`subscribe`'s events).
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, benchmark: bool) {
     let level = match verbose {
         0 => LevelFilter::WARN,
         1 => LevelFilter::INFO,
         2 => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
-    let filter = Targets::new().with_default(level);
+    let mut filter = Targets::new().with_default(level);
+    if benchmark && verbose == 0 {
+        filter = filter.with_target("watchtower_backpressure", LevelFilter::ERROR);
+    }
     let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());

@@ -1,0 +1,143 @@
+//! The hub's CPU time per relayed event and per delivered frame: a hub in
+//! a process of its own, its CPU time read from `/proc` before and after a
+//! raw publisher sends events to raw subscribers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::child::{ChildProcess, cpu_seconds};
+use crate::raw::Tasks;
+use crate::section::{Curve, SectionReport, Series};
+use crate::throughput::RAW_FLUSH_EVERY;
+use crate::workload::events;
+use crate::{BenchError, BenchOptions};
+
+/// The hub's CPU cost at one subscriber count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HubCpuPoint {
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Events published.
+    pub events: usize,
+    /// Frames the subscribers received.
+    pub delivered: u64,
+    /// CPU seconds the hub used meanwhile.
+    pub cpu_seconds: f64,
+    /// Microseconds of hub CPU per relayed event.
+    pub us_per_event: f64,
+    /// Microseconds of hub CPU per delivered frame.
+    pub us_per_frame: f64,
+}
+
+/// The hub's CPU cost against the number of subscribers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HubCpu {
+    /// One point per subscriber count.
+    pub points: Vec<HubCpuPoint>,
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    crate::child::raise_open_files();
+    let mut cpu = HubCpu::default();
+    for &subs in &options.cpu_subscribers {
+        let point = one(options.cpu_events, subs).await?;
+        eprintln!(
+            "  {subs} subscribers: {:.2} µs per event, {:.3} µs per frame",
+            point.us_per_event, point.us_per_frame
+        );
+        cpu.points.push(point);
+    }
+    let mut table = String::from(
+        "Hub CPU time (/proc/<pid>/task/*/schedstat, before and after)\n   subscribers   events   delivered   cpu s   µs/event   µs/frame\n",
+    );
+    let mut per_event = Series::new("hub CPU per relayed event");
+    let mut per_frame = Series::new("hub CPU per delivered frame");
+    for p in &cpu.points {
+        table.push_str(&format!(
+            "   {:>11} {:>8} {:>11} {:>7.2} {:>10.2} {:>10.3}\n",
+            p.subscribers, p.events, p.delivered, p.cpu_seconds, p.us_per_event, p.us_per_frame
+        ));
+        per_event
+            .points
+            .push((p.subscribers as f64, p.us_per_event));
+        per_frame
+            .points
+            .push((p.subscribers as f64, p.us_per_frame));
+    }
+    let curve = |name: &str, title: &str, series: Series| Curve {
+        name: name.into(),
+        title: title.into(),
+        x_label: "subscribers".into(),
+        y_label: "µs of hub CPU".into(),
+        log_x: true,
+        series: vec![series],
+    };
+    Ok(SectionReport::new("hub-cpu", &cpu, table)?
+        .curve(curve(
+            "hub-cpu-per-event",
+            "Hub CPU per relayed event",
+            per_event,
+        ))
+        .curve(curve(
+            "hub-cpu-per-frame",
+            "Hub CPU per delivered frame",
+            per_frame,
+        )))
+}
+
+async fn one(n: usize, subs: usize) -> Result<HubCpuPoint, BenchError> {
+    let mut hub = ChildProcess::spawn(&["hub", &(subs + 16).to_string()])?;
+    let addr = hub.value("ADDR").await?;
+    let url = format!("ws://{addr}/events");
+    let received = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(subs);
+    for _ in 0..subs {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
+        let received = Arc::clone(&received);
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_text() {
+                    received.fetch_add(1, Relaxed);
+                }
+            }
+        }));
+    }
+    let _readers = Tasks::many(readers);
+    let (mut publisher, _) = tokio_tungstenite::connect_async(&url).await?;
+    let frames: Vec<String> = events(n)
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = cpu_seconds(hub.pid()).unwrap_or(0.0);
+    for (i, frame) in frames.into_iter().enumerate() {
+        publisher.feed(Message::Text(frame.into())).await?;
+        if (i + 1) % RAW_FLUSH_EVERY == 0 {
+            publisher.flush().await?;
+        }
+    }
+    publisher.flush().await?;
+    let target = (n * subs) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while received.load(Relaxed) < target && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let after = cpu_seconds(hub.pid()).unwrap_or(0.0);
+    let delivered = received.load(Relaxed);
+    let _ = publisher.close(None).await;
+    hub.finish().await?;
+    let cpu = (after - before).max(0.0);
+    Ok(HubCpuPoint {
+        subscribers: subs,
+        events: n,
+        delivered,
+        cpu_seconds: cpu,
+        us_per_event: cpu * 1e6 / n.max(1) as f64,
+        us_per_frame: cpu * 1e6 / delivered.max(1) as f64,
+    })
+}
