@@ -158,13 +158,16 @@
 
 mod auth;
 mod builder;
+mod clients;
 mod config;
 mod connection;
 mod control;
 mod dedup;
 mod error;
 mod fanout;
+mod figures;
 mod filter;
+mod http;
 mod hub;
 mod origin;
 mod outbox;
@@ -183,6 +186,7 @@ pub use config::{
     DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
 };
 pub use error::{HubError, Result};
+pub use figures::{Figure, FigureKind};
 pub use hub::{Hub, HubHandle};
 pub use stats::{HubStats, MalformedCounts};
 pub use tls::HubTls;

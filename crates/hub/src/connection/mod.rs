@@ -255,6 +255,7 @@ where
     };
     sink.send(Message::Close(Some(frame))).await?;
     add(&shared.counters.frames_out, fed);
+    outbox.sent(fed);
     while let Some(message) = stream.next().await {
         if matches!(message, Ok(Message::Close(_)) | Err(_)) {
             break;
