@@ -126,6 +126,14 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     let secured = describe(&args);
     let hub = builder.bind(args.listen.as_str()).await?;
     let started = Instant::now();
+    // Polled once before the first line goes out, so the signal handlers
+    // are in place by the time anyone reading it can send Ctrl-C.
+    let mut stop = std::pin::pin!(signal::stop_requested());
+    let stopped_early = tokio::select! {
+        biased;
+        () = &mut stop => true,
+        () = std::future::ready(()) => false,
+    };
     eprintln!(
         "watchtower hub listening on {}{secured} (Ctrl-C stops it)",
         hub.url()
@@ -140,7 +148,9 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     eprintln!("dashboard: {http}{with_token}");
     eprintln!("metrics: {http}metrics  health: {http}healthz");
 
-    signal::stop_requested().await;
+    if !stopped_early {
+        stop.await;
+    }
     eprintln!("stopping: closing every client");
     let stats = hub.shutdown().await;
     eprint!("{}", render(&stats, started.elapsed()));

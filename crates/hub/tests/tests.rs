@@ -8,6 +8,7 @@ mod support;
 mod acks;
 mod filters;
 mod hostile;
+mod http;
 mod keepalive;
 mod malformed;
 mod oversize;

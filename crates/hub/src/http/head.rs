@@ -9,16 +9,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Method, Version};
 
-/// The largest request head the hub reads: 16 KiB, the whole of a
-/// connection's buffer while it handshakes. Room for a 4 KiB token and
-/// every header a browser sends; a larger head is answered with 431.
-pub(crate) const MAX_HEAD: usize = 16 * 1024;
+/// The largest request head the hub reads: 64 KiB, the limit tungstenite
+/// applies to an upgrade request itself, so no upgrade that worked before
+/// the HTTP side is refused now. It is the whole of a connection's buffer
+/// while it handshakes, allocated as the head arrives: with
+/// `max_pending_handshakes` at its default (256), at most 16 MiB in all.
+/// A larger head is answered with 431.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// Most header lines in a head: as many as tungstenite itself accepts.
 const MAX_HEADERS: usize = 124;
 
 /// Bytes read per call while the head is incomplete.
-const READ_CHUNK: usize = 2048;
+const READ_CHUNK: usize = 4096;
 
 /// Why no request head could be read.
 #[derive(Debug)]
@@ -56,6 +59,8 @@ where
         let filled = bytes.len();
         // One byte past the limit tells "exactly full" from "too large".
         let room = (MAX_HEAD + 1 - filled).min(READ_CHUNK);
+        // Exact: the buffer never grows past the limit (plus one byte).
+        bytes.reserve_exact(room);
         bytes.resize(filled + room, 0);
         let read = socket.read(&mut bytes[filled..]).await;
         let n = match read {
