@@ -689,3 +689,34 @@ fn client_tls(ca: &TestCa) -> tokio_rustls::TlsConnector {
         .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
+
+/// A client that sends its upgrade request and resets the connection at
+/// once: the hub's 101 may fail to go out after the request was accepted.
+/// Each such connection counts once, as a client or as a failed
+/// handshake, never as both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_counts_as_a_client_or_a_failure_never_both() {
+    let hub = hub().await;
+    let addr = hub.local_addr();
+    const ATTEMPTS: u64 = 300;
+    let upgrade = format!(
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    for _ in 0..ATTEMPTS {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(upgrade.as_bytes()).await.unwrap();
+        // Closing with SO_LINGER 0 sends a reset instead of a FIN.
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+    }
+    let s = stats_until(&hub, "every connection over", |s| {
+        s.connections_open == 0
+    })
+    .await;
+    assert_eq!(
+        s.connections_total + s.handshake_failures,
+        ATTEMPTS,
+        "{s:?}"
+    );
+}
