@@ -6,6 +6,7 @@
 mod support;
 
 mod acks;
+mod browser;
 mod filters;
 mod hostile;
 mod http;
