@@ -242,7 +242,11 @@ fn describe(args: &HubArgs) -> String {
 /// same ones `/metrics` shows), so none is left out.
 fn render(s: &HubStats, uptime: Duration) -> String {
     let mut out = String::from("hub stats:\n");
-    out.push_str(&format!("  {:<44} {:.1} s\n", "uptime", uptime.as_secs_f64()));
+    out.push_str(&format!(
+        "  {:<44} {:.1} s\n",
+        "uptime",
+        uptime.as_secs_f64()
+    ));
     for figure in s.figures() {
         let name = match figure.label {
             Some((label, value)) => format!("{}{{{label}={value}}}", figure.name),

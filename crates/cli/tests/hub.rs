@@ -95,7 +95,10 @@ async fn the_hub_serves_until_interrupted_then_prints_its_stats() {
     // The event and the publisher's hello: the counters the summary once
     // left out are there.
     assert_eq!(figure(&rest, "frames_in_total"), Some(2), "{rest}");
-    assert!(figure(&rest, "bytes_in_total").is_some_and(|b| b > 0), "{rest}");
+    assert!(
+        figure(&rest, "bytes_in_total").is_some_and(|b| b > 0),
+        "{rest}"
+    );
     assert_eq!(
         figure(&rest, "handshake_failures_total{reason=other}"),
         Some(0),

@@ -342,7 +342,12 @@ mod tests {
                 "{}",
                 row.name
             );
-            assert_eq!(row.kind == Counter, row.name.ends_with("_total"), "{}", row.name);
+            assert_eq!(
+                row.kind == Counter,
+                row.name.ends_with("_total"),
+                "{}",
+                row.name
+            );
             match last {
                 Some(prev) if prev.name == row.name => {
                     assert_eq!(prev.help, row.help);

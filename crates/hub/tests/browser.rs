@@ -280,8 +280,7 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         }})"#,
         id = json!(hostile_id)
     );
-    let found: Value =
-        serde_json::from_str(devtools.eval(&check).await.as_str().unwrap()).unwrap();
+    let found: Value = serde_json::from_str(devtools.eval(&check).await.as_str().unwrap()).unwrap();
     assert_eq!(found["images"], 0, "{found}");
     assert_eq!(found["cell"]["elements"], 0, "{found}");
     assert!(

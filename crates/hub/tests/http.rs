@@ -137,7 +137,10 @@ fn parse_metrics(text: &str) -> Samples {
             assert!(valid_name(name), "{line}");
             assert!(help.iter().any(|h| h == name), "no HELP before {line}");
             assert!(types.contains_key(name), "no TYPE before {line}");
-            assert!(samples.insert(series.to_string(), value).is_none(), "{line}");
+            assert!(
+                samples.insert(series.to_string(), value).is_none(),
+                "{line}"
+            );
         }
     }
     samples
@@ -239,7 +242,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             s.protocol_errors,
         ),
         ("watchtower_hub_acks_sent_total", s.acks_sent),
-        ("watchtower_hub_duplicates_dropped_total", s.duplicates_dropped),
+        (
+            "watchtower_hub_duplicates_dropped_total",
+            s.duplicates_dropped,
+        ),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),
     ]
 }
@@ -264,7 +270,10 @@ async fn every_route_answers_with_its_status_and_content_type() {
         metrics.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    let version = format!("watchtower_hub_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    let version = format!(
+        "watchtower_hub_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(parse_metrics(&metrics.body).get(&version), Some(&1.0));
 
     let stats = get(addr, "/api/stats").await;
@@ -331,7 +340,11 @@ async fn metrics_equal_the_stats_when_quiet() {
     let hub = hub().await;
     let addr = hub.local_addr();
     let mut c = clients(&hub, 3).await;
-    send(&mut c[1], r#"{"type":"subscribe","event_types":["a"],"replace":true}"#).await;
+    send(
+        &mut c[1],
+        r#"{"type":"subscribe","event_types":["a"],"replace":true}"#,
+    )
+    .await;
     send(&mut c[2], r#"{"type":"hello","acks":true}"#).await;
     stats_until(&hub, "control frames", |s| s.control_frames == 2).await;
     for n in 0..5 {
@@ -396,10 +409,7 @@ async fn no_counter_decreases_across_scrapes_under_traffic() {
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                publisher
-                    .send(Message::text(event("t", n)))
-                    .await
-                    .unwrap();
+                publisher.send(Message::text(event("t", n))).await.unwrap();
                 n += 1;
                 if n % 64 == 0 {
                     tokio::task::yield_now().await;
@@ -476,13 +486,7 @@ async fn with_a_token_every_route_but_healthz_wants_it() {
         assert!(!refused.body.contains("s3cret"));
         let wrong = request(addr, "GET", path, "Authorization: Bearer nope-nope\r\n").await;
         assert_eq!(wrong.status, 401, "{path}");
-        let header = request(
-            addr,
-            "GET",
-            path,
-            "Authorization: Bearer s3cret-token\r\n",
-        )
-        .await;
+        let header = request(addr, "GET", path, "Authorization: Bearer s3cret-token\r\n").await;
         assert_eq!(header.status, 200, "{path}");
         let query = get(addr, &format!("{path}?token=s3cret-token")).await;
         assert_eq!(query.status, 200, "{path}");
@@ -499,9 +503,21 @@ async fn with_a_token_every_route_but_healthz_wants_it() {
 async fn a_foreign_page_gets_403_and_the_hubs_own_page_is_admitted() {
     let hub = hub().await;
     let addr = hub.local_addr();
-    let foreign = request(addr, "GET", "/api/stats", "Origin: https://evil.example\r\n").await;
+    let foreign = request(
+        addr,
+        "GET",
+        "/api/stats",
+        "Origin: https://evil.example\r\n",
+    )
+    .await;
     assert_eq!(foreign.status, 403);
-    let own = request(addr, "GET", "/api/stats", &format!("Origin: http://{addr}\r\n")).await;
+    let own = request(
+        addr,
+        "GET",
+        "/api/stats",
+        &format!("Origin: http://{addr}\r\n"),
+    )
+    .await;
     assert_eq!(own.status, 200);
     assert_eq!(hub.stats().origin_rejected, 1);
 }
@@ -574,7 +590,11 @@ async fn the_clients_list_shows_each_client() {
     let addr = hub.local_addr();
     let mut c = clients(&hub, 2).await;
     send(&mut c[1], r#"{"type":"hello","acks":true}"#).await;
-    send(&mut c[1], r#"{"type":"subscribe","event_types":["b","a"],"replace":true}"#).await;
+    send(
+        &mut c[1],
+        r#"{"type":"subscribe","event_types":["b","a"],"replace":true}"#,
+    )
+    .await;
     stats_until(&hub, "control frames", |s| s.control_frames == 2).await;
     send(&mut c[0], &event("a", 1)).await;
     next_text(&mut c[1]).await;
@@ -655,7 +675,7 @@ async fn https_serves_the_routes_and_mtls_refuses_without_a_certificate() {
         .tls(
             HubTls::from_pem(&cert.cert_pem, &cert.key_pem)
                 .unwrap()
-                .require_client_certificates(&client_ca.cert_pem())
+                .require_client_certificates(client_ca.cert_pem())
                 .unwrap(),
         )
         .bind("127.0.0.1:0")
@@ -666,10 +686,16 @@ async fn https_serves_the_routes_and_mtls_refuses_without_a_certificate() {
     if let Ok(mut tls) = connector.connect(name, tcp).await {
         // TLS 1.3: the client finishes first and learns of the refusal
         // on its first read.
-        let _ = tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let _ = tls
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
         let mut raw = Vec::new();
         let read = timeout(LIMIT, tls.read_to_end(&mut raw)).await.unwrap();
-        assert!(read.is_err() || raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+        assert!(
+            read.is_err() || raw.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&raw)
+        );
     }
     stats_until(&mtls, "the TLS failure", |s| s.tls_failures == 1).await;
     assert_eq!(mtls.stats().http_requests, 0);
@@ -710,10 +736,7 @@ async fn a_connection_counts_as_a_client_or_a_failure_never_both() {
         tcp.set_zero_linger().unwrap();
         drop(tcp);
     }
-    let s = stats_until(&hub, "every connection over", |s| {
-        s.connections_open == 0
-    })
-    .await;
+    let s = stats_until(&hub, "every connection over", |s| s.connections_open == 0).await;
     assert_eq!(
         s.connections_total + s.handshake_failures,
         ATTEMPTS,

@@ -51,7 +51,9 @@ pub(super) fn render(stats: &HubStats, uptime: Duration) -> String {
         }
         let _ = match label {
             // Label names and values come from the figures' fixed table.
-            Some((label, v)) => writeln!(out, "{PREFIX}{name}{{{label}=\"{}\"}} {value}", escape(v)),
+            Some((label, v)) => {
+                writeln!(out, "{PREFIX}{name}{{{label}=\"{}\"}} {value}", escape(v))
+            }
             None => writeln!(out, "{PREFIX}{name} {value}"),
         };
     }

@@ -210,13 +210,19 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(route(&request("GET", "/metrics")).unwrap(), Route::Metrics);
-        assert_eq!(route(&request("GET", "/?token=x")).unwrap(), Route::Dashboard);
+        assert_eq!(
+            route(&request("GET", "/?token=x")).unwrap(),
+            Route::Dashboard
+        );
         let nf = route(&request("GET", "/nope")).unwrap_err();
         assert_eq!(nf.status, StatusCode::NOT_FOUND);
         let post = route(&request("POST", "/metrics")).unwrap_err();
         assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
         let text = String::from_utf8(post.into_bytes()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
         assert!(text.contains("\r\nallow: GET\r\n"), "{text}");
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
         assert!(!Route::Health.needs_token() && Route::Metrics.needs_token());

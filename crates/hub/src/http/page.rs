@@ -112,7 +112,10 @@ mod tests {
                 .take_while(char::is_ascii_alphabetic)
                 .collect();
             let after = html[at + 3 + name.len()..].trim_start();
-            assert!(name.is_empty() || !after.starts_with('='), "inline handler on{name}");
+            assert!(
+                name.is_empty() || !after.starts_with('='),
+                "inline handler on{name}"
+            );
         }
         assert!(!SCRIPT.contains("innerHTML"), "render with textContent");
         assert!(page.policy.contains("script-src 'sha256-"));
