@@ -14,6 +14,8 @@
 //! 4. **Idle memory** per connection, client and server side.
 //! 5. **Bounded memory under flood**: the server is down and events keep
 //!    being published with `DropOldest`.
+//! 6. **The dashboard open**: fan-out and latency through the hub with the
+//!    dashboard's tail subscribed and its API polled, against without.
 //!
 //! The machine is shared and noisy, so only ratios within one run mean
 //! anything; nothing here is asserted. The results print as a table and are
@@ -35,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod child;
+mod dashboard;
 mod fanout;
 mod flood;
 mod latency;
@@ -48,6 +51,7 @@ mod workload;
 use std::path::PathBuf;
 
 pub use child::child;
+pub use dashboard::Dashboard;
 pub use fanout::Fanout;
 pub use flood::{Flood, FloodRun};
 pub use latency::{Latency, Percentiles};
@@ -100,7 +104,7 @@ pub struct BenchOptions {
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
     /// Run only these measurements (`throughput`, `latency`, `fanout`,
-    /// `memory`, `flood`); empty: all of them.
+    /// `memory`, `flood`, `dashboard`); empty: all of them.
     pub only: Vec<String>,
 }
 
@@ -177,6 +181,10 @@ pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
             options.flood_events
         );
         report.flood = flood::run(&options).await?;
+    }
+    if options.wants("dashboard") {
+        eprintln!("bench: fan-out and latency with the hub's dashboard open, and without");
+        report.dashboard = dashboard::run(&options).await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;

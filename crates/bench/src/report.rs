@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::BenchOptions;
+use crate::dashboard::Dashboard;
 use crate::fanout::Fanout;
 use crate::flood::Flood;
 use crate::latency::Latency;
@@ -39,6 +40,8 @@ pub struct Report {
     pub memory: Memory,
     /// 5. Flood.
     pub flood: Flood,
+    /// 6. The hub's dashboard open, against not.
+    pub dashboard: Dashboard,
 }
 
 fn commit() -> String {
@@ -252,6 +255,7 @@ impl Report {
                 run.events, run.peak_rss_kib, run.queued, run.evicted, run.dlq_len
             );
         }
+        out.push_str(&self.dashboard.table());
         let _ = writeln!(out);
         let _ = writeln!(out, "({:.0} s)", self.seconds);
         out
