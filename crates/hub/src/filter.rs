@@ -315,6 +315,31 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_shows_the_mode_the_count_and_the_first_types_sorted() {
+        let limits = FilterLimits {
+            max_type_len: 256,
+            max_types: 100,
+            max_bytes: 10_000,
+        };
+        assert_eq!(Filter::default().summary(3).mode, "all");
+        let mut only = Filter::default();
+        let types = ["a", "b", "c", "d", "e"].map(Box::<str>::from).to_vec();
+        only.apply(
+            &Change::Subscribe {
+                types,
+                replace: true,
+            },
+            &limits,
+        )
+        .unwrap();
+        let s = only.summary(3);
+        assert_eq!((s.mode, s.count), ("only", 5));
+        assert_eq!(s.sample, ["a", "b", "c"].map(Box::<str>::from).to_vec());
+        let none = Filter::Only(TypeSet::default()).summary(3);
+        assert_eq!((none.mode, none.count), ("none", 0));
+    }
+
+    #[test]
     fn a_new_client_receives_everything() {
         let f = Filter::default();
         assert_eq!(f.coverage(), Coverage::Everything);

@@ -87,7 +87,7 @@ where
             bump(&shared.counters.handshake_failures);
             tracing::debug!(%peer, ?error, "request head refused");
             if let Some(answer) = Answer::bad_head(&error) {
-                reply(socket, answer, deadline).await;
+                reply(socket, answer, deadline, admission).await;
             }
             return None;
         }
@@ -98,20 +98,17 @@ where
         }
     };
     if !head.websocket {
-        serve_http(socket, head, peer, shared, deadline).await;
+        let answer = answer_http(&head, peer, shared);
+        reply(socket, answer, deadline, admission).await;
         return None;
     }
     let socket = Replay::new(head.bytes, socket);
     upgrade_websocket(socket, peer, shared, outbox, deadline, admission).await
 }
 
-/// Answers a plain HTTP request: the route's answer, or a refusal (404,
-/// 405, or the token and Origin refusals an upgrade would get), then
-/// closes.
-async fn serve_http<S>(socket: S, head: Head, peer: SocketAddr, shared: &Shared, deadline: Instant)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// The answer to a plain HTTP request: the route's, or a refusal (404,
+/// 405, or the token and Origin refusals an upgrade would get).
+fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> Answer {
     bump(&shared.counters.http_requests);
     let request = &head.request;
     let answer = match http::route(request) {
@@ -133,11 +130,13 @@ where
     };
     // The path may carry a token (`?token=`): only the status is logged.
     tracing::debug!(%peer, status = answer.status.as_u16(), "http request answered");
-    reply(socket, answer, deadline).await;
+    answer
 }
 
-/// Writes `answer` by `deadline`, then closes the connection.
-async fn reply<S>(mut socket: S, answer: Answer, deadline: Instant)
+/// Writes `answer` by `deadline`, then closes the connection. Once the
+/// answer is out the connection no longer counts as a pending handshake,
+/// while it lingers.
+async fn reply<S>(mut socket: S, answer: Answer, deadline: Instant, admission: &mut Admission)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -147,6 +146,7 @@ where
         socket.flush().await
     })
     .await;
+    admission.handshake_done();
     if matches!(written, Ok(Ok(()))) {
         linger(socket).await;
     }

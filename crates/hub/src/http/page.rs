@@ -4,7 +4,8 @@
 //! Its Content-Security-Policy allows exactly the page's own style and
 //! script (by SHA-256 hash), `fetch` and WebSocket to the hub itself, and
 //! nothing else: no other script, no inline event handlers, no images,
-//! frames, forms or plugins. Events are untrusted input, and the page
+//! frames, forms or plugins. (`'self'` covers `ws:`/`wss:` to the page's
+//! own host in CSP 3, which current browsers implement.) Events are untrusted input, and the page
 //! renders them with `textContent` only; the policy is the second line of
 //! defence.
 
@@ -32,12 +33,9 @@ fn page() -> &'static Page {
         let html = HTML
             .replacen("/*STYLE*/", STYLE, 1)
             .replacen("/*SCRIPT*/", SCRIPT, 1);
-        // `'self'` covers ws: and wss: to the page's own host in CSP 3;
-        // browsers before that need the schemes said, which also admits
-        // other hosts for WebSocket only.
         let policy = format!(
             "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
-             connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; \
              frame-ancestors 'none'",
             base64(digest(&SHA256, SCRIPT.as_bytes()).as_ref()),
             base64(digest(&SHA256, STYLE.as_bytes()).as_ref()),
