@@ -5,7 +5,9 @@
 //! second (`/api/stats`, `/api/clients`). Here that load is made with the
 //! same requests from raw clients, not a browser: a browser's own CPU on
 //! this 2-core machine would measure the browser, not the hub. Fan-out and
-//! latency are measured with and without it, interleaved, on fresh hubs.
+//! latency are measured with and without it, interleaved, on fresh hubs,
+//! and with one more plain subscriber instead (a control: what any extra
+//! subscriber costs, so the dashboard's own share can be told apart).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -48,6 +50,8 @@ pub struct Dashboard {
     pub fanout_without: Summary,
     /// The same with the dashboard's tail and polls.
     pub fanout_with: Summary,
+    /// The control: one more plain subscriber instead of the dashboard.
+    pub fanout_extra_subscriber: Summary,
     /// Median with / median without.
     pub fanout_ratio: f64,
     /// Raw publisher → hub → raw subscriber, one event at a time, no
@@ -55,6 +59,8 @@ pub struct Dashboard {
     pub latency_without: Percentiles,
     /// The same with the dashboard open.
     pub latency_with: Percentiles,
+    /// The control: one more plain subscriber instead of the dashboard.
+    pub latency_extra_subscriber: Percentiles,
     /// p99 with / p99 without.
     pub latency_ratio_p99: f64,
     /// Frames the dashboard's tail received over every run with it.
@@ -92,6 +98,11 @@ impl Dashboard {
         );
         let _ = writeln!(
             out,
+            "   control: one more plain subscriber    {}",
+            rate(&self.fanout_extra_subscriber)
+        );
+        let _ = writeln!(
+            out,
             "   ratio with/without {:.2}",
             self.fanout_ratio
         );
@@ -103,6 +114,7 @@ impl Dashboard {
         for (name, p) in [
             ("without", &self.latency_without),
             ("with the dashboard", &self.latency_with),
+            ("control: one more plain subscriber", &self.latency_extra_subscriber),
         ] {
             let _ = writeln!(
                 out,
@@ -119,6 +131,17 @@ impl Dashboard {
     }
 }
 
+/// What runs beside the measured clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Nothing.
+    None,
+    /// The dashboard: a tail that parses every event, and the page's polls.
+    Dashboard,
+    /// One more subscriber that reads and discards, and no polls.
+    Subscriber,
+}
+
 /// The dashboard's load on one hub: a tail that reads everything, and the
 /// page's polls. Stops when dropped.
 struct Open {
@@ -129,7 +152,11 @@ struct Open {
 }
 
 impl Open {
-    async fn on(hub: &Hub) -> Result<Open, BenchError> {
+    async fn on(hub: &Hub, load: Load) -> Result<Option<Open>, BenchError> {
+        if load == Load::None {
+            return Ok(None);
+        }
+        let dashboard = load == Load::Dashboard;
         let addr = hub.local_addr();
         let (mut tail, _) = tokio_tungstenite::connect_async(hub.url()).await?;
         let frames = Arc::new(AtomicU64::new(0));
@@ -139,7 +166,9 @@ impl Open {
             // Like the page: parse each frame (it shows id, type, payload).
             while let Some(Ok(message)) = tail.next().await {
                 if let Message::Text(text) = message {
-                    let _ = serde_json::from_str::<serde_json::Value>(&text);
+                    if dashboard {
+                        let _ = serde_json::from_str::<serde_json::Value>(&text);
+                    }
                     counted.fetch_add(1, Relaxed);
                 }
             }
@@ -147,7 +176,7 @@ impl Open {
         let counted = Arc::clone(&polls);
         let poller = tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_EVERY);
-            loop {
+            while dashboard {
                 tick.tick().await;
                 for path in ["/api/stats", "/api/clients"] {
                     if get(addr, path).await.is_ok() {
@@ -156,12 +185,12 @@ impl Open {
                 }
             }
         });
-        Ok(Open {
+        Ok(Some(Open {
             tail,
             poller,
             frames,
             polls,
-        })
+        }))
     }
 
     fn counts(&self) -> (u64, u64) {
@@ -187,21 +216,25 @@ async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError> {
-    let mut without = Vec::new();
-    let mut with = Vec::new();
+    let mut runs: [Vec<f64>; 3] = Default::default();
     let (mut tail_frames, mut polls) = (0, 0);
+    let loads = [Load::None, Load::Dashboard, Load::Subscriber];
     for _ in 0..RUNS {
-        without.push(fanout(options, false).await?.0);
-        let (rate, frames, p) = fanout(options, true).await?;
-        with.push(rate);
-        tail_frames += frames;
-        polls += p;
+        for (i, load) in loads.into_iter().enumerate() {
+            let (rate, frames, p) = fanout(options, load).await?;
+            runs[i].push(rate);
+            if load == Load::Dashboard {
+                tail_frames += frames;
+                polls += p;
+            }
+        }
     }
-    let latency_without = latency(options.latency_samples, false).await?.0;
-    let (latency_with, frames, p) = latency(options.latency_samples, true).await?;
+    let latency_without = latency(options.latency_samples, Load::None).await?.0;
+    let (latency_with, frames, p) = latency(options.latency_samples, Load::Dashboard).await?;
+    let latency_extra_subscriber = latency(options.latency_samples, Load::Subscriber).await?.0;
     tail_frames += frames;
     polls += p;
-    let (fanout_without, fanout_with) = (Summary::of(without), Summary::of(with));
+    let [fanout_without, fanout_with, fanout_extra_subscriber] = runs.map(Summary::of);
     Ok(Dashboard {
         subscribers: options.fanout_subscribers,
         events: options.fanout_events,
@@ -209,8 +242,10 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
         latency_ratio_p99: ratio(latency_with.p99_us, latency_without.p99_us),
         fanout_without,
         fanout_with,
+        fanout_extra_subscriber,
         latency_without,
         latency_with,
+        latency_extra_subscriber,
         tail_frames,
         polls,
     })
@@ -218,18 +253,14 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
 
 /// One fan-out run on a fresh hub: raw publisher, raw subscribers; returns
 /// deliveries/s and, with the dashboard, its tail frames and polls.
-async fn fanout(options: &BenchOptions, dashboard: bool) -> Result<(f64, u64, u64), BenchError> {
+async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, u64, u64), BenchError> {
     let hub = Hub::bind("127.0.0.1:0").await?;
     let n = options.fanout_events;
     let frames: Vec<String> = events(n)
         .iter()
         .map(serde_json::to_string)
         .collect::<Result<_, _>>()?;
-    let open = if dashboard {
-        Some(Open::on(&hub).await?)
-    } else {
-        None
-    };
+    let open = Open::on(&hub, load).await?;
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let mut readers = Vec::new();
     for _ in 0..options.fanout_subscribers {
@@ -248,7 +279,7 @@ async fn fanout(options: &BenchOptions, dashboard: bool) -> Result<(f64, u64, u6
         }));
     }
     let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
-    let want = options.fanout_subscribers as u64 + 1 + u64::from(dashboard);
+    let want = options.fanout_subscribers as u64 + 1 + u64::from(open.is_some());
     while hub.stats().clients < want {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -278,16 +309,12 @@ async fn fanout(options: &BenchOptions, dashboard: bool) -> Result<(f64, u64, u6
 }
 
 /// Raw publisher → hub → raw subscriber, one event at a time.
-async fn latency(samples: usize, dashboard: bool) -> Result<(Percentiles, u64, u64), BenchError> {
+async fn latency(samples: usize, load: Load) -> Result<(Percentiles, u64, u64), BenchError> {
     let hub = Hub::bind("127.0.0.1:0").await?;
-    let open = if dashboard {
-        Some(Open::on(&hub).await?)
-    } else {
-        None
-    };
+    let open = Open::on(&hub, load).await?;
     let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
     let (mut subscriber, _) = tokio_tungstenite::connect_async(hub.url()).await?;
-    let want = 2 + u64::from(dashboard);
+    let want = 2 + u64::from(open.is_some());
     while hub.stats().clients < want {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
