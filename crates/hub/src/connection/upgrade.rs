@@ -102,7 +102,10 @@ where
         reply(socket, answer, deadline, admission).await;
         return None;
     }
-    let socket = Replay::new(head.bytes, socket);
+    // Only the bytes go on: tungstenite parses the head again, and the
+    // parsed copy must not live on in this connection's task.
+    let Head { bytes, .. } = head;
+    let socket = Replay::new(bytes, socket);
     upgrade_websocket(socket, peer, shared, outbox, deadline, admission).await
 }
 

@@ -20,7 +20,11 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines in a head: as many as tungstenite itself accepts.
 const MAX_HEADERS: usize = 124;
 
-/// Bytes read per call while the head is incomplete.
+/// Room for the first read: a typical upgrade request is 200–300 bytes,
+/// and every connection allocates this much while it handshakes.
+const FIRST_READ: usize = 1024;
+
+/// Room for each later read while the head is incomplete.
 const READ_CHUNK: usize = 4096;
 
 /// Why no request head could be read.
@@ -58,7 +62,8 @@ where
     loop {
         let filled = bytes.len();
         // One byte past the limit tells "exactly full" from "too large".
-        let room = (MAX_HEAD + 1 - filled).min(READ_CHUNK);
+        let chunk = if filled == 0 { FIRST_READ } else { READ_CHUNK };
+        let room = (MAX_HEAD + 1 - filled).min(chunk);
         // Exact: the buffer never grows past the limit (plus one byte).
         bytes.reserve_exact(room);
         bytes.resize(filled + room, 0);
