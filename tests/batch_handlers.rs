@@ -128,7 +128,10 @@ async fn a_failed_batch_is_dead_lettered_event_by_event_and_a_slow_one_stalls_no
             .iter()
             .all(|l| l.reason == DeadLetterReason::HandlerFailed)
     );
-    let mut failed: Vec<u64> = letters.iter().map(|l| n_of(&l.item.event().unwrap())).collect();
+    let mut failed: Vec<u64> = letters
+        .iter()
+        .map(|l| n_of(&l.item.event().unwrap()))
+        .collect();
     failed.sort_unstable();
     assert_eq!(failed, vec![1, 2, 3, 4]);
     assert!(

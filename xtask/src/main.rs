@@ -92,7 +92,30 @@ fn run(mut command: Command) -> Result {
     }
 }
 
+/// Where the hub dashboard's browser test looks for Chromium (see
+/// `crates/hub/tests/browser.rs`).
+fn chromium() -> PathBuf {
+    env::var_os("WATCHTOWER_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
 fn test(extra: &[String]) -> Result {
+    // The browser test runs with the others when Chromium is there; say
+    // up front when it is not, so a skip is never mistaken for a pass.
+    let browser = chromium();
+    if browser.is_file() {
+        eprintln!(
+            "xtask: the dashboard's browser test runs with {}",
+            browser.display()
+        );
+    } else {
+        eprintln!(
+            "xtask: *** Chromium not found at {}: the dashboard's browser test will be \
+             SKIPPED; install it with `sudo apt-get install -y chromium` ***",
+            browser.display()
+        );
+    }
     let mut command = cargo();
     command
         .args(["test", "--workspace", "--locked"])

@@ -21,6 +21,8 @@
 //!   frame, from `/proc/<pid>/stat`.
 //! - `flood`: bounded memory while the server is down and events keep
 //!   being published with `DropOldest`.
+//! - `dashboard`: fan-out and latency through the hub with the dashboard's
+//!   tail subscribed and its API polled, against without.
 //! - `hostile`: a legitimate pair's latency through a hub alone, while
 //!   clients abuse filters, and while subscribers that never read are fed
 //!   large events; and the hub's CPU time per costly control frame.
@@ -50,6 +52,7 @@
 
 mod chart;
 mod child;
+mod dashboard;
 mod fanout;
 mod flood;
 mod hostile;
@@ -70,6 +73,7 @@ mod workload;
 use std::path::PathBuf;
 
 pub use child::child;
+pub use dashboard::Dashboard;
 pub use fanout::{Fanout, FanoutScale, ScalePoint};
 pub use flood::{Flood, FloodRun};
 pub use hostile::Hostile;

@@ -70,6 +70,11 @@ pub(crate) const SECTIONS: &[Section] = &[
         run: |o| Box::pin(crate::flood::section(o)),
     },
     Section {
+        name: "dashboard",
+        about: "fan-out and latency with the hub's dashboard open, against without",
+        run: |o| Box::pin(crate::dashboard::section(o)),
+    },
+    Section {
         name: "hostile",
         about: "a legitimate pair under attack, and hub CPU per control frame",
         run: |o| Box::pin(crate::hostile::section(o)),

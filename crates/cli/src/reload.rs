@@ -98,8 +98,10 @@ impl Sources {
 }
 
 /// Reloads on SIGHUP and on a change of the token file, until the hub
-/// stops (the caller drops this future).
-pub(crate) async fn watch(sources: Sources, hub: HubHandle) {
+/// stops (the caller drops the future). The SIGHUP handler is installed
+/// when this is called, not when the future is first polled, so a SIGHUP
+/// right after start-up reloads instead of killing the process.
+pub(crate) fn watch(sources: Sources, hub: HubHandle) -> impl Future<Output = ()> {
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(stream) => Some(stream),
@@ -108,28 +110,30 @@ pub(crate) async fn watch(sources: Sources, hub: HubHandle) {
             None
         }
     };
-    let mut stamp = sources.token_file_stamp();
-    loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(stream) => stream.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<Option<()>>();
-        tokio::select! {
-            _ = hup => {
-                sources.reload_tokens(&hub);
-                sources.reload_tls(&hub);
-                stamp = sources.token_file_stamp();
-            }
-            () = tokio::time::sleep(TOKEN_FILE_POLL), if sources.token_file.is_some() => {
-                let now = sources.token_file_stamp();
-                if now.is_some() && now != stamp {
-                    stamp = now;
+    async move {
+        let mut stamp = sources.token_file_stamp();
+        loop {
+            #[cfg(unix)]
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = hup => {
                     sources.reload_tokens(&hub);
+                    sources.reload_tls(&hub);
+                    stamp = sources.token_file_stamp();
+                }
+                () = tokio::time::sleep(TOKEN_FILE_POLL), if sources.token_file.is_some() => {
+                    let now = sources.token_file_stamp();
+                    if now.is_some() && now != stamp {
+                        stamp = now;
+                        sources.reload_tokens(&hub);
+                    }
                 }
             }
         }

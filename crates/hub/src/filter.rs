@@ -158,7 +158,47 @@ impl Default for Filter {
     }
 }
 
+/// A filter as `/api/clients` shows it: which kind, how many types, and
+/// at most a few of them (sorted), so a row stays small whatever the
+/// filter holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilterSummary {
+    /// `"all"`, `"all_except"`, `"only"` or `"none"`.
+    pub(crate) mode: &'static str,
+    /// Types in the filter.
+    pub(crate) count: usize,
+    /// The first few of them, sorted.
+    pub(crate) sample: Vec<Box<str>>,
+}
+
 impl Filter {
+    /// The filter's kind and size, with at most `max_types` of its types.
+    pub(crate) fn summary(&self, max_types: usize) -> FilterSummary {
+        let (mode, set) = match self {
+            Filter::AllExcept(except) if except.is_empty() => ("all", except),
+            Filter::AllExcept(except) => ("all_except", except),
+            Filter::Only(only) if only.is_empty() => ("none", only),
+            Filter::Only(only) => ("only", only),
+        };
+        let mut sample: Vec<&str> = Vec::with_capacity(max_types.min(set.set.len()));
+        for t in &set.set {
+            // Keep the smallest `max_types`, without sorting the whole set.
+            if sample.len() < max_types {
+                sample.push(t);
+                sample.sort_unstable();
+            } else if sample.last().is_some_and(|last| **t < **last) {
+                sample.pop();
+                let at = sample.partition_point(|s| *s < &**t);
+                sample.insert(at, t);
+            }
+        }
+        FilterSummary {
+            mode,
+            count: set.set.len(),
+            sample: sample.into_iter().map(Box::from).collect(),
+        }
+    }
+
     pub(crate) fn matches(&self, event_type: &str) -> bool {
         match self {
             Filter::AllExcept(except) => !except.contains(event_type),
@@ -272,6 +312,31 @@ mod tests {
             f.apply(change, &LIMITS).unwrap();
         }
         f
+    }
+
+    #[test]
+    fn a_summary_shows_the_mode_the_count_and_the_first_types_sorted() {
+        let limits = FilterLimits {
+            max_type_len: 256,
+            max_types: 100,
+            max_bytes: 10_000,
+        };
+        assert_eq!(Filter::default().summary(3).mode, "all");
+        let mut only = Filter::default();
+        let types = ["a", "b", "c", "d", "e"].map(Box::<str>::from).to_vec();
+        only.apply(
+            &Change::Subscribe {
+                types,
+                replace: true,
+            },
+            &limits,
+        )
+        .unwrap();
+        let s = only.summary(3);
+        assert_eq!((s.mode, s.count), ("only", 5));
+        assert_eq!(s.sample, ["a", "b", "c"].map(Box::<str>::from).to_vec());
+        let none = Filter::Only(TypeSet::default()).summary(3);
+        assert_eq!((none.mode, none.count), ("none", 0));
     }
 
     #[test]

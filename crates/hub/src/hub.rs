@@ -17,6 +17,7 @@ use watchtower_core::WarnLimiter;
 
 use crate::auth::{Auth, Token};
 use crate::builder::HubBuilder;
+use crate::clients::ClientList;
 use crate::config::HubConfig;
 use crate::connection;
 use crate::dedup::DedupWindow;
@@ -63,6 +64,10 @@ pub(crate) struct Shared {
     /// on a new connection is recognised too.
     pub(crate) dedup: DedupWindow,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
+    /// The clients connected now, for `/api/clients`.
+    pub(crate) clients: ClientList,
+    /// When the hub started, for the uptime.
+    started: Instant,
     next_client: AtomicU64,
     /// TCP connections being served (handshaking, connected or closing).
     open: AtomicUsize,
@@ -157,11 +162,25 @@ impl Shared {
     }
 
     /// The counters, and the de-duplication window's size, now.
-    fn stats(&self) -> HubStats {
+    pub(crate) fn stats(&self) -> HubStats {
         let mut stats = self.counters.snapshot();
         stats.dedup_window_ids = self.dedup.len() as u64;
         stats.connections_open = self.open.load(Relaxed) as u64;
         stats
+    }
+
+    /// How long the hub has been running.
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the hub accepts clients, for `/healthz`; if not, why, in
+    /// one line.
+    pub(crate) fn health(&self) -> Result<(), &'static str> {
+        match *self.lifecycle.borrow() {
+            Lifecycle::Running => Ok(()),
+            Lifecycle::Draining { .. } => Err("shutting down\n"),
+        }
     }
 
     /// Starts a graceful shutdown unless one is under way; returns its
@@ -268,6 +287,8 @@ impl Hub {
             fanout: Box::new(LocalFanout::default()),
             dedup,
             lifecycle,
+            clients: ClientList::default(),
+            started: Instant::now(),
             next_client: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
@@ -306,6 +327,18 @@ impl Hub {
             "ws"
         };
         format!("{scheme}://{}/events", self.local_addr)
+    }
+
+    /// The base URL of the hub's HTTP side on the same port:
+    /// `http://ADDR/` (or `https://`), where the dashboard is; `metrics`,
+    /// `healthz`, `api/stats` and `api/clients` are below it.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/", self.local_addr)
     }
 
     /// The counters now.

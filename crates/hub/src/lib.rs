@@ -4,8 +4,8 @@
 //!
 //! It is the server the Watchtower transport, the examples, the tests, the
 //! benchmarks and the `watchtower` CLI talk to. It speaks the event format
-//! and the control protocol of `watchtower-core` and nothing else: no
-//! storage, no history.
+//! and the control protocol of `watchtower-core`, and answers a few plain
+//! HTTP paths for operators (see below); no storage, no history.
 //!
 //! ```
 //! use watchtower_hub::{Hub, HubConfig};
@@ -144,6 +144,20 @@
 //! [`HubStats::auth_throttled`] and [`HubStats::origin_rejected`] and
 //! logged with the peer address; tokens and header values never are.
 //!
+//! # The HTTP side
+//!
+//! The same port answers plain HTTP: the hub reads each connection's
+//! request head itself (at most 64 KiB, within
+//! [`HubConfig::handshake_timeout`], after TLS) and hands an upgrade to
+//! the WebSocket handshake as before, on any path. A `GET` of `/metrics`
+//! (Prometheus text), `/healthz`, `/api/stats`, `/api/clients` or `/` (a
+//! dashboard page embedded in the binary, see [`Hub::http_url`]) is
+//! answered and the connection closed; other paths get 404, other methods
+//! 405. With a token every path but `/healthz` needs it, and the Origin
+//! check applies as for upgrades. Every figure shown — in `/metrics`,
+//! `/api/stats` and the CLI — comes from one table,
+//! [`HubStats::figures`].
+//!
 //! Logs (`tracing`): info for start, stop, connect and disconnect (with the
 //! peer address and reason) and for refused clients; warn for malformed
 //! input and dropped clients. Payloads, tokens and header values are never
@@ -152,19 +166,24 @@
 //! Dependencies: tokio (runtime), tokio-tungstenite (the protocol),
 //! futures-util (stream and sink combinators), serde (config files),
 //! thiserror (errors), tracing (logs), watchtower-core (the wire format),
-//! rustls + tokio-rustls + rustls-pki-types (`wss://` without OpenSSL).
+//! rustls + tokio-rustls + rustls-pki-types (`wss://` without OpenSSL),
+//! httparse (request heads, shared with tungstenite) and ring (SHA-256 for
+//! the dashboard's Content-Security-Policy, shared with rustls).
 
 #![deny(missing_docs)]
 
 mod auth;
 mod builder;
+mod clients;
 mod config;
 mod connection;
 mod control;
 mod dedup;
 mod error;
 mod fanout;
+mod figures;
 mod filter;
+mod http;
 mod hub;
 mod origin;
 mod outbox;
@@ -185,6 +204,7 @@ pub use config::{
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
 };
 pub use error::{HubError, Result};
+pub use figures::{Figure, FigureKind};
 pub use hub::{Hub, HubHandle};
 pub use stats::{HubStats, MalformedCounts};
 pub use tls::HubTls;

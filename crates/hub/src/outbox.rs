@@ -2,7 +2,7 @@
 //! bound in frames, oldest-first dropping, and slow-client detection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::HubConfig;
 use crate::fanout::{Burst, ClientId, MAX_BURST};
-use crate::filter::{Change, Coverage, Filter, FilterLimits, OverLimit};
+use crate::filter::{Change, Coverage, Filter, FilterLimits, FilterSummary, OverLimit};
 
 /// A set of frame indices within one burst: which of its frames this client
 /// still has to receive. A burst holds at most [`MAX_BURST`] frames, so a
@@ -123,6 +123,17 @@ struct State {
     closed: bool,
 }
 
+/// One client's queue and filter as `/api/clients` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxView {
+    pub(crate) filter: FilterSummary,
+    pub(crate) queued_frames: usize,
+    pub(crate) held_bytes: usize,
+    pub(crate) frames_out: u64,
+    pub(crate) dropped: u64,
+    pub(crate) acks: bool,
+}
+
 /// One client's outbound queue, shared by every reader that fans out to it
 /// (producers) and the client's own writer (the consumer).
 ///
@@ -157,6 +168,12 @@ pub(crate) struct Outbox {
     ack: AtomicU64,
     /// Wakes the writer: something was queued, or an ack is due.
     ready: Notify,
+    /// Relayed frames written to this client, for `/api/clients`.
+    sent: AtomicU64,
+    /// Frames this client's full queue dropped, for `/api/clients`.
+    dropped: AtomicU64,
+    /// The client said `{"type":"hello","acks":true}`, for `/api/clients`.
+    acks: AtomicBool,
     /// Wakes [`Outbox::became_slow`]: the queue started dropping.
     dropping: Notify,
 }
@@ -181,6 +198,9 @@ impl Outbox {
             }),
             ack: AtomicU64::new(0),
             ready: Notify::new(),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            acks: AtomicBool::new(false),
             dropping: Notify::new(),
         }
     }
@@ -244,6 +264,9 @@ impl Outbox {
         }
         let held = state.bytes + writer;
         drop(state);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Relaxed);
+        }
         self.ready.notify_one();
         if started_dropping {
             self.dropping.notify_one();
@@ -315,6 +338,41 @@ impl Outbox {
     /// reader set meanwhile stays due.
     pub(crate) fn ack_sent(&self, upto: u64) {
         let _ = self.ack.compare_exchange(upto, 0, Relaxed, Relaxed);
+    }
+
+    /// The writer wrote `n` more relayed frames to this client.
+    pub(crate) fn sent(&self, n: u64) {
+        if n > 0 {
+            self.sent.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// The client turned ack mode on or off.
+    pub(crate) fn set_acks(&self, on: bool) {
+        self.acks.store(on, Relaxed);
+    }
+
+    /// What `/api/clients` shows of this queue now. Reads the filter from
+    /// the reader's copy, never under the lock publishers take; the queue
+    /// lock is held only to read two numbers.
+    pub(crate) fn view(&self, max_types: usize) -> OutboxView {
+        let filter = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .summary(max_types);
+        let (queued_frames, queued_bytes) = {
+            let state = self.lock();
+            (state.frames, state.bytes)
+        };
+        OutboxView {
+            filter,
+            queued_frames,
+            held_bytes: queued_bytes + self.writer_bytes.load(Relaxed),
+            frames_out: self.sent.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            acks: self.acks.load(Relaxed),
+        }
     }
 
     /// Stops accepting frames; what is queued can still be taken.

@@ -25,15 +25,23 @@ pub struct HubStats {
     /// TCP connections being served now: handshaking, connected or
     /// closing; at most `max_connections`. A gauge, like `clients`.
     pub connections_open: u64,
-    /// WebSocket connections accepted since start.
+    /// WebSocket connections upgraded since start: counted once the 101
+    /// answer is out, so a failed upgrade counts only in
+    /// `handshake_failures`.
     pub connections_total: u64,
+    /// Plain HTTP requests (metrics, health, API, dashboard) answered
+    /// since start, refused ones included (those also count in
+    /// `handshake_failures`).
+    pub http_requests: u64,
     /// TCP connections closed at once, unread, because the hub was at
     /// `max_connections` or `max_pending_handshakes`. Not counted in
     /// `handshake_failures`.
     pub connections_refused: u64,
-    /// TCP connections that never became clients: their TLS handshake or
-    /// WebSocket upgrade failed, timed out or was refused (the four below
-    /// included).
+    /// TCP connections that neither became clients nor got an HTTP
+    /// answer: their TLS handshake failed or timed out, their request head
+    /// was malformed, too large or late, or their WebSocket upgrade or
+    /// HTTP request was refused (the four below included). A connection
+    /// counts here or in `connections_total`, never in both.
     pub handshake_failures: u64,
     /// Of those, connections whose TLS handshake failed or timed out (e.g.
     /// a client that does not trust the hub's certificate, or without the
@@ -122,6 +130,7 @@ impl std::ops::Add for HubStats {
             clients: self.clients + o.clients,
             connections_open: self.connections_open + o.connections_open,
             connections_total: self.connections_total + o.connections_total,
+            http_requests: self.http_requests + o.http_requests,
             handshake_failures: self.handshake_failures + o.handshake_failures,
             tls_failures: self.tls_failures + o.tls_failures,
             connections_refused: self.connections_refused + o.connections_refused,
@@ -157,6 +166,7 @@ impl std::ops::Add for HubStats {
 pub(crate) struct Counters {
     pub(crate) clients: AtomicU64,
     pub(crate) connections_total: AtomicU64,
+    pub(crate) http_requests: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
@@ -209,6 +219,7 @@ impl Counters {
             // A gauge kept by the supervisor; see `Shared::stats`.
             connections_open: 0,
             connections_total: l(&self.connections_total),
+            http_requests: l(&self.http_requests),
             handshake_failures: l(&self.handshake_failures),
             tls_failures: l(&self.tls_failures),
             connections_refused: l(&self.connections_refused),

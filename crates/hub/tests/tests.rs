@@ -6,8 +6,10 @@
 mod support;
 
 mod acks;
+mod browser;
 mod filters;
 mod hostile;
+mod http;
 mod keepalive;
 mod malformed;
 mod oversize;

@@ -8,8 +8,9 @@
 //! - `mod.rs` (here): the task that serves a connection, why it ended
 //!   ([`End`]: the counter, the close code and the log line) and the close
 //!   handshake;
-//! - `upgrade`: the TLS handshake, the HTTP upgrade and its refusals
-//!   (403, 401, 400, 429), and membership in the fan-out;
+//! - `upgrade`: the TLS handshake, the request head (a plain HTTP request
+//!   is answered by [`crate::http`] and closed), the WebSocket upgrade and
+//!   its refusals (403, 401, 400, 429), and membership in the fan-out;
 //! - `reader`: burst reads, events, control frames within the filter
 //!   limits, de-duplication, acks;
 //! - `writer`: the client's queue onto the socket, acks first, pings;
@@ -271,6 +272,7 @@ where
     };
     sink.send(Message::Close(Some(frame))).await?;
     add(&shared.counters.frames_out, fed);
+    outbox.sent(fed);
     while let Some(message) = stream.next().await {
         if matches!(message, Ok(Message::Close(_)) | Err(_)) {
             break;

@@ -302,6 +302,7 @@ impl Reader<'_> {
         match control {
             Control::Hello { acks } => {
                 self.acks = acks;
+                self.outbox.set_acks(acks);
                 tracing::debug!(acks, "hello");
             }
             Control::Filter(change) => {

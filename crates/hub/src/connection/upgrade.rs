@@ -1,12 +1,13 @@
-//! The TLS handshake (for `wss://`) and the WebSocket upgrade: the Origin
-//! check, the token check with per-peer throttling, the HTTP refusals, and
-//! joining the fan-out.
+//! The TLS handshake (for `wss://`), the request head (a WebSocket upgrade
+//! or a plain HTTP request for [`crate::http`]), and the upgrade: the
+//! Origin check, the token check with per-peer throttling, the HTTP
+//! refusals, and joining the fan-out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -15,6 +16,7 @@ use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use crate::auth::Refusal;
 use crate::fanout::ClientId;
+use crate::http::{self, Answer, Head, Replay, read_head};
 use crate::hub::{Admission, Shared};
 use crate::origin::OriginRefusal;
 use crate::outbox::Outbox;
@@ -68,12 +70,101 @@ fn tls_failed(shared: &Shared) {
     bump(&shared.counters.tls_failures);
 }
 
+/// Reads the request head (due by `deadline`) and serves it: an upgrade
+/// goes on to [`upgrade_websocket`] with the bytes read replayed; any
+/// other request gets its HTTP answer (see [`crate::http`]) and the
+/// connection is closed. `Some` only for an upgraded client.
+pub(super) async fn upgrade<'a, S>(
+    mut socket: S,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    outbox: &Arc<Outbox>,
+    deadline: Instant,
+    admission: &mut Admission,
+) -> Option<(WebSocketStream<Replay<S>>, Membership<'a>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head = match timeout_at(deadline, read_head(&mut socket)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(error)) => {
+            bump(&shared.counters.handshake_failures);
+            tracing::debug!(%peer, ?error, "request head refused");
+            if let Some(answer) = Answer::bad_head(&error) {
+                reply(socket, answer, deadline, admission).await;
+            }
+            return None;
+        }
+        Err(_) => {
+            bump(&shared.counters.handshake_failures);
+            tracing::debug!(%peer, after = ?shared.config.handshake_timeout, "request head timed out");
+            return None;
+        }
+    };
+    if !head.websocket {
+        let answer = answer_http(&head, peer, shared);
+        reply(socket, answer, deadline, admission).await;
+        return None;
+    }
+    // Only the bytes go on: tungstenite parses the head again, and the
+    // parsed copy must not live on in this connection's task.
+    let Head { bytes, .. } = head;
+    let socket = Replay::new(bytes, socket);
+    upgrade_websocket(socket, peer, shared, outbox, deadline, admission).await
+}
+
+/// The answer to a plain HTTP request: the route's, or a refusal (404,
+/// 405, or the token and Origin refusals an upgrade would get).
+fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> Answer {
+    bump(&shared.counters.http_requests);
+    let request = &head.request;
+    let answer = match http::route(request) {
+        Err(answer) => answer,
+        Ok(route) => {
+            let admitted = if route.needs_token() {
+                admit(shared, peer, request)
+            } else {
+                Ok(())
+            };
+            match admitted {
+                Ok(()) => http::answer(shared, route),
+                Err((why, refusal)) => {
+                    count_refusal(shared, peer, why);
+                    Answer::refusal(refusal)
+                }
+            }
+        }
+    };
+    // The path may carry a token (`?token=`): only the status is logged.
+    tracing::debug!(%peer, status = answer.status.as_u16(), "http request answered");
+    answer
+}
+
+/// Writes `answer` by `deadline`, then closes the connection. Once the
+/// answer is out the connection no longer counts as a pending handshake,
+/// while it lingers.
+async fn reply<S>(mut socket: S, answer: Answer, deadline: Instant, admission: &mut Admission)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let bytes = answer.into_bytes();
+    let written = timeout_at(deadline, async {
+        socket.write_all(&bytes).await?;
+        socket.flush().await
+    })
+    .await;
+    admission.handshake_done();
+    if matches!(written, Ok(Ok(()))) {
+        linger(socket).await;
+    }
+}
+
 /// Upgrades `socket` (due by `deadline`) if the request passes the Origin
 /// and token checks; the client has then joined the fan-out with `outbox`.
 /// `None` if the upgrade was refused, failed or timed out: counted and
 /// logged here. The place under `max_pending_handshakes` is given back
 /// either way.
-pub(super) async fn upgrade<'a, S>(
+async fn upgrade_websocket<'a, S>(
     socket: S,
     peer: SocketAddr,
     shared: &'a Shared,
@@ -100,37 +191,27 @@ where
                 refused = Some(why);
                 answer
             })?;
-        member = Some(Membership::join(shared, Arc::clone(outbox)));
+        member = Some(Membership::join(shared, Arc::clone(outbox), peer));
         Ok(response)
     };
     let upgrade = accept_hdr_async_with_config(socket, accept, Some(config.wire_config()));
     let upgraded = timeout_at(deadline, upgrade).await;
     admission.handshake_done();
     match upgraded {
-        // `member` is set whenever the upgrade succeeded.
-        Ok(Ok(ws)) => member.map(|member| (ws, member)),
+        // `member` is set whenever the upgrade succeeded. Counted only now
+        // that the 101 is out: a failed one counts as a handshake failure
+        // only, not as a connection too.
+        Ok(Ok(ws)) => member.map(|member| {
+            bump(&shared.counters.connections_total);
+            (ws, member)
+        }),
         Ok(Err(error)) => {
-            bump(&shared.counters.handshake_failures);
             match refused {
-                Some(Refused::Origin(why)) => {
-                    bump(&shared.counters.origin_rejected);
-                    if let Some(suppressed) = shared.log_refusal() {
-                        tracing::info!(%peer, reason = ?why, suppressed, "client refused with 403: Origin not allowed");
-                    }
+                Some(why) => count_refusal(shared, peer, why),
+                None => {
+                    bump(&shared.counters.handshake_failures);
+                    tracing::debug!(%error, "websocket upgrade failed");
                 }
-                Some(Refused::Throttled) => {
-                    bump(&shared.counters.auth_throttled);
-                    tracing::debug!(%peer, "client refused with 429: too many failed tokens");
-                }
-                Some(Refused::Auth(why)) => {
-                    bump(&shared.counters.auth_rejected);
-                    shared.throttle.failed(peer.ip());
-                    let status = auth_status(why).as_u16();
-                    if let Some(suppressed) = shared.log_refusal() {
-                        tracing::info!(%peer, reason = %why, status, suppressed, "client refused");
-                    }
-                }
-                None => tracing::debug!(%error, "websocket upgrade failed"),
             }
             None
         }
@@ -138,6 +219,31 @@ where
             bump(&shared.counters.handshake_failures);
             tracing::debug!(after = ?config.handshake_timeout, "websocket upgrade timed out");
             None
+        }
+    }
+}
+
+/// Counts and logs a refused upgrade or HTTP request.
+fn count_refusal(shared: &Shared, peer: SocketAddr, why: Refused) {
+    bump(&shared.counters.handshake_failures);
+    match why {
+        Refused::Origin(why) => {
+            bump(&shared.counters.origin_rejected);
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, reason = ?why, suppressed, "client refused with 403: Origin not allowed");
+            }
+        }
+        Refused::Throttled => {
+            bump(&shared.counters.auth_throttled);
+            tracing::debug!(%peer, "client refused with 429: too many failed tokens");
+        }
+        Refused::Auth(why) => {
+            bump(&shared.counters.auth_rejected);
+            shared.throttle.failed(peer.ip());
+            let status = auth_status(why).as_u16();
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, reason = %why, status, suppressed, "client refused");
+            }
         }
     }
 }
@@ -166,6 +272,17 @@ fn check_upgrade(
     request: &Request,
     response: Response,
 ) -> Result<Response, (Refused, ErrorResponse)> {
+    admit(shared, peer, request).map(|()| response)
+}
+
+/// The checks of [`check_upgrade`], for an upgrade or an HTTP request.
+// The refusal is an HTTP answer; its size is tungstenite's.
+#[allow(clippy::result_large_err)]
+fn admit(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: &Request,
+) -> Result<(), (Refused, ErrorResponse)> {
     if let Err(why) = shared.origins.check(request) {
         let body = "forbidden: this Origin may not connect; the hub's operator can allow it \
                     with --allow-origin (HubConfig::allowed_origins)\n";
@@ -182,10 +299,10 @@ fn check_upgrade(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return Err((Refused::Throttled, answer));
     }
-    match shared.auth.check(request) {
-        Ok(()) => Ok(response),
-        Err(why) => Err((Refused::Auth(why), unauthorized(why))),
-    }
+    shared
+        .auth
+        .check(request)
+        .map_err(|why| (Refused::Auth(why), unauthorized(why)))
 }
 
 /// The status a token refusal is answered with.
@@ -241,10 +358,10 @@ pub(super) struct Membership<'a> {
 }
 
 impl<'a> Membership<'a> {
-    fn join(shared: &'a Shared, outbox: Arc<Outbox>) -> Membership<'a> {
+    fn join(shared: &'a Shared, outbox: Arc<Outbox>, peer: SocketAddr) -> Membership<'a> {
         let id = outbox.id();
+        shared.clients.join(peer, Arc::clone(&outbox));
         shared.fanout.join(outbox);
-        bump(&shared.counters.connections_total);
         bump(&shared.counters.clients);
         Membership { shared, id }
     }
@@ -253,6 +370,7 @@ impl<'a> Membership<'a> {
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
         self.shared.fanout.leave(self.id);
+        self.shared.clients.leave(self.id);
         self.shared.counters.clients.fetch_sub(1, Relaxed);
     }
 }

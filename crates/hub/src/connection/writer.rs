@@ -60,6 +60,7 @@ where
             return End::WriteFailed(e);
         }
         add(&shared.counters.frames_out, fed);
+        outbox.sent(fed);
     }
 }
 

@@ -1,0 +1,348 @@
+//! Measurement 6: what an open dashboard costs the hub.
+//!
+//! The dashboard page (served by the hub at `/`) is, to the hub, one more
+//! subscriber that receives every event (its live tail) and two GETs a
+//! second (`/api/stats`, `/api/clients`). Here that load is made with the
+//! same requests from raw clients, not a browser: a browser's own CPU on
+//! this 2-core machine would measure the browser, not the hub. Fan-out and
+//! latency are measured with and without it, interleaved, on fresh hubs,
+//! and with one more plain subscriber instead (a control: what any extra
+//! subscriber costs, so the dashboard's own share can be told apart).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use watchtower_hub::Hub;
+
+use crate::latency::Percentiles;
+use crate::section::SectionReport;
+use crate::stats::{Summary, ratio};
+use crate::throughput::RAW_FLUSH_EVERY;
+use crate::workload::{event, events};
+use crate::{BenchError, BenchOptions};
+
+/// Interleaved runs of each side of the fan-out.
+const RUNS: usize = 3;
+
+/// Latency samples discarded first.
+const WARM_UP: usize = 200;
+
+/// How often the page polls the API.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// The hub with the dashboard open against without, same run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Dashboard {
+    /// Subscribers in the fan-out (the dashboard's tail not counted).
+    pub subscribers: usize,
+    /// Events per fan-out run.
+    pub events: usize,
+    /// Fan-out deliveries/s to raw subscribers, no dashboard.
+    pub fanout_without: Summary,
+    /// The same with the dashboard's tail and polls.
+    pub fanout_with: Summary,
+    /// The control: one more plain subscriber instead of the dashboard.
+    pub fanout_extra_subscriber: Summary,
+    /// Median with / median without.
+    pub fanout_ratio: f64,
+    /// Raw publisher → hub → raw subscriber, one event at a time, no
+    /// dashboard.
+    pub latency_without: Percentiles,
+    /// The same with the dashboard open.
+    pub latency_with: Percentiles,
+    /// The control: one more plain subscriber instead of the dashboard.
+    pub latency_extra_subscriber: Percentiles,
+    /// p99 with / p99 without.
+    pub latency_ratio_p99: f64,
+    /// Frames the dashboard's tail received over every run with it.
+    pub tail_frames: u64,
+    /// API requests the dashboard made over every run with it.
+    pub polls: u64,
+}
+
+impl Dashboard {
+    /// This measurement's lines of the report's table.
+    pub(crate) fn table(&self) -> String {
+        let mut out = String::new();
+        let rate = |s: &Summary| format!("{:>9.0} {:>9.0}–{:<9.0}", s.median, s.min, s.max);
+        let _ = writeln!(
+            out,
+            "Dashboard open (its tail subscribed, its API polled once a second) vs not; raw clients"
+        );
+        let _ = writeln!(
+            out,
+            "   fan-out, {} events to {} subscribers (deliveries/s; median, min–max of {} runs)",
+            self.events,
+            self.subscribers,
+            self.fanout_without.runs.len()
+        );
+        let _ = writeln!(
+            out,
+            "   without                               {}",
+            rate(&self.fanout_without)
+        );
+        let _ = writeln!(
+            out,
+            "   with the dashboard                    {}",
+            rate(&self.fanout_with)
+        );
+        let _ = writeln!(
+            out,
+            "   control: one more plain subscriber    {}",
+            rate(&self.fanout_extra_subscriber)
+        );
+        let _ = writeln!(out, "   ratio with/without {:.2}", self.fanout_ratio);
+        let _ = writeln!(
+            out,
+            "   latency (µs; {} samples)               p50      p99    p99.9",
+            self.latency_without.samples
+        );
+        for (name, p) in [
+            ("without", &self.latency_without),
+            ("with the dashboard", &self.latency_with),
+            (
+                "control: one more plain subscriber",
+                &self.latency_extra_subscriber,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "   {name:<36} {:>7.1}  {:>7.1}  {:>7.1}",
+                p.p50_us, p.p99_us, p.p999_us
+            );
+        }
+        let _ = writeln!(
+            out,
+            "   ratio p99 with/without {:.2}; the tail received {} frames, {} API requests",
+            self.latency_ratio_p99, self.tail_frames, self.polls
+        );
+        out
+    }
+}
+
+/// What runs beside the measured clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Nothing.
+    None,
+    /// The dashboard: a tail that parses every event, and the page's polls.
+    Dashboard,
+    /// One more subscriber that reads and discards, and no polls.
+    Subscriber,
+}
+
+/// The dashboard's load on one hub: a tail that reads everything, and the
+/// page's polls. Stops when dropped.
+struct Open {
+    tail: JoinHandle<()>,
+    poller: JoinHandle<()>,
+    frames: Arc<AtomicU64>,
+    polls: Arc<AtomicU64>,
+}
+
+impl Open {
+    async fn on(hub: &Hub, load: Load) -> Result<Option<Open>, BenchError> {
+        if load == Load::None {
+            return Ok(None);
+        }
+        let dashboard = load == Load::Dashboard;
+        let addr = hub.local_addr();
+        let (mut tail, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+        let frames = Arc::new(AtomicU64::new(0));
+        let polls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&frames);
+        let tail = tokio::spawn(async move {
+            // Like the page: parse each frame (it shows id, type, payload).
+            while let Some(Ok(message)) = tail.next().await {
+                if let Message::Text(text) = message {
+                    if dashboard {
+                        let _ = serde_json::from_str::<serde_json::Value>(&text);
+                    }
+                    counted.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        let counted = Arc::clone(&polls);
+        let poller = tokio::spawn(async move {
+            if !dashboard {
+                return;
+            }
+            let mut tick = tokio::time::interval(POLL_EVERY);
+            loop {
+                tick.tick().await;
+                for path in ["/api/stats", "/api/clients"] {
+                    if get(addr, path).await.is_ok() {
+                        counted.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        });
+        Ok(Some(Open {
+            tail,
+            poller,
+            frames,
+            polls,
+        }))
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (self.frames.load(Relaxed), self.polls.load(Relaxed))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.tail.abort();
+        self.poller.abort();
+    }
+}
+
+/// One plain GET, read to the end (the hub closes after answering).
+async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await?;
+    Ok(answer)
+}
+
+pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    let d = run(options).await?;
+    SectionReport::new("dashboard", &d, d.table())
+}
+
+pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError> {
+    let mut runs: [Vec<f64>; 3] = Default::default();
+    let (mut tail_frames, mut polls) = (0, 0);
+    let loads = [Load::None, Load::Dashboard, Load::Subscriber];
+    for _ in 0..RUNS {
+        for (i, load) in loads.into_iter().enumerate() {
+            let (rate, frames, p) = fanout(options, load).await?;
+            runs[i].push(rate);
+            if load == Load::Dashboard {
+                tail_frames += frames;
+                polls += p;
+            }
+        }
+    }
+    let latency_without = latency(options.latency_samples, Load::None).await?.0;
+    let (latency_with, frames, p) = latency(options.latency_samples, Load::Dashboard).await?;
+    let latency_extra_subscriber = latency(options.latency_samples, Load::Subscriber).await?.0;
+    tail_frames += frames;
+    polls += p;
+    let [fanout_without, fanout_with, fanout_extra_subscriber] = runs.map(Summary::of);
+    Ok(Dashboard {
+        subscribers: options.fanout_subscribers,
+        events: options.fanout_events,
+        fanout_ratio: ratio(fanout_with.median, fanout_without.median),
+        latency_ratio_p99: ratio(latency_with.p99_us, latency_without.p99_us),
+        fanout_without,
+        fanout_with,
+        fanout_extra_subscriber,
+        latency_without,
+        latency_with,
+        latency_extra_subscriber,
+        tail_frames,
+        polls,
+    })
+}
+
+/// One fan-out run on a fresh hub: raw publisher, raw subscribers; returns
+/// deliveries/s and, with the dashboard, its tail frames and polls.
+async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, u64, u64), BenchError> {
+    let hub = Hub::bind("127.0.0.1:0").await?;
+    let n = options.fanout_events;
+    let frames: Vec<String> = events(n)
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    let open = Open::on(&hub, load).await?;
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let mut readers = Vec::new();
+    for _ in 0..options.fanout_subscribers {
+        let (mut subscriber, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+        let done_tx = done_tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                match subscriber.next().await {
+                    Some(Ok(Message::Text(_))) => got += 1,
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+            let _ = done_tx.send(got);
+        }));
+    }
+    let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+    let want = options.fanout_subscribers as u64 + 1 + u64::from(open.is_some());
+    while hub.stats().clients < want {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let start = Instant::now();
+    for (i, frame) in frames.into_iter().enumerate() {
+        publisher.feed(Message::text(frame)).await?;
+        if (i + 1) % RAW_FLUSH_EVERY == 0 {
+            publisher.flush().await?;
+        }
+    }
+    publisher.flush().await?;
+    let mut delivered = 0;
+    for _ in 0..options.fanout_subscribers {
+        delivered += done.recv().await.unwrap_or(0);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if delivered < n * options.fanout_subscribers {
+        return Err(BenchError::Incomplete(format!(
+            "dashboard fan-out: {delivered} of {} deliveries",
+            n * options.fanout_subscribers
+        )));
+    }
+    let (frames, polls) = open.as_ref().map_or((0, 0), Open::counts);
+    drop(open);
+    hub.shutdown().await;
+    Ok((delivered as f64 / seconds, frames, polls))
+}
+
+/// Raw publisher → hub → raw subscriber, one event at a time.
+async fn latency(samples: usize, load: Load) -> Result<(Percentiles, u64, u64), BenchError> {
+    let hub = Hub::bind("127.0.0.1:0").await?;
+    let open = Open::on(&hub, load).await?;
+    let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+    let (mut subscriber, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+    let want = 2 + u64::from(open.is_some());
+    while hub.stats().clients < want {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut measured = Vec::with_capacity(samples);
+    for i in 0..WARM_UP + samples {
+        let frame = serde_json::to_string(&event(i as u64))?;
+        let start = Instant::now();
+        publisher.send(Message::text(frame)).await?;
+        loop {
+            match subscriber.next().await {
+                Some(Ok(Message::Text(_))) => break,
+                Some(Ok(_)) => {}
+                _ => return Err(BenchError::Incomplete("the subscriber stopped".into())),
+            }
+        }
+        if i >= WARM_UP {
+            measured.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let (frames, polls) = open.as_ref().map_or((0, 0), Open::counts);
+    drop(open);
+    hub.shutdown().await;
+    Ok((Percentiles::of(measured), frames, polls))
+}

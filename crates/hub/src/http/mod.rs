@@ -1,0 +1,230 @@
+//! The hub's HTTP side, on the WebSocket port: what a plain GET is
+//! answered with.
+//!
+//! - `head`: reading the request head (bounded in size; the caller bounds
+//!   the time) and replaying it to tungstenite when it is an upgrade;
+//! - `mod.rs` (here): routing, and the answers' framing (every answer is
+//!   complete, with `Content-Length` and `Connection: close`);
+//! - `metrics`: the Prometheus text, from [`HubStats::figures`];
+//! - `api`: the JSON of `/api/stats` and `/api/clients`;
+//! - `page`: the dashboard, one HTML page embedded in the binary, with its
+//!   Content-Security-Policy.
+//!
+//! Why `httparse` and not hyper: the hub needs one request per connection,
+//! GET only, no bodies, no keep-alive, and the upgrade must reach
+//! tungstenite's own handshake. Reading the head with the parser
+//! tungstenite already uses is about a hundred lines; hyper would add a
+//! second HTTP stack (and its upgrade machinery) to the dependency tree for
+//! the same.
+
+mod api;
+mod head;
+mod metrics;
+mod page;
+
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
+use tokio_tungstenite::tungstenite::http::{Method, StatusCode, header};
+
+use crate::hub::Shared;
+
+pub(crate) use head::{Head, HeadError, Replay, read_head};
+
+/// The pages the hub answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/` or `/dashboard`: the dashboard page.
+    Dashboard,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// `/healthz`: 200 or 503, one line. The only route open without the
+    /// token.
+    Health,
+    /// `/api/stats`: the stats as JSON.
+    Stats,
+    /// `/api/clients`: the connected clients as JSON.
+    Clients,
+}
+
+impl Route {
+    /// Whether a hub with a token asks for it on this route.
+    pub(crate) fn needs_token(self) -> bool {
+        self != Route::Health
+    }
+}
+
+/// The route `request` asks for, or the answer that refuses it: 404 for an
+/// unknown path, 405 for a method other than GET.
+pub(crate) fn route(request: &Request) -> Result<Route, Answer> {
+    let route = match request.uri().path() {
+        "/" | "/dashboard" => Route::Dashboard,
+        "/metrics" => Route::Metrics,
+        "/healthz" => Route::Health,
+        "/api/stats" => Route::Stats,
+        "/api/clients" => Route::Clients,
+        _ => {
+            return Err(Answer::text(
+                StatusCode::NOT_FOUND,
+                "not found: try /, /metrics, /healthz, /api/stats or /api/clients, \
+                 or a WebSocket upgrade on any path\n",
+            ));
+        }
+    };
+    if request.method() != Method::GET {
+        let mut answer = Answer::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: only GET\n",
+        );
+        answer.headers.push(("allow", "GET".into()));
+        return Err(answer);
+    }
+    Ok(route)
+}
+
+/// Answers an admitted request for `route`.
+pub(crate) fn answer(shared: &Shared, route: Route) -> Answer {
+    match route {
+        Route::Health => match shared.health() {
+            Ok(()) => Answer::text(StatusCode::OK, "ok\n"),
+            Err(why) => Answer::text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
+        Route::Metrics => Answer {
+            status: StatusCode::OK,
+            content_type: metrics::CONTENT_TYPE,
+            headers: Vec::new(),
+            body: metrics::render(&shared.stats(), shared.uptime()).into_bytes(),
+        },
+        Route::Stats => Answer::json(api::stats(&shared.stats(), shared.uptime())),
+        Route::Clients => Answer::json(api::clients(&shared.clients)),
+        Route::Dashboard => page::answer(),
+    }
+}
+
+/// A complete HTTP answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    content_type: &'static str,
+    /// Headers beyond the ones every answer has.
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(status: StatusCode, body: &str) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn json(body: String) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        }
+    }
+
+    /// The answer a refused upgrade would get (403, 401, 400, 429), for a
+    /// refused HTTP request.
+    pub(crate) fn refusal(refusal: ErrorResponse) -> Answer {
+        let (parts, body) = refusal.into_parts();
+        // Only the headers the refusals set beyond the framing ones.
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = if name == header::WWW_AUTHENTICATE {
+                    "www-authenticate"
+                } else if name == header::RETRY_AFTER {
+                    "retry-after"
+                } else {
+                    return None;
+                };
+                Some((name, value.to_str().ok()?.to_string()))
+            })
+            .collect();
+        Answer {
+            status: parts.status,
+            content_type: "text/plain; charset=utf-8",
+            headers,
+            body: body.unwrap_or_default().into_bytes(),
+        }
+    }
+
+    /// An answer for a request head that could not be read: 431 or 400.
+    pub(crate) fn bad_head(error: &HeadError) -> Option<Answer> {
+        match error {
+            HeadError::TooLarge => Some(Answer::text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head too large\n",
+            )),
+            HeadError::Malformed => Some(Answer::text(
+                StatusCode::BAD_REQUEST,
+                "bad request: not an HTTP/1.1 request head\n",
+            )),
+            HeadError::Closed | HeadError::Io => None,
+        }
+    }
+
+    /// The bytes on the wire: status line, headers, body. Every answer
+    /// closes the connection and is never cached (the figures change
+    /// every second; the page is small).
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        let reason = self.status.canonical_reason().unwrap_or("");
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
+             connection: close\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n",
+            self.status.as_u16(),
+            self.content_type,
+            self.body.len(),
+        );
+        for (name, value) in &self.headers {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, path: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&request("GET", "/metrics")).unwrap(), Route::Metrics);
+        assert_eq!(
+            route(&request("GET", "/?token=x")).unwrap(),
+            Route::Dashboard
+        );
+        let nf = route(&request("GET", "/nope")).unwrap_err();
+        assert_eq!(nf.status, StatusCode::NOT_FOUND);
+        let post = route(&request("POST", "/metrics")).unwrap_err();
+        assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+        let text = String::from_utf8(post.into_bytes()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nallow: GET\r\n"), "{text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+        assert!(!Route::Health.needs_token() && Route::Metrics.needs_token());
+    }
+}
