@@ -36,9 +36,9 @@ pub use watchtower_core::{
     TlsErrorKind, Transport, WatchtowerError,
 };
 pub use watchtower_websocket_transport::{
-    AtLeastOnce, BatchHandler, ConnectionState, ConnectionStats, Credentials, Delivery,
-    MailboxOverflow, MalformedCounts, ShutdownReport, TransportBuilder, TransportStats,
-    WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
+    AtLeastOnce, ConnectionState, ConnectionStats, Credentials, Delivery, MailboxOverflow,
+    MalformedCounts, ShutdownReport, TransportBuilder, TransportStats, WebSocketConfig,
+    WebSocketSubscriber, WebSocketTransport, redact_url,
 };
 
 /// Queue statistics.
