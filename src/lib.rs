@@ -36,7 +36,7 @@ pub use watchtower_core::{
     TlsErrorKind, Transport, WatchtowerError,
 };
 pub use watchtower_websocket_transport::{
-    AtLeastOnce, BatchHandler, ConnectionState, ConnectionStats, Credentials, DeadEvent, Delivery,
+    AtLeastOnce, ConnectionState, ConnectionStats, Credentials, DeadEvent, Delivery,
     MailboxOverflow, MalformedCounts, ShutdownReport, TransportBuilder, TransportStats,
     WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
 };

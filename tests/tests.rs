@@ -10,7 +10,6 @@ mod at_least_once;
 mod auth;
 mod backpressure;
 mod bad_input;
-mod batch_handlers;
 mod chaos;
 mod dispatch;
 mod edges;

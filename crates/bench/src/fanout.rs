@@ -30,8 +30,6 @@ pub struct Fanout {
     pub events: usize,
     /// Hub with our transport on both ends (the spec's per-event handler).
     pub hub: Summary,
-    /// The same with the batch handler (`subscribe_batch`).
-    pub hub_batch: Summary,
     /// Raw broadcast server with raw clients.
     pub raw: Summary,
     /// Decomposition: the hub with raw clients (and a raw publisher).
@@ -42,14 +40,10 @@ pub struct Fanout {
     pub hub_dropped: u64,
     /// Median hub / median raw.
     pub ratio: f64,
-    /// Median hub (batch handler) / median raw.
-    pub ratio_batch: f64,
     /// CPU time of this whole process (publisher, server, subscribers)
     /// per delivery, µs: hub with transport subscribers. Less sensitive
     /// to other load on the machine than the rates.
     pub cpu_us_hub: Summary,
-    /// The same, batch handler.
-    pub cpu_us_hub_batch: Summary,
     /// The same, raw broadcast server with raw clients.
     pub cpu_us_raw: Summary,
 }
@@ -71,12 +65,7 @@ impl Counter {
     }
 
     fn add(&self) {
-        self.add_many(1);
-    }
-
-    fn add_many(&self, n: u64) {
-        let before = self.count.fetch_add(n, Relaxed);
-        if before < self.target && before + n >= self.target {
+        if self.count.fetch_add(1, Relaxed) + 1 == self.target {
             self.done.notify_one();
         }
     }
@@ -98,12 +87,11 @@ enum Side {
     Raw,
 }
 
-/// Who receives: our transport (the spec's per-event handler, or the batch
-/// handler), or raw clients that decode each frame.
+/// Who receives: our transport (the spec's per-event handler), or raw
+/// clients that decode each frame.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Receivers {
     Ours,
-    OursBatch,
     Raw,
 }
 
@@ -130,10 +118,6 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         rate(&f.hub)
     ));
     line(format!(
-        "   hub, transport subscribers (batch)       {}",
-        rate(&f.hub_batch)
-    ));
-    line(format!(
         "   decomposition: hub, raw clients          {}",
         rate(&f.hub_raw_clients)
     ));
@@ -142,48 +126,34 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         rate(&f.raw_server_transport_clients)
     ));
     line(format!(
-        "   ratios of medians: hub/raw {:.2}, batch/raw {:.2}; frames the hub dropped: {}",
-        f.ratio, f.ratio_batch, f.hub_dropped
+        "   ratio of medians hub/raw {:.2}; frames the hub dropped: {}",
+        f.ratio, f.hub_dropped
     ));
     line(format!(
-        "   CPU per delivery, whole process (µs): raw {:.3}, hub {:.3}, hub batch {:.3}; hub/raw {:.2}, batch/raw {:.2}",
+        "   CPU per delivery, whole process (µs): raw {:.3}, hub {:.3}; hub/raw {:.2}",
         f.cpu_us_raw.median,
         f.cpu_us_hub.median,
-        f.cpu_us_hub_batch.median,
-        ratio(f.cpu_us_hub.median, f.cpu_us_raw.median),
-        ratio(f.cpu_us_hub_batch.median, f.cpu_us_raw.median)
+        ratio(f.cpu_us_hub.median, f.cpu_us_raw.median)
     ));
-    let name = |form: &str| {
-        format!(
-            "fan-out to {}, hub + transport ({form}) / raw",
-            f.subscribers
-        )
-    };
-    Ok(SectionReport::new("fanout", &f, table)?
-        .target(Target::at_least(
-            &name("per event"),
+    Ok(
+        SectionReport::new("fanout", &f, table)?.target(Target::at_least(
+            &format!("fan-out to {}, hub + transport / raw", f.subscribers),
             "×",
             0.95,
             ratios(&f.hub.runs, &f.raw.runs),
-        ))
-        .target(Target::at_least(
-            &name("batch"),
-            "×",
-            0.95,
-            ratios(&f.hub_batch.runs, &f.raw.runs),
-        )))
+        )),
+    )
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
-    let mut runs: [Vec<f64>; 5] = Default::default();
-    let mut cpu: [Vec<f64>; 5] = Default::default();
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<f64>; 4] = Default::default();
     let mut dropped = 0;
     let (n, subs) = (options.fanout_events, options.fanout_subscribers);
     // (server, subscribers, publisher), interleaved per run.
     let setups = [
         (Side::Ours, Receivers::Ours, Side::Ours),
         (Side::Raw, Receivers::Raw, Side::Raw),
-        (Side::Ours, Receivers::OursBatch, Side::Ours),
         (Side::Ours, Receivers::Raw, Side::Raw),
         (Side::Raw, Receivers::Ours, Side::Raw),
     ];
@@ -195,34 +165,24 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Fanout, BenchError> {
             dropped += d;
         }
         eprintln!(
-            "  sitting {}: hub {:.0}/s, raw {:.0}/s, hub batch {:.0}/s",
+            "  sitting {}: hub {:.0}/s, raw {:.0}/s",
             sitting + 1,
             runs[0][sitting],
-            runs[1][sitting],
-            runs[2][sitting]
+            runs[1][sitting]
         );
     }
-    let [
-        hub,
-        raw,
-        hub_batch,
-        hub_raw_clients,
-        raw_server_transport_clients,
-    ] = runs.map(Summary::of);
-    let [cpu_hub, cpu_raw, cpu_hub_batch, _, _] = cpu.map(Summary::of);
+    let [hub, raw, hub_raw_clients, raw_server_transport_clients] = runs.map(Summary::of);
+    let [cpu_hub, cpu_raw, _, _] = cpu.map(Summary::of);
     Ok(Fanout {
         subscribers: subs,
         events: n,
         ratio: ratio(hub.median, raw.median),
-        ratio_batch: ratio(hub_batch.median, raw.median),
         hub,
-        hub_batch,
         raw,
         hub_raw_clients,
         raw_server_transport_clients,
         hub_dropped: dropped,
         cpu_us_hub: cpu_hub,
-        cpu_us_hub_batch: cpu_hub_batch,
         cpu_us_raw: cpu_raw,
     })
 }
@@ -241,10 +201,8 @@ pub struct ScalePoint {
     pub subscribers: usize,
     /// Events published.
     pub events: usize,
-    /// Hub, transport subscribers with the spec's per-event handler.
+    /// Hub, transport subscribers.
     pub hub: Summary,
-    /// Hub, transport subscribers with the batch handler.
-    pub hub_batch: Summary,
     /// Raw broadcast server, raw clients.
     pub raw: Summary,
 }
@@ -256,56 +214,46 @@ pub(crate) async fn scale_section(options: &BenchOptions) -> Result<SectionRepor
     for &subs in &options.fanout_scale {
         let n =
             (options.fanout_scale_deliveries / subs.max(1)).clamp(10, options.throughput_events);
-        let mut runs: [Vec<f64>; 3] = Default::default();
+        let mut runs: [Vec<f64>; 2] = Default::default();
         for _ in 0..sittings {
             runs[0].push(
                 one(n, subs, Side::Ours, Receivers::Ours, Side::Ours)
                     .await?
                     .0,
             );
-            runs[1].push(
-                one(n, subs, Side::Ours, Receivers::OursBatch, Side::Ours)
-                    .await?
-                    .0,
-            );
-            runs[2].push(one(n, subs, Side::Raw, Receivers::Raw, Side::Raw).await?.0);
+            runs[1].push(one(n, subs, Side::Raw, Receivers::Raw, Side::Raw).await?.0);
         }
-        let [hub, hub_batch, raw] = runs.map(Summary::of);
+        let [hub, raw] = runs.map(Summary::of);
         eprintln!(
-            "  {subs} subscribers: hub {:.0}/s, batch {:.0}/s, raw {:.0}/s",
-            hub.median, hub_batch.median, raw.median
+            "  {subs} subscribers: hub {:.0}/s, raw {:.0}/s",
+            hub.median, raw.median
         );
         scale.points.push(ScalePoint {
             subscribers: subs,
             events: n,
             hub,
-            hub_batch,
             raw,
         });
     }
     let mut table = String::from(
-        "Fan-out against subscribers (deliveries/s, medians)\n   subscribers   events        raw       hub  hub/raw     batch  batch/raw\n",
+        "Fan-out against subscribers (deliveries/s, medians)\n   subscribers   events        raw       hub  hub/raw\n",
     );
     let mut series = [
         Series::new("raw broadcast server, raw clients"),
-        Series::new("hub, transport (per-event handler)"),
-        Series::new("hub, transport (batch handler)"),
+        Series::new("hub, transport subscribers"),
     ];
     for p in &scale.points {
         table.push_str(&format!(
-            "   {:>11} {:>8} {:>10.0} {:>9.0} {:>8.2} {:>9.0} {:>10.2}\n",
+            "   {:>11} {:>8} {:>10.0} {:>9.0} {:>8.2}\n",
             p.subscribers,
             p.events,
             p.raw.median,
             p.hub.median,
-            ratio(p.hub.median, p.raw.median),
-            p.hub_batch.median,
-            ratio(p.hub_batch.median, p.raw.median)
+            ratio(p.hub.median, p.raw.median)
         ));
         let x = p.subscribers as f64;
         series[0].points.push((x, p.raw.median));
         series[1].points.push((x, p.hub.median));
-        series[2].points.push((x, p.hub_batch.median));
     }
     Ok(
         SectionReport::new("fanout-scale", &scale, table)?.curve(Curve {
@@ -354,19 +302,6 @@ async fn one(
     for _ in 0..subs {
         let counter = Arc::clone(&counter);
         match subscribers {
-            Receivers::OursBatch => {
-                let transport = WebSocketTransport::builder(WebSocketConfig::new(&sub_url))
-                    .mailbox_size(n.max(1024))
-                    .connect()
-                    .await?;
-                transport
-                    .subscribe_batch(vec![], move |events| {
-                        counter.add_many(events.len() as u64);
-                        Box::pin(async { Ok(()) })
-                    })
-                    .await?;
-                transports.push(transport);
-            }
             Receivers::Ours => {
                 let transport = WebSocketTransport::builder(WebSocketConfig::new(&sub_url))
                     .mailbox_size(n.max(1024))

@@ -67,7 +67,7 @@ pub use dead_event::DeadEvent;
 pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
 pub use stats::{ConnectionState, ConnectionStats, TransportStats};
 pub use subscriber::WebSocketSubscriber;
-pub use subscription::{BatchHandler, MailboxOverflow};
+pub use subscription::MailboxOverflow;
 pub use transport::{ShutdownReport, WebSocketTransport};
 pub use url::redact as redact_url;
 pub use watchtower_core::MalformedCounts;

@@ -11,7 +11,7 @@ use futures_util::future::{AbortHandle, Abortable};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use watchtower_core::{ControlFrame, Event, EventHandler, HandlerFuture};
+use watchtower_core::{ControlFrame, Event, EventHandler};
 use watchtower_dlq::DeadLetterReason;
 
 use crate::shared::Shared;
@@ -30,24 +30,6 @@ pub enum MailboxOverflow {
     /// slow-client policy decides. Every subscription of the transport
     /// waits while one is full.
     Block,
-}
-
-/// A handler of events in batches, for throughput: called with the events
-/// its subscription has waiting (at most 64 at once), in arrival order,
-/// one call at a time. One boxed future per batch instead of one per
-/// event. If it fails or panics, every event of the batch is
-/// dead-lettered (`HandlerFailed`). See
-/// [`WebSocketTransport::subscribe_batch`](crate::WebSocketTransport::subscribe_batch).
-pub type BatchHandler = Arc<dyn Fn(Vec<Event>) -> HandlerFuture + Send + Sync + 'static>;
-
-/// What a subscription calls: the spec's handler per event, or a batch
-/// handler.
-#[derive(Clone)]
-pub(crate) enum Handler {
-    /// One call per event.
-    Each(EventHandler),
-    /// One call per batch taken from the mailbox.
-    Batch(BatchHandler),
 }
 
 /// One event on its way to a handler: its frame, still undecoded. The
@@ -153,7 +135,7 @@ impl Registry {
         &self,
         shared: &Arc<Shared>,
         event_types: Vec<String>,
-        handler: Handler,
+        handler: EventHandler,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Relaxed);
         let filter = if event_types.is_empty() {
@@ -410,7 +392,7 @@ struct Taken {
 async fn run(
     shared: Arc<Shared>,
     mut mailbox: Mailbox,
-    handler: Handler,
+    handler: EventHandler,
     interrupt: futures_util::future::AbortRegistration,
 ) {
     let mut taken = Taken::default();
@@ -459,13 +441,9 @@ async fn run(
 async fn handle_all(
     shared: &Shared,
     mailbox: &mut Mailbox,
-    handler: &Handler,
+    handler: &EventHandler,
     taken: &mut Taken,
 ) -> bool {
-    let each = match handler {
-        Handler::Each(each) => each,
-        Handler::Batch(batch) => return handle_batches(shared, mailbox, batch, taken).await,
-    };
     loop {
         taken.deliveries.clear();
         taken.next = 0;
@@ -479,138 +457,13 @@ async fn handle_all(
         }
         while taken.next < taken.deliveries.len() {
             let delivery = &taken.deliveries[taken.next];
-            handle(shared, mailbox.id, &mailbox.filter, each, delivery).await;
+            handle(shared, mailbox.id, &mailbox.filter, handler, delivery).await;
             taken.next += 1;
             mailbox.release(1);
             if mailbox.after_current.load(Relaxed) {
                 return false;
             }
         }
-    }
-}
-
-/// Like [`handle_all`] for a batch handler: each batch taken from the
-/// mailbox is decoded and handed over in one call.
-async fn handle_batches(
-    shared: &Shared,
-    mailbox: &mut Mailbox,
-    handler: &BatchHandler,
-    taken: &mut Taken,
-) -> bool {
-    loop {
-        taken.deliveries.clear();
-        taken.next = 0;
-        if mailbox
-            .deliveries
-            .recv_many(&mut taken.deliveries, TAKE)
-            .await
-            == 0
-        {
-            return true;
-        }
-        // Sized to the batch: most are small when the handler keeps up.
-        let events: Vec<Event> = taken
-            .deliveries
-            .iter()
-            .filter_map(|d| decode(shared, mailbox.id, &mailbox.filter, d))
-            .collect();
-        let n = events.len();
-        if n > 0 {
-            // Handed over whole; the frames stay in `taken` for the
-            // dead-letter queue should the handler fail or be stopped.
-            let outcome = call(|| handler(events)).await;
-            on_outcome(shared, mailbox.id, outcome, n as u64, || {
-                taken.deliveries.iter().map(|d| &d.frame)
-            });
-        }
-        taken.next = taken.deliveries.len();
-        mailbox.release(taken.deliveries.len());
-        if mailbox.after_current.load(Relaxed) {
-            return false;
-        }
-    }
-}
-
-/// Decodes one delivery: the event, or `None` when it is a control frame,
-/// malformed (counted), or not wanted by this subscription's filter.
-fn decode(shared: &Shared, id: u64, filter: &Filter, delivery: &Delivery) -> Option<Event> {
-    let Delivery {
-        frame: raw,
-        counts_errors,
-        routed,
-    } = delivery;
-    let (counts_errors, routed) = (*counts_errors, *routed);
-    let event = match Event::from_json(raw.as_bytes()) {
-        Ok(event) => event,
-        Err(error) => {
-            if !routed && ControlFrame::from_json(raw.as_bytes()).is_some() {
-                bump(&shared.counters.control_frames_in);
-                return None;
-            }
-            // A routed frame passed the reader's header check, but the rest
-            // of it can still be bad.
-            if counts_errors {
-                shared.counters.malformed.record(error.kind());
-            }
-            tracing::warn!(subscription = id, reason = %error, "malformed frame dropped");
-            return None;
-        }
-    };
-    if !routed {
-        bump(&shared.counters.events_received);
-        if !filter.matches(&event.event_type) {
-            bump(&shared.counters.events_unmatched);
-            return None;
-        }
-        bump(&shared.counters.events_dispatched);
-    }
-    Some(event)
-}
-
-/// Runs a handler; a panic while building its future or while running it
-/// is caught.
-async fn call(
-    start: impl FnOnce() -> HandlerFuture,
-) -> Result<Result<(), watchtower_core::BoxError>, Box<dyn std::any::Any + Send>> {
-    match std::panic::catch_unwind(AssertUnwindSafe(start)) {
-        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-        Err(panic) => Err(panic),
-    }
-}
-
-/// Counts a handler's outcome for `n` events; on failure dead-letters
-/// each of their `frames`.
-fn on_outcome<'f, I: Iterator<Item = &'f Utf8Bytes>>(
-    shared: &Shared,
-    id: u64,
-    outcome: Result<Result<(), watchtower_core::BoxError>, Box<dyn std::any::Any + Send>>,
-    n: u64,
-    frames: impl FnOnce() -> I,
-) {
-    let error = match outcome {
-        Ok(Ok(())) => {
-            add(&shared.counters.handler_ok, n);
-            return;
-        }
-        Ok(Err(error)) => {
-            add(&shared.counters.handler_errors, n);
-            tracing::warn!(subscription = id, error = %error, "event handler failed; event dead-lettered");
-            format!("handler failed: {error}")
-        }
-        Err(panic) => {
-            add(&shared.counters.handler_panics, n);
-            let message = panic_message(panic.as_ref());
-            tracing::warn!(subscription = id, panic = %message, "event handler panicked; event dead-lettered");
-            format!("handler panicked: {message}")
-        }
-    };
-    // The handler consumed the events; their frames are what is kept.
-    for frame in frames() {
-        shared.dead_letter_received(
-            frame.clone(),
-            DeadLetterReason::HandlerFailed,
-            error.clone(),
-        );
     }
 }
 
@@ -623,11 +476,60 @@ async fn handle(
     handler: &EventHandler,
     delivery: &Delivery,
 ) {
-    let Some(event) = decode(shared, id, filter, delivery) else {
-        return;
+    let Delivery {
+        frame: raw,
+        counts_errors,
+        routed,
+    } = delivery;
+    let (counts_errors, routed) = (*counts_errors, *routed);
+    let event = match Event::from_json(raw.as_bytes()) {
+        Ok(event) => event,
+        Err(error) => {
+            if !routed && ControlFrame::from_json(raw.as_bytes()).is_some() {
+                bump(&shared.counters.control_frames_in);
+                return;
+            }
+            // A routed frame passed the reader's header check, but the rest
+            // of it can still be bad.
+            if counts_errors {
+                shared.counters.malformed.record(error.kind());
+            }
+            tracing::warn!(subscription = id, reason = %error, "malformed frame dropped");
+            return;
+        }
     };
-    let outcome = call(|| handler(event)).await;
-    on_outcome(shared, id, outcome, 1, || std::iter::once(&delivery.frame));
+    if !routed {
+        bump(&shared.counters.events_received);
+        if !filter.matches(&event.event_type) {
+            bump(&shared.counters.events_unmatched);
+            return;
+        }
+        bump(&shared.counters.events_dispatched);
+    }
+    // A handler can panic while building its future or while running it.
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(event))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(panic) => Err(panic),
+    };
+    let error = match outcome {
+        Ok(Ok(())) => {
+            bump(&shared.counters.handler_ok);
+            return;
+        }
+        Ok(Err(error)) => {
+            bump(&shared.counters.handler_errors);
+            tracing::warn!(subscription = id, error = %error, "event handler failed; event dead-lettered");
+            format!("handler failed: {error}")
+        }
+        Err(panic) => {
+            bump(&shared.counters.handler_panics);
+            let message = panic_message(panic.as_ref());
+            tracing::warn!(subscription = id, panic = %message, "event handler panicked; event dead-lettered");
+            format!("handler panicked: {message}")
+        }
+    };
+    // The handler consumed the event; its frame is what is kept.
+    shared.dead_letter_received(raw.clone(), DeadLetterReason::HandlerFailed, error);
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

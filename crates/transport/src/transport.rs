@@ -27,7 +27,7 @@ use crate::filter_limits;
 use crate::settings::Settings;
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
-use crate::subscription::{BatchHandler, Handler, Stopper};
+use crate::subscription::Stopper;
 
 /// Extra time past the shutdown deadline for the connection task to finish
 /// its accounting before it is aborted.
@@ -313,60 +313,6 @@ impl WebSocketTransport {
         &self,
         event_types: Vec<String>,
         handler: EventHandler,
-    ) -> Result<SubscriptionHandle> {
-        self.subscribe_with(event_types, Handler::Each(handler))
-            .await
-    }
-
-    /// Like [`subscribe`](Self::subscribe), for throughput: the handler is
-    /// called with a batch of events — those the subscription has waiting,
-    /// at most 64, in arrival order — rather than once per event, so one
-    /// future is boxed per batch. The subscription keeps its own mailbox
-    /// and task as with `subscribe`: a slow batch handler stalls nothing
-    /// else. If the handler fails or panics, every event of its batch is
-    /// dead-lettered (`HandlerFailed`); the handler counters in
-    /// [`stats`](Self::stats) count events, not calls.
-    ///
-    /// ```no_run
-    /// # use watchtower_websocket_transport::{WebSocketConfig, WebSocketTransport};
-    /// # async fn run() -> watchtower_core::Result<()> {
-    /// let transport = WebSocketTransport::new(WebSocketConfig::new("ws://localhost:8080/events")).await?;
-    /// transport
-    ///     .subscribe_batch(vec!["order.created".into()], |events| {
-    ///         Box::pin(async move {
-    ///             println!("{} orders", events.len());
-    ///             Ok(())
-    ///         })
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn subscribe_batch<H>(
-        &self,
-        event_types: Vec<String>,
-        handler: H,
-    ) -> Result<SubscriptionHandle>
-    where
-        H: Fn(Vec<Event>) -> HandlerFuture + Send + Sync + 'static,
-    {
-        self.subscribe_batch_handler(event_types, Arc::new(handler))
-            .await
-    }
-
-    /// [`subscribe_batch`](Self::subscribe_batch) with a shared handler.
-    pub async fn subscribe_batch_handler(
-        &self,
-        event_types: Vec<String>,
-        handler: BatchHandler,
-    ) -> Result<SubscriptionHandle> {
-        self.subscribe_with(event_types, Handler::Batch(handler))
-            .await
-    }
-
-    async fn subscribe_with(
-        &self,
-        event_types: Vec<String>,
-        handler: Handler,
     ) -> Result<SubscriptionHandle> {
         let shared = &self.shared;
         if !shared.is_running() {
