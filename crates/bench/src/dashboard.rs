@@ -101,11 +101,7 @@ impl Dashboard {
             "   control: one more plain subscriber    {}",
             rate(&self.fanout_extra_subscriber)
         );
-        let _ = writeln!(
-            out,
-            "   ratio with/without {:.2}",
-            self.fanout_ratio
-        );
+        let _ = writeln!(out, "   ratio with/without {:.2}", self.fanout_ratio);
         let _ = writeln!(
             out,
             "   latency (µs; {} samples)               p50      p99    p99.9",
@@ -114,7 +110,10 @@ impl Dashboard {
         for (name, p) in [
             ("without", &self.latency_without),
             ("with the dashboard", &self.latency_with),
-            ("control: one more plain subscriber", &self.latency_extra_subscriber),
+            (
+                "control: one more plain subscriber",
+                &self.latency_extra_subscriber,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -175,8 +174,11 @@ impl Open {
         });
         let counted = Arc::clone(&polls);
         let poller = tokio::spawn(async move {
+            if !dashboard {
+                return;
+            }
             let mut tick = tokio::time::interval(POLL_EVERY);
-            while dashboard {
+            loop {
                 tick.tick().await;
                 for path in ["/api/stats", "/api/clients"] {
                     if get(addr, path).await.is_ok() {
