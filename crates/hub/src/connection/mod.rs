@@ -75,8 +75,11 @@ async fn serve<S>(
     let outbox = Arc::new(Outbox::new(id, &shared.config));
     let clock = Clock::new();
     let socket = clock.meter(socket);
-    let upgraded = upgrade::upgrade(socket, peer, &shared, &outbox, deadline, &mut admission);
-    let Some((ws, member)) = upgraded.await else {
+    // Boxed: the handshake's state (tungstenite's, and the request head's)
+    // is the largest this task ever holds; inline, every idle client would
+    // carry room for it for as long as it stays connected.
+    let upgrading = upgrade::upgrade(socket, peer, &shared, &outbox, deadline, &mut admission);
+    let Some((ws, member)) = Box::pin(upgrading).await else {
         return;
     };
 

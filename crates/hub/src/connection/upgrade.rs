@@ -85,31 +85,36 @@ pub(super) async fn upgrade<'a, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let head = match timeout_at(deadline, read_head(&mut socket)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(error)) => {
-            bump(&shared.counters.handshake_failures);
-            tracing::debug!(%peer, ?error, "request head refused");
-            if let Some(answer) = Answer::bad_head(&error) {
-                reply(socket, answer, deadline, admission).await;
+    // The head's stage is boxed and scoped: every connection task is as
+    // large as its largest stage, idle clients' included, so nothing of it
+    // may stay in the task's state once the upgrade starts.
+    let prefix = {
+        let head = match Box::pin(timeout_at(deadline, read_head(&mut socket))).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(error)) => {
+                bump(&shared.counters.handshake_failures);
+                tracing::debug!(%peer, ?error, "request head refused");
+                if let Some(answer) = Answer::bad_head(&error) {
+                    Box::pin(reply(socket, answer, deadline, admission)).await;
+                }
+                return None;
             }
+            Err(_) => {
+                bump(&shared.counters.handshake_failures);
+                tracing::debug!(%peer, after = ?shared.config.handshake_timeout, "request head timed out");
+                return None;
+            }
+        };
+        if !head.websocket {
+            let answer = answer_http(&head, peer, shared);
+            drop(head);
+            Box::pin(reply(socket, answer, deadline, admission)).await;
             return None;
         }
-        Err(_) => {
-            bump(&shared.counters.handshake_failures);
-            tracing::debug!(%peer, after = ?shared.config.handshake_timeout, "request head timed out");
-            return None;
-        }
+        // Only the bytes go on: tungstenite parses the head again.
+        head.bytes
     };
-    if !head.websocket {
-        let answer = answer_http(&head, peer, shared);
-        reply(socket, answer, deadline, admission).await;
-        return None;
-    }
-    // Only the bytes go on: tungstenite parses the head again, and the
-    // parsed copy must not live on in this connection's task.
-    let Head { bytes, .. } = head;
-    let socket = Replay::new(bytes, socket);
+    let socket = Replay::new(prefix, socket);
     upgrade_websocket(socket, peer, shared, outbox, deadline, admission).await
 }
 
