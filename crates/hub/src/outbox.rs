@@ -2,7 +2,7 @@
 //! bound in frames, oldest-first dropping, and slow-client detection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -121,6 +121,13 @@ struct State {
     dropping_since: Option<Instant>,
     /// No longer accepting frames: the client is slow or leaving.
     closed: bool,
+    /// History on: the seq of the newest burst offered (queued, filtered
+    /// out or sent by this client), so everything up to it that this
+    /// client is to get is queued.
+    seen: u64,
+    /// A resuming client's queue overflowed: it was closed instead of
+    /// losing frames, and resumes from its position.
+    overflowed: bool,
 }
 
 /// One client's outbound queue, shared by every reader that fans out to it
@@ -159,7 +166,21 @@ pub(crate) struct Outbox {
     ready: Notify,
     /// Wakes [`Outbox::became_slow`]: the queue started dropping.
     dropping: Notify,
+    /// The client presented a position: it gets position frames, and is
+    /// closed (1013) rather than losing a frame, since it can resume. Set
+    /// before it joins the fan-out.
+    resumable: AtomicBool,
+    /// `seen` when the writer last took the queue: once what it took is
+    /// written, every event up to it has been.
+    taken_seen: AtomicU64,
+    /// The seq of the last position frame sent (or the position the client
+    /// already has). Only the writer moves it.
+    marked: AtomicU64,
 }
+
+/// A filtered resuming client whose filter skips this many events in a row
+/// gets a position frame anyway, so its position keeps up.
+const MARK_AFTER_SKIPPED: u64 = 1024;
 
 impl Outbox {
     pub(crate) fn new(id: ClientId, config: &HubConfig) -> Outbox {
@@ -178,10 +199,15 @@ impl Outbox {
                 bytes: 0,
                 dropping_since: None,
                 closed: false,
+                seen: 0,
+                overflowed: false,
             }),
             ack: AtomicU64::new(0),
             ready: Notify::new(),
             dropping: Notify::new(),
+            resumable: AtomicBool::new(false),
+            taken_seen: AtomicU64::new(0),
+            marked: AtomicU64::new(0),
         }
     }
 
@@ -200,16 +226,34 @@ impl Outbox {
     /// frames, or in bytes counting what the writer holds) the oldest
     /// frames are dropped; a client that keeps dropping for `slow_after`
     /// is closed (see [`Outbox::became_slow`]).
-    pub(crate) fn offer(&self, burst: &Arc<Burst>) -> Offered {
-        if burst.sender == self.id || burst.frames.is_empty() {
+    ///
+    /// `seq` is the history position of the burst's last frame (0 with
+    /// history off). A resuming client is never dropped from: when the
+    /// burst does not fit it is closed instead (1013), and resumes.
+    pub(crate) fn offer(&self, burst: &Arc<Burst>, seq: u64) -> Offered {
+        let resumable = self.resumable.load(Relaxed);
+        if !resumable && (burst.sender == self.id || burst.frames.is_empty()) {
             return Offered::default();
         }
         let mut state = self.lock();
         if state.closed {
             return Offered::default();
         }
+        let before = state.seen;
+        if resumable {
+            state.seen = seq;
+            if burst.sender == self.id || burst.frames.is_empty() {
+                drop(state);
+                self.skipped(seq);
+                return Offered::default();
+            }
+        }
         let frames = match state.filter.coverage() {
-            Coverage::Nothing => return Offered::default(),
+            Coverage::Nothing => {
+                drop(state);
+                self.skipped(seq);
+                return Offered::default();
+            }
             Coverage::Everything => FrameSet::first(burst.frames.len()),
             Coverage::Some => {
                 let mut set = FrameSet::default();
@@ -219,6 +263,8 @@ impl Outbox {
                     }
                 }
                 if set.is_empty() {
+                    drop(state);
+                    self.skipped(seq);
                     return Offered::default();
                 }
                 set
@@ -233,6 +279,20 @@ impl Outbox {
         state.frames += queued;
         state.bytes += burst.bytes;
         let writer = self.writer_bytes.load(Relaxed);
+        if resumable && overfull(&state, self.capacity, self.budget.saturating_sub(writer)) {
+            // Close rather than drop: the client resumes from its position
+            // and gets this burst (and the rest) from the history.
+            if let Some(entry) = state.queue.pop_back() {
+                state.frames -= entry.frames.len();
+                state.bytes -= entry.bytes;
+            }
+            state.seen = before;
+            state.closed = true;
+            state.overflowed = true;
+            drop(state);
+            self.dropping.notify_one();
+            return Offered::default();
+        }
         let dropped = trim(
             &mut state,
             self.capacity,
@@ -266,6 +326,7 @@ impl Outbox {
             into.extend(state.queue.drain(..));
         }
         state.dropping_since = None;
+        self.taken_seen.store(state.seen, Relaxed);
         let bytes = std::mem::take(&mut state.bytes);
         self.writer_bytes.fetch_add(bytes, Relaxed);
         std::mem::take(&mut state.frames)
@@ -317,6 +378,58 @@ impl Outbox {
         let _ = self.ack.compare_exchange(upto, 0, Relaxed, Relaxed);
     }
 
+    /// Makes this a resuming client, about to join at history position
+    /// `seen` with `replay` queued first; `marked` is the position the
+    /// client has already (position frames go out past it). Called before
+    /// the client joins the fan-out, under the history's lock.
+    pub(crate) fn resume(&self, seen: u64, marked: u64, replay: crate::history::Replay) {
+        let mut state = self.lock();
+        for (burst, frames) in replay.bursts {
+            state.frames += frames.len();
+            state.bytes += burst.bytes;
+            let bytes = burst.bytes;
+            state.queue.push_back(Entry {
+                burst,
+                frames,
+                bytes,
+            });
+        }
+        state.seen = seen;
+        self.marked.store(marked, Relaxed);
+        self.taken_seen.store(marked, Relaxed);
+        self.resumable.store(true, Relaxed);
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// A filtered-out burst of a resuming client: wake the writer now and
+    /// then, so its position frames keep up with the history.
+    fn skipped(&self, seq: u64) {
+        if seq.saturating_sub(self.marked.load(Relaxed)) >= MARK_AFTER_SKIPPED {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The position frame due once what the writer took is written: the
+    /// seq the client has got to, if past the last one sent.
+    pub(crate) fn mark_due(&self) -> Option<u64> {
+        if !self.resumable.load(Relaxed) {
+            return None;
+        }
+        let seen = self.taken_seen.load(Relaxed);
+        (seen > self.marked.load(Relaxed)).then_some(seen)
+    }
+
+    /// The position frame for `seq` was handed to the socket.
+    pub(crate) fn mark_sent(&self, seq: u64) {
+        self.marked.store(seq, Relaxed);
+    }
+
+    /// Whether this client was closed for overflowing while resumable.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// Stops accepting frames; what is queued can still be taken.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -333,7 +446,13 @@ impl Outbox {
     /// full is closed even if nothing more is published.
     pub(crate) async fn became_slow(&self) {
         loop {
-            let since = self.lock().dropping_since;
+            let (since, overflowed) = {
+                let state = self.lock();
+                (state.dropping_since, state.overflowed)
+            };
+            if overflowed {
+                return;
+            }
             let Some(since) = since else {
                 // `notify_one` keeps a permit when nobody waits, so a start
                 // between the check and this wait is not missed.
@@ -348,6 +467,12 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Whether the queue is over `capacity` frames or `budget` bytes, except
+/// that one entry alone always fits (as [`trim`] keeps it).
+fn overfull(state: &State, capacity: usize, budget: usize) -> bool {
+    state.frames > capacity || (state.bytes > budget && state.queue.len() > 1)
 }
 
 /// Drops the oldest queued frames until at most `capacity` frames and
@@ -467,8 +592,8 @@ mod tests {
     #[test]
     fn never_back_to_the_sender() {
         let outbox = outbox(1, 100, Duration::from_secs(5));
-        assert_eq!(outbox.offer(&burst(1, &["a"])), Offered::default());
-        assert_eq!(outbox.offer(&burst(2, &["a"])).queued, 1);
+        assert_eq!(outbox.offer(&burst(1, &["a"]), 0), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 1);
         assert_eq!(taken(&outbox).len(), 1);
     }
 
@@ -481,8 +606,8 @@ mod tests {
                 replace: true,
             })
             .unwrap();
-        assert_eq!(outbox.offer(&burst(2, &["a", "b", "a", "b"])).queued, 2);
-        assert_eq!(outbox.offer(&burst(2, &["a"])).queued, 0);
+        assert_eq!(outbox.offer(&burst(2, &["a", "b", "a", "b"]), 0).queued, 2);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 0);
         let got = taken(&outbox);
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|f| f.contains(r#""event_type":"b""#)));
@@ -491,8 +616,8 @@ mod tests {
     #[test]
     fn full_queue_drops_the_oldest_frames() {
         let outbox = outbox(1, 3, Duration::from_secs(60));
-        assert_eq!(outbox.offer(&burst(2, &["a", "a"])).dropped, 0);
-        let o = outbox.offer(&burst(3, &["b", "b"]));
+        assert_eq!(outbox.offer(&burst(2, &["a", "a"]), 0).dropped, 0);
+        let o = outbox.offer(&burst(3, &["b", "b"]), 0);
         assert_eq!((o.queued, o.dropped), (2, 1));
         let got = taken(&outbox);
         assert_eq!(got.len(), 3);
@@ -503,7 +628,7 @@ mod tests {
     #[test]
     fn a_burst_larger_than_the_queue_keeps_its_newest_frames() {
         let outbox = outbox(1, 2, Duration::from_secs(60));
-        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]));
+        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]), 0);
         assert_eq!((o.queued, o.dropped), (5, 3));
         let got = taken(&outbox);
         assert!(got[0].contains(r#""id":"3""#) && got[1].contains(r#""id":"4""#));
@@ -519,13 +644,13 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         };
-        outbox.offer(&burst(2, &["a"]));
-        outbox.offer(&burst(2, &["a"])); // starts dropping
+        outbox.offer(&burst(2, &["a"]), 0);
+        outbox.offer(&burst(2, &["a"]), 0); // starts dropping
         tokio::time::advance(Duration::from_secs(1)).await;
         // Taking resets the clock: the client kept up for a moment.
         taken(&outbox);
-        outbox.offer(&burst(2, &["a"]));
-        outbox.offer(&burst(2, &["a"])); // drops again, clock restarts
+        outbox.offer(&burst(2, &["a"]), 0);
+        outbox.offer(&burst(2, &["a"]), 0); // drops again, clock restarts
         tokio::time::advance(Duration::from_millis(1500)).await;
         settle().await;
         assert!(
@@ -540,7 +665,7 @@ mod tests {
             .expect("closed by the timer")
             .unwrap();
         // A slow client takes nothing more.
-        assert_eq!(outbox.offer(&burst(2, &["a"])), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0), Offered::default());
     }
 
     #[test]
@@ -553,21 +678,21 @@ mod tests {
         };
         let outbox = Outbox::new(1, &config);
         for _ in 0..3 {
-            assert_eq!(outbox.offer(&burst(2, &["a"])).dropped, 0);
+            assert_eq!(outbox.offer(&burst(2, &["a"]), 0).dropped, 0);
         }
         let mut pending = VecDeque::new();
         outbox.take(&mut pending);
         // The writer holds the budget: the newest entry is kept...
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (0, 4 * b));
         // ...and the next one pushes it out.
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (1, 4 * b));
         // Written: the budget is free again.
         for entry in pending.drain(..) {
             outbox.release(&entry);
         }
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (0, 2 * b));
         // A partial match still keeps the whole burst alive, and is charged
         // for it.
@@ -579,6 +704,6 @@ mod tests {
             })
             .unwrap();
         let mixed = burst(2, &["a", "b", "a"]);
-        assert_eq!(outbox.offer(&mixed).held, mixed.bytes);
+        assert_eq!(outbox.offer(&mixed, 0).held, mixed.bytes);
     }
 }

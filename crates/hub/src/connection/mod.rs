@@ -80,6 +80,14 @@ async fn serve<S>(
     tracing::info!(%peer, "client connected");
 
     let (mut sink, mut stream) = ws.split();
+    // The resume answer goes first, ahead of any replayed event. Into the
+    // write buffer only: the writer's first flush sends it.
+    if let Some(greeting) = member.answer.as_ref().and_then(|a| a.greeting())
+        && let Err(error) = sink.feed(Message::Text(greeting)).await
+    {
+        tracing::debug!(%peer, %error, "could not write the resume answer");
+        return;
+    }
     let clock = Clock::new();
     let mut pending = VecDeque::new();
     let mut lifecycle = shared.lifecycle.subscribe();
@@ -97,6 +105,9 @@ async fn serve<S>(
     outbox.close();
     drop(member);
     shared.dedup.leave(id);
+    if matches!(end, End::Slow) && outbox.overflowed() {
+        bump(&shared.counters.closed_to_resume);
+    }
     count(&shared.counters, &end);
     finish(&shared, &end, &outbox, &mut pending, sink, stream).await;
     tracing::info!(%peer, reason = %end, "client disconnected");
