@@ -45,6 +45,7 @@ mod connection;
 mod credentials;
 mod delivery;
 mod filter_limits;
+mod resume;
 mod settings;
 mod shared;
 mod stats;
@@ -63,6 +64,7 @@ pub use builder::{
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
 pub use delivery::{AtLeastOnce, DEFAULT_ACK_ATTEMPTS, DEFAULT_DEDUP_WINDOW, Delivery};
+pub use resume::ResumeOutcome;
 pub use stats::{ConnectionState, ConnectionStats, TransportStats};
 pub use subscriber::WebSocketSubscriber;
 pub use subscription::MailboxOverflow;

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
 use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{
+    Position,
     BoxFuture, Event, EventHandler, HandlerFuture, Result, Subscriber, SubscriptionHandle,
     Transport, WatchtowerError,
 };
@@ -23,6 +24,7 @@ use crate::builder::TransportBuilder;
 use crate::config::WebSocketConfig;
 use crate::connection::{self, Failed, First};
 use crate::filter_limits;
+use crate::resume::ResumeOutcome;
 use crate::settings::Settings;
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
@@ -419,6 +421,22 @@ impl WebSocketTransport {
     /// Connection and subscription counters.
     pub fn connection_stats(&self) -> ConnectionStats {
         self.shared.counters.snapshot()
+    }
+
+    /// This transport's position in the hub's history: where a new
+    /// transport (a restarted process) continues from with
+    /// [`TransportBuilder::resume_from`](crate::TransportBuilder::resume_from).
+    /// It covers every event read from the socket (handed to the
+    /// subscriptions' mailboxes). `None` until a hub with history has
+    /// answered, or with resume off.
+    pub fn position(&self) -> Option<Position> {
+        self.shared.resume.position()
+    }
+
+    /// What the hub answered to the position presented on the latest
+    /// connect; `None` before the first connect or with resume off.
+    pub fn last_resume(&self) -> Option<ResumeOutcome> {
+        self.shared.resume.outcome()
     }
 
     /// Every statistic at once.

@@ -250,7 +250,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
         .map_err(|rejected| WatchtowerError::CircuitOpen {
             retry_after: rejected.retry_after,
         })?;
-    match connect_once(&shared.settings).await {
+    match connect_once(&shared.settings, &shared.resume, &shared.counters).await {
         Ok(ws) => {
             permit.success();
             Ok(ws)
