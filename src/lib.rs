@@ -32,12 +32,12 @@
 
 pub use watchtower_core::{
     BackpressureConfig, BackpressureStrategy, BoxError, ControlFrame, DecodeError, Event,
-    EventHandler, EventMetadata, HandlerFuture, Result, Subscriber, SubscriptionHandle,
-    TlsErrorKind, Transport, WatchtowerError,
+    EventHandler, EventMetadata, HandlerFuture, NotRecoveredReason, Position, PositionParseError,
+    Result, Subscriber, SubscriptionHandle, TlsErrorKind, Transport, WatchtowerError,
 };
 pub use watchtower_websocket_transport::{
     AtLeastOnce, ConnectionState, ConnectionStats, Credentials, Delivery, MailboxOverflow,
-    MalformedCounts, ShutdownReport, TransportBuilder, TransportStats, WebSocketConfig,
+    MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder, TransportStats, WebSocketConfig,
     WebSocketSubscriber, WebSocketTransport, redact_url,
 };
 
