@@ -292,10 +292,12 @@ pub struct HubConfig {
     /// least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
     pub history_bytes: usize,
     /// Most events replayed to one resuming client. More events after its
-    /// position (or more than its queue budget `client_queue_frames` /
-    /// `client_queue_bytes` holds) and nothing is replayed: the answer is
-    /// "not recovered" with reason `too_many`. At least 1; in effect at
-    /// most `client_queue_frames`. Default [`DEFAULT_MAX_REPLAY`] (1,000).
+    /// position, or more bytes than its queue budget `client_queue_bytes`
+    /// (the replay is queued like live frames and charged to it), and
+    /// nothing is replayed: the answer is "not recovered" with reason
+    /// `too_many`. A replay may hold more frames than
+    /// `client_queue_frames`. At least 1, at most 10,000,000. Default
+    /// [`DEFAULT_MAX_REPLAY`] (1,000).
     pub max_replay: usize,
 }
 
@@ -415,8 +417,11 @@ impl HubConfig {
                 self.history_bytes
             ));
         }
-        if self.max_replay == 0 {
-            return fail("max_replay must be at least 1".to_string());
+        if !(1..=MAX_HISTORY_SIZE).contains(&self.max_replay) {
+            return fail(format!(
+                "max_replay must be between 1 and {MAX_HISTORY_SIZE}, not {}",
+                self.max_replay
+            ));
         }
         for (name, value, zero_ok) in [
             ("slow_client_timeout", self.slow_client_timeout, false),

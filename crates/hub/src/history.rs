@@ -60,8 +60,7 @@ pub(crate) struct History {
     size: usize,
     ttl: Duration,
     budget: usize,
-    /// Most events one replay may hold: `max_replay`, at most the
-    /// client's queue in frames.
+    /// Most events one replay may hold: `max_replay`.
     max_replay: usize,
     /// Most bytes one replay may keep alive: the client's queue budget.
     replay_bytes: usize,
@@ -82,7 +81,7 @@ impl History {
             size: config.history_size,
             ttl: config.history_ttl,
             budget: config.history_bytes,
-            max_replay: config.max_replay.min(config.client_queue_frames),
+            max_replay: config.max_replay,
             replay_bytes: config.client_queue_bytes,
             ring: VecDeque::new(),
             events: 0,

@@ -384,8 +384,10 @@ impl Outbox {
     /// the client joins the fan-out, under the history's lock.
     pub(crate) fn resume(&self, seen: u64, marked: u64, replay: crate::history::Replay) {
         let mut state = self.lock();
+        // The replay's frames are bounded by `max_replay`, which may be
+        // above `client_queue_frames`: they are not counted against it
+        // (the writer takes them at once), only their bytes are.
         for (burst, frames) in replay.bursts {
-            state.frames += frames.len();
             state.bytes += burst.bytes;
             let bytes = burst.bytes;
             state.queue.push_back(Entry {

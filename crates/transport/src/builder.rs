@@ -431,7 +431,10 @@ impl TransportBuilder {
     /// Continue from `position` (as read from
     /// [`WebSocketTransport::position`] by an earlier process): the first
     /// connect asks the hub for every event after it. Turns
-    /// [`resume`](Self::resume) on.
+    /// [`resume`](Self::resume) on. `connect` then returns at once (as with
+    /// [`connect_lazily`](Self::connect_lazily)) and the first connection
+    /// is made once the first `subscribe` is called, so the replay has a
+    /// subscription to go to.
     pub fn resume_from(mut self, position: Position) -> Self {
         self.resume = true;
         self.resume_from = Some(position);

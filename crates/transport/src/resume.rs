@@ -7,8 +7,10 @@
 //! exactly what was not read yet. Events read are already in the
 //! subscriptions' mailboxes, which survive reconnects.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
 use watchtower_core::{
@@ -50,6 +52,9 @@ pub enum ResumeOutcome {
 pub(crate) struct Resume {
     enabled: bool,
     state: Mutex<State>,
+    /// Set by the first `subscribe`: a replay then has somewhere to go.
+    subscribed: AtomicBool,
+    first_subscription: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +77,30 @@ impl Resume {
                 last: None,
                 outcome: None,
             }),
+            subscribed: AtomicBool::new(false),
+            first_subscription: Notify::new(),
+        }
+    }
+
+    /// A subscription was added.
+    pub(crate) fn subscribed(&self) {
+        if !self.subscribed.swap(true, Relaxed) {
+            self.first_subscription.notify_waiters();
+        }
+    }
+
+    /// Resolves once there is a subscription: a connect that presents a
+    /// position given at build waits for it, so that the replay is not
+    /// read before anything can take it.
+    pub(crate) async fn wait_for_subscription(&self) {
+        loop {
+            let notified = self.first_subscription.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.subscribed.load(Relaxed) {
+                return;
+            }
+            notified.await;
         }
     }
 

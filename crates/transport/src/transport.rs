@@ -105,7 +105,9 @@ impl WebSocketTransport {
             url = %shared.settings.url,
             transport = shared.instance
         );
-        let first = if shared.settings.lazy {
+        // A position given at build is presented once a subscription can
+        // take the replay: the first connect waits for `subscribe`.
+        let first = if shared.settings.lazy || shared.settings.resume_from.is_some() {
             First::Connect
         } else {
             let mut schedule = shared.settings.policy.schedule();
@@ -330,6 +332,7 @@ impl WebSocketTransport {
             self.check_filter(&event_types)?;
         }
         let id = shared.subs.add(shared, event_types, handler);
+        shared.resume.subscribed();
         // With server filters, return once the server delivers the new types.
         let epoch = shared.filter_changed();
         shared.await_filter(epoch).await;
