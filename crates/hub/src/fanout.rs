@@ -245,4 +245,47 @@ mod tests {
         assert_eq!(b.take(&mut got), 1);
         assert_eq!(got[0].burst.frames[0], frame);
     }
+
+    #[test]
+    fn a_replay_meets_the_live_bursts_with_nothing_missing_or_repeated() {
+        let config = crate::HubConfig::default();
+        let fanout = LocalFanout::new(History::new(&config));
+        let frame = |n: u32| Utf8Bytes::from(format!(r#"{{"id":"{n}","event_type":"t"}}"#));
+        let publish = |n: u32| {
+            let burst = Burst::new(9, vec![frame(n)], vec!["t".into()]);
+            fanout.publish(Arc::new(burst));
+        };
+        let first = outbox(1);
+        let joined = fanout.join(Arc::clone(&first), Some(Cursor::New)).unwrap();
+        assert_eq!((joined.position.seq(), joined.outcome), (0, None));
+        publish(1);
+        publish(2);
+        let at = Position::new(joined.position.epoch(), 1);
+        publish(3);
+        let second = outbox(2);
+        let joined = fanout.join(Arc::clone(&second), Some(Cursor::From(at))).unwrap();
+        assert_eq!((joined.position.seq(), joined.outcome), (3, Some(Ok(2))));
+        publish(4);
+        let mut got = VecDeque::new();
+        second.take(&mut got);
+        let ids: Vec<String> = got
+            .iter()
+            .flat_map(|e| {
+                (0..e.burst.frames.len())
+                    .filter(|i| e.frames.contains(*i))
+                    .map(|i| e.burst.frames[i].to_string())
+            })
+            .collect();
+        assert_eq!(ids, [frame(2), frame(3), frame(4)].map(|f| f.to_string()));
+        assert_eq!(second.mark_due(), Some(4));
+        assert_eq!(fanout.history_len(), 4);
+        // Another epoch: nothing replayed, the reason given.
+        let third = outbox(3);
+        let other = Position::new(at.epoch().wrapping_add(1), 1);
+        let joined = fanout.join(third, Some(Cursor::From(other))).unwrap();
+        assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        // History off: no answer at all.
+        let plain = LocalFanout::default();
+        assert!(plain.join(outbox(4), Some(Cursor::New)).is_none());
+    }
 }

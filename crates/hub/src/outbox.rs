@@ -708,4 +708,41 @@ mod tests {
         let mixed = burst(2, &["a", "b", "a"]);
         assert_eq!(outbox.offer(&mixed, 0).held, mixed.bytes);
     }
+
+    #[tokio::test]
+    async fn a_resuming_client_is_closed_not_dropped_from() {
+        let outbox = outbox(1, 2, Duration::from_secs(60));
+        outbox.resume(10, 10, crate::history::Replay::default());
+        assert_eq!(outbox.mark_due(), None);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 11).queued, 1);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 12).queued, 1);
+        // A third frame does not fit: no drop, the client is closed and its
+        // position stays before the frame it did not get.
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 13), Offered::default());
+        tokio::time::timeout(Duration::from_secs(1), outbox.became_slow())
+            .await
+            .expect("closed at once, no timer");
+        assert!(outbox.overflowed());
+        assert_eq!(taken(&outbox).len(), 2);
+        assert_eq!(outbox.mark_due(), Some(12));
+        outbox.mark_sent(12);
+        assert_eq!(outbox.mark_due(), None);
+    }
+
+    #[test]
+    fn a_resuming_clients_position_passes_what_its_filter_skips() {
+        let outbox = outbox(1, 100, Duration::from_secs(60));
+        outbox.resume(0, 0, crate::history::Replay::default());
+        outbox
+            .apply(&Change::Subscribe {
+                types: vec!["b".into()],
+                replace: true,
+            })
+            .unwrap();
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 1).queued, 0);
+        // Its own events, too, are passed, not waited for.
+        assert_eq!(outbox.offer(&burst(1, &["b"]), 2).queued, 0);
+        assert!(taken(&outbox).is_empty());
+        assert_eq!(outbox.mark_due(), Some(2));
+    }
 }
