@@ -7,6 +7,7 @@ mod support;
 
 mod acks;
 mod filters;
+mod history;
 mod hostile;
 mod keepalive;
 mod malformed;

@@ -80,13 +80,14 @@ async fn serve<S>(
     tracing::info!(%peer, "client connected");
 
     let (mut sink, mut stream) = ws.split();
-    // The resume answer goes first, ahead of any replayed event. Into the
-    // write buffer only: the writer's first flush sends it.
-    if let Some(greeting) = member.answer.as_ref().and_then(|a| a.greeting())
-        && let Err(error) = sink.feed(Message::Text(greeting)).await
-    {
-        tracing::debug!(%peer, %error, "could not write the resume answer");
-        return;
+    // The resume answer goes first, ahead of any replayed event. A fresh
+    // socket takes one small frame at once; the bound is for a broken one.
+    if let Some(greeting) = member.answer.as_ref().and_then(|a| a.greeting()) {
+        let sent = timeout(shared.config.pong_timeout, sink.send(Message::Text(greeting))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(%peer, "could not write the resume answer");
+            return;
+        }
     }
     let clock = Clock::new();
     let mut pending = VecDeque::new();
