@@ -146,8 +146,10 @@ pub struct HubConfig {
     /// unaffected. Default [`DEFAULT_MAX_MESSAGE_SIZE`] (1 MiB).
     pub max_message_size: usize,
     /// Frames that may wait for one client before the oldest are dropped
-    /// (and counted in [`HubStats::dropped_frames`](crate::HubStats)). A
-    /// slow client never slows the sender or other clients. Default
+    /// (and counted in [`HubStats::dropped_frames`](crate::HubStats)); a
+    /// client that presented a resume position is closed with 1013 at once
+    /// instead, and resumes from the history. A slow client never slows
+    /// the sender or other clients. Default
     /// [`DEFAULT_CLIENT_QUEUE_FRAMES`] (8192).
     pub client_queue_frames: usize,
     /// Bytes one client may hold: its queue plus what its writer has taken

@@ -73,9 +73,10 @@
 //! mean a subscriber has received it: the hub keeps nothing on disk, so an
 //! event acknowledged but not yet written to a subscriber when the hub
 //! stops or dies is lost for that subscriber, and so is one dropped from a
-//! slow subscriber's full queue. The hub does not redeliver to subscribers
-//! that were disconnected at the time; subscribers do not acknowledge what
-//! they receive (that is outside this protocol). A publisher resends what
+//! slow plain subscriber's full queue. With history on, the event is also
+//! stored in the history before it is relayed, so a subscriber that was
+//! disconnected at the time gets it when it resumes while the history
+//! holds it; subscribers do not acknowledge what they receive. A publisher resends what
 //! was not acknowledged when its connection ends; those resends are what
 //! the window below absorbs.
 //!
@@ -97,12 +98,28 @@
 //! should de-duplicate by id. Events from clients that did not say hello
 //! are neither checked nor recorded: no hashing and no lock for them.
 //!
+//! # History and resume
+//!
+//! The hub keeps the events it relays in a bounded history
+//! ([`HubConfig::history_size`], [`HubConfig::history_ttl`],
+//! [`HubConfig::history_bytes`]) holding the same shared frames, at
+//! positions `(epoch, seq)`. A client that presents its position on the
+//! upgrade (`Watchtower-Resume`, see [`watchtower_core::Position`]) gets
+//! every event after it replayed, then live ones, or nothing and the
+//! reason (another epoch, expired, more than [`HubConfig::max_replay`]);
+//! the answer comes in the upgrade response and as the first frame. Such a
+//! client is sent `{"type":"position","seq":S}` frames as it is written to,
+//! and is closed with 1013 rather than dropped from when its queue is
+//! full, so it resumes instead of missing events. The README has the
+//! protocol in full.
+//!
 //! # Slow, dead and misbehaving clients
 //!
 //! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
 //!   frames and [`HubConfig::client_queue_bytes`] bytes, counting what its
 //!   writer has taken but not yet written; when it is full the oldest
-//!   frames are dropped and counted, and neither the sender nor other
+//!   frames are dropped and counted (a resuming client is closed with 1013
+//!   instead, see above), and neither the sender nor other
 //!   clients slow down. A client that keeps dropping for
 //!   [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
 //!   Later), by a timer, even if nothing more is published.
