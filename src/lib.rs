@@ -37,8 +37,8 @@ pub use watchtower_core::{
 };
 pub use watchtower_websocket_transport::{
     AtLeastOnce, ConnectionState, ConnectionStats, Credentials, Delivery, MailboxOverflow,
-    MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder, TransportStats, WebSocketConfig,
-    WebSocketSubscriber, WebSocketTransport, redact_url,
+    MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder, TransportStats,
+    WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
 };
 
 /// Queue statistics.

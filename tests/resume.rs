@@ -319,7 +319,7 @@ async fn a_filtered_subscriber_recovers() {
         .unwrap();
     let publisher = publisher(&hub.url()).await;
     wait_until("both connected", LIMIT, || hub.stats().clients == 2).await;
-    let kind = |n: u64| if n % 2 == 0 { "a" } else { "b" };
+    let kind = |n: u64| if n.is_multiple_of(2) { "a" } else { "b" };
     for n in 0..20 {
         publisher.publish(event(kind(n), n)).await.unwrap();
     }
@@ -338,7 +338,7 @@ async fn a_filtered_subscriber_recovers() {
         );
     }
     received(&got, 40).await;
-    assert_exactly(&got, (0..80).filter(|n| n % 2 == 0));
+    assert_exactly(&got, (0..80u64).filter(|n| n.is_multiple_of(2)));
     assert_eq!(sub.connection_stats().resumes_not_recovered, 0);
     sub.shutdown().await.unwrap();
 }
@@ -423,7 +423,7 @@ async fn seams_run(resets: u64, seed: u64) {
             while !stop.load(SeqCst) {
                 publisher.publish(event("seam", n)).await.unwrap();
                 n += 1;
-                if n % 256 == 0 {
+                if n.is_multiple_of(256) {
                     tokio::task::yield_now().await;
                 }
             }

@@ -245,7 +245,11 @@ fn printed_position(out: &std::process::Output) -> String {
 fn user_ids(out: &std::process::Output) -> Vec<u64> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["payload"]["user_id"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["payload"]["user_id"]
+                .as_u64()
+                .unwrap()
+        })
         .collect()
 }
 

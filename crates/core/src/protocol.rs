@@ -155,6 +155,9 @@ mod tests {
             resumed.to_json(),
             r#"{"type":"resumed","position":"00000000000000ff:3","recovered":false,"replayed":0,"reason":"too_many"}"#
         );
-        assert_eq!(ControlFrame::from_json(resumed.to_json().as_bytes()), Some(resumed));
+        assert_eq!(
+            ControlFrame::from_json(resumed.to_json().as_bytes()),
+            Some(resumed)
+        );
     }
 }

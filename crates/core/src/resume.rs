@@ -214,7 +214,16 @@ mod tests {
         assert_eq!(q.to_string(), "0000000000000abc:42:0000000000000007");
         assert_eq!(q.to_string().parse(), Ok(q));
         for bad in [
-            "", "x", "abc", "abc:", ":1", "abc:-1", "abc:1:", "abc:1:2:3", "zz:1", "abc:+1",
+            "",
+            "x",
+            "abc",
+            "abc:",
+            ":1",
+            "abc:-1",
+            "abc:1:",
+            "abc:1:2:3",
+            "zz:1",
+            "abc:+1",
             "11111111111111111:1",
         ] {
             assert_eq!(bad.parse::<Position>(), Err(PositionParseError), "{bad:?}");

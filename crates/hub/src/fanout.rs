@@ -263,7 +263,9 @@ mod tests {
         let at = Position::new(joined.position.epoch(), 1);
         publish(3);
         let second = outbox(2);
-        let joined = fanout.join(Arc::clone(&second), Some(Cursor::From(at))).unwrap();
+        let joined = fanout
+            .join(Arc::clone(&second), Some(Cursor::From(at)))
+            .unwrap();
         assert_eq!((joined.position.seq(), joined.outcome), (3, Some(Ok(2))));
         publish(4);
         let mut got = VecDeque::new();

@@ -163,7 +163,9 @@ impl History {
         }
         let start = match from.last() {
             None => from.seq(),
-            Some(key) => self.find(from.seq(), key).ok_or(NotRecoveredReason::Epoch)?,
+            Some(key) => self
+                .find(from.seq(), key)
+                .ok_or(NotRecoveredReason::Epoch)?,
         };
         let count = self.head - start;
         if count > self.max_replay as u64 {
@@ -267,7 +269,10 @@ mod tests {
         // 5 events, room for 4: event 1 is forgotten, the first burst kept
         // in part.
         assert_eq!(h.len(), 4);
-        assert_eq!(h.replay(&start, now).unwrap_err(), NotRecoveredReason::Expired);
+        assert_eq!(
+            h.replay(&start, now).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
         let at1 = Position::new(start.epoch(), 1);
         assert_eq!(ids(&h.replay(&at1, now).unwrap()), ["2", "3", "4", "5"]);
         assert_eq!(ids(&h.replay(&at3, now).unwrap()), ["4", "5"]);
@@ -275,9 +280,15 @@ mod tests {
         assert_eq!(h.replay(&h.position(), now).unwrap().events, 0);
         // Another history, or a position from its future.
         let other = Position::new(start.epoch().wrapping_add(1), 3);
-        assert_eq!(h.replay(&other, now).unwrap_err(), NotRecoveredReason::Epoch);
+        assert_eq!(
+            h.replay(&other, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
         let ahead = Position::new(start.epoch(), 9);
-        assert_eq!(h.replay(&ahead, now).unwrap_err(), NotRecoveredReason::Epoch);
+        assert_eq!(
+            h.replay(&ahead, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
     }
 
     #[test]
@@ -289,7 +300,10 @@ mod tests {
         h.append(&burst(&[4]), now);
         let got = burst(&[2]);
         let key = frame_key(got.frames[0].as_bytes());
-        assert_eq!(ids(&h.replay(&start.after(Some(key)), now).unwrap()), ["3", "4"]);
+        assert_eq!(
+            ids(&h.replay(&start.after(Some(key)), now).unwrap()),
+            ["3", "4"]
+        );
         assert_eq!(
             h.replay(&start.after(Some(12345)), now).unwrap_err(),
             NotRecoveredReason::Epoch
@@ -302,7 +316,10 @@ mod tests {
         let mut h = History::new(&config(100)).unwrap();
         let start = h.position();
         h.append(&burst(&[1, 2, 3, 4, 5, 6]), now);
-        assert_eq!(h.replay(&start, now).unwrap_err(), NotRecoveredReason::TooMany);
+        assert_eq!(
+            h.replay(&start, now).unwrap_err(),
+            NotRecoveredReason::TooMany
+        );
         let at1 = Position::new(start.epoch(), 1);
         assert_eq!(h.replay(&at1, now).unwrap().events, 5);
     }
@@ -314,7 +331,10 @@ mod tests {
         let start = h.position();
         h.append(&burst(&[1]), now);
         let later = now + DEFAULT_TTL_FOR_TEST;
-        assert_eq!(h.replay(&start, later).unwrap_err(), NotRecoveredReason::Expired);
+        assert_eq!(
+            h.replay(&start, later).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
         assert_eq!(h.len(), 0);
         // The position after the last event is still complete.
         assert_eq!(h.replay(&h.position(), later).unwrap().events, 0);

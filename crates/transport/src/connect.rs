@@ -18,8 +18,8 @@ use watchtower_core::{RESUME_HEADER, TlsErrorKind, WatchtowerError};
 
 use crate::credentials::{CredentialProvider, Credentials};
 use crate::resume::Resume;
-use crate::stats::Counters;
 use crate::settings::Settings;
+use crate::stats::Counters;
 use crate::subscription::panic_message;
 use crate::tls::{handshake_error, tls_failure};
 

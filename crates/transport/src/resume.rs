@@ -178,8 +178,7 @@ impl Resume {
                 ResumeOutcome::NotRecovered { reason }
             }
         };
-        let first_unsupported =
-            outcome == ResumeOutcome::NotSupported && state.outcome.is_none();
+        let first_unsupported = outcome == ResumeOutcome::NotSupported && state.outcome.is_none();
         state.outcome = Some(outcome);
         drop(state);
         match outcome {
@@ -197,7 +196,10 @@ impl Resume {
             ResumeOutcome::NotSupported => {
                 bump(&counters.resumes_not_supported);
                 if first_unsupported {
-                    tracing::debug!(url, "the server keeps no history: reconnects may miss events");
+                    tracing::debug!(
+                        url,
+                        "the server keeps no history: reconnects may miss events"
+                    );
                 }
             }
             ResumeOutcome::Started => {}

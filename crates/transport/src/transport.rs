@@ -14,9 +14,8 @@ use tracing::Instrument;
 use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
 use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{
-    Position,
-    BoxFuture, Event, EventHandler, HandlerFuture, Result, Subscriber, SubscriptionHandle,
-    Transport, WatchtowerError,
+    BoxFuture, Event, EventHandler, HandlerFuture, Position, Result, Subscriber,
+    SubscriptionHandle, Transport, WatchtowerError,
 };
 use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats};
 

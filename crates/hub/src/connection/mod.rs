@@ -83,7 +83,11 @@ async fn serve<S>(
     // The resume answer goes first, ahead of any replayed event. A fresh
     // socket takes one small frame at once; the bound is for a broken one.
     if let Some(greeting) = member.answer.as_ref().and_then(|a| a.greeting()) {
-        let sent = timeout(shared.config.pong_timeout, sink.send(Message::Text(greeting))).await;
+        let sent = timeout(
+            shared.config.pong_timeout,
+            sink.send(Message::Text(greeting)),
+        )
+        .await;
         if !matches!(sent, Ok(Ok(()))) {
             tracing::debug!(%peer, "could not write the resume answer");
             return;
