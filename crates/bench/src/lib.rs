@@ -41,6 +41,7 @@ mod latency;
 mod memory;
 mod raw;
 mod report;
+mod resume;
 mod stats;
 mod throughput;
 mod workload;
@@ -53,6 +54,7 @@ pub use flood::{Flood, FloodRun};
 pub use latency::{Latency, Percentiles};
 pub use memory::Memory;
 pub use report::Report;
+pub use resume::Resume;
 pub use stats::Summary;
 pub use throughput::Throughput;
 
@@ -100,7 +102,7 @@ pub struct BenchOptions {
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
     /// Run only these measurements (`throughput`, `latency`, `fanout`,
-    /// `memory`, `flood`); empty: all of them.
+    /// `memory`, `flood`, `resume`); empty: all of them.
     pub only: Vec<String>,
 }
 
@@ -177,6 +179,12 @@ pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
             options.flood_events
         );
         report.flood = flood::run(&options).await?;
+    }
+    if options.wants("resume") {
+        // Printed here, not (yet) part of the JSON report.
+        eprintln!("bench: resume (replay of 1,000 events, history memory)");
+        let resume = resume::run(&options).await?;
+        eprintln!("{resume}");
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;

@@ -84,8 +84,11 @@ where
                 std::mem::take(&mut reader.types),
             ));
             let counters = &shared.counters;
-            add(&counters.events_in, burst.frames.len() as u64);
+            let events = burst.frames.len() as u64;
             let delivery = shared.fanout.publish(burst);
+            // Counted once relayed (and in the history): a test that waits
+            // for `events_in` may then rely on both.
+            add(&counters.events_in, events);
             add(&counters.frames_queued, delivery.queued);
             add(&counters.dropped_frames, delivery.dropped);
             high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
