@@ -14,6 +14,9 @@
 //! 4. **Idle memory** per connection, client and server side.
 //! 5. **Bounded memory under flood**: the server is down and events keep
 //!    being published with `DropOldest`.
+//! 6. **Resume** (printed, not yet in the JSON report): 1,000 missed
+//!    events replayed on reconnect against the same 1,000 live, and the
+//!    hub's resident memory per event held in its history.
 //!
 //! The machine is shared and noisy, so only ratios within one run mean
 //! anything; nothing here is asserted. The results print as a table and are

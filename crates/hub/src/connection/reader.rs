@@ -55,6 +55,7 @@ where
         types: Vec::new(),
         keyed: Vec::new(),
         acks: false,
+        compact: shared.config.history_size > 0,
         data_frames: 0,
         acked: 0,
         warn: WarnLimiter::default(),
@@ -127,6 +128,8 @@ struct Reader<'a> {
     /// The client said `{"type":"hello","acks":true}` (and not since
     /// `false`).
     acks: bool,
+    /// History on: relay an exact-size copy of each frame (see `relay`).
+    compact: bool,
     /// Event and malformed frames read on this connection, duplicates
     /// included: what an ack's `upto` counts. Control frames are not
     /// counted; the client does not count them either.
@@ -242,6 +245,17 @@ impl Reader<'_> {
 
     /// Adds an event to the burst; `key` is its id's key in ack mode.
     fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>, key: Option<Key>) {
+        // A frame read from the socket is a slice of tungstenite's read
+        // buffer and keeps that whole buffer alive. Relayed at once, that
+        // is brief; kept in the history for minutes, it about doubled the
+        // memory per event (measured: 2.46x the payload bytes with slices,
+        // 1.46x with copies, 100,000 events). One exact-size copy here is
+        // shared by the history and every recipient.
+        let frame = if self.compact {
+            Utf8Bytes::from(String::from(frame.as_str()))
+        } else {
+            frame
+        };
         self.data_frames += 1;
         if let Some(key) = key {
             self.keyed.push((self.frames.len(), key));
