@@ -38,6 +38,9 @@ pub(crate) struct SubscribeArgs {
     /// run exited): first the events the hub's history still holds after
     /// it, then live ones. If the hub cannot recover it (restarted, too
     /// old, too many), a warning says so and printing starts from now.
+    /// The position printed on exit is past every event received; with
+    /// --count, events received after the count (not printed) are before
+    /// it too.
     #[arg(long, value_name = "POSITION")]
     since: Option<Position>,
 }
