@@ -32,13 +32,13 @@
 
 pub use watchtower_core::{
     BackpressureConfig, BackpressureStrategy, BoxError, ControlFrame, DecodeError, Event,
-    EventHandler, EventMetadata, HandlerFuture, Result, Subscriber, SubscriptionHandle,
-    TlsErrorKind, Transport, WatchtowerError,
+    EventHandler, EventMetadata, HandlerFuture, NotRecoveredReason, Position, PositionParseError,
+    Result, Subscriber, SubscriptionHandle, TlsErrorKind, Transport, WatchtowerError,
 };
 pub use watchtower_websocket_transport::{
     AtLeastOnce, ConnectionState, ConnectionStats, Credentials, DeadEvent, Delivery,
-    MailboxOverflow, MalformedCounts, ShutdownReport, TransportBuilder, TransportStats,
-    WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
+    MailboxOverflow, MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder,
+    TransportStats, WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
 };
 
 /// Queue statistics.

@@ -20,6 +20,7 @@ mod keepalive;
 mod malformed;
 mod misuse;
 mod reconnect;
+mod resume;
 mod shutdown;
 mod spec_examples;
 mod tls;

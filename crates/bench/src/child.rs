@@ -74,6 +74,7 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
                 .map_err(|_| BenchError::Incomplete(format!("bad queue size {queue}")))?;
             flood(events, queue).await
         }
+        ["history-hub", events] => crate::resume::history_hub(events).await,
         other => Err(BenchError::Incomplete(format!(
             "unknown bench-child role {other:?}"
         ))),

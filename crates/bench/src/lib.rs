@@ -23,6 +23,8 @@
 //!   being published with `DropOldest`.
 //! - `dashboard`: fan-out and latency through the hub with the dashboard's
 //!   tail subscribed and its API polled, against without.
+//! - `resume`: replaying 1,000 events on reconnect against the same
+//!   1,000 live, and hub RSS with 100,000 events in history.
 //! - `hostile`: a legitimate pair's latency through a hub alone, while
 //!   clients abuse filters, and while subscribers that never read are fed
 //!   large events; and the hub's CPU time per costly control frame.
@@ -63,6 +65,7 @@ mod load;
 mod memory;
 mod raw;
 mod report;
+mod resume;
 mod section;
 mod sections;
 mod sizes;
@@ -83,6 +86,7 @@ pub use latency::{Latency, Percentiles};
 pub use load::{Load, LoadPoint};
 pub use memory::Memory;
 pub use report::Report;
+pub use resume::Resume;
 pub use section::{Curve, Goal, SectionReport, Series, Target};
 pub use sections::names as section_names;
 pub use sizes::{SizePoint, Sizes};

@@ -70,6 +70,11 @@ pub(crate) const SECTIONS: &[Section] = &[
         run: |o| Box::pin(crate::flood::section(o)),
     },
     Section {
+        name: "resume",
+        about: "replay on reconnect against live, and hub memory with a full history",
+        run: |o| Box::pin(crate::resume::section(o)),
+    },
+    Section {
         name: "dashboard",
         about: "fan-out and latency with the hub's dashboard open, against without",
         run: |o| Box::pin(crate::dashboard::section(o)),

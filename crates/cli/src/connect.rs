@@ -164,6 +164,11 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// [`parse_seconds`] for a flag kept as `f64` (so its default can be shown).
+pub(crate) fn parse_seconds_f64(text: &str) -> Result<f64, String> {
+    parse_seconds(text).map(|d| d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use watchtower_hub::{
-    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES,
-    DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MESSAGE_TIMEOUT, Hub, HubConfig, HubStats,
+    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_HISTORY_SIZE,
+    DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY,
+    DEFAULT_MESSAGE_TIMEOUT, Hub, HubConfig, HubStats,
 };
 
 use crate::error::CliError;
@@ -101,6 +102,20 @@ pub(crate) struct HubArgs {
     /// before its sender is closed with 1008.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MESSAGE_TIMEOUT.as_secs())]
     message_timeout: u64,
+    /// Events kept so that a subscriber that reconnects (or restarts with
+    /// `subscribe --since`) gets what it missed; 0 turns history off.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY_SIZE)]
+    history: usize,
+
+    /// Longest an event stays in the history, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HISTORY_TTL.as_secs_f64(),
+          value_parser = crate::connect::parse_seconds_f64)]
+    history_ttl: f64,
+
+    /// Most events replayed to one resuming subscriber; one further behind
+    /// is told "not recovered" (too_many) instead.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REPLAY)]
+    max_replay: usize,
 }
 
 /// Descriptors kept for everything but client connections: stdio, the
@@ -120,6 +135,9 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     config.auth_failures_per_minute = args.auth_failures_per_minute;
     config.allowed_origins = args.allow_origin.clone();
     config.max_pending_handshakes = args.max_pending_handshakes;
+    config.history_size = args.history;
+    config.history_ttl = Duration::from_secs_f64(args.history_ttl);
+    config.max_replay = args.max_replay;
     let (limit_note, max_connections) = fit_open_file_limit(args.max_connections);
     config.max_connections = max_connections;
     if config.max_pending_handshakes > max_connections {

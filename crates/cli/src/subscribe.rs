@@ -7,7 +7,7 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use watchtower_websocket::{
-    BackpressureConfig, Event, HandlerFuture, Jitter, MailboxOverflow, MaxAttempts,
+    BackpressureConfig, Event, HandlerFuture, Jitter, MailboxOverflow, MaxAttempts, Position,
     ReconnectPolicy, WebSocketTransport,
 };
 
@@ -33,6 +33,16 @@ pub(crate) struct SubscribeArgs {
     /// Exit after printing this many events.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
+
+    /// Continue from this position (as printed on stderr when an earlier
+    /// run exited): first the events the hub's history still holds after
+    /// it, then live ones. If the hub cannot recover it (restarted, too
+    /// old, too many), a warning says so and printing starts from now.
+    /// The position printed on exit is past every event received; with
+    /// --count, events received after the count (not printed) are before
+    /// it too.
+    #[arg(long, value_name = "POSITION")]
+    since: Option<Position>,
 }
 
 pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
@@ -41,13 +51,15 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
     }
     // Connect in the background and keep reconnecting, however long the
     // hub is away; failed attempts are logged as warnings meanwhile.
-    let transport = args
+    let mut builder = args
         .connection
         .builder(policy(), BackpressureConfig::default())?
         .mailbox_overflow(MailboxOverflow::Block)
-        .connect_lazily(true)
-        .connect()
-        .await?;
+        .connect_lazily(true);
+    if let Some(position) = args.since {
+        builder = builder.resume_from(position);
+    }
+    let transport = builder.connect().await?;
     let (tx, rx) = mpsc::channel(PRINT_QUEUE);
     transport
         .subscribe(args.event_types.clone(), move |event| forward(&tx, event))
@@ -58,6 +70,11 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
     let printed = print(rx, args.count).await;
     if let Err(error) = transport.shutdown().await {
         tracing::debug!(%error, "shutdown");
+    }
+    // Where to continue from (`--since`): after every event received.
+    match transport.position().or(args.since) {
+        Some(position) => eprintln!("position: {position}"),
+        None => eprintln!("position: none (the server keeps no history)"),
     }
     printed?;
     undelivered(&transport)

@@ -230,3 +230,63 @@ async fn a_subscriber_prints_every_event_of_a_burst() {
         .collect();
     assert_eq!(ns, (0..N).collect::<Vec<_>>());
 }
+
+/// The position `subscribe` printed on stderr when it exited.
+fn printed_position(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("position: "))
+        .unwrap_or_else(|| panic!("no position on stderr: {stderr}"))
+        .to_string()
+}
+
+/// The `user_id`s of the events printed.
+fn user_ids(out: &std::process::Output) -> Vec<u64> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["payload"]["user_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Done when 7: a subscriber process that stops and starts again with
+/// `--since` the position it printed gets what was published meanwhile,
+/// and nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_since_continues_after_a_restart() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let url = hub.url();
+    let subscribe = |extra: &[&str]| {
+        let mut args = vec!["subscribe", "--url", &url, "--type", "t"];
+        args.extend_from_slice(extra);
+        watchtower(&args)
+    };
+    let first = tokio::spawn(output(subscribe(&["--count", "2"])));
+    ready(&hub).await;
+    for n in 1..=2 {
+        let out = output(publish(&url, "t", &format!(r#"{{"user_id":{n}}}"#))).await;
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = first.await.unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(user_ids(&out), [1, 2]);
+    let position = printed_position(&out);
+
+    // Published while no subscriber runs.
+    for n in 3..=5 {
+        let out = output(publish(&url, "t", &format!(r#"{{"user_id":{n}}}"#))).await;
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = output(subscribe(&["--since", &position, "--count", "3"])).await;
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(user_ids(&out), [3, 4, 5]);
+    assert_ne!(printed_position(&out), position);
+
+    // A position that is not one is a usage error.
+    let out = output(subscribe(&["--since", "yesterday"])).await;
+    assert_eq!(code(&out), 2);
+}

@@ -31,6 +31,7 @@ mod error;
 mod event;
 mod limit;
 mod protocol;
+mod resume;
 mod traits;
 
 pub use decode::{DecodeError, DecodeErrorKind, MalformedCounters, MalformedCounts};
@@ -38,6 +39,10 @@ pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
 pub use event::{Event, EventHeader, EventMetadata, MAX_PAYLOAD_DEPTH, new_event_id};
 pub use limit::WarnLimiter;
 pub use protocol::{ControlFrame, MAX_FILTER_BYTES, MAX_FILTER_TYPE_LEN, MAX_FILTER_TYPES};
+pub use resume::{
+    NotRecoveredReason, POSITION_HEADER, Position, PositionParseError, RECOVERED_HEADER,
+    RESUME_HEADER, RESUME_NEW, RESUME_QUERY, frame_key, parse_recovered_header, recovered_header,
+};
 pub use traits::{
     BoxFuture, EventHandler, HandlerFuture, Subscriber, SubscriptionHandle, Transport,
 };

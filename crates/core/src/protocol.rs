@@ -26,6 +26,8 @@ pub const MAX_FILTER_BYTES: usize = 64 * 1024;
 /// | `{"type":"unsubscribe","event_types":["a"]}` | client → hub | remove `a`; `[]` removes everything (the client receives nothing) |
 /// | `{"type":"hello","acks":true}` | client → hub | at-least-once delivery: acknowledge my events (sent first on each connection) |
 /// | `{"type":"ack","upto":42}` | hub → client | the first 42 events this connection carried are received and relayed |
+/// | `{"type":"resumed","position":"…","recovered":true,"replayed":3}` | hub → client | first frame to a client that presented a position: the answer (see [`Position`](crate::Position)) |
+/// | `{"type":"position","seq":42}` | hub → client | every event up to history position 42 meant for this client came before this frame |
 ///
 /// A client that never sends a control frame receives every event and gets
 /// no acknowledgements.
@@ -63,6 +65,28 @@ pub enum ControlFrame {
     Ack {
         /// Event frames read on this connection so far.
         upto: u64,
+    },
+    /// The hub's answer to a client that presented a position (or `new`)
+    /// when it connected; the first frame it sends that client.
+    Resumed {
+        /// Where the hub's history stood when the client joined, as text
+        /// (see [`Position`](crate::Position)).
+        position: String,
+        /// Whether every event after the client's position follows
+        /// (replayed, then live); `false` also for `new`.
+        recovered: bool,
+        /// Events replayed.
+        #[serde(default)]
+        replayed: u64,
+        /// Why not recovered; absent when recovered or for `new`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<crate::NotRecoveredReason>,
+    },
+    /// Every event up to history sequence `seq` that this client is to
+    /// receive was written before this frame.
+    Position {
+        /// The sequence number.
+        seq: u64,
     },
 }
 
@@ -116,6 +140,24 @@ mod tests {
         assert_eq!(
             ControlFrame::from_json(br#"{"type":"ack","upto":42}"#),
             Some(ControlFrame::Ack { upto: 42 })
+        );
+        assert_eq!(
+            ControlFrame::Position { seq: 7 }.to_json(),
+            r#"{"type":"position","seq":7}"#
+        );
+        let resumed = ControlFrame::Resumed {
+            position: "00000000000000ff:3".into(),
+            recovered: false,
+            replayed: 0,
+            reason: Some(crate::NotRecoveredReason::TooMany),
+        };
+        assert_eq!(
+            resumed.to_json(),
+            r#"{"type":"resumed","position":"00000000000000ff:3","recovered":false,"replayed":0,"reason":"too_many"}"#
+        );
+        assert_eq!(
+            ControlFrame::from_json(resumed.to_json().as_bytes()),
+            Some(resumed)
         );
     }
 }

@@ -94,6 +94,23 @@ pub const DEFAULT_MIN_TOKEN_LEN: usize = 6;
 /// 30. A client with a stale token retries far less often than that.
 pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 
+/// Default events the history keeps for resuming subscribers: 10,000,
+/// about 2.2 MB of 224-byte events, shared with the fan-out (no copy).
+pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
+/// Default longest an event stays in the history: 2 minutes, enough to
+/// ride out a network blip, a deploy or a restart of the consumer.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(2 * 60);
+/// Default bytes the history may keep alive: 64 MiB. With typical events
+/// `history_size` binds first; this bounds a history of large events.
+pub const DEFAULT_HISTORY_BYTES: usize = 64 << 20;
+/// Default most events replayed to one resuming client: 1,000. A client
+/// further behind is answered "not recovered" (`too_many`) and should
+/// reload from its source of truth rather than take a flood.
+pub const DEFAULT_MAX_REPLAY: usize = 1_000;
+
+/// The most events the history may hold (about 2.2 GB of typical events).
+const MAX_HISTORY_SIZE: usize = 10_000_000;
+
 /// The most ids the de-duplication window may hold (about 1.1 GB).
 const MAX_DEDUP_WINDOW_EVENTS: usize = 10_000_000;
 
@@ -143,8 +160,10 @@ pub struct HubConfig {
     /// unaffected. Default [`DEFAULT_MAX_MESSAGE_SIZE`] (1 MiB).
     pub max_message_size: usize,
     /// Frames that may wait for one client before the oldest are dropped
-    /// (and counted in [`HubStats::dropped_frames`](crate::HubStats)). A
-    /// slow client never slows the sender or other clients. Default
+    /// (and counted in [`HubStats::dropped_frames`](crate::HubStats)); a
+    /// client that presented a resume position is closed with 1013 at once
+    /// instead, and resumes from the history. A slow client never slows
+    /// the sender or other clients. Default
     /// [`DEFAULT_CLIENT_QUEUE_FRAMES`] (8192).
     pub client_queue_frames: usize,
     /// Bytes one client may hold: its queue plus what its writer has taken
@@ -299,6 +318,29 @@ pub struct HubConfig {
     /// least 1. Default
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER`] (64).
     pub max_pending_handshakes_per_peer: usize,
+    /// Events the hub keeps, hub-wide, so that a subscriber that
+    /// reconnects with its position gets what it missed (see the README's
+    /// resume protocol). The history holds the same shared frames the
+    /// fan-out queues (no copy). 0 turns history and resume off: the hub
+    /// then answers no position and relays as a plain hub. At most
+    /// 10,000,000. Default [`DEFAULT_HISTORY_SIZE`] (10,000).
+    pub history_size: usize,
+    /// Longest an event stays in the history; older events are forgotten
+    /// and a position before them is answered `expired`. Above zero.
+    /// Default [`DEFAULT_HISTORY_TTL`] (2 min).
+    pub history_ttl: Duration,
+    /// Bytes the history may keep alive (whole read bursts, as in
+    /// `client_queue_bytes`); past it the oldest events are forgotten. At
+    /// least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
+    pub history_bytes: usize,
+    /// Most events replayed to one resuming client. More events after its
+    /// position, or more bytes than its queue budget `client_queue_bytes`
+    /// (the replay is queued like live frames and charged to it), and
+    /// nothing is replayed: the answer is "not recovered" with reason
+    /// `too_many`. A replay may hold more frames than
+    /// `client_queue_frames`. At least 1, at most 10,000,000. Default
+    /// [`DEFAULT_MAX_REPLAY`] (1,000).
+    pub max_replay: usize,
 }
 
 impl Default for HubConfig {
@@ -328,6 +370,10 @@ impl Default for HubConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_peer: DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER,
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: DEFAULT_HISTORY_TTL,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            max_replay: DEFAULT_MAX_REPLAY,
         }
     }
 }
@@ -413,6 +459,24 @@ impl HubConfig {
                 self.min_token_len
             ));
         }
+        if self.history_size > MAX_HISTORY_SIZE {
+            return fail(format!(
+                "history_size must be at most {MAX_HISTORY_SIZE}, not {}",
+                self.history_size
+            ));
+        }
+        if self.history_bytes < 1024 {
+            return fail(format!(
+                "history_bytes must be at least 1 KiB, not {}",
+                self.history_bytes
+            ));
+        }
+        if !(1..=MAX_HISTORY_SIZE).contains(&self.max_replay) {
+            return fail(format!(
+                "max_replay must be between 1 and {MAX_HISTORY_SIZE}, not {}",
+                self.max_replay
+            ));
+        }
         for (name, value, zero_ok) in [
             ("slow_client_timeout", self.slow_client_timeout, false),
             ("ping_interval", self.ping_interval, false),
@@ -421,6 +485,7 @@ impl HubConfig {
             ("handshake_timeout", self.handshake_timeout, false),
             ("shutdown_timeout", self.shutdown_timeout, true),
             ("dedup_window_age", self.dedup_window_age, false),
+            ("history_ttl", self.history_ttl, false),
         ] {
             if value.is_zero() && !zero_ok {
                 return fail(format!("{name} must be above zero"));
@@ -526,6 +591,40 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("dedup_window_age"), "{e}");
+
+        for (c, field) in [
+            (
+                HubConfig {
+                    max_replay: 0,
+                    ..Default::default()
+                },
+                "max_replay",
+            ),
+            (
+                HubConfig {
+                    history_ttl: Duration::ZERO,
+                    ..Default::default()
+                },
+                "history_ttl",
+            ),
+            (
+                HubConfig {
+                    history_bytes: 10,
+                    ..Default::default()
+                },
+                "history_bytes",
+            ),
+            (
+                HubConfig {
+                    history_size: usize::MAX,
+                    ..Default::default()
+                },
+                "history_size",
+            ),
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]

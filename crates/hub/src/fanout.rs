@@ -9,8 +9,11 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use watchtower_core::{NotRecoveredReason, Position};
 
+use crate::history::{History, Replay};
 use crate::outbox::{Offered, Outbox};
 
 /// Identifies one client connection within a hub.
@@ -39,7 +42,16 @@ pub(crate) struct Burst {
 }
 
 impl Burst {
-    pub(crate) fn new(sender: ClientId, frames: Vec<Utf8Bytes>, types: Vec<Box<str>>) -> Burst {
+    pub(crate) fn new(
+        sender: ClientId,
+        mut frames: Vec<Utf8Bytes>,
+        mut types: Vec<Box<str>>,
+    ) -> Burst {
+        // A burst may live on in the history long after it was read. Under
+        // light load most hold one or a few frames, in vectors grown to 4
+        // or more slots: trimmed, a one-frame burst keeps ~140 bytes less.
+        frames.shrink_to_fit();
+        types.shrink_to_fit();
         let bytes = frames.iter().map(|f| f.len()).sum();
         Burst {
             sender,
@@ -62,15 +74,39 @@ pub(crate) struct Delivery {
     pub(crate) max_held: usize,
 }
 
+/// What a joining client presented for the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cursor {
+    /// No position yet; it wants one, and position frames.
+    New,
+    /// Replay what came after this position.
+    From(Position),
+}
+
+/// The history's answer to a joining client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// Where the history stood when the client joined.
+    pub(crate) position: Position,
+    /// For a [`Cursor::From`]: events replayed, or why none were.
+    pub(crate) outcome: Option<Result<u64, NotRecoveredReason>>,
+}
+
 /// Delivers bursts to the clients that joined.
 pub(crate) trait Fanout: Send + Sync + fmt::Debug {
-    /// `outbox` receives every later burst its filter matches.
-    fn join(&self, outbox: Arc<Outbox>);
+    /// `outbox` receives every later burst its filter matches. With history
+    /// on, a client that presented `cursor` first gets what it missed
+    /// (all or nothing), queued under the lock live bursts are offered
+    /// under, then every later burst; the answer says where it stands.
+    /// `None`: history is off.
+    fn join(&self, outbox: Arc<Outbox>, cursor: Option<Cursor>) -> Option<Joined>;
     /// The client stops receiving.
     fn leave(&self, id: ClientId);
     /// Offers `burst` to every member but its sender. Never waits: a full
     /// member drops its oldest frames instead.
     fn publish(&self, burst: Arc<Burst>) -> Delivery;
+    /// Events the history holds now (0 with history off).
+    fn history_len(&self) -> usize;
 }
 
 /// In-process fan-out.
@@ -79,12 +115,42 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
 /// lock and offers to members with no hub-wide lock held, so readers on
 /// different cores do not serialise on it. `join` and `leave` copy the
 /// list, which is cheap next to a WebSocket handshake.
+///
+/// With history on, a burst is stored and offered to every member under the
+/// history's lock, and a client joins under it: every member sees bursts
+/// in history order, and a replay meets the live bursts after it with
+/// nothing missing or repeated. Offering is bookkeeping only (no I/O), so
+/// the lock is held briefly.
 #[derive(Debug, Default)]
 pub(crate) struct LocalFanout {
     members: Mutex<Arc<Vec<Arc<Outbox>>>>,
+    history: Option<Mutex<History>>,
 }
 
 impl LocalFanout {
+    /// A fan-out keeping `history` (`None`: off).
+    pub(crate) fn new(history: Option<History>) -> LocalFanout {
+        LocalFanout {
+            members: Mutex::default(),
+            history: history.map(Mutex::new),
+        }
+    }
+
+    fn offer_all(&self, burst: &Arc<Burst>, seq: u64) -> Delivery {
+        let mut delivery = Delivery::default();
+        for member in self.snapshot().iter() {
+            let Offered {
+                queued,
+                dropped,
+                held,
+            } = member.offer(burst, seq);
+            delivery.queued += queued;
+            delivery.dropped += dropped;
+            delivery.max_held = delivery.max_held.max(held);
+        }
+        delivery
+    }
+
     fn update(&self, change: impl FnOnce(&mut Vec<Arc<Outbox>>)) {
         let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = Vec::clone(&members);
@@ -98,8 +164,33 @@ impl LocalFanout {
 }
 
 impl Fanout for LocalFanout {
-    fn join(&self, outbox: Arc<Outbox>) {
+    fn join(&self, outbox: Arc<Outbox>, cursor: Option<Cursor>) -> Option<Joined> {
+        let Some(history) = &self.history else {
+            self.update(|members| members.push(outbox));
+            return None;
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        let position = history.position();
+        let outcome = match cursor {
+            None => None,
+            Some(Cursor::New) => {
+                outbox.resume(position.seq(), position.seq(), Replay::default());
+                None
+            }
+            Some(Cursor::From(from)) => {
+                let replayed = history.replay(&from, Instant::now());
+                let outcome = replayed.as_ref().map(|r| r.events).map_err(|why| *why);
+                match replayed {
+                    // The client has everything before the replay: position
+                    // frames go out past its own position.
+                    Ok(replay) => outbox.resume(position.seq(), from.seq(), replay),
+                    Err(_) => outbox.resume(position.seq(), position.seq(), Replay::default()),
+                }
+                Some(outcome)
+            }
+        };
         self.update(|members| members.push(outbox));
+        Some(Joined { position, outcome })
     }
 
     fn leave(&self, id: ClientId) {
@@ -107,18 +198,18 @@ impl Fanout for LocalFanout {
     }
 
     fn publish(&self, burst: Arc<Burst>) -> Delivery {
-        let mut delivery = Delivery::default();
-        for member in self.snapshot().iter() {
-            let Offered {
-                queued,
-                dropped,
-                held,
-            } = member.offer(&burst);
-            delivery.queued += queued;
-            delivery.dropped += dropped;
-            delivery.max_held = delivery.max_held.max(held);
-        }
-        delivery
+        let Some(history) = &self.history else {
+            return self.offer_all(&burst, 0);
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = history.append(&burst, Instant::now());
+        self.offer_all(&burst, seq)
+    }
+
+    fn history_len(&self) -> usize {
+        self.history.as_ref().map_or(0, |h| {
+            h.lock().unwrap_or_else(PoisonError::into_inner).len()
+        })
     }
 }
 
@@ -141,7 +232,7 @@ mod tests {
         let fanout = LocalFanout::default();
         let (a, b, c) = (outbox(1), outbox(2), outbox(3));
         for o in [&a, &b, &c] {
-            fanout.join(Arc::clone(o));
+            fanout.join(Arc::clone(o), None);
         }
         let frame = Utf8Bytes::from(r#"{"id":"1","event_type":"t"}"#);
         let burst = Arc::new(Burst::new(1, vec![frame.clone()], vec!["t".into()]));
@@ -162,5 +253,50 @@ mod tests {
         let mut got = VecDeque::new();
         assert_eq!(b.take(&mut got), 1);
         assert_eq!(got[0].burst.frames[0], frame);
+    }
+
+    #[test]
+    fn a_replay_meets_the_live_bursts_with_nothing_missing_or_repeated() {
+        let config = crate::HubConfig::default();
+        let fanout = LocalFanout::new(History::new(&config));
+        let frame = |n: u32| Utf8Bytes::from(format!(r#"{{"id":"{n}","event_type":"t"}}"#));
+        let publish = |n: u32| {
+            let burst = Burst::new(9, vec![frame(n)], vec!["t".into()]);
+            fanout.publish(Arc::new(burst));
+        };
+        let first = outbox(1);
+        let joined = fanout.join(Arc::clone(&first), Some(Cursor::New)).unwrap();
+        assert_eq!((joined.position.seq(), joined.outcome), (0, None));
+        publish(1);
+        publish(2);
+        let at = Position::new(joined.position.epoch(), 1);
+        publish(3);
+        let second = outbox(2);
+        let joined = fanout
+            .join(Arc::clone(&second), Some(Cursor::From(at)))
+            .unwrap();
+        assert_eq!((joined.position.seq(), joined.outcome), (3, Some(Ok(2))));
+        publish(4);
+        let mut got = VecDeque::new();
+        second.take(&mut got);
+        let ids: Vec<String> = got
+            .iter()
+            .flat_map(|e| {
+                (0..e.burst.frames.len())
+                    .filter(|i| e.frames.contains(*i))
+                    .map(|i| e.burst.frames[i].to_string())
+            })
+            .collect();
+        assert_eq!(ids, [frame(2), frame(3), frame(4)].map(|f| f.to_string()));
+        assert_eq!(second.mark_due(), Some(4));
+        assert_eq!(fanout.history_len(), 4);
+        // Another epoch: nothing replayed, the reason given.
+        let third = outbox(3);
+        let other = Position::new(at.epoch().wrapping_add(1), 1);
+        let joined = fanout.join(third, Some(Cursor::From(other))).unwrap();
+        assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        // History off: no answer at all.
+        let plain = LocalFanout::default();
+        assert!(plain.join(outbox(4), Some(Cursor::New)).is_none());
     }
 }

@@ -66,6 +66,8 @@ const HANDSHAKE_HELP: &str = "Connections refused or failed before becoming a cl
 const CONTROL_HELP: &str = "Control frames (filter changes, hellos), by result; a rejected one \
      closed its sender with 1008.";
 const MALFORMED_HELP: &str = "Frames that were neither an event nor a control frame, by reason.";
+const RESUME_HELP: &str =
+    "Clients that presented a history position, by whether every event after it could be replayed.";
 const DISCONNECT_HELP: &str = "Clients closed by the hub, by reason (1008 and 1007 closes are \
      counted in control_frames_total and malformed_frames_total).";
 
@@ -309,6 +311,41 @@ const TABLE: &[Row] = &[
         kind: Counter,
         label: None,
         value: |s| s.duplicates_dropped,
+    },
+    Row {
+        name: "resumes_total",
+        help: RESUME_HELP,
+        kind: Counter,
+        label: Some(("result", "recovered")),
+        value: |s| s.resumes_recovered,
+    },
+    Row {
+        name: "resumes_total",
+        help: RESUME_HELP,
+        kind: Counter,
+        label: Some(("result", "not_recovered")),
+        value: |s| s.resumes_not_recovered,
+    },
+    Row {
+        name: "events_replayed_total",
+        help: "Events replayed from history to resuming clients.",
+        kind: Counter,
+        label: None,
+        value: |s| s.events_replayed,
+    },
+    Row {
+        name: "closed_to_resume_total",
+        help: "Resuming clients closed with 1013 because their queue was full, so that they resume instead of losing frames (also in disconnects_total{reason=\"slow\"}).",
+        kind: Counter,
+        label: None,
+        value: |s| s.closed_to_resume,
+    },
+    Row {
+        name: "history_events",
+        help: "Events the history holds now.",
+        kind: Gauge,
+        label: None,
+        value: |s| s.history_events,
     },
     Row {
         name: "dedup_window_ids",

@@ -23,6 +23,7 @@ use crate::connection;
 use crate::dedup::DedupWindow;
 use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
+use crate::history::History;
 use crate::origin::Origins;
 use crate::stats::{Counters, HubStats, bump};
 use crate::throttle::Throttle;
@@ -166,6 +167,7 @@ impl Shared {
         let mut stats = self.counters.snapshot();
         stats.dedup_window_ids = self.dedup.len() as u64;
         stats.connections_open = self.open.load(Relaxed) as u64;
+        stats.history_events = self.fanout.history_len() as u64;
         stats
     }
 
@@ -277,6 +279,7 @@ impl Hub {
         );
         let origins = Origins::new(&config.allowed_origins);
         let throttle = Throttle::new(config.auth_failures_per_minute);
+        let history = History::new(&config);
         let shared = Arc::new(Shared {
             origins,
             throttle,
@@ -284,7 +287,7 @@ impl Hub {
             tls: tls.map(TlsSlot::new),
             auth,
             counters: Counters::default(),
-            fanout: Box::new(LocalFanout::default()),
+            fanout: Box::new(LocalFanout::new(history)),
             dedup,
             lifecycle,
             clients: ClientList::default(),

@@ -73,9 +73,10 @@
 //! mean a subscriber has received it: the hub keeps nothing on disk, so an
 //! event acknowledged but not yet written to a subscriber when the hub
 //! stops or dies is lost for that subscriber, and so is one dropped from a
-//! slow subscriber's full queue. The hub does not redeliver to subscribers
-//! that were disconnected at the time; subscribers do not acknowledge what
-//! they receive (that is outside this protocol). A publisher resends what
+//! slow plain subscriber's full queue. With history on, the event is also
+//! stored in the history before it is relayed, so a subscriber that was
+//! disconnected at the time gets it when it resumes while the history
+//! holds it; subscribers do not acknowledge what they receive. A publisher resends what
 //! was not acknowledged when its connection ends; those resends are what
 //! the window below absorbs.
 //!
@@ -97,12 +98,28 @@
 //! should de-duplicate by id. Events from clients that did not say hello
 //! are neither checked nor recorded: no hashing and no lock for them.
 //!
+//! # History and resume
+//!
+//! The hub keeps the events it relays in a bounded history
+//! ([`HubConfig::history_size`], [`HubConfig::history_ttl`],
+//! [`HubConfig::history_bytes`]) holding the same shared frames, at
+//! positions `(epoch, seq)`. A client that presents its position on the
+//! upgrade (`Watchtower-Resume`, see [`watchtower_core::Position`]) gets
+//! every event after it replayed, then live ones, or nothing and the
+//! reason (another epoch, expired, more than [`HubConfig::max_replay`]);
+//! the answer comes in the upgrade response and as the first frame. Such a
+//! client is sent `{"type":"position","seq":S}` frames as it is written to,
+//! and is closed with 1013 rather than dropped from when its queue is
+//! full, so it resumes instead of missing events. The README has the
+//! protocol in full.
+//!
 //! # Slow, dead and misbehaving clients
 //!
 //! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
 //!   frames and [`HubConfig::client_queue_bytes`] bytes, counting what its
 //!   writer has taken but not yet written; when it is full the oldest
-//!   frames are dropped and counted, and neither the sender nor other
+//!   frames are dropped and counted (a resuming client is closed with 1013
+//!   instead, see above), and neither the sender nor other
 //!   clients slow down. A client that keeps dropping for
 //!   [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
 //!   Later), by a timer, even if nothing more is published.
@@ -183,6 +200,7 @@ mod error;
 mod fanout;
 mod figures;
 mod filter;
+mod history;
 mod http;
 mod hub;
 mod origin;
@@ -196,12 +214,12 @@ pub use builder::HubBuilder;
 pub use config::{
     DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_BYTES, DEFAULT_CLIENT_QUEUE_FRAMES,
     DEFAULT_CONTROL_BYTES_PER_SECOND, DEFAULT_DEDUP_CLIENT_SHARE, DEFAULT_DEDUP_WINDOW_AGE,
-    DEFAULT_DEDUP_WINDOW_EVENTS, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_EVENT_TYPE_LEN, DEFAULT_MAX_FILTER_BYTES, DEFAULT_MAX_FILTER_TYPES,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES,
-    DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_MIN_TOKEN_LEN,
-    DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
+    DEFAULT_DEDUP_WINDOW_EVENTS, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HISTORY_BYTES,
+    DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EVENT_TYPE_LEN,
+    DEFAULT_MAX_FILTER_BYTES, DEFAULT_MAX_FILTER_TYPES, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY,
+    DEFAULT_MESSAGE_TIMEOUT, DEFAULT_MIN_TOKEN_LEN, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,
+    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_CLIENT_TIMEOUT, HubConfig,
 };
 pub use error::{HubError, Result};
 pub use figures::{Figure, FigureKind};

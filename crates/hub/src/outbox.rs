@@ -121,6 +121,13 @@ struct State {
     dropping_since: Option<Instant>,
     /// No longer accepting frames: the client is slow or leaving.
     closed: bool,
+    /// History on: the seq of the newest burst offered (queued, filtered
+    /// out or sent by this client), so everything up to it that this
+    /// client is to get is queued.
+    seen: u64,
+    /// A resuming client's queue overflowed: it was closed instead of
+    /// losing frames, and resumes from its position.
+    overflowed: bool,
 }
 
 /// One client's queue and filter as `/api/clients` shows them.
@@ -176,7 +183,21 @@ pub(crate) struct Outbox {
     acks: AtomicBool,
     /// Wakes [`Outbox::became_slow`]: the queue started dropping.
     dropping: Notify,
+    /// The client presented a position: it gets position frames, and is
+    /// closed (1013) rather than losing a frame, since it can resume. Set
+    /// before it joins the fan-out.
+    resumable: AtomicBool,
+    /// `seen` when the writer last took the queue: once what it took is
+    /// written, every event up to it has been.
+    taken_seen: AtomicU64,
+    /// The seq of the last position frame sent (or the position the client
+    /// already has). Only the writer moves it.
+    marked: AtomicU64,
 }
+
+/// A filtered resuming client whose filter skips this many events in a row
+/// gets a position frame anyway, so its position keeps up.
+const MARK_AFTER_SKIPPED: u64 = 1024;
 
 impl Outbox {
     pub(crate) fn new(id: ClientId, config: &HubConfig) -> Outbox {
@@ -195,6 +216,8 @@ impl Outbox {
                 bytes: 0,
                 dropping_since: None,
                 closed: false,
+                seen: 0,
+                overflowed: false,
             }),
             ack: AtomicU64::new(0),
             ready: Notify::new(),
@@ -202,6 +225,9 @@ impl Outbox {
             dropped: AtomicU64::new(0),
             acks: AtomicBool::new(false),
             dropping: Notify::new(),
+            resumable: AtomicBool::new(false),
+            taken_seen: AtomicU64::new(0),
+            marked: AtomicU64::new(0),
         }
     }
 
@@ -220,16 +246,34 @@ impl Outbox {
     /// frames, or in bytes counting what the writer holds) the oldest
     /// frames are dropped; a client that keeps dropping for `slow_after`
     /// is closed (see [`Outbox::became_slow`]).
-    pub(crate) fn offer(&self, burst: &Arc<Burst>) -> Offered {
-        if burst.sender == self.id || burst.frames.is_empty() {
+    ///
+    /// `seq` is the history position of the burst's last frame (0 with
+    /// history off). A resuming client is never dropped from: when the
+    /// burst does not fit it is closed instead (1013), and resumes.
+    pub(crate) fn offer(&self, burst: &Arc<Burst>, seq: u64) -> Offered {
+        let resumable = self.resumable.load(Relaxed);
+        if !resumable && (burst.sender == self.id || burst.frames.is_empty()) {
             return Offered::default();
         }
         let mut state = self.lock();
         if state.closed {
             return Offered::default();
         }
+        let before = state.seen;
+        if resumable {
+            state.seen = seq;
+            if burst.sender == self.id || burst.frames.is_empty() {
+                drop(state);
+                self.skipped(seq);
+                return Offered::default();
+            }
+        }
         let frames = match state.filter.coverage() {
-            Coverage::Nothing => return Offered::default(),
+            Coverage::Nothing => {
+                drop(state);
+                self.skipped(seq);
+                return Offered::default();
+            }
             Coverage::Everything => FrameSet::first(burst.frames.len()),
             Coverage::Some => {
                 let mut set = FrameSet::default();
@@ -239,6 +283,8 @@ impl Outbox {
                     }
                 }
                 if set.is_empty() {
+                    drop(state);
+                    self.skipped(seq);
                     return Offered::default();
                 }
                 set
@@ -253,6 +299,20 @@ impl Outbox {
         state.frames += queued;
         state.bytes += burst.bytes;
         let writer = self.writer_bytes.load(Relaxed);
+        if resumable && overfull(&state, self.capacity, self.budget.saturating_sub(writer)) {
+            // Close rather than drop: the client resumes from its position
+            // and gets this burst (and the rest) from the history.
+            if let Some(entry) = state.queue.pop_back() {
+                state.frames -= entry.frames.len();
+                state.bytes -= entry.bytes;
+            }
+            state.seen = before;
+            state.closed = true;
+            state.overflowed = true;
+            drop(state);
+            self.dropping.notify_one();
+            return Offered::default();
+        }
         let dropped = trim(
             &mut state,
             self.capacity,
@@ -289,6 +349,7 @@ impl Outbox {
             into.extend(state.queue.drain(..));
         }
         state.dropping_since = None;
+        self.taken_seen.store(state.seen, Relaxed);
         let bytes = std::mem::take(&mut state.bytes);
         self.writer_bytes.fetch_add(bytes, Relaxed);
         std::mem::take(&mut state.frames)
@@ -375,6 +436,60 @@ impl Outbox {
         }
     }
 
+    /// Makes this a resuming client, about to join at history position
+    /// `seen` with `replay` queued first; `marked` is the position the
+    /// client has already (position frames go out past it). Called before
+    /// the client joins the fan-out, under the history's lock.
+    pub(crate) fn resume(&self, seen: u64, marked: u64, replay: crate::history::Replay) {
+        let mut state = self.lock();
+        // The replay's frames are bounded by `max_replay`, which may be
+        // above `client_queue_frames`: they are not counted against it
+        // (the writer takes them at once), only their bytes are.
+        for (burst, frames) in replay.bursts {
+            state.bytes += burst.bytes;
+            let bytes = burst.bytes;
+            state.queue.push_back(Entry {
+                burst,
+                frames,
+                bytes,
+            });
+        }
+        state.seen = seen;
+        self.marked.store(marked, Relaxed);
+        self.taken_seen.store(marked, Relaxed);
+        self.resumable.store(true, Relaxed);
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// A filtered-out burst of a resuming client: wake the writer now and
+    /// then, so its position frames keep up with the history.
+    fn skipped(&self, seq: u64) {
+        if seq.saturating_sub(self.marked.load(Relaxed)) >= MARK_AFTER_SKIPPED {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The position frame due once what the writer took is written: the
+    /// seq the client has got to, if past the last one sent.
+    pub(crate) fn mark_due(&self) -> Option<u64> {
+        if !self.resumable.load(Relaxed) {
+            return None;
+        }
+        let seen = self.taken_seen.load(Relaxed);
+        (seen > self.marked.load(Relaxed)).then_some(seen)
+    }
+
+    /// The position frame for `seq` was handed to the socket.
+    pub(crate) fn mark_sent(&self, seq: u64) {
+        self.marked.store(seq, Relaxed);
+    }
+
+    /// Whether this client was closed for overflowing while resumable.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// Stops accepting frames; what is queued can still be taken.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -391,7 +506,13 @@ impl Outbox {
     /// full is closed even if nothing more is published.
     pub(crate) async fn became_slow(&self) {
         loop {
-            let since = self.lock().dropping_since;
+            let (since, overflowed) = {
+                let state = self.lock();
+                (state.dropping_since, state.overflowed)
+            };
+            if overflowed {
+                return;
+            }
             let Some(since) = since else {
                 // `notify_one` keeps a permit when nobody waits, so a start
                 // between the check and this wait is not missed.
@@ -406,6 +527,12 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Whether the queue is over `capacity` frames or `budget` bytes, except
+/// that one entry alone always fits (as [`trim`] keeps it).
+fn overfull(state: &State, capacity: usize, budget: usize) -> bool {
+    state.frames > capacity || (state.bytes > budget && state.queue.len() > 1)
 }
 
 /// Drops the oldest queued frames until at most `capacity` frames and
@@ -525,8 +652,8 @@ mod tests {
     #[test]
     fn never_back_to_the_sender() {
         let outbox = outbox(1, 100, Duration::from_secs(5));
-        assert_eq!(outbox.offer(&burst(1, &["a"])), Offered::default());
-        assert_eq!(outbox.offer(&burst(2, &["a"])).queued, 1);
+        assert_eq!(outbox.offer(&burst(1, &["a"]), 0), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 1);
         assert_eq!(taken(&outbox).len(), 1);
     }
 
@@ -539,8 +666,8 @@ mod tests {
                 replace: true,
             })
             .unwrap();
-        assert_eq!(outbox.offer(&burst(2, &["a", "b", "a", "b"])).queued, 2);
-        assert_eq!(outbox.offer(&burst(2, &["a"])).queued, 0);
+        assert_eq!(outbox.offer(&burst(2, &["a", "b", "a", "b"]), 0).queued, 2);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 0);
         let got = taken(&outbox);
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|f| f.contains(r#""event_type":"b""#)));
@@ -549,8 +676,8 @@ mod tests {
     #[test]
     fn full_queue_drops_the_oldest_frames() {
         let outbox = outbox(1, 3, Duration::from_secs(60));
-        assert_eq!(outbox.offer(&burst(2, &["a", "a"])).dropped, 0);
-        let o = outbox.offer(&burst(3, &["b", "b"]));
+        assert_eq!(outbox.offer(&burst(2, &["a", "a"]), 0).dropped, 0);
+        let o = outbox.offer(&burst(3, &["b", "b"]), 0);
         assert_eq!((o.queued, o.dropped), (2, 1));
         let got = taken(&outbox);
         assert_eq!(got.len(), 3);
@@ -561,7 +688,7 @@ mod tests {
     #[test]
     fn a_burst_larger_than_the_queue_keeps_its_newest_frames() {
         let outbox = outbox(1, 2, Duration::from_secs(60));
-        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]));
+        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]), 0);
         assert_eq!((o.queued, o.dropped), (5, 3));
         let got = taken(&outbox);
         assert!(got[0].contains(r#""id":"3""#) && got[1].contains(r#""id":"4""#));
@@ -577,13 +704,13 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         };
-        outbox.offer(&burst(2, &["a"]));
-        outbox.offer(&burst(2, &["a"])); // starts dropping
+        outbox.offer(&burst(2, &["a"]), 0);
+        outbox.offer(&burst(2, &["a"]), 0); // starts dropping
         tokio::time::advance(Duration::from_secs(1)).await;
         // Taking resets the clock: the client kept up for a moment.
         taken(&outbox);
-        outbox.offer(&burst(2, &["a"]));
-        outbox.offer(&burst(2, &["a"])); // drops again, clock restarts
+        outbox.offer(&burst(2, &["a"]), 0);
+        outbox.offer(&burst(2, &["a"]), 0); // drops again, clock restarts
         tokio::time::advance(Duration::from_millis(1500)).await;
         settle().await;
         assert!(
@@ -598,7 +725,7 @@ mod tests {
             .expect("closed by the timer")
             .unwrap();
         // A slow client takes nothing more.
-        assert_eq!(outbox.offer(&burst(2, &["a"])), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0), Offered::default());
     }
 
     #[test]
@@ -611,21 +738,21 @@ mod tests {
         };
         let outbox = Outbox::new(1, &config);
         for _ in 0..3 {
-            assert_eq!(outbox.offer(&burst(2, &["a"])).dropped, 0);
+            assert_eq!(outbox.offer(&burst(2, &["a"]), 0).dropped, 0);
         }
         let mut pending = VecDeque::new();
         outbox.take(&mut pending);
         // The writer holds the budget: the newest entry is kept...
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (0, 4 * b));
         // ...and the next one pushes it out.
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (1, 4 * b));
         // Written: the budget is free again.
         for entry in pending.drain(..) {
             outbox.release(&entry);
         }
-        let o = outbox.offer(&burst(2, &["a"]));
+        let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (0, 2 * b));
         // A partial match still keeps the whole burst alive, and is charged
         // for it.
@@ -637,6 +764,43 @@ mod tests {
             })
             .unwrap();
         let mixed = burst(2, &["a", "b", "a"]);
-        assert_eq!(outbox.offer(&mixed).held, mixed.bytes);
+        assert_eq!(outbox.offer(&mixed, 0).held, mixed.bytes);
+    }
+
+    #[tokio::test]
+    async fn a_resuming_client_is_closed_not_dropped_from() {
+        let outbox = outbox(1, 2, Duration::from_secs(60));
+        outbox.resume(10, 10, crate::history::Replay::default());
+        assert_eq!(outbox.mark_due(), None);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 11).queued, 1);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 12).queued, 1);
+        // A third frame does not fit: no drop, the client is closed and its
+        // position stays before the frame it did not get.
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 13), Offered::default());
+        tokio::time::timeout(Duration::from_secs(1), outbox.became_slow())
+            .await
+            .expect("closed at once, no timer");
+        assert!(outbox.overflowed());
+        assert_eq!(taken(&outbox).len(), 2);
+        assert_eq!(outbox.mark_due(), Some(12));
+        outbox.mark_sent(12);
+        assert_eq!(outbox.mark_due(), None);
+    }
+
+    #[test]
+    fn a_resuming_clients_position_passes_what_its_filter_skips() {
+        let outbox = outbox(1, 100, Duration::from_secs(60));
+        outbox.resume(0, 0, crate::history::Replay::default());
+        outbox
+            .apply(&Change::Subscribe {
+                types: vec!["b".into()],
+                replace: true,
+            })
+            .unwrap();
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 1).queued, 0);
+        // Its own events, too, are passed, not waited for.
+        assert_eq!(outbox.offer(&burst(1, &["b"]), 2).queued, 0);
+        assert!(taken(&outbox).is_empty());
+        assert_eq!(outbox.mark_due(), Some(2));
     }
 }

@@ -120,6 +120,20 @@ pub struct HubStats {
     /// [`HubConfig::dedup_window_events`](crate::HubConfig::dedup_window_events).
     /// Like `clients`, a gauge, not a total.
     pub dedup_window_ids: u64,
+    /// Clients that presented a position and got every event after it
+    /// (replayed, then live).
+    pub resumes_recovered: u64,
+    /// Clients that presented a position that could not be recovered
+    /// (another epoch, expired, or too many events): nothing was replayed.
+    pub resumes_not_recovered: u64,
+    /// Events replayed to resuming clients.
+    pub events_replayed: u64,
+    /// Resuming clients closed with 1013 because their queue was full:
+    /// they resume from history instead of losing frames (also counted in
+    /// `disconnected_slow`).
+    pub closed_to_resume: u64,
+    /// Events the history holds now. A gauge, like `clients`.
+    pub history_events: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -156,6 +170,11 @@ impl std::ops::Add for HubStats {
             acks_sent: self.acks_sent + o.acks_sent,
             duplicates_dropped: self.duplicates_dropped + o.duplicates_dropped,
             dedup_window_ids: self.dedup_window_ids + o.dedup_window_ids,
+            resumes_recovered: self.resumes_recovered + o.resumes_recovered,
+            resumes_not_recovered: self.resumes_not_recovered + o.resumes_not_recovered,
+            events_replayed: self.events_replayed + o.events_replayed,
+            closed_to_resume: self.closed_to_resume + o.closed_to_resume,
+            history_events: self.history_events + o.history_events,
         }
     }
 }
@@ -191,6 +210,10 @@ pub(crate) struct Counters {
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) acks_sent: AtomicU64,
     pub(crate) duplicates_dropped: AtomicU64,
+    pub(crate) resumes_recovered: AtomicU64,
+    pub(crate) resumes_not_recovered: AtomicU64,
+    pub(crate) events_replayed: AtomicU64,
+    pub(crate) closed_to_resume: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -246,6 +269,12 @@ impl Counters {
             duplicates_dropped: l(&self.duplicates_dropped),
             // A gauge kept by the window itself; see `Shared::stats`.
             dedup_window_ids: 0,
+            resumes_recovered: l(&self.resumes_recovered),
+            resumes_not_recovered: l(&self.resumes_not_recovered),
+            events_replayed: l(&self.events_replayed),
+            closed_to_resume: l(&self.closed_to_resume),
+            // A gauge kept by the history; see `Shared::stats`.
+            history_events: 0,
         }
     }
 }

@@ -251,6 +251,17 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             "watchtower_hub_duplicates_dropped_total",
             s.duplicates_dropped,
         ),
+        (
+            "watchtower_hub_resumes_total{result=\"recovered\"}",
+            s.resumes_recovered,
+        ),
+        (
+            "watchtower_hub_resumes_total{result=\"not_recovered\"}",
+            s.resumes_not_recovered,
+        ),
+        ("watchtower_hub_events_replayed_total", s.events_replayed),
+        ("watchtower_hub_closed_to_resume_total", s.closed_to_resume),
+        ("watchtower_hub_history_events", s.history_events),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),
     ]
 }

@@ -8,6 +8,7 @@ mod support;
 mod acks;
 mod browser;
 mod filters;
+mod history;
 mod hostile;
 mod http;
 mod keepalive;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use watchtower_core::{BoxError, WatchtowerError};
+use watchtower_core::{BoxError, Position, WatchtowerError};
 use watchtower_dlq::DlqConfig;
 use watchtower_reconnect::ReconnectPolicy;
 
@@ -96,6 +96,8 @@ pub struct TransportBuilder {
     delivery: Delivery,
     ack_attempts: u32,
     dedup_window: usize,
+    resume: bool,
+    resume_from: Option<Position>,
 }
 
 impl fmt::Debug for TransportBuilder {
@@ -138,6 +140,8 @@ impl TransportBuilder {
             delivery: Delivery::AtMostOnce,
             ack_attempts: DEFAULT_ACK_ATTEMPTS,
             dedup_window: DEFAULT_DEDUP_WINDOW,
+            resume: true,
+            resume_from: None,
         }
     }
 
@@ -413,6 +417,30 @@ impl TransportBuilder {
         self
     }
 
+    /// Whether to present this transport's position in the hub's history
+    /// on every connect, so that a reconnect gets every event published
+    /// meanwhile (while the hub's history holds them). A server without
+    /// history ignores it; the outcome is in
+    /// [`last_resume`](WebSocketTransport::last_resume) and the stats.
+    /// Default: on.
+    pub fn resume(mut self, enabled: bool) -> Self {
+        self.resume = enabled;
+        self
+    }
+
+    /// Continue from `position` (as read from
+    /// [`WebSocketTransport::position`] by an earlier process): the first
+    /// connect asks the hub for every event after it. Turns
+    /// [`resume`](Self::resume) on. `connect` then returns at once (as with
+    /// [`connect_lazily`](Self::connect_lazily)) and the first connection
+    /// is made once the first `subscribe` is called, so the replay has a
+    /// subscription to go to.
+    pub fn resume_from(mut self, position: Position) -> Self {
+        self.resume = true;
+        self.resume_from = Some(position);
+        self
+    }
+
     /// Validates every setting, then connects. Must be called inside a
     /// tokio runtime.
     ///
@@ -559,6 +587,8 @@ impl TransportBuilder {
             lazy: self.lazy,
             acks,
             dedup_window: self.dedup_window,
+            resume: self.resume,
+            resume_from: self.resume_from,
         })
     }
 }

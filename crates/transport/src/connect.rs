@@ -14,10 +14,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig as WireConfig};
-use watchtower_core::{TlsErrorKind, WatchtowerError};
+use watchtower_core::{RESUME_HEADER, TlsErrorKind, WatchtowerError};
 
 use crate::credentials::{CredentialProvider, Credentials};
+use crate::resume::Resume;
 use crate::settings::Settings;
+use crate::stats::Counters;
 use crate::subscription::panic_message;
 use crate::tls::{handshake_error, tls_failure};
 
@@ -88,8 +90,13 @@ impl AsyncWrite for Socket {
 
 pub(crate) type Ws = WebSocketStream<Socket>;
 
-/// Makes one connection attempt within the connect timeout.
-pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerError> {
+/// Makes one connection attempt within the connect timeout, presenting
+/// the position in `resume` and taking in the hub's answer.
+pub(crate) async fn connect_once(
+    settings: &Settings,
+    resume: &Resume,
+    counters: &Counters,
+) -> Result<Ws, WatchtowerError> {
     let deadline = Instant::now() + settings.connect_timeout;
     let url = &settings.url;
     let timed_out = |stage: &'static str| WatchtowerError::Timeout {
@@ -103,7 +110,10 @@ pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerEr
         Some(provider) => Some(call_provider(provider, deadline, timed_out).await?),
         None => None,
     };
-    let request = build_request(settings, credentials.as_ref())?;
+    let mut request = build_request(settings, credentials.as_ref())?;
+    if let Some(position) = resume.header() {
+        request.headers_mut().insert(RESUME_HEADER, position);
+    }
 
     let tcp = timeout_at(deadline, TcpStream::connect((url.host(), url.port())))
         .await
@@ -143,13 +153,14 @@ pub(crate) async fn connect_once(settings: &Settings) -> Result<Ws, WatchtowerEr
     };
 
     let wire = wire_config(settings);
-    let (ws, _response) = timeout_at(
+    let (ws, response) = timeout_at(
         deadline,
         tokio_tungstenite::client_async_with_config(request, socket, Some(wire)),
     )
     .await
     .map_err(|_| timed_out("WebSocket handshake"))?
     .map_err(|e| upgrade_error(e, settings))?;
+    resume.answered(response.headers(), counters, &url.to_string());
     Ok(ws)
 }
 

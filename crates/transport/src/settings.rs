@@ -52,6 +52,10 @@ pub(crate) struct Settings {
     pub(crate) acks: Option<Acks>,
     /// Event ids remembered to drop duplicates (at-least-once mode; 0: off).
     pub(crate) dedup_window: usize,
+    /// Present a position on every connect.
+    pub(crate) resume: bool,
+    /// The position to present on the first connect.
+    pub(crate) resume_from: Option<watchtower_core::Position>,
 }
 
 impl Settings {

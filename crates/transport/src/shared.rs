@@ -15,6 +15,7 @@ use watchtower_core::WatchtowerError;
 use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
 
 use crate::connection::{Carry, DedupWindow};
+use crate::resume::Resume;
 use crate::settings::Settings;
 use crate::stats::{ConnectionState, Counters, add};
 use crate::subscription::Registry;
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     /// Whether the state is `CircuitOpen`: publishers check this on every
     /// call, and a `watch` borrow takes a lock.
     circuit_open: AtomicBool,
+    /// The position in the hub's history and the last resume answer.
+    pub(crate) resume: Resume,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -97,6 +100,7 @@ impl Shared {
         } else {
             0
         };
+        let (settings_resume, settings_resume_from) = (settings.resume, settings.resume_from);
         Ok(Shared {
             instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
             subs: Registry::new(settings.mailbox_size, settings.mailbox_overflow),
@@ -120,6 +124,7 @@ impl Shared {
             carry: Mutex::new(Carry::new()),
             crash: OnceLock::new(),
             circuit_open: AtomicBool::new(false),
+            resume: Resume::new(settings_resume, settings_resume_from),
         })
     }
 

@@ -127,6 +127,17 @@ pub struct ConnectionStats {
     /// At least once: incoming events dropped as duplicates of one already
     /// delivered (a resend).
     pub duplicates_dropped: u64,
+    /// Connects on which the hub recovered the position presented: every
+    /// event after it was replayed, then live ones followed.
+    pub resumes_recovered: u64,
+    /// Connects on which it did not: nothing was replayed and events may
+    /// be missing (the reason is in
+    /// [`last_resume`](crate::WebSocketTransport::last_resume)).
+    pub resumes_not_recovered: u64,
+    /// Events the hub replayed on those recovered connects.
+    pub events_replayed: u64,
+    /// Connects to a server that keeps no history (resume not supported).
+    pub resumes_not_supported: u64,
 }
 
 /// Every statistic of a transport at one moment.
@@ -205,6 +216,10 @@ pub(crate) struct Counters {
     pub(crate) failed_connects: AtomicU64,
     pub(crate) gave_up: AtomicU64,
     pub(crate) keepalive_timeouts: AtomicU64,
+    pub(crate) resumes_recovered: AtomicU64,
+    pub(crate) resumes_not_recovered: AtomicU64,
+    pub(crate) events_replayed: AtomicU64,
+    pub(crate) resumes_not_supported: AtomicU64,
 }
 
 /// One cache line.
@@ -284,6 +299,10 @@ impl Counters {
             resent: l(&self.resent),
             ack_timeouts: l(&self.ack_timeouts),
             duplicates_dropped: l(&self.duplicates_dropped),
+            resumes_recovered: l(&self.resumes_recovered),
+            resumes_not_recovered: l(&self.resumes_not_recovered),
+            events_replayed: l(&self.events_replayed),
+            resumes_not_supported: l(&self.resumes_not_supported),
         }
     }
 }

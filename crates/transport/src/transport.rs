@@ -14,8 +14,8 @@ use tracing::Instrument;
 use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
 use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{
-    BoxFuture, Event, EventHandler, HandlerFuture, Result, Subscriber, SubscriptionHandle,
-    Transport, WatchtowerError,
+    BoxFuture, Event, EventHandler, HandlerFuture, Position, Result, Subscriber,
+    SubscriptionHandle, Transport, WatchtowerError,
 };
 use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats};
 
@@ -24,6 +24,7 @@ use crate::config::WebSocketConfig;
 use crate::connection::{self, Failed, First};
 use crate::dead_event::DeadEvent;
 use crate::filter_limits;
+use crate::resume::ResumeOutcome;
 use crate::settings::Settings;
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
@@ -104,7 +105,9 @@ impl WebSocketTransport {
             url = %shared.settings.url,
             transport = shared.instance
         );
-        let first = if shared.settings.lazy {
+        // A position given at build is presented once a subscription can
+        // take the replay: the first connect waits for `subscribe`.
+        let first = if shared.settings.lazy || shared.settings.resume_from.is_some() {
             First::Connect
         } else {
             let mut schedule = shared.settings.policy.schedule();
@@ -329,6 +332,7 @@ impl WebSocketTransport {
             self.check_filter(&event_types)?;
         }
         let id = shared.subs.add(shared, event_types, handler);
+        shared.resume.subscribed();
         // With server filters, return once the server delivers the new types.
         let epoch = shared.filter_changed();
         shared.await_filter(epoch).await;
@@ -431,6 +435,22 @@ impl WebSocketTransport {
     /// Connection and subscription counters.
     pub fn connection_stats(&self) -> ConnectionStats {
         self.shared.counters.snapshot()
+    }
+
+    /// This transport's position in the hub's history: where a new
+    /// transport (a restarted process) continues from with
+    /// [`TransportBuilder::resume_from`](crate::TransportBuilder::resume_from).
+    /// It covers every event read from the socket (handed to the
+    /// subscriptions' mailboxes). `None` until a hub with history has
+    /// answered, or with resume off.
+    pub fn position(&self) -> Option<Position> {
+        self.shared.resume.position()
+    }
+
+    /// What the hub answered to the position presented on the latest
+    /// connect; `None` before the first connect or with resume off.
+    pub fn last_resume(&self) -> Option<ResumeOutcome> {
+        self.shared.resume.outcome()
     }
 
     /// Every statistic at once.

@@ -86,6 +86,19 @@ async fn serve<S>(
     tracing::info!(%peer, "client connected");
 
     let (mut sink, mut stream) = ws.split();
+    // The resume answer goes first, ahead of any replayed event. A fresh
+    // socket takes one small frame at once; the bound is for a broken one.
+    if let Some(greeting) = member.answer.as_ref().and_then(|a| a.greeting()) {
+        let sent = timeout(
+            shared.config.pong_timeout,
+            sink.send(Message::Text(greeting)),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(%peer, "could not write the resume answer");
+            return;
+        }
+    }
     let mut pending = VecDeque::new();
     let mut lifecycle = shared.lifecycle.subscribe();
     // Unbiased on purpose: a client that publishes flat out must not starve
@@ -102,6 +115,9 @@ async fn serve<S>(
     outbox.close();
     drop(member);
     shared.dedup.leave(id);
+    if matches!(end, End::Slow) && outbox.overflowed() {
+        bump(&shared.counters.closed_to_resume);
+    }
     count(&shared.counters, &end);
     finish(&shared, &end, &outbox, &mut pending, sink, stream).await;
     tracing::info!(%peer, reason = %end, "client disconnected");

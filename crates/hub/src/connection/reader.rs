@@ -57,6 +57,7 @@ where
         types: Vec::new(),
         keyed: Vec::new(),
         acks: false,
+        compact: shared.config.history_size > 0,
         data_frames: 0,
         acked: 0,
         warn: WarnLimiter::default(),
@@ -87,8 +88,11 @@ where
                 std::mem::take(&mut reader.types),
             ));
             let counters = &shared.counters;
-            add(&counters.events_in, burst.frames.len() as u64);
+            let events = burst.frames.len() as u64;
             let delivery = shared.fanout.publish(burst);
+            // Counted once relayed (and in the history): a test that waits
+            // for `events_in` may then rely on both.
+            add(&counters.events_in, events);
             add(&counters.frames_queued, delivery.queued);
             add(&counters.dropped_frames, delivery.dropped);
             high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
@@ -134,6 +138,8 @@ struct Reader<'a> {
     /// The client said `{"type":"hello","acks":true}` (and not since
     /// `false`).
     acks: bool,
+    /// History on: relay an exact-size copy of each frame (see `relay`).
+    compact: bool,
     /// Event and malformed frames read on this connection, duplicates
     /// included: what an ack's `upto` counts. Control frames are not
     /// counted; the client does not count them either.
@@ -273,6 +279,17 @@ impl Reader<'_> {
 
     /// Adds an event to the burst; `key` is its id's key in ack mode.
     fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>, key: Option<Key>) {
+        // A frame read from the socket is a slice of tungstenite's read
+        // buffer and keeps that whole buffer alive. Relayed at once, that
+        // is brief; kept in the history for minutes, it about doubled the
+        // memory per event (measured: 2.46x the payload bytes with slices,
+        // 1.46x with copies, 100,000 events). One exact-size copy here is
+        // shared by the history and every recipient.
+        let frame = if self.compact {
+            Utf8Bytes::from(String::from(frame.as_str()))
+        } else {
+            frame
+        };
         self.data_frames += 1;
         if let Some(key) = key {
             self.keyed.push((self.frames.len(), key));

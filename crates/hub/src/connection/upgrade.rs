@@ -3,6 +3,7 @@
 //! Origin check, the token check with per-peer throttling, the HTTP
 //! refusals, and joining the fan-out.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,17 +11,23 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
+use watchtower_core::{
+    ControlFrame, POSITION_HEADER, RECOVERED_HEADER, RESUME_HEADER, RESUME_NEW, RESUME_QUERY,
+    recovered_header,
+};
+
 use crate::auth::Refusal;
-use crate::fanout::ClientId;
-use crate::http::{self, Answer, Head, Replay, read_head};
+use crate::fanout::{ClientId, Cursor, Joined};
+use crate::http::{self, Head, Replay, read_head};
 use crate::hub::{Admission, Shared};
 use crate::origin::OriginRefusal;
 use crate::outbox::Outbox;
-use crate::stats::bump;
+use crate::stats::{add, bump};
 
 use super::{linger, serve};
 
@@ -94,7 +101,7 @@ where
             Ok(Err(error)) => {
                 bump(&shared.counters.handshake_failures);
                 tracing::debug!(%peer, ?error, "request head refused");
-                if let Some(answer) = Answer::bad_head(&error) {
+                if let Some(answer) = http::Answer::bad_head(&error) {
                     Box::pin(reply(socket, answer, deadline, admission)).await;
                 }
                 return None;
@@ -120,7 +127,7 @@ where
 
 /// The answer to a plain HTTP request: the route's, or a refusal (404,
 /// 405, or the token and Origin refusals an upgrade would get).
-fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> Answer {
+fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> http::Answer {
     bump(&shared.counters.http_requests);
     let request = &head.request;
     let answer = match http::route(request) {
@@ -135,7 +142,7 @@ fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> Answer {
                 Ok(()) => http::answer(shared, route),
                 Err((why, refusal)) => {
                     count_refusal(shared, peer, why);
-                    Answer::refusal(refusal)
+                    http::Answer::refusal(refusal)
                 }
             }
         }
@@ -148,7 +155,7 @@ fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> Answer {
 /// Writes `answer` by `deadline`, then closes the connection. Once the
 /// answer is out the connection no longer counts as a pending handshake,
 /// while it lingers.
-async fn reply<S>(mut socket: S, answer: Answer, deadline: Instant, admission: &mut Admission)
+async fn reply<S>(mut socket: S, answer: http::Answer, deadline: Instant, admission: &mut Admission)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -191,12 +198,22 @@ where
     // `Result` with tungstenite's large `ErrorResponse` is the callback's signature.
     #[allow(clippy::result_large_err)]
     let accept = |request: &Request, response: Response| {
-        let response =
+        let mut response =
             check_upgrade(shared, peer, request, response).map_err(|(why, answer)| {
                 refused = Some(why);
                 answer
             })?;
-        member = Some(Membership::join(shared, Arc::clone(outbox), peer));
+        let Ok(cursor) = presented_cursor(request) else {
+            refused = Some(Refused::BadResume);
+            let body = "bad request: send one Watchtower-Resume (or ?resume=): `new` or a \
+                        position as the hub gave it\n";
+            return Err(refusal(StatusCode::BAD_REQUEST, body));
+        };
+        let joined = Membership::join(shared, Arc::clone(outbox), peer, cursor);
+        if let Some(answer) = &joined.answer {
+            answer.headers(response.headers_mut());
+        }
+        member = Some(joined);
         Ok(response)
     };
     let upgrade = accept_hdr_async_with_config(socket, accept, Some(config.wire_config()));
@@ -250,6 +267,11 @@ fn count_refusal(shared: &Shared, peer: SocketAddr, why: Refused) {
                 tracing::info!(%peer, reason = %why, status, suppressed, "client refused");
             }
         }
+        Refused::BadResume => {
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, suppressed, "client refused with 400: malformed resume position");
+            }
+        }
     }
 }
 
@@ -262,6 +284,82 @@ enum Refused {
     Auth(Refusal),
     /// Too many failed token checks from this peer lately: 429.
     Throttled,
+    /// A malformed or repeated resume position: 400.
+    BadResume,
+}
+
+/// The position a client presented in [`RESUME_HEADER`] or
+/// `?resume=`; `Err` if it is malformed or there is more than one.
+fn presented_cursor(request: &Request) -> Result<Option<Cursor>, ()> {
+    let headers = request
+        .headers()
+        .get_all(RESUME_HEADER)
+        .iter()
+        .map(|v| v.to_str().ok().map(Cow::Borrowed));
+    let prefix = format!("{RESUME_QUERY}=");
+    let query = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.strip_prefix(prefix.as_str()))
+        // A browser's `encodeURIComponent` escapes the colons.
+        .map(|v| Some(Cow::Owned(v.replace("%3A", ":").replace("%3a", ":"))));
+    let mut found = None;
+    for value in headers.chain(query) {
+        let value = value.ok_or(())?;
+        let cursor = if value.trim() == RESUME_NEW {
+            Cursor::New
+        } else {
+            Cursor::From(value.parse().map_err(|_| ())?)
+        };
+        if found.replace(cursor).is_some() {
+            return Err(());
+        }
+    }
+    Ok(found)
+}
+
+/// The history's answer to a joining client: response headers, and the
+/// first frame for one that presented a position.
+#[derive(Debug)]
+pub(super) struct Answer {
+    joined: Joined,
+    /// The client presented a position (or `new`).
+    asked: bool,
+}
+
+impl Answer {
+    fn headers(&self, headers: &mut HeaderMap) {
+        let position = self.joined.position.to_string();
+        if let Ok(value) = HeaderValue::from_str(&position) {
+            headers.insert(POSITION_HEADER, value);
+        }
+        if let Some(outcome) = self.joined.outcome
+            && let Ok(value) = HeaderValue::from_str(&recovered_header(outcome))
+        {
+            headers.insert(RECOVERED_HEADER, value);
+        }
+    }
+
+    /// The first frame for a client that asked: `{"type":"resumed",…}`.
+    pub(super) fn greeting(&self) -> Option<Utf8Bytes> {
+        if !self.asked {
+            return None;
+        }
+        let (recovered, replayed, reason) = match self.joined.outcome {
+            None => (false, 0, None),
+            Some(Ok(replayed)) => (true, replayed, None),
+            Some(Err(reason)) => (false, 0, Some(reason)),
+        };
+        let frame = ControlFrame::Resumed {
+            position: self.joined.position.to_string(),
+            recovered,
+            replayed,
+            reason,
+        };
+        Some(Utf8Bytes::from(frame.to_json()))
+    }
 }
 
 /// Accepts an upgrade, whatever the path, if its `Origin` (if any) is
@@ -360,15 +458,39 @@ fn refusal(status: StatusCode, body: &'static str) -> ErrorResponse {
 pub(super) struct Membership<'a> {
     shared: &'a Shared,
     id: ClientId,
+    /// With history on, where the client stands.
+    pub(super) answer: Option<Answer>,
 }
 
 impl<'a> Membership<'a> {
-    fn join(shared: &'a Shared, outbox: Arc<Outbox>, peer: SocketAddr) -> Membership<'a> {
+    fn join(
+        shared: &'a Shared,
+        outbox: Arc<Outbox>,
+        peer: SocketAddr,
+        cursor: Option<Cursor>,
+    ) -> Membership<'a> {
         let id = outbox.id();
         shared.clients.join(peer, Arc::clone(&outbox));
-        shared.fanout.join(outbox);
-        bump(&shared.counters.clients);
-        Membership { shared, id }
+        let joined = shared.fanout.join(outbox, cursor);
+        let counters = &shared.counters;
+        bump(&counters.clients);
+        match joined.and_then(|j| j.outcome) {
+            Some(Ok(replayed)) => {
+                bump(&counters.resumes_recovered);
+                add(&counters.events_replayed, replayed);
+                tracing::debug!(replayed, "resumed: recovered");
+            }
+            Some(Err(reason)) => {
+                bump(&counters.resumes_not_recovered);
+                tracing::info!(%reason, "resume not recovered; nothing replayed");
+            }
+            None => {}
+        }
+        let answer = joined.map(|joined| Answer {
+            joined,
+            asked: cursor.is_some(),
+        });
+        Membership { shared, id, answer }
     }
 }
 

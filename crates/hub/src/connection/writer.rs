@@ -36,7 +36,7 @@ where
         if pending.is_empty() {
             outbox.take(pending);
         }
-        if pending.is_empty() && outbox.pending_ack().is_none() {
+        if pending.is_empty() && outbox.pending_ack().is_none() && outbox.mark_due().is_none() {
             tokio::select! {
                 biased;
                 () = outbox.ready() => continue,
@@ -99,6 +99,12 @@ where
     }
     if let Some(upto) = outbox.pending_ack() {
         send_ack(counters, outbox, upto, sink).await?;
+    }
+    // Everything taken is fed: a resuming client's position has moved.
+    if let Some(seq) = outbox.mark_due() {
+        let frame = ControlFrame::Position { seq }.to_json();
+        sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
+        outbox.mark_sent(seq);
     }
     Ok(fed)
 }

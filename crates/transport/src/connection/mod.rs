@@ -109,6 +109,16 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
 
 /// The connection task.
 async fn run(shared: Arc<Shared>, first: First) {
+    if shared.settings.resume_from.is_some() && matches!(first, First::Connect) {
+        let mut lifecycle = shared.lifecycle.subscribe();
+        tokio::select! {
+            () = shared.resume.wait_for_subscription() => {}
+            _ = lifecycle.wait_for(|l| *l != Lifecycle::Running) => {
+                finish(&shared);
+                return;
+            }
+        }
+    }
     let mut next = first;
     let mut sessions = 0u64;
     // One schedule per outage, kept across connections that drop at once.
@@ -250,7 +260,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
         .map_err(|rejected| WatchtowerError::CircuitOpen {
             retry_after: rejected.retry_after,
         })?;
-    match connect_once(&shared.settings).await {
+    match connect_once(&shared.settings, &shared.resume, &shared.counters).await {
         Ok(ws) => {
             permit.success();
             Ok(ws)

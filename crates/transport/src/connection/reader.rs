@@ -137,7 +137,12 @@ pub(super) fn on_frame(
     // A lone subscription reads the frame itself. Control frames (the hub
     // writes them `{"type":…` first) are handled here in any case, and at
     // least once every event id is checked here for duplicates.
-    let text = if text.starts_with(r#"{"type":"#) || at_least_once {
+    let control_shaped = text.starts_with(r#"{"type":"#);
+    if !control_shaped {
+        // Read: a reconnect asks only for what comes after it.
+        shared.resume.read(&text);
+    }
+    let text = if control_shaped || at_least_once {
         text
     } else {
         match shared.subs.deliver_unread(shared, text) {
@@ -147,6 +152,9 @@ pub(super) fn on_frame(
     };
     let error = match EventHeader::peek(&text) {
         Ok(header) => {
+            if control_shaped {
+                shared.resume.read(&text);
+            }
             bump(&shared.counters.events_received);
             if at_least_once && shared.dedup().is_duplicate(text.as_bytes()) {
                 bump(&shared.counters.duplicates_dropped);
@@ -171,7 +179,12 @@ pub(super) fn on_frame(
                 on_control(shared, conn, control);
                 return;
             }
-            None => error,
+            None => {
+                if control_shaped {
+                    shared.resume.read(&text);
+                }
+                error
+            }
         },
     };
     shared.counters.malformed.record(error.kind());
@@ -182,6 +195,10 @@ pub(super) fn on_frame(
 /// events; others are counted.
 fn on_control(shared: &Shared, conn: &SessionState, control: ControlFrame) {
     bump(&shared.counters.control_frames_in);
+    if let ControlFrame::Position { seq } = control {
+        shared.resume.mark(seq);
+        return;
+    }
     if let ControlFrame::Ack { upto } = control
         && shared.settings.acks.is_some()
     {

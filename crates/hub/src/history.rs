@@ -1,0 +1,355 @@
+//! The history: the most recent relayed events, at positions
+//! `(epoch, seq)`, so that a client that reconnects with its position gets
+//! what it missed.
+//!
+//! It holds the same shared bursts the fan-out queues (no copy), bounded
+//! in events (`history_size`), bytes (`history_bytes`) and age
+//! (`history_ttl`). `seq` counts events hub-wide from 1; `epoch` is random
+//! at start, so a position from before a restart is told apart
+//! (`NotRecoveredReason::Epoch`) instead of looking complete.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use watchtower_core::{NotRecoveredReason, Position, frame_key};
+
+use crate::config::HubConfig;
+use crate::fanout::Burst;
+use crate::outbox::FrameSet;
+
+/// One relayed burst as stored.
+#[derive(Debug)]
+struct Stored {
+    burst: Arc<Burst>,
+    /// The seq of `burst.frames[0]`.
+    first: u64,
+    /// Frames at the front already forgotten (over `history_size`).
+    skip: usize,
+    /// When it was relayed.
+    at: Instant,
+}
+
+impl Stored {
+    /// The seq of its last frame.
+    fn last(&self) -> u64 {
+        self.first + self.burst.frames.len() as u64 - 1
+    }
+
+    fn events(&self) -> usize {
+        self.burst.frames.len() - self.skip
+    }
+}
+
+/// What a replay queues: each burst with the frames to send from it.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    pub(crate) bursts: Vec<(Arc<Burst>, FrameSet)>,
+    /// Frames in `bursts`.
+    pub(crate) events: u64,
+}
+
+/// The ring of recent bursts. Lives under the fan-out's lock, the one live
+/// events are appended and offered under, so a replay and the live events
+/// after it meet with nothing missing or repeated.
+#[derive(Debug)]
+pub(crate) struct History {
+    epoch: u64,
+    size: usize,
+    ttl: Duration,
+    budget: usize,
+    /// Most events one replay may hold: `max_replay`.
+    max_replay: usize,
+    /// Most bytes one replay may keep alive: the client's queue budget.
+    replay_bytes: usize,
+    ring: VecDeque<Stored>,
+    /// Events held (frames in `ring`, less skipped ones).
+    events: usize,
+    /// Bytes `ring`'s bursts keep alive.
+    bytes: usize,
+    /// The seq of the newest event; 0 before the first.
+    head: u64,
+}
+
+impl History {
+    /// `None` when `history_size` is 0 (history off).
+    pub(crate) fn new(config: &HubConfig) -> Option<History> {
+        (config.history_size > 0).then(|| History {
+            epoch: new_epoch(),
+            size: config.history_size,
+            ttl: config.history_ttl,
+            budget: config.history_bytes,
+            max_replay: config.max_replay,
+            replay_bytes: config.client_queue_bytes,
+            ring: VecDeque::new(),
+            events: 0,
+            bytes: 0,
+            head: 0,
+        })
+    }
+
+    /// Where the history stands: the newest event's position.
+    pub(crate) fn position(&self) -> Position {
+        Position::new(self.epoch, self.head)
+    }
+
+    /// Events held now.
+    pub(crate) fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Stores a burst about to be relayed; returns the seq of its last
+    /// frame.
+    pub(crate) fn append(&mut self, burst: &Arc<Burst>, now: Instant) -> u64 {
+        let n = burst.frames.len();
+        if n == 0 {
+            return self.head;
+        }
+        let first = self.head + 1;
+        self.head += n as u64;
+        self.ring.push_back(Stored {
+            burst: Arc::clone(burst),
+            first,
+            skip: 0,
+            at: now,
+        });
+        self.events += n;
+        self.bytes += burst.bytes;
+        self.forget(now);
+        self.head
+    }
+
+    /// Forgets events past the size, byte or age bound, oldest first.
+    fn forget(&mut self, now: Instant) {
+        while let Some(oldest) = self.ring.front_mut() {
+            let too_old = now.saturating_duration_since(oldest.at) >= self.ttl;
+            if too_old || self.bytes > self.budget || self.events - oldest.events() >= self.size {
+                // The whole burst goes.
+                self.events -= oldest.events();
+                self.bytes -= oldest.burst.bytes;
+                self.ring.pop_front();
+            } else if self.events > self.size {
+                // Part of it: its oldest frames.
+                let over = self.events - self.size;
+                oldest.skip += over;
+                self.events -= over;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The events after `from`, all of them, or why not.
+    ///
+    /// `from.last()`, when set, is the key of the last event the client
+    /// received past `from.seq()`: the replay starts after that event.
+    pub(crate) fn replay(
+        &mut self,
+        from: &Position,
+        now: Instant,
+    ) -> Result<Replay, NotRecoveredReason> {
+        self.forget(now);
+        if from.epoch() != self.epoch || from.seq() > self.head {
+            return Err(NotRecoveredReason::Epoch);
+        }
+        let oldest = self
+            .ring
+            .front()
+            .map_or(self.head + 1, |s| s.first + s.skip as u64);
+        if from.seq() + 1 < oldest {
+            return Err(NotRecoveredReason::Expired);
+        }
+        let start = match from.last() {
+            None => from.seq(),
+            Some(key) => self
+                .find(from.seq(), key)
+                .ok_or(NotRecoveredReason::Epoch)?,
+        };
+        let count = self.head - start;
+        if count > self.max_replay as u64 {
+            return Err(NotRecoveredReason::TooMany);
+        }
+        let mut replay = Replay::default();
+        let mut bytes = 0;
+        for stored in self.ring.iter().filter(|s| s.last() > start) {
+            let from_index = (start + 1).saturating_sub(stored.first) as usize;
+            let mut frames = FrameSet::first(stored.burst.frames.len());
+            frames.drop_first(from_index.max(stored.skip));
+            bytes += stored.burst.bytes;
+            replay.events += frames.len() as u64;
+            replay.bursts.push((Arc::clone(&stored.burst), frames));
+        }
+        if bytes > self.replay_bytes {
+            return Err(NotRecoveredReason::TooMany);
+        }
+        debug_assert_eq!(replay.events, count);
+        Ok(replay)
+    }
+
+    /// The seq of the first event after `after` whose frame has `key`.
+    fn find(&self, after: u64, key: u64) -> Option<u64> {
+        self.ring
+            .iter()
+            .filter(|s| s.last() > after)
+            .flat_map(|s| {
+                let from = ((after + 1).saturating_sub(s.first) as usize).max(s.skip);
+                s.burst.frames[from..]
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, f)| (s.first + (from + i) as u64, f))
+            })
+            .find(|(_, frame)| frame_key(frame.as_bytes()) == key)
+            .map(|(seq, _)| seq)
+    }
+}
+
+/// A new random epoch: the process's randomly keyed hasher over the time.
+fn new_epoch() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    fn config(size: usize) -> HubConfig {
+        HubConfig {
+            history_size: size,
+            max_replay: 5,
+            ..HubConfig::default()
+        }
+    }
+
+    fn burst(ids: &[u32]) -> Arc<Burst> {
+        Arc::new(Burst::new(
+            1,
+            ids.iter()
+                .map(|i| Utf8Bytes::from(format!(r#"{{"id":"{i}","event_type":"t"}}"#)))
+                .collect(),
+            ids.iter().map(|_| Box::from("t")).collect(),
+        ))
+    }
+
+    fn ids(replay: &Replay) -> Vec<String> {
+        let mut out = Vec::new();
+        for (burst, frames) in &replay.bursts {
+            for (i, frame) in burst.frames.iter().enumerate() {
+                if frames.contains(i) {
+                    let id = frame.split('"').nth(3).unwrap_or_default();
+                    out.push(id.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn off_at_zero() {
+        assert!(History::new(&config(0)).is_none());
+    }
+
+    #[test]
+    fn replays_everything_after_the_position_or_says_why_not() {
+        let now = Instant::now();
+        let mut h = History::new(&config(4)).unwrap();
+        let start = h.position();
+        assert_eq!(start.seq(), 0);
+        assert_eq!(h.append(&burst(&[1, 2, 3]), now), 3);
+        let at3 = h.position();
+        assert_eq!(ids(&h.replay(&start, now).unwrap()), ["1", "2", "3"]);
+        assert_eq!(h.append(&burst(&[4, 5]), now), 5);
+        // 5 events, room for 4: event 1 is forgotten, the first burst kept
+        // in part.
+        assert_eq!(h.len(), 4);
+        assert_eq!(
+            h.replay(&start, now).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
+        let at1 = Position::new(start.epoch(), 1);
+        assert_eq!(ids(&h.replay(&at1, now).unwrap()), ["2", "3", "4", "5"]);
+        assert_eq!(ids(&h.replay(&at3, now).unwrap()), ["4", "5"]);
+        // Nothing missed: an empty, complete replay.
+        assert_eq!(h.replay(&h.position(), now).unwrap().events, 0);
+        // Another history, or a position from its future.
+        let other = Position::new(start.epoch().wrapping_add(1), 3);
+        assert_eq!(
+            h.replay(&other, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+        let ahead = Position::new(start.epoch(), 9);
+        assert_eq!(
+            h.replay(&ahead, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+    }
+
+    #[test]
+    fn the_key_of_the_last_event_received_skips_what_arrived() {
+        let now = Instant::now();
+        let mut h = History::new(&config(100)).unwrap();
+        let start = h.position();
+        h.append(&burst(&[1, 2, 3]), now);
+        h.append(&burst(&[4]), now);
+        let got = burst(&[2]);
+        let key = frame_key(got.frames[0].as_bytes());
+        assert_eq!(
+            ids(&h.replay(&start.after(Some(key)), now).unwrap()),
+            ["3", "4"]
+        );
+        assert_eq!(
+            h.replay(&start.after(Some(12345)), now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+    }
+
+    #[test]
+    fn too_many_is_all_or_nothing() {
+        let now = Instant::now();
+        let mut h = History::new(&config(100)).unwrap();
+        let start = h.position();
+        h.append(&burst(&[1, 2, 3, 4, 5, 6]), now);
+        assert_eq!(
+            h.replay(&start, now).unwrap_err(),
+            NotRecoveredReason::TooMany
+        );
+        let at1 = Position::new(start.epoch(), 1);
+        assert_eq!(h.replay(&at1, now).unwrap().events, 5);
+    }
+
+    #[test]
+    fn events_expire_with_age_and_bytes() {
+        let now = Instant::now();
+        let mut h = History::new(&config(100)).unwrap();
+        let start = h.position();
+        h.append(&burst(&[1]), now);
+        let later = now + DEFAULT_TTL_FOR_TEST;
+        assert_eq!(
+            h.replay(&start, later).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
+        assert_eq!(h.len(), 0);
+        // The position after the last event is still complete.
+        assert_eq!(h.replay(&h.position(), later).unwrap().events, 0);
+
+        let mut h = History::new(&HubConfig {
+            history_bytes: 1024,
+            ..config(100)
+        })
+        .unwrap();
+        for i in 0..100 {
+            h.append(&burst(&[i]), now);
+        }
+        assert!(h.bytes <= 1024, "{}", h.bytes);
+        assert!(h.len() < 100);
+    }
+
+    const DEFAULT_TTL_FOR_TEST: Duration = crate::config::DEFAULT_HISTORY_TTL;
+}
