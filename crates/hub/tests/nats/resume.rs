@@ -1,0 +1,1 @@
+//! Resume positions are stream sequences, valid on every hub.
