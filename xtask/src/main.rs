@@ -140,6 +140,12 @@ fn test(extra: &[String]) -> Result {
 /// were skipped and how to get them run.
 fn nats_tests(extra: &[String]) -> Result {
     let Some(server) = nats::find_or_fetch(&root()) else {
+        if env::var_os("WATCHTOWER_REQUIRE_NATS").is_some() {
+            return Err(format!(
+                "no nats-server for the NATS tests, and WATCHTOWER_REQUIRE_NATS is set; install it with: {}",
+                nats::INSTALL_HINT
+            ));
+        }
         eprintln!(
             "xtask: SKIPPED the NATS tests (hubs sharing a JetStream stream): no nats-server; install it with: {}",
             nats::INSTALL_HINT
