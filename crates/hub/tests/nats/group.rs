@@ -120,26 +120,39 @@ impl AckPublisher {
     /// Connects to `url`, says hello, sends every frame not yet
     /// acknowledged, and reads acks until all are or the connection ends.
     pub(crate) async fn run(&mut self, url: &str) -> Outcome {
-        let Ok((mut ws, _)) = connect_async(url).await else {
+        let Some((mut ws, sent_from)) = self.open(url).await else {
             return Outcome::Closed;
         };
-        let sent_from = self.acked;
-        let hello = r#"{"type":"hello","acks":true}"#;
-        if ws.send(Message::text(hello)).await.is_err() {
-            return Outcome::Closed;
-        }
-        for f in &self.frames[sent_from..] {
-            if ws.feed(Message::text(f.as_str())).await.is_err() {
-                return Outcome::Closed;
-            }
-        }
-        if ws.flush().await.is_err() {
-            return Outcome::Closed;
-        }
         self.read_acks(&mut ws, sent_from).await
     }
 
-    async fn read_acks(&mut self, ws: &mut Client, sent_from: usize) -> Outcome {
+    /// [`run`](Self::run) again and again until every frame is
+    /// acknowledged.
+    pub(crate) async fn run_until_acked(&mut self, url: &str) {
+        for _ in 0..100 {
+            if self.run(url).await == Outcome::AllAcked {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("not acknowledged after 100 connections");
+    }
+
+    /// Connects, says hello and sends what is not acknowledged; returns
+    /// the socket and how many frames were acknowledged before.
+    pub(crate) async fn open(&mut self, url: &str) -> Option<(Client, usize)> {
+        let (mut ws, _) = connect_async(url).await.ok()?;
+        let sent_from = self.acked;
+        let hello = r#"{"type":"hello","acks":true}"#;
+        ws.send(Message::text(hello)).await.ok()?;
+        for f in &self.frames[sent_from..] {
+            ws.feed(Message::text(f.as_str())).await.ok()?;
+        }
+        ws.flush().await.ok()?;
+        Some((ws, sent_from))
+    }
+
+    pub(crate) async fn read_acks(&mut self, ws: &mut Client, sent_from: usize) -> Outcome {
         loop {
             if self.acked == self.frames.len() {
                 let _ = ws.close(None).await;
