@@ -167,7 +167,23 @@ fn nats_tests(extra: &[String]) -> Result {
         .env("NATS_SERVER", &server)
         .env("WATCHTOWER_REQUIRE_NATS", "1")
         .args(extra);
-    run(command)
+    run(command)?;
+    // `watchtower hub --nats`, as a user runs it.
+    let mut cli = cargo();
+    cli.args([
+        "test",
+        "--locked",
+        "-p",
+        "watchtower-cli",
+        "--features",
+        "nats",
+        "--test",
+        "tests",
+        "nats",
+    ])
+    .env("NATS_SERVER", &server)
+    .env("WATCHTOWER_REQUIRE_NATS", "1");
+    run(cli)
 }
 
 fn lint() -> Result {

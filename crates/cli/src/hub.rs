@@ -104,6 +104,27 @@ pub(crate) struct HubArgs {
     /// is told "not recovered" (too_many) instead.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REPLAY)]
     max_replay: usize,
+
+    /// Join the group of hubs sharing one NATS JetStream stream on this
+    /// server (e.g. nats://127.0.0.1:4222; several comma-separated): every
+    /// hub delivers every event in one order, acks mean JetStream stored
+    /// the event, and subscribers can resume on any hub. Needs a build with
+    /// the `nats` feature.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+
+    /// The stream the group shares (letters, digits, _ and -).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "nats",
+        default_value = "watchtower"
+    )]
+    nats_stream: String,
+
+    /// A NATS .creds file (user JWT and nkey seed) to connect with.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_creds: Option<PathBuf>,
 }
 
 /// Descriptors kept for everything but client connections: stdio, the
@@ -142,6 +163,9 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     for token in tokens(&args)? {
         builder = builder.bearer_token(token);
     }
+    if let Some(url) = &args.nats {
+        builder = with_nats(builder, url, &args)?;
+    }
     let secured = describe(&args);
     let hub = builder.bind(args.listen.as_str()).await?;
     let started = Instant::now();
@@ -156,6 +180,30 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     let stats = hub.shutdown().await;
     eprint!("{}", render(&stats, started.elapsed()));
     Ok(())
+}
+
+#[cfg(feature = "nats")]
+fn with_nats(
+    builder: watchtower_hub::HubBuilder,
+    url: &str,
+    args: &HubArgs,
+) -> Result<watchtower_hub::HubBuilder, CliError> {
+    let mut nats = watchtower_hub::NatsConfig::new(url).stream(&args.nats_stream);
+    if let Some(creds) = &args.nats_creds {
+        nats = nats.credentials_file(creds);
+    }
+    Ok(builder.nats(nats))
+}
+
+#[cfg(not(feature = "nats"))]
+fn with_nats(
+    _builder: watchtower_hub::HubBuilder,
+    _url: &str,
+    _args: &HubArgs,
+) -> Result<watchtower_hub::HubBuilder, CliError> {
+    Err(CliError::Usage(
+        "this watchtower was built without NATS support; build it with `--features nats`".into(),
+    ))
 }
 
 /// Raises the soft open-file limit to the hard limit and lowers
@@ -280,6 +328,15 @@ fn render(s: &HubStats, uptime: Duration) -> String {
     let mut out = String::from("hub stats:\n");
     for (name, value) in rows {
         out.push_str(&format!("  {name:<26} {value}\n"));
+    }
+    if s.backplane_stored + s.backplane_failures + s.backplane_delivered > 0 {
+        for (name, value) in [
+            ("backplane: stored", s.backplane_stored),
+            ("backplane: not stored", s.backplane_failures),
+            ("backplane: delivered", s.backplane_delivered),
+        ] {
+            out.push_str(&format!("  {name:<26} {value}\n"));
+        }
     }
     out
 }

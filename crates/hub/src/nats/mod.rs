@@ -231,11 +231,13 @@ impl NatsFanout {
         })?;
         let room = client.server_info().max_payload.saturating_sub(HEADER_ROOM);
         if config.max_message_size > room {
-            tracing::warn!(
+            // Info, not warn: with both defaults (1 MiB each) this is the
+            // usual case, and by design.
+            tracing::info!(
                 max_message_size = config.max_message_size,
                 max_payload = client.server_info().max_payload,
                 capped = room,
-                "max_message_size lowered to fit the NATS server's max_payload; raise max_payload on the server for larger events"
+                "max_message_size lowered to fit the NATS server's max_payload with headers; raise max_payload on the server for larger events"
             );
             config.max_message_size = room;
         }

@@ -9,7 +9,9 @@ use watchtower_test_support::NatsServer;
 use crate::group::{
     AckPublisher, Outcome, frame, hub_on, join, next_event, read_events, stream_name,
 };
-use crate::support::{send, stats_until};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{close_code, send, stats_until};
 
 /// Done-when 1: publisher on A, subscribers on B and A: 20,000 events
 /// once, in order; a filtered subscriber gets only its type; the publisher
@@ -101,4 +103,29 @@ async fn a_resend_on_another_hub_is_delivered_once() {
     assert_eq!(read_events(&mut on_b, 201).await, want);
     let stats = a.stats() + b.stats();
     assert_eq!(stats.backplane_delivered, 2 * 201);
+}
+
+/// NATS's default `max_payload` (1 MiB) equals the hub's default message
+/// limit: the hub lowers its limit so an event plus headers fits, and an
+/// event over it is refused with 1009 rather than lost at the publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_big_for_the_nats_payload_limit_is_refused_as_oversize() {
+    let Some(nats) = NatsServer::start_or_skip("an_event_too_big_for_the_nats_payload").await
+    else {
+        return;
+    };
+    let a = hub_on(&nats, &stream_name(), HubConfig::default()).await;
+    let mut client = join(&a, "").await;
+    let big = serde_json::json!({
+        "id": "big",
+        "event_type": "t",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "payload": "x".repeat((1 << 20) - 200),
+        "metadata": {}
+    })
+    .to_string();
+    assert!(big.len() < 1 << 20);
+    let _ = client.send(Message::text(big)).await;
+    assert_eq!(close_code(&mut client).await, CloseCode::Size);
+    assert_eq!(a.stats().backplane_failures, 0);
 }

@@ -39,7 +39,10 @@ async fn a_nats_outage_holds_back_acks_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     while let Some(Some(Ok(message))) = ws.next().now_or_never() {
         if let Message::Text(t) = message {
-            assert!(!t.contains(r#""type":"ack""#), "acked during the outage: {t}");
+            assert!(
+                !t.contains(r#""type":"ack""#),
+                "acked during the outage: {t}"
+            );
         }
     }
     assert_eq!(publisher.acked, 100);

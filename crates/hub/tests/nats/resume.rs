@@ -84,7 +84,10 @@ impl Resumer {
                     "resume at {position} on {url} after {got} events: {answer:?}"
                 );
             } else {
-                assert!(tokio::time::Instant::now() < deadline, "no hub to fail over to");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no hub to fail over to"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -112,8 +115,7 @@ impl Resumer {
                     return false;
                 }
             };
-            if let Some(ControlFrame::Position { seq }) = ControlFrame::from_json(text.as_bytes())
-            {
+            if let Some(ControlFrame::Position { seq }) = ControlFrame::from_json(text.as_bytes()) {
                 self.seq = seq;
                 self.last = None;
                 continue;
@@ -140,7 +142,10 @@ async fn head_at(url: &str, seq: u64) {
         if position.parse::<Position>().unwrap().seq() >= seq {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never reached {seq}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached {seq}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -169,7 +174,13 @@ async fn a_subscriber_fails_over_to_another_hub_with_its_position() {
     let a = hub_on(&nats, &stream, HubConfig::default()).await;
     let b = hub_on(&nats, &stream, HubConfig::default()).await;
     let (mut sub, answer) = Resumer::connect(&a.url(), "new").await;
-    assert!(matches!(answer, ControlFrame::Resumed { recovered: false, .. }));
+    assert!(matches!(
+        answer,
+        ControlFrame::Resumed {
+            recovered: false,
+            ..
+        }
+    ));
     stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
 
     let frames: Vec<String> = (0..600).map(|n| frame("t", 1, n)).collect();
@@ -222,7 +233,10 @@ async fn a_position_the_stream_evicted_is_expired_not_clamped() {
     let (_, answer) = Resumer::connect(&c.url(), &start).await;
     assert_eq!(recovered(&answer), Err(NotRecoveredReason::Expired));
     // The hub that saw every event forgets what the stream evicted.
-    stats_until(&a, "history trimmed to the stream", |s| s.history_events <= 50).await;
+    stats_until(&a, "history trimmed to the stream", |s| {
+        s.history_events <= 50
+    })
+    .await;
     let (_, answer) = Resumer::connect(&a.url(), &start).await;
     assert_eq!(recovered(&answer), Err(NotRecoveredReason::Expired));
     // Ten events from the end is still held, on both.
