@@ -335,3 +335,72 @@ async fn three_hubs_one_killed_and_restarted_lose_nothing() {
     }
     drop(again);
 }
+
+/// Client failover with the transport: a subscriber on A with B as its
+/// fallback; A dies; the transport moves to B, resumes its position there
+/// (recovered) and handles every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transport_fails_over_to_the_next_hub_and_resumes() {
+    use std::sync::Mutex;
+    use watchtower_core::{Event, EventMetadata, Subscriber as _, Transport as _};
+    use watchtower_websocket_transport::{
+        AtLeastOnce, ResumeOutcome, WebSocketConfig, WebSocketTransport,
+    };
+
+    let Some(nats) = NatsServer::start_or_skip("the_transport_fails_over_to_the_next_hub").await
+    else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut config = WebSocketConfig::new(a.url());
+    // Attempt n waits n seconds: A refused once, B on the second.
+    config.reconnect_delay_seconds = 1;
+    let sub = WebSocketTransport::builder(config)
+        .fallback_urls([b.url()])
+        .mailbox_size(10_000)
+        .connect()
+        .await
+        .unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    sub.subscribe(vec![], move |event: Event| {
+        let sink = Arc::clone(&sink);
+        Box::pin(async move {
+            sink.lock()
+                .unwrap()
+                .push(event.payload["n"].as_u64().unwrap());
+            Ok(())
+        }) as watchtower_core::HandlerFuture
+    })
+    .await
+    .unwrap();
+    let publisher = WebSocketTransport::builder(WebSocketConfig::new(b.url()))
+        .delivery(AtLeastOnce::default())
+        .resume(false)
+        .connect()
+        .await
+        .unwrap();
+    let publish = |n: u64| Event::new("t", serde_json::json!({ "n": n }), EventMetadata::default());
+    for n in 0..300 {
+        publisher.publish(publish(n)).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    crate::support::until("a third handled", || got.lock().unwrap().len() >= 100).await;
+    drop(a);
+    for n in 300..600 {
+        publisher.publish(publish(n)).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    crate::support::until("all handled", || got.lock().unwrap().len() >= 600).await;
+    assert_eq!(sub.url(), b.url());
+    assert_eq!(sub.connection_stats().url_index, 1);
+    assert!(
+        matches!(sub.last_resume(), Some(ResumeOutcome::Recovered { .. })),
+        "{:?}",
+        sub.last_resume()
+    );
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got, (0..600).collect::<Vec<u64>>());
+}
