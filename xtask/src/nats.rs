@@ -22,13 +22,12 @@ pub(crate) fn find(root: &Path) -> Option<PathBuf> {
     if let Some(path) = env::var_os("NATS_SERVER").map(PathBuf::from) {
         return path.is_file().then_some(path);
     }
-    if let Some(paths) = env::var_os("PATH") {
-        if let Some(found) = env::split_paths(&paths)
+    if let Some(paths) = env::var_os("PATH")
+        && let Some(found) = env::split_paths(&paths)
             .map(|dir| dir.join("nats-server"))
             .find(|candidate| candidate.is_file())
-        {
-            return Some(found);
-        }
+    {
+        return Some(found);
     }
     let tools = tools_path(root);
     tools.is_file().then_some(tools)

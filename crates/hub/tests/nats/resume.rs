@@ -342,7 +342,7 @@ async fn three_hubs_one_killed_and_restarted_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transport_fails_over_to_the_next_hub_and_resumes() {
     use std::sync::Mutex;
-    use watchtower_core::{Event, EventMetadata, Subscriber as _, Transport as _};
+    use watchtower_core::{Event, EventMetadata};
     use watchtower_websocket_transport::{
         AtLeastOnce, ResumeOutcome, WebSocketConfig, WebSocketTransport,
     };
