@@ -223,17 +223,21 @@ fn lint() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let mut command = cargo();
-    command
-        .args([
-            "run",
-            "--release",
-            "--locked",
-            "-p",
-            "watchtower-cli",
-            "--",
-            "bench",
-        ])
-        .args(extra);
+    command.args(["run", "--release", "--locked", "-p", "watchtower-cli"]);
+    // The scale-out measurement (one hub against two on NATS JetStream)
+    // needs the `nats` feature and a server.
+    match nats::find_or_fetch(&root()) {
+        Some(server) => {
+            command
+                .args(["--features", "nats"])
+                .env("NATS_SERVER", server);
+        }
+        None => eprintln!(
+            "xtask: SKIPPED the scale-out benchmark (two hubs on NATS): no nats-server; install it with: {}",
+            nats::INSTALL_HINT
+        ),
+    }
+    command.args(["--", "bench"]).args(extra);
     run(command)
 }
 

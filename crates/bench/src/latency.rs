@@ -32,7 +32,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut samples: Vec<f64>) -> Percentiles {
+    pub(crate) fn of(mut samples: Vec<f64>) -> Percentiles {
         samples.sort_by(f64::total_cmp);
         Percentiles {
             samples: samples.len(),

@@ -26,6 +26,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With feature `nats`, a sixth: one hub against two hubs sharing a NATS
+//! JetStream stream (throughput and latency; needs a `nats-server`).
+//!
 //! Memory is measured in child processes (the running binary re-executed
 //! with `bench-child`), so one measurement's heap does not blur another's.
 //!
@@ -42,6 +45,8 @@ mod memory;
 mod raw;
 mod report;
 mod resume;
+#[cfg(feature = "nats")]
+mod scaleout;
 mod stats;
 mod throughput;
 mod workload;
@@ -55,6 +60,8 @@ pub use latency::{Latency, Percentiles};
 pub use memory::Memory;
 pub use report::Report;
 pub use resume::Resume;
+#[cfg(feature = "nats")]
+pub use scaleout::{ScaleOut, Setup};
 pub use stats::Summary;
 pub use throughput::Throughput;
 
@@ -102,7 +109,8 @@ pub struct BenchOptions {
     /// Where the JSON report goes; default `target/bench/`.
     pub report_dir: Option<PathBuf>,
     /// Run only these measurements (`throughput`, `latency`, `fanout`,
-    /// `memory`, `flood`, `resume`); empty: all of them.
+    /// `memory`, `flood`, `resume`, and with feature `nats` `scaleout`);
+    /// empty: all of them.
     pub only: Vec<String>,
 }
 
@@ -185,6 +193,14 @@ pub async fn run(options: BenchOptions) -> Result<Report, BenchError> {
         eprintln!("bench: resume (replay of 1,000 events, history memory)");
         let resume = resume::run(&options).await?;
         eprintln!("{resume}");
+    }
+    #[cfg(feature = "nats")]
+    if options.wants("scaleout") {
+        // Printed here, not (yet) part of the JSON report.
+        eprintln!("bench: scale-out (one hub, then two hubs on NATS JetStream)");
+        if let Some(scaleout) = scaleout::run(&options).await? {
+            eprint!("{scaleout}");
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     let path = report.write(options.report_dir.as_deref())?;

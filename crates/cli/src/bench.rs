@@ -19,7 +19,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
     /// Run only this measurement (repeatable).
-    #[arg(long, value_name = "NAME", value_parser = ["throughput", "latency", "fanout", "memory", "flood", "resume"])]
+    #[arg(long, value_name = "NAME", value_parser = ["throughput", "latency", "fanout", "memory", "flood", "resume", "scaleout"])]
     only: Vec<String>,
 }
 
