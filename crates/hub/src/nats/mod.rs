@@ -17,7 +17,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -42,6 +42,12 @@ const HEADER_ROOM: usize = 1024;
 /// the backplane: past this, events are counted as backplane failures
 /// (and an ack-mode sender is closed to resend).
 const OUTGOING_BURSTS: usize = 1024;
+
+/// Bytes of events waiting for the publisher task, at most, hub-wide:
+/// while NATS is slow or away, what clients send beyond this is not
+/// stored (counted as backplane failures; ack-mode senders are closed and
+/// resend), so an outage cannot grow the hub's memory without bound.
+const OUTGOING_BYTES: usize = 64 << 20;
 
 /// How long a hub waits at start for its consumer to read the stream's
 /// recent past into the history before it listens anyway.
@@ -159,6 +165,9 @@ struct Tally {
     delivered: AtomicU64,
     /// The connection to NATS is down now.
     down: AtomicBool,
+    /// Bytes of the bursts queued for the publisher (see
+    /// [`OUTGOING_BYTES`]).
+    queued_bytes: AtomicUsize,
 }
 
 /// One bursts' worth of work for the publisher task.
@@ -366,10 +375,21 @@ impl NatsFanout {
     /// full, the events are counted as failures and an ack-mode sender is
     /// closed, so it resends them.
     fn send(&self, outgoing: Outgoing) {
-        if let Err(refused) = self.outgoing.try_send(outgoing) {
-            let outgoing = match refused {
-                mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
-            };
+        let bytes = outgoing.burst.as_ref().map_or(0, |b| b.bytes);
+        // Checked before it is queued: the budget bounds what waits.
+        let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
+        let refused = if queued + bytes > OUTGOING_BYTES && bytes > 0 {
+            Some(outgoing)
+        } else {
+            self.outgoing
+                .try_send(outgoing)
+                .err()
+                .map(|refused| match refused {
+                    mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
+                })
+        };
+        if let Some(outgoing) = refused {
+            self.tally.queued_bytes.fetch_sub(bytes, Relaxed);
             let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len());
             add(&self.tally.failures, events as u64);
             if let Some((from, _)) = outgoing.ack {

@@ -6,6 +6,7 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
@@ -52,7 +53,7 @@ pub(super) async fn run(
         tokio::select! {
             next = queue.recv(), if in_flight.len() < IN_FLIGHT => {
                 let Some(outgoing) = next else { break };
-                publish(&js, &prefix, node, outgoing, &mut in_flight).await;
+                publish(&js, &prefix, node, outgoing, &tally, &mut in_flight).await;
             }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => settle(done, &tally),
         }
@@ -64,10 +65,13 @@ async fn publish(
     prefix: &str,
     node: u64,
     outgoing: Outgoing,
+    tally: &Tally,
     in_flight: &mut FuturesOrdered<Pending>,
 ) {
     let from = outgoing.ack.as_ref().map(|(from, _)| Arc::clone(from));
     if let Some(burst) = &outgoing.burst {
+        // Handed to the client library from here on: out of the budget.
+        tally.queued_bytes.fetch_sub(burst.bytes, Relaxed);
         let origin = format!("{node:016x}-{}", burst.sender);
         for (frame, event_type) in burst.frames.iter().zip(&burst.types) {
             let header = EventHeader::parse(frame.as_bytes()).ok();
