@@ -116,7 +116,7 @@
 //!
 //! # Hubs sharing a stream (feature `nats`)
 //!
-//! [`HubBuilder::nats`] with a [`NatsConfig`] makes the hub one of a group
+//! `HubBuilder::nats` with a `NatsConfig` makes the hub one of a group
 //! sharing a NATS JetStream stream: events its clients send are published
 //! to the stream (subject `wt.<stream>.<event type>`, `Nats-Msg-Id` from
 //! the event's id and frame), and it delivers what one ordered consumer
