@@ -14,6 +14,7 @@ mod chaos;
 mod dispatch;
 mod edges;
 mod engine;
+mod failover;
 mod handlers;
 mod hub;
 mod keepalive;

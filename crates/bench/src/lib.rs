@@ -25,6 +25,8 @@
 //!   tail subscribed and its API polled, against without.
 //! - `resume`: replaying 1,000 events on reconnect against the same
 //!   1,000 live, and hub RSS with 100,000 events in history.
+//! - `scaleout` (feature `nats`): one hub against two hubs sharing a NATS
+//!   JetStream stream, throughput and p50/p99.
 //! - `hostile`: a legitimate pair's latency through a hub alone, while
 //!   clients abuse filters, and while subscribers that never read are fed
 //!   large events; and the hub's CPU time per costly control frame.
@@ -42,6 +44,9 @@
 //! println!("{}", report.table());
 //! # Ok(()) }
 //! ```
+//!
+//! With feature `nats`, a sixth: one hub against two hubs sharing a NATS
+//! JetStream stream (throughput and latency; needs a `nats-server`).
 //!
 //! Memory is measured in child processes (the running binary re-executed
 //! with `bench-child`), so one measurement's heap does not blur another's.
@@ -66,6 +71,8 @@ mod memory;
 mod raw;
 mod report;
 mod resume;
+#[cfg(feature = "nats")]
+mod scaleout;
 mod section;
 mod sections;
 mod sizes;
@@ -87,6 +94,8 @@ pub use load::{Load, LoadPoint};
 pub use memory::Memory;
 pub use report::Report;
 pub use resume::Resume;
+#[cfg(feature = "nats")]
+pub use scaleout::{ScaleOut, Setup};
 pub use section::{Curve, Goal, SectionReport, Series, Target};
 pub use sections::names as section_names;
 pub use sizes::{SizePoint, Sizes};

@@ -80,11 +80,35 @@ pub(crate) const SECTIONS: &[Section] = &[
         run: |o| Box::pin(crate::dashboard::section(o)),
     },
     Section {
+        name: "scaleout",
+        about: "one hub against two hubs sharing a NATS JetStream stream",
+        run: |o| Box::pin(scaleout(o)),
+    },
+    Section {
         name: "hostile",
         about: "a legitimate pair under attack, and hub CPU per control frame",
         run: |o| Box::pin(crate::hostile::section(o)),
     },
 ];
+
+/// The scale-out section needs feature `nats` (and a nats-server); without
+/// the feature it says so instead of measuring.
+async fn scaleout(options: &BenchOptions) -> Result<SectionReport, BenchError> {
+    #[cfg(feature = "nats")]
+    {
+        crate::scaleout::section(options).await
+    }
+    #[cfg(not(feature = "nats"))]
+    {
+        let _ = options;
+        SectionReport::new(
+            "scaleout",
+            &serde_json::Value::Null,
+            "Scale-out: SKIPPED, built without feature nats (cargo xtask bench enables it when a nats-server is found)\n"
+                .to_string(),
+        )
+    }
+}
 
 /// The names `--only` accepts, in running order.
 pub fn names() -> Vec<&'static str> {

@@ -16,8 +16,10 @@ use crate::error::CliError;
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
     /// The hub (or any WebSocket server) to connect to; wss:// for TLS.
+    /// Repeat for hubs sharing one stream (`hub --nats`): the first is
+    /// tried first, and each failed connect attempt moves on to the next.
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/events")]
-    pub(crate) url: String,
+    pub(crate) url: Vec<String>,
 
     /// Give up one connection attempt after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
@@ -79,11 +81,16 @@ impl ConnectArgs {
         policy: ReconnectPolicy,
         backpressure: BackpressureConfig,
     ) -> Result<TransportBuilder, CliError> {
+        let (first, fallbacks) = match self.url.split_first() {
+            Some((first, rest)) => (first.clone(), rest.to_vec()),
+            None => return Err(CliError::Usage("--url needs a URL".into())),
+        };
         let mut builder = WebSocketTransport::builder(WebSocketConfig {
-            url: self.url.clone(),
+            url: first,
             backpressure,
             ..WebSocketConfig::default()
         })
+        .fallback_urls(fallbacks)
         .connect_timeout(self.connect_timeout)
         .reconnect_policy(policy)
         .server_filters(!self.no_server_filters);

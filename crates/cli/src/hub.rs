@@ -116,6 +116,27 @@ pub(crate) struct HubArgs {
     /// is told "not recovered" (too_many) instead.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REPLAY)]
     max_replay: usize,
+
+    /// Join the group of hubs sharing one NATS JetStream stream on this
+    /// server (e.g. nats://127.0.0.1:4222; several comma-separated): every
+    /// hub delivers every event in one order, acks mean JetStream stored
+    /// the event, and subscribers can resume on any hub. Needs a build with
+    /// the `nats` feature.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+
+    /// The stream the group shares (letters, digits, _ and -).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "nats",
+        default_value = "watchtower"
+    )]
+    nats_stream: String,
+
+    /// A NATS .creds file (user JWT and nkey seed) to connect with.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_creds: Option<PathBuf>,
 }
 
 /// Descriptors kept for everything but client connections: stdio, the
@@ -161,6 +182,9 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     for token in sources.tokens()? {
         builder = builder.bearer_token(token);
     }
+    if let Some(url) = &args.nats {
+        builder = with_nats(builder, url, &args)?;
+    }
     let secured = describe(&args);
     let hub = builder.bind(args.listen.as_str()).await?;
     let started = Instant::now();
@@ -198,6 +222,30 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     let stats = hub.shutdown().await;
     eprint!("{}", render(&stats, started.elapsed()));
     Ok(())
+}
+
+#[cfg(feature = "nats")]
+fn with_nats(
+    builder: watchtower_hub::HubBuilder,
+    url: &str,
+    args: &HubArgs,
+) -> Result<watchtower_hub::HubBuilder, CliError> {
+    let mut nats = watchtower_hub::NatsConfig::new(url).stream(&args.nats_stream);
+    if let Some(creds) = &args.nats_creds {
+        nats = nats.credentials_file(creds);
+    }
+    Ok(builder.nats(nats))
+}
+
+#[cfg(not(feature = "nats"))]
+fn with_nats(
+    _builder: watchtower_hub::HubBuilder,
+    _url: &str,
+    _args: &HubArgs,
+) -> Result<watchtower_hub::HubBuilder, CliError> {
+    Err(CliError::Usage(
+        "this watchtower was built without NATS support; build it with `--features nats`".into(),
+    ))
 }
 
 /// Raises the soft open-file limit to the hard limit and lowers

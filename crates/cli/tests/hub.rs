@@ -389,3 +389,81 @@ async fn sighup_reloads_the_certificate_without_dropping_clients() {
     let rest = interrupt(hub, stderr).await;
     assert!(rest.contains("reloaded the TLS certificate"), "{rest}");
 }
+
+/// Without the `nats` feature, `--nats` is a usage error that says how to
+/// get it, not an unknown flag or a hub on its own.
+#[cfg(not(feature = "nats"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_needs_the_feature() {
+    let out = output(watchtower(&[
+        "hub",
+        "--listen",
+        "127.0.0.1:0",
+        "--nats",
+        "nats://127.0.0.1:4222",
+    ]))
+    .await;
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(one_line_of_stderr(&out).contains("--features nats"));
+}
+
+/// Two `watchtower hub --nats` processes on one stream: events published
+/// to the first are stored in the stream and delivered by the second.
+#[cfg(all(unix, feature = "nats"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_share_a_nats_stream() {
+    use watchtower_test_support::NatsServer;
+    let Some(nats) = NatsServer::start_or_skip("two_hub_processes_share_a_nats_stream").await
+    else {
+        return;
+    };
+    let stream = format!("cli{}", std::process::id());
+    let nats_url = nats.url();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--nats",
+        &nats_url,
+        "--nats-stream",
+        &stream,
+    ];
+    let (a, url_a, stderr_a) = start_hub(&args).await;
+    let (b, url_b, stderr_b) = start_hub(&args).await;
+    let subscriber = tokio::spawn(output(watchtower(&[
+        "subscribe",
+        "--url",
+        &url_b,
+        "--count",
+        "1",
+    ])));
+    // Publish until the subscriber on B has one: it may join after the
+    // first publish.
+    let mut published = 0;
+    while !subscriber.is_finished() {
+        let out = output(watchtower(&[
+            "publish",
+            "--url",
+            &url_a,
+            "--type",
+            "t",
+            "--payload",
+            "1",
+        ]))
+        .await;
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        published += 1;
+        assert!(published < 100, "B never delivered");
+    }
+    let got = subscriber.await.unwrap();
+    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(String::from_utf8_lossy(&got.stdout).contains(r#""event_type":"t""#));
+    let rest_a = interrupt(a, stderr_a).await;
+    assert!(
+        rest_a
+            .lines()
+            .any(|l| l.contains("backplane_events_total{result=stored}")
+                && l.trim_end().ends_with(&format!(" {published}"))),
+        "{rest_a}"
+    );
+    interrupt(b, stderr_b).await;
+}

@@ -7,7 +7,7 @@ use tokio::net::ToSocketAddrs;
 use crate::auth::{Auth, Token};
 use crate::config::HubConfig;
 use crate::error::HubError;
-use crate::hub::Hub;
+use crate::hub::{Backplane, Hub};
 use crate::tls::HubTls;
 
 /// Builds a [`Hub`] that serves `wss://`, requires a bearer token, or
@@ -35,6 +35,7 @@ pub struct HubBuilder {
     config: HubConfig,
     tls: Option<HubTls>,
     tokens: Vec<Token>,
+    backplane: Option<Backplane>,
 }
 
 impl fmt::Debug for HubBuilder {
@@ -43,6 +44,7 @@ impl fmt::Debug for HubBuilder {
             .field("config", &self.config)
             .field("tls", &self.tls)
             .field("bearer_tokens", &self.tokens.len())
+            .field("backplane", &self.backplane)
             .finish()
     }
 }
@@ -84,6 +86,19 @@ impl HubBuilder {
         self
     }
 
+    /// Joins a group of hubs sharing one NATS JetStream stream (feature
+    /// `nats`): every hub publishes what its clients send to the stream
+    /// and delivers what it reads from it, so clients of any hub see one
+    /// order, an ack means JetStream stored the event, and a client can
+    /// resume its position on any hub of the group. [`bind`](Self::bind)
+    /// connects to NATS first and fails with [`HubError::Backplane`] when
+    /// it cannot. Default: no backplane (one hub on its own).
+    #[cfg(feature = "nats")]
+    pub fn nats(mut self, nats: crate::NatsConfig) -> Self {
+        self.backplane = Some(Backplane::Nats(nats));
+        self
+    }
+
     /// Validates everything, then listens on `addr`.
     ///
     /// Fails with [`HubError::Config`] before any I/O if a setting is out
@@ -97,6 +112,6 @@ impl HubBuilder {
             self.config.min_token_len,
             self.config.allow_query_token,
         )?;
-        Hub::start(addr, self.config, self.tls, auth).await
+        Hub::start(addr, self.config, self.tls, auth, self.backplane).await
     }
 }

@@ -48,6 +48,17 @@ pub enum HubError {
         #[source]
         source: io::Error,
     },
+
+    /// The backplane (NATS JetStream, feature `nats`) could not be reached
+    /// or set up at start.
+    #[error("backplane: {message}")]
+    Backplane {
+        /// What failed, and what to check.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
 }
 
 /// `Result` with [`HubError`] as the default error.

@@ -107,6 +107,19 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     fn publish(&self, burst: Arc<Burst>) -> Delivery;
     /// Events the history holds now (0 with history off).
     fn history_len(&self) -> usize;
+    /// Relays `burst` (if any) from `from`, then, when `ack` is set,
+    /// acknowledges the first `ack` frames `from` sent once everything it
+    /// sent before is relayed. Locally that is at once; a backplane
+    /// acknowledges once its store has the events.
+    fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {
+        let delivery = burst.map(|b| self.publish(b)).unwrap_or_default();
+        if let Some(upto) = ack {
+            from.ack(upto);
+        }
+        delivery
+    }
+    /// Adds what the backplane did (if there is one) to `stats`.
+    fn backplane_stats(&self, _stats: &mut crate::HubStats) {}
 }
 
 /// In-process fan-out.
@@ -149,6 +162,35 @@ impl LocalFanout {
             delivery.max_held = delivery.max_held.max(held);
         }
         delivery
+    }
+
+    /// Delivers a burst the backplane numbered (its first frame at seq
+    /// `first`): stored in the history, offered to every member, under the
+    /// history's lock. `None` when it was delivered before.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn publish_at(&self, burst: &Arc<Burst>, first: u64) -> Option<Delivery> {
+        let Some(history) = &self.history else {
+            return Some(self.offer_all(burst, 0));
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        let (seq, gap) = history.append_at(burst, first, Instant::now())?;
+        if gap {
+            // Resuming members did not get what the gap held: closed, they
+            // resume and learn that (expired) instead of missing it.
+            for member in self.snapshot().iter() {
+                member.interrupt();
+            }
+        }
+        Some(self.offer_all(burst, seq))
+    }
+
+    /// Forgets history before `first` (see [`History::retain_from`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn retain_from(&self, first: u64) {
+        if let Some(history) = &self.history {
+            let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+            history.retain_from(first);
+        }
     }
 
     fn update(&self, change: impl FnOnce(&mut Vec<Arc<Outbox>>)) {

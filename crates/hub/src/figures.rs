@@ -66,6 +66,7 @@ const HANDSHAKE_HELP: &str = "Connections refused or failed before becoming a cl
 const CONTROL_HELP: &str = "Control frames (filter changes, hellos), by result; a rejected one \
      closed its sender with 1008.";
 const MALFORMED_HELP: &str = "Frames that were neither an event nor a control frame, by reason.";
+const BACKPLANE_HELP: &str = "With a NATS backplane: events stored in the stream, not stored (refused or failed), and read from it and delivered to this hub's clients.";
 const RESUME_HELP: &str =
     "Clients that presented a history position, by whether every event after it could be replayed.";
 const DISCONNECT_HELP: &str = "Clients closed by the hub, by reason (1008 and 1007 closes are \
@@ -346,6 +347,34 @@ const TABLE: &[Row] = &[
         kind: Gauge,
         label: None,
         value: |s| s.history_events,
+    },
+    Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "stored")),
+        value: |s| s.backplane_stored,
+    },
+    Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "not_stored")),
+        value: |s| s.backplane_failures,
+    },
+    Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "delivered")),
+        value: |s| s.backplane_delivered,
+    },
+    Row {
+        name: "backplane_down",
+        help: "1 while the connection to the backplane (NATS) is down, else 0.",
+        kind: Gauge,
+        label: None,
+        value: |s| s.backplane_down,
     },
     Row {
         name: "dedup_window_ids",

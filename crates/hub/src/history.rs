@@ -90,6 +90,64 @@ impl History {
         })
     }
 
+    /// A history of events numbered by someone else (a backplane's stream,
+    /// whose identity is `epoch`), starting after `head`; `None` when
+    /// `history_size` is 0.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn numbered(config: &HubConfig, epoch: u64, head: u64) -> Option<History> {
+        History::new(config).map(|h| History { epoch, head, ..h })
+    }
+
+    /// Stores a burst whose first frame has seq `first` (given by the
+    /// backplane); returns the seq of its last frame, or `None` if it was
+    /// already stored (a repeat is never relayed twice). The flag is set
+    /// when a gap came first.
+    ///
+    /// A `first` past the next seq is a gap: events were not received (the
+    /// stream evicted them before this node read them, or they were
+    /// deleted), so everything before the gap is forgotten and a position
+    /// before it is not recovered. The gap is never mistaken for
+    /// continuity.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn append_at(
+        &mut self,
+        burst: &Arc<Burst>,
+        first: u64,
+        now: Instant,
+    ) -> Option<(u64, bool)> {
+        if first <= self.head {
+            return None;
+        }
+        let gap = first > self.head + 1;
+        if gap {
+            self.ring.clear();
+            self.events = 0;
+            self.bytes = 0;
+            self.head = first - 1;
+        }
+        Some((self.append(burst, now), gap))
+    }
+
+    /// Forgets the events before `first`: the stream no longer holds them
+    /// (its own limits evicted them), so they are no longer recoverable
+    /// here either, as on a node that never saw them.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn retain_from(&mut self, first: u64) {
+        while let Some(oldest) = self.ring.front_mut() {
+            if oldest.last() < first {
+                self.events -= oldest.events();
+                self.bytes -= oldest.burst.bytes;
+                self.ring.pop_front();
+            } else {
+                let over =
+                    (first.saturating_sub(oldest.first) as usize).saturating_sub(oldest.skip);
+                oldest.skip += over;
+                self.events -= over;
+                break;
+            }
+        }
+    }
+
     /// Where the history stands: the newest event's position.
     pub(crate) fn position(&self) -> Position {
         Position::new(self.epoch, self.head)
@@ -349,6 +407,40 @@ mod tests {
         }
         assert!(h.bytes <= 1024, "{}", h.bytes);
         assert!(h.len() < 100);
+    }
+
+    #[test]
+    fn numbered_histories_treat_gaps_and_eviction_as_loss() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        let at10 = h.position();
+        assert_eq!(at10, Position::new(7, 10));
+        assert_eq!(h.append_at(&burst(&[11, 12]), 11, now), Some((12, false)));
+        // A repeat is not stored (or relayed) again.
+        assert_eq!(h.append_at(&burst(&[12]), 12, now), None);
+        assert_eq!(ids(&h.replay(&at10, now).unwrap()), ["11", "12"]);
+        let at12 = h.position();
+        // Seq 13 and 14 never arrived: a position before the gap is lost.
+        assert_eq!(h.append_at(&burst(&[15]), 15, now), Some((15, true)));
+        assert_eq!(
+            h.replay(&at12, now).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
+        let at15 = h.position();
+        h.append_at(&burst(&[16, 17, 18]), 16, now);
+        assert_eq!(ids(&h.replay(&at15, now).unwrap()), ["16", "17", "18"]);
+        // The stream evicted up to 16: a position at 15 is expired, at 16
+        // is not.
+        h.retain_from(17);
+        assert_eq!(
+            h.replay(&at15, now).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
+        let at16 = Position::new(7, 16);
+        assert_eq!(ids(&h.replay(&at16, now).unwrap()), ["17", "18"]);
+        assert_eq!(h.len(), 2);
+        h.retain_from(30);
+        assert_eq!((h.len(), h.position().seq()), (0, 18));
     }
 
     const DEFAULT_TTL_FOR_TEST: Duration = crate::config::DEFAULT_HISTORY_TTL;

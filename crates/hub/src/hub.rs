@@ -37,6 +37,14 @@ const FINISH_GRACE: Duration = Duration::from_millis(250);
 /// before the next, so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What connects hubs into a group, if anything.
+#[derive(Debug, Clone)]
+pub(crate) enum Backplane {
+    /// NATS JetStream: one shared stream.
+    #[cfg(feature = "nats")]
+    Nats(crate::nats::NatsConfig),
+}
+
 /// Where the hub is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lifecycle {
@@ -59,7 +67,7 @@ pub(crate) struct Shared {
     pub(crate) origins: Origins,
     /// Failed token checks per peer address.
     pub(crate) throttle: Throttle,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) fanout: Box<dyn Fanout>,
     /// Keys of recent events from ack-mode clients, hub-wide, so a resend
     /// on a new connection is recognised too.
@@ -168,6 +176,7 @@ impl Shared {
         stats.dedup_window_ids = self.dedup.len() as u64;
         stats.connections_open = self.open.load(Relaxed) as u64;
         stats.history_events = self.fanout.history_len() as u64;
+        self.fanout.backplane_stats(&mut stats);
         stats
     }
 
@@ -179,10 +188,15 @@ impl Shared {
     /// Whether the hub accepts clients, for `/healthz`; if not, why, in
     /// one line.
     pub(crate) fn health(&self) -> Result<(), &'static str> {
-        match *self.lifecycle.borrow() {
-            Lifecycle::Running => Ok(()),
-            Lifecycle::Draining { .. } => Err("shutting down\n"),
+        if let Lifecycle::Draining { .. } = *self.lifecycle.borrow() {
+            return Err("shutting down\n");
         }
+        let mut stats = HubStats::default();
+        self.fanout.backplane_stats(&mut stats);
+        if stats.backplane_down > 0 {
+            return Err("backplane down: events are not stored or acknowledged\n");
+        }
+        Ok(())
     }
 
     /// Starts a graceful shutdown unless one is under way; returns its
@@ -261,10 +275,19 @@ impl Hub {
     /// Listens with settings the builder has validated.
     pub(crate) async fn start(
         addr: impl ToSocketAddrs,
-        config: HubConfig,
+        #[cfg_attr(not(feature = "nats"), allow(unused_mut))] mut config: HubConfig,
         tls: Option<HubTls>,
         auth: Auth,
+        backplane: Option<Backplane>,
     ) -> Result<Hub, HubError> {
+        let counters = Arc::new(Counters::default());
+        let fanout: Box<dyn Fanout> = match backplane {
+            None => Box::new(LocalFanout::new(History::new(&config))),
+            #[cfg(feature = "nats")]
+            Some(Backplane::Nats(nats)) => Box::new(
+                crate::nats::NatsFanout::start(&nats, &mut config, Arc::clone(&counters)).await?,
+            ),
+        };
         let (listener, local_addr) = listen(addr).await?;
         let (lifecycle, _) = watch::channel(Lifecycle::Running);
         let secure = tls.is_some();
@@ -279,15 +302,14 @@ impl Hub {
         );
         let origins = Origins::new(&config.allowed_origins);
         let throttle = Throttle::new(config.auth_failures_per_minute);
-        let history = History::new(&config);
         let shared = Arc::new(Shared {
             origins,
             throttle,
             config,
             tls: tls.map(TlsSlot::new),
             auth,
-            counters: Counters::default(),
-            fanout: Box::new(LocalFanout::new(history)),
+            counters,
+            fanout,
             dedup,
             lifecycle,
             clients: ClientList::default(),

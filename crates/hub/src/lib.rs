@@ -5,7 +5,9 @@
 //! It is the server the Watchtower transport, the examples, the tests, the
 //! benchmarks and the `watchtower` CLI talk to. It speaks the event format
 //! and the control protocol of `watchtower-core`, and answers a few plain
-//! HTTP paths for operators (see below); no storage, no history.
+//! HTTP paths for operators (see below). Its history is in memory, and
+//! with feature `nats` the stream it shares with other hubs is NATS
+//! JetStream's.
 //!
 //! ```
 //! use watchtower_hub::{Hub, HubConfig};
@@ -113,6 +115,23 @@
 //! full, so it resumes instead of missing events. The README has the
 //! protocol in full.
 //!
+//! # Hubs sharing a stream (feature `nats`)
+//!
+//! `HubBuilder::nats` with a `NatsConfig` makes the hub one of a group
+//! sharing a NATS JetStream stream: events its clients send are published
+//! to the stream (subject `wt.<stream>.<event type>`, `Nats-Msg-Id` from
+//! the event's id and frame), and it delivers what one ordered consumer
+//! reads from the stream, its own clients' events included (never back to
+//! their sender), so every hub delivers in the stream's order. An ack-mode
+//! publisher is acknowledged only once JetStream stored its events (publish
+//! acks pipelined); a publish that fails closes it with 1013 so it
+//! resends, and JetStream's duplicate window drops resends on any hub.
+//! History positions are `(stream epoch, stream sequence)`, so a client
+//! resumes on any hub; each hub keeps the stream's recent past in its
+//! history (read at start) and forgets what the stream evicted, and a gap
+//! in the stream is never taken for continuity. The README's "Scaling out"
+//! says what an ack then means and which server settings matter.
+//!
 //! # Slow, dead and misbehaving clients
 //!
 //! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
@@ -185,7 +204,9 @@
 //! thiserror (errors), tracing (logs), watchtower-core (the wire format),
 //! rustls + tokio-rustls + rustls-pki-types (`wss://` without OpenSSL),
 //! httparse (request heads, shared with tungstenite) and ring (SHA-256 for
-//! the dashboard's Content-Security-Policy, shared with rustls).
+//! the dashboard's Content-Security-Policy, shared with rustls); with
+//! feature `nats`, async-nats (the NATS client, JetStream and `.creds`
+//! files) and bytes (its payload type).
 
 #![deny(missing_docs)]
 
@@ -203,6 +224,8 @@ mod filter;
 mod history;
 mod http;
 mod hub;
+#[cfg(feature = "nats")]
+mod nats;
 mod origin;
 mod outbox;
 mod pace;
@@ -224,5 +247,7 @@ pub use config::{
 pub use error::{HubError, Result};
 pub use figures::{Figure, FigureKind};
 pub use hub::{Hub, HubHandle};
+#[cfg(feature = "nats")]
+pub use nats::{DEFAULT_NATS_STREAM, NatsConfig};
 pub use stats::{HubStats, MalformedCounts};
 pub use tls::HubTls;

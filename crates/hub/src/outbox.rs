@@ -193,6 +193,11 @@ pub(crate) struct Outbox {
     /// The seq of the last position frame sent (or the position the client
     /// already has). Only the writer moves it.
     marked: AtomicU64,
+    /// The backplane could not store an event this ack-mode client sent:
+    /// no later ack may cover it, so the client is closed and resends.
+    backplane_lost: AtomicBool,
+    /// Wakes [`Outbox::backplane_lost`].
+    lost: Notify,
 }
 
 /// A filtered resuming client whose filter skips this many events in a row
@@ -228,6 +233,8 @@ impl Outbox {
             resumable: AtomicBool::new(false),
             taken_seen: AtomicU64::new(0),
             marked: AtomicU64::new(0),
+            backplane_lost: AtomicBool::new(false),
+            lost: Notify::new(),
         }
     }
 
@@ -382,6 +389,11 @@ impl Outbox {
     /// are cumulative, so only the latest matters. Only the client's own
     /// reader calls this, with growing values.
     pub(crate) fn ack(&self, upto: u64) {
+        if self.backplane_lost.load(Relaxed) {
+            // An event before `upto` was not stored: acknowledging would
+            // make the client forget it.
+            return;
+        }
         self.ack.store(upto, Relaxed);
         self.ready.notify_one();
     }
@@ -493,6 +505,40 @@ impl Outbox {
     /// Stops accepting frames; what is queued can still be taken.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+    }
+
+    /// Events this resuming client was to get are lost (a gap in the
+    /// backplane's stream): closed with 1013 like an overflow, so it
+    /// resumes and is told its position was not recovered. A plain client
+    /// carries on.
+    pub(crate) fn interrupt(&self) {
+        if !self.resumable.load(Relaxed) {
+            return;
+        }
+        let mut state = self.lock();
+        state.closed = true;
+        state.overflowed = true;
+        drop(state);
+        self.dropping.notify_one();
+    }
+
+    /// The backplane failed to store an event this client sent and expects
+    /// an ack for: no further ack is sent, and [`Outbox::backplane_lost`]
+    /// resolves so the connection is closed and the client resends.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn lose_backplane(&self) {
+        if !self.backplane_lost.swap(true, Relaxed) {
+            self.ack.store(0, Relaxed);
+            self.lost.notify_one();
+        }
+    }
+
+    /// Resolves once [`Outbox::lose_backplane`] was called.
+    pub(crate) async fn backplane_lost(&self) {
+        // `notify_one` keeps a permit when nobody waits.
+        while !self.backplane_lost.load(Relaxed) {
+            self.lost.notified().await;
+        }
     }
 
     /// Resolves when something was queued since the last wake-up.

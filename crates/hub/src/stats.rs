@@ -134,6 +134,20 @@ pub struct HubStats {
     pub closed_to_resume: u64,
     /// Events the history holds now. A gauge, like `clients`.
     pub history_events: u64,
+    /// With a NATS backplane (feature `nats`): events JetStream
+    /// acknowledged as stored (duplicates it dropped included).
+    pub backplane_stored: u64,
+    /// With a NATS backplane: events that were not stored (the server was
+    /// unreachable, the publish failed or timed out, or the publisher's
+    /// queue was full). An at-most-once event counted here is lost; an
+    /// ack-mode sender was closed with 1013 and resends.
+    pub backplane_failures: u64,
+    /// With a NATS backplane: events read from the stream and delivered to
+    /// this hub's clients.
+    pub backplane_delivered: u64,
+    /// With a NATS backplane: 1 while the connection to NATS is down
+    /// (reconnecting), else 0. A gauge: summed, the hubs cut off now.
+    pub backplane_down: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -175,6 +189,10 @@ impl std::ops::Add for HubStats {
             events_replayed: self.events_replayed + o.events_replayed,
             closed_to_resume: self.closed_to_resume + o.closed_to_resume,
             history_events: self.history_events + o.history_events,
+            backplane_stored: self.backplane_stored + o.backplane_stored,
+            backplane_failures: self.backplane_failures + o.backplane_failures,
+            backplane_delivered: self.backplane_delivered + o.backplane_delivered,
+            backplane_down: self.backplane_down + o.backplane_down,
         }
     }
 }
@@ -275,6 +293,11 @@ impl Counters {
             closed_to_resume: l(&self.closed_to_resume),
             // A gauge kept by the history; see `Shared::stats`.
             history_events: 0,
+            // Kept by the backplane, if any; see `Shared::stats`.
+            backplane_stored: 0,
+            backplane_failures: 0,
+            backplane_delivered: 0,
+            backplane_down: 0,
         }
     }
 }

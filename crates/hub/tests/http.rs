@@ -262,6 +262,19 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
         ("watchtower_hub_events_replayed_total", s.events_replayed),
         ("watchtower_hub_closed_to_resume_total", s.closed_to_resume),
         ("watchtower_hub_history_events", s.history_events),
+        (
+            "watchtower_hub_backplane_events_total{result=\"stored\"}",
+            s.backplane_stored,
+        ),
+        (
+            "watchtower_hub_backplane_events_total{result=\"not_stored\"}",
+            s.backplane_failures,
+        ),
+        (
+            "watchtower_hub_backplane_events_total{result=\"delivered\"}",
+            s.backplane_delivered,
+        ),
+        ("watchtower_hub_backplane_down", s.backplane_down),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),
     ]
 }

@@ -1,8 +1,8 @@
 //! Test support for Watchtower, not part of the product: a controllable TCP
 //! [`FaultProxy`], a raw tokio-tungstenite [`RawServer`] that records what it
 //! receives and sends whatever a test asks, [`wait_until`], certificates
-//! generated on the fly ([`tls`]), an in-memory log ([`LogCapture`]) and a
-//! [`TempDir`].
+//! generated on the fly ([`tls`]), an in-memory log ([`LogCapture`]), a
+//! [`TempDir`] and a real JetStream server ([`NatsServer`]).
 //!
 //! Everything here uses real sockets on 127.0.0.1; nothing is mocked.
 //!
@@ -22,6 +22,7 @@
 
 mod files;
 mod logs;
+mod nats;
 mod proxy;
 mod server;
 pub mod tls;
@@ -29,6 +30,7 @@ mod wait;
 
 pub use files::TempDir;
 pub use logs::{CaptureWriter, LogCapture};
+pub use nats::{INSTALL_HINT, NatsServer, REQUIRE_ENV};
 pub use proxy::{FaultProxy, Mode};
 pub use server::{RawServer, Received, SequenceOf};
 pub use wait::{unused_addr, wait_until, wait_until_async};

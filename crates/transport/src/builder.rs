@@ -98,6 +98,7 @@ pub struct TransportBuilder {
     dedup_window: usize,
     resume: bool,
     resume_from: Option<Position>,
+    fallback_urls: Vec<String>,
 }
 
 impl fmt::Debug for TransportBuilder {
@@ -142,6 +143,7 @@ impl TransportBuilder {
             dedup_window: DEFAULT_DEDUP_WINDOW,
             resume: true,
             resume_from: None,
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -428,6 +430,24 @@ impl TransportBuilder {
         self
     }
 
+    /// Other hubs to try, in order, when the one at hand cannot be reached:
+    /// every failed connect attempt moves on to the next URL (after the
+    /// last, the config's `url` again). Meant for hubs sharing one stream
+    /// (`watchtower hub --nats`), where a position is valid on every hub:
+    /// the transport resumes on whichever it reaches.
+    /// [`WebSocketTransport::url`] and
+    /// [`ConnectionStats::url_index`](crate::ConnectionStats::url_index)
+    /// say which one it is on. The same headers, token and TLS settings
+    /// are used for all. Default: none.
+    pub fn fallback_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fallback_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Continue from `position` (as read from
     /// [`WebSocketTransport::position`] by an earlier process): the first
     /// connect asks the hub for every event after it. Turns
@@ -559,7 +579,12 @@ impl TransportBuilder {
         for (name, value) in &self.headers.headers {
             header_pair(name, value)?;
         }
-        let tls = if url.is_secure() {
+        let fallbacks = self
+            .fallback_urls
+            .iter()
+            .map(|u| crate::url::WsUrl::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = if url.is_secure() || fallbacks.iter().any(|u| u.is_secure()) {
             Some(self.tls.client_config()?)
         } else {
             None
@@ -567,6 +592,7 @@ impl TransportBuilder {
         Ok(Settings {
             config: self.config,
             url,
+            fallbacks,
             policy,
             breaker_timeout: self.breaker_timeout,
             keepalive: self.keepalive,

@@ -22,6 +22,7 @@ use crate::settings::Settings;
 use crate::stats::Counters;
 use crate::subscription::panic_message;
 use crate::tls::{handshake_error, tls_failure};
+use crate::url::WsUrl;
 
 /// The socket under the WebSocket: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -94,11 +95,11 @@ pub(crate) type Ws = WebSocketStream<Socket>;
 /// the position in `resume` and taking in the hub's answer.
 pub(crate) async fn connect_once(
     settings: &Settings,
+    url: &WsUrl,
     resume: &Resume,
     counters: &Counters,
 ) -> Result<Ws, WatchtowerError> {
     let deadline = Instant::now() + settings.connect_timeout;
-    let url = &settings.url;
     let timed_out = |stage: &'static str| WatchtowerError::Timeout {
         operation: stage,
         after: settings.connect_timeout,
@@ -110,7 +111,7 @@ pub(crate) async fn connect_once(
         Some(provider) => Some(call_provider(provider, deadline, timed_out).await?),
         None => None,
     };
-    let mut request = build_request(settings, credentials.as_ref())?;
+    let mut request = build_request(settings, url, credentials.as_ref())?;
     if let Some(position) = resume.header() {
         request.headers_mut().insert(RESUME_HEADER, position);
     }
@@ -159,7 +160,7 @@ pub(crate) async fn connect_once(
     )
     .await
     .map_err(|_| timed_out("WebSocket handshake"))?
-    .map_err(|e| upgrade_error(e, settings))?;
+    .map_err(|e| upgrade_error(e, url))?;
     resume.answered(response.headers(), counters, &url.to_string());
     Ok(ws)
 }
@@ -200,15 +201,12 @@ pub(crate) fn wire_config(settings: &Settings) -> WireConfig {
 
 fn build_request(
     settings: &Settings,
+    url: &WsUrl,
     credentials: Option<&Credentials>,
 ) -> Result<Request<()>, WatchtowerError> {
-    let mut request = settings
-        .url
-        .uri()
-        .clone()
-        .into_client_request()
-        .map_err(|e| {
-            WatchtowerError::Config(format!("cannot build a request for {}: {e}", settings.url))
+    let mut request =
+        url.uri().clone().into_client_request().map_err(|e| {
+            WatchtowerError::Config(format!("cannot build a request for {url}: {e}"))
         })?;
     let headers = request.headers_mut();
     let all = settings
@@ -240,8 +238,7 @@ pub(crate) fn header_pair(
     Ok((header_name, header_value))
 }
 
-fn upgrade_error(error: tungstenite::Error, settings: &Settings) -> WatchtowerError {
-    let url = &settings.url;
+fn upgrade_error(error: tungstenite::Error, url: &WsUrl) -> WatchtowerError {
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();

@@ -28,6 +28,9 @@ impl Keepalive {
 pub(crate) struct Settings {
     pub(crate) config: WebSocketConfig,
     pub(crate) url: WsUrl,
+    /// Where to go when `url` cannot be reached, in order (then `url`
+    /// again): other hubs of a group sharing one stream.
+    pub(crate) fallbacks: Vec<WsUrl>,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) breaker_timeout: Duration,
     pub(crate) keepalive: Option<Keepalive>,
@@ -59,6 +62,14 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// URL `index` of the list `url`, then the fallbacks, going round.
+    pub(crate) fn url_at(&self, index: usize) -> &WsUrl {
+        match index % (1 + self.fallbacks.len()) {
+            0 => &self.url,
+            i => &self.fallbacks[i - 1],
+        }
+    }
+
     /// How `flush` judges an event written: acknowledged (at least once),
     /// confirmed by a pong (at most once with keepalive), or flushed to the
     /// socket (no pings to confirm with).

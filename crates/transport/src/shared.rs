@@ -1,7 +1,7 @@
 //! State shared by the transport handle, its connection task and its
 //! subscription tasks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::{Notify, watch};
@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) filter_progress: Notify,
     /// Whether the last close handshake (at shutdown) completed.
     pub(crate) clean_close: AtomicBool,
+    /// Which URL of `url` and the fallbacks connect attempts go to (see
+    /// [`Settings::url_at`]); a failed attempt moves it on.
+    pub(crate) url_index: AtomicUsize,
     /// At least once: recently delivered event ids, to drop resends. Only
     /// the reader touches it.
     dedup: Mutex<DedupWindow>,
@@ -81,6 +84,21 @@ pub(crate) struct Shared {
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl Shared {
+    /// The URL connect attempts go to now.
+    pub(crate) fn current_url(&self) -> &crate::url::WsUrl {
+        self.settings.url_at(self.url_index.load(Relaxed))
+    }
+
+    /// A connect attempt failed: the next goes to the next URL, if there
+    /// are fallbacks.
+    pub(crate) fn next_url(&self) {
+        if !self.settings.fallbacks.is_empty() {
+            let count = 1 + self.settings.fallbacks.len();
+            let next = (self.url_index.load(Relaxed) + 1) % count;
+            self.url_index.store(next, Relaxed);
+        }
+    }
+
     pub(crate) fn new(settings: Settings) -> Result<Shared, WatchtowerError> {
         let queue = BackpressureQueue::new(settings.config.backpressure.clone())
             .map_err(|e| WatchtowerError::Config(format!("backpressure: {e}")))?;
@@ -111,6 +129,7 @@ impl Shared {
             counters: Counters::default(),
             state: watch::Sender::new(ConnectionState::Connecting),
             lifecycle: watch::Sender::new(Lifecycle::Running),
+            url_index: AtomicUsize::new(0),
             gave_up: Notify::new(),
             progress: Notify::new(),
             filter_changed: Notify::new(),

@@ -138,6 +138,12 @@ pub struct ConnectionStats {
     pub events_replayed: u64,
     /// Connects to a server that keeps no history (resume not supported).
     pub resumes_not_supported: u64,
+    /// Which URL the transport is on (or trying): 0 for the config's
+    /// `url`, `i` for the `i`-th of the
+    /// [`fallback_urls`](crate::TransportBuilder::fallback_urls).
+    /// [`WebSocketTransport::url`](crate::WebSocketTransport::url) gives
+    /// the URL itself. A gauge.
+    pub url_index: u64,
 }
 
 /// Every statistic of a transport at one moment.
@@ -303,6 +309,8 @@ impl Counters {
             resumes_not_recovered: l(&self.resumes_not_recovered),
             events_replayed: l(&self.events_replayed),
             resumes_not_supported: l(&self.resumes_not_supported),
+            // Kept by `Shared`; see `WebSocketTransport::connection_stats`.
+            url_index: 0,
         }
     }
 }

@@ -434,7 +434,12 @@ impl WebSocketTransport {
 
     /// Connection and subscription counters.
     pub fn connection_stats(&self) -> ConnectionStats {
-        self.shared.counters.snapshot()
+        let mut stats = self.shared.counters.snapshot();
+        stats.url_index = self
+            .shared
+            .url_index
+            .load(std::sync::atomic::Ordering::Relaxed) as u64;
+        stats
     }
 
     /// This transport's position in the hub's history: where a new
@@ -479,9 +484,11 @@ impl WebSocketTransport {
         self.shared.subs.len()
     }
 
-    /// The server URL, with query values and userinfo redacted.
+    /// The server URL the transport is on (or trying), with query values
+    /// and userinfo redacted: the config's `url`, or one of the
+    /// [`fallback_urls`](crate::TransportBuilder::fallback_urls).
     pub fn url(&self) -> String {
-        self.shared.settings.url.to_string()
+        self.shared.current_url().to_string()
     }
 
     /// `Ok` only while connected with a live keepalive (a connection whose

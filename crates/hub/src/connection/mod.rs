@@ -106,6 +106,7 @@ async fn serve<S>(
     let end = tokio::select! {
         deadline = draining(&mut lifecycle) => End::Shutdown(deadline),
         () = outbox.became_slow() => End::Slow,
+        () = outbox.backplane_lost() => End::Backplane,
         end = keepalive(&shared, &clock) => end,
         end = read_loop(&shared, &outbox, &clock, &mut stream) => end,
         end = write_loop(&shared, &outbox, &clock, &mut pending, &mut sink) => end,
@@ -152,6 +153,9 @@ enum End {
     ReadFailed(tungstenite::Error),
     /// Writing to the socket failed.
     WriteFailed(tungstenite::Error),
+    /// The backplane did not store an event this ack-mode client sent:
+    /// close with 1013 so it resends what was not acknowledged.
+    Backplane,
 }
 
 impl fmt::Display for End {
@@ -175,6 +179,7 @@ impl fmt::Display for End {
             End::Protocol(e) => write!(f, "protocol error (1002): {e}"),
             End::ReadFailed(e) => write!(f, "read failed: {e}"),
             End::WriteFailed(e) => write!(f, "write failed: {e}"),
+            End::Backplane => f.write_str("backplane did not store an event (1013)"),
         }
     }
 }
@@ -232,6 +237,10 @@ async fn finish<S>(
         End::Unfinished(_) => (
             CloseCode::Policy,
             "message not finished within the hub's message_timeout",
+        ),
+        End::Backplane => (
+            CloseCode::Again,
+            "backplane unavailable: resend what was not acknowledged",
         ),
         End::FilterOverLimit(over) => (CloseCode::Policy, over_limit_reason(*over)),
         End::InvalidUtf8 => (CloseCode::Invalid, "text frame is not valid UTF-8"),

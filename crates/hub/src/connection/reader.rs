@@ -38,7 +38,7 @@ const BURST_CONTROL_FRAMES: usize = 32;
 /// the ack is queued after it.
 pub(super) async fn read_loop<S>(
     shared: &Shared,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     clock: &Clock,
     stream: &mut Stream<S>,
 ) -> End
@@ -81,27 +81,30 @@ where
         if !reader.keyed.is_empty() {
             reader.drop_duplicates();
         }
-        if !reader.frames.is_empty() {
-            let burst = Arc::new(Burst::new(
+        // The ack covers every frame counted so far; the fan-out sends it
+        // once they are relayed (or, with a backplane, stored), which is
+        // what an ack promises.
+        let ack = (reader.acks && reader.data_frames > reader.acked).then(|| {
+            reader.acked = reader.data_frames;
+            reader.acked
+        });
+        let burst = (!reader.frames.is_empty()).then(|| {
+            Arc::new(Burst::new(
                 outbox.id(),
                 std::mem::take(&mut reader.frames),
                 std::mem::take(&mut reader.types),
-            ));
+            ))
+        });
+        if burst.is_some() || ack.is_some() {
             let counters = &shared.counters;
-            let events = burst.frames.len() as u64;
-            let delivery = shared.fanout.publish(burst);
+            let events = burst.as_ref().map_or(0, |b| b.frames.len() as u64);
+            let delivery = shared.fanout.relay(burst, outbox, ack);
             // Counted once relayed (and in the history): a test that waits
             // for `events_in` may then rely on both.
             add(&counters.events_in, events);
             add(&counters.frames_queued, delivery.queued);
             add(&counters.dropped_frames, delivery.dropped);
             high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
-        }
-        // Only now is every frame counted so far relayed or dropped as a
-        // duplicate, which is what an ack promises.
-        if reader.acks && reader.data_frames > reader.acked {
-            reader.acked = reader.data_frames;
-            outbox.ack(reader.acked);
         }
         if let Some(end) = end {
             return end;

@@ -232,9 +232,9 @@ pub(crate) async fn connect_with_retries(
                 bump(&shared.counters.failed_connects);
                 if initial {
                     // `connect()` returns the final error to its caller.
-                    tracing::debug!(url = %shared.settings.url, %error, "connect failed");
+                    tracing::debug!(%error, "connect failed");
                 } else {
-                    tracing::warn!(url = %shared.settings.url, %error, "reconnect failed");
+                    tracing::warn!(%error, "reconnect failed");
                 }
                 if let WatchtowerError::Auth { .. } = error {
                     // Rejected credentials: ask the provider for fresh ones
@@ -260,13 +260,17 @@ async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
         .map_err(|rejected| WatchtowerError::CircuitOpen {
             retry_after: rejected.retry_after,
         })?;
-    match connect_once(&shared.settings, &shared.resume, &shared.counters).await {
+    let url = shared.current_url();
+    match connect_once(&shared.settings, url, &shared.resume, &shared.counters).await {
         Ok(ws) => {
             permit.success();
             Ok(ws)
         }
         Err(error) => {
             permit.failure();
+            // Another hub of the group may be up: the next attempt goes
+            // there.
+            shared.next_url();
             Err(error)
         }
     }

@@ -251,7 +251,7 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
         bump(&shared.counters.reconnects);
     }
     shared.set_state(ConnectionState::Connected);
-    tracing::info!(url = %shared.settings.url, reconnect, "connected");
+    tracing::info!(url = %shared.current_url(), reconnect, "connected");
 
     let (mut sink, mut stream) = ws.split();
     let conn = SessionState::new();
@@ -378,7 +378,7 @@ fn unacked_to_resend(shared: &Shared, conn: &SessionState, reason: &Reason) -> V
 /// Logs a lost connection and says goodbye where there is someone to say
 /// it to.
 async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink) -> SessionEnd {
-    tracing::warn!(url = %shared.settings.url, %reason, unconfirmed, "connection lost");
+    tracing::warn!(url = %shared.current_url(), %reason, unconfirmed, "connection lost");
     let close = match &reason {
         Reason::Oversize(_) => Some(CloseFrame {
             code: CloseCode::Size,

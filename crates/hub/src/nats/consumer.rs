@@ -1,0 +1,171 @@
+//! The consumer task: one ordered consumer reads the stream from where
+//! this node stands and delivers it, in the stream's order, to this node's
+//! clients, its own clients' events included (not back to their sender).
+//! Stream sequences are the history's seqs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use watchtower_core::EventHeader;
+
+use super::Tally;
+use super::publisher::ORIGIN_HEADER;
+use crate::fanout::{Burst, ClientId, LocalFanout, MAX_BURST};
+use crate::stats::{Counters, add, high_water};
+
+/// How often the stream's first retained sequence is read, so the
+/// history forgets what the stream evicted.
+const RETENTION_CHECK: Duration = Duration::from_millis(500);
+
+/// After a failure to open the stream or the consumer, the wait before
+/// the next try.
+const RETRY: Duration = Duration::from_millis(250);
+
+pub(super) struct Consumer {
+    pub(super) js: jetstream::Context,
+    pub(super) stream: String,
+    /// The stream sequence to read next.
+    pub(super) next: u64,
+    pub(super) node: u64,
+    pub(super) local: Arc<LocalFanout>,
+    pub(super) tally: Arc<Tally>,
+    pub(super) counters: Arc<Counters>,
+    /// The last stream sequence delivered.
+    pub(super) caught_up: watch::Sender<u64>,
+}
+
+/// One event read from the stream.
+struct Read {
+    seq: u64,
+    sender: ClientId,
+    frame: Utf8Bytes,
+    event_type: Box<str>,
+}
+
+pub(super) async fn run(mut c: Consumer) {
+    loop {
+        if let Err(error) = c.read().await {
+            tracing::warn!(%error, next = c.next, "backplane: reading the stream failed; retrying");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+impl Consumer {
+    /// Reads until the consumer fails; it is then opened again from
+    /// `self.next`.
+    async fn read(&mut self) -> Result<(), async_nats::Error> {
+        let stream = self.js.get_stream(&self.stream).await?;
+        // From a given sequence: when that was evicted, JetStream starts
+        // silently at the first one it has; the history sees the gap.
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.next,
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let mut retention = tokio::time::interval(RETENTION_CHECK);
+        let mut batch = Vec::new();
+        loop {
+            let first = tokio::select! {
+                message = messages.next() => message,
+                _ = retention.tick() => {
+                    if let Ok(info) = stream.get_info().await {
+                        self.local.retain_from(info.state.first_sequence);
+                    }
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            self.take(first?, &mut batch);
+            // Whatever else is already here, without waiting.
+            while batch.len() < MAX_BURST {
+                match messages.next().now_or_never() {
+                    Some(Some(message)) => self.take(message?, &mut batch),
+                    _ => break,
+                }
+            }
+            self.deliver(&mut batch);
+        }
+    }
+
+    fn take(&mut self, message: jetstream::Message, batch: &mut Vec<Read>) {
+        let Ok(info) = message.info() else {
+            return;
+        };
+        let seq = info.stream_sequence;
+        if seq < self.next {
+            return;
+        }
+        self.next = seq + 1;
+        let sender = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ORIGIN_HEADER))
+            .and_then(|origin| origin.as_str().split_once('-'))
+            .filter(|(node, _)| u64::from_str_radix(node, 16).ok() == Some(self.node))
+            .and_then(|(_, client)| client.parse().ok())
+            // Client ids start at 1: 0 is nobody here.
+            .unwrap_or(0);
+        let Ok(frame) = Utf8Bytes::try_from(message.payload.clone()) else {
+            tracing::warn!(
+                seq,
+                "backplane: a message on the stream is not UTF-8; skipped"
+            );
+            return;
+        };
+        let Ok(header) = EventHeader::parse(frame.as_bytes()) else {
+            tracing::warn!(
+                seq,
+                "backplane: a message on the stream is not an event; skipped"
+            );
+            return;
+        };
+        let event_type = Box::from(&*header.event_type);
+        batch.push(Read {
+            seq,
+            sender,
+            frame,
+            event_type,
+        });
+    }
+
+    /// Delivers runs of consecutive events from one sender as one burst.
+    fn deliver(&mut self, batch: &mut Vec<Read>) {
+        let mut reads = batch.drain(..).peekable();
+        while let Some(read) = reads.next() {
+            let (first, sender) = (read.seq, read.sender);
+            let mut last = first;
+            let mut frames = vec![read.frame];
+            let mut types = vec![read.event_type];
+            while let Some(more) = reads.next_if(|r| r.sender == sender && r.seq == last + 1) {
+                last = more.seq;
+                frames.push(more.frame);
+                types.push(more.event_type);
+            }
+            let events = frames.len() as u64;
+            let burst = Arc::new(Burst::new(sender, frames, types));
+            if let Some(delivery) = self.local.publish_at(&burst, first) {
+                add(&self.tally.delivered, events);
+                add(&self.counters.frames_queued, delivery.queued);
+                add(&self.counters.dropped_frames, delivery.dropped);
+                high_water(
+                    &self.counters.client_bytes_high_water,
+                    delivery.max_held as u64,
+                );
+            }
+            self.caught_up.send_replace(last);
+        }
+    }
+}

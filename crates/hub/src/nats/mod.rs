@@ -1,0 +1,437 @@
+//! Hubs that share one stream on NATS JetStream (feature `nats`).
+//!
+//! [`NatsFanout`] plugs into the [`Fanout`] seam. Events a node's clients
+//! send are not delivered locally at once: they are published to the
+//! stream (`publisher`), and every node, this one included, delivers what
+//! one ordered consumer reads from the stream (`consumer`). So every node
+//! delivers in the stream's order, the origin client is skipped by a
+//! header, an ack-mode publisher is acknowledged only once JetStream
+//! stored its events, and history and resume positions are stream
+//! sequences, valid on every node.
+
+mod consumer;
+mod publisher;
+mod subject;
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::config::HubConfig;
+use crate::error::HubError;
+use crate::fanout::{Burst, ClientId, Cursor, Delivery, Fanout, Joined, LocalFanout};
+use crate::history::History;
+use crate::outbox::Outbox;
+use crate::stats::{Counters, HubStats, add};
+
+/// The stream name used unless [`NatsConfig::stream`] says otherwise.
+pub const DEFAULT_NATS_STREAM: &str = "watchtower";
+
+/// Bytes left for headers (`Nats-Msg-Id`, origin) under the server's
+/// `max_payload`: an event may be at most that much smaller.
+const HEADER_ROOM: usize = 1024;
+
+/// Bursts waiting for the publisher task, at most. A reader never waits on
+/// the backplane: past this, events are counted as backplane failures
+/// (and an ack-mode sender is closed to resend).
+const OUTGOING_BURSTS: usize = 1024;
+
+/// Bytes of events waiting for the publisher task, at most, hub-wide:
+/// while NATS is slow or away, what clients send beyond this is not
+/// stored (counted as backplane failures; ack-mode senders are closed and
+/// resend), so an outage cannot grow the hub's memory without bound.
+const OUTGOING_BYTES: usize = 64 << 20;
+
+/// How long a hub waits at start for its consumer to read the stream's
+/// recent past into the history before it listens anyway.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a hub's backplane is: a NATS server (or cluster) with JetStream,
+/// and the stream the hubs share. Set with
+/// [`HubBuilder::nats`](crate::HubBuilder::nats).
+///
+/// Every hub of a group must use the same server and stream name. The
+/// first hub creates the stream (file storage, subjects `wt.<stream>.>`,
+/// the limits below); later ones use it as it is.
+#[derive(Clone)]
+pub struct NatsConfig {
+    url: String,
+    stream: String,
+    credentials: Option<PathBuf>,
+    max_messages: i64,
+    max_age: Duration,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL can carry a user and password: only its host part.
+        let host = self.url.rsplit('@').next().unwrap_or_default();
+        f.debug_struct("NatsConfig")
+            .field("server", &host)
+            .field("stream", &self.stream)
+            .field("credentials", &self.credentials)
+            .field("max_messages", &self.max_messages)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
+
+impl NatsConfig {
+    /// The NATS server(s) to use: `nats://host:4222`, several separated by
+    /// commas. A user and password or token may be in the URL.
+    pub fn new(url: impl Into<String>) -> NatsConfig {
+        NatsConfig {
+            url: url.into(),
+            stream: DEFAULT_NATS_STREAM.to_string(),
+            credentials: None,
+            max_messages: 1_000_000,
+            max_age: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+
+    /// The JetStream stream the hubs share. Letters, digits, `_` and `-`
+    /// only. Default: [`DEFAULT_NATS_STREAM`].
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    /// A NATS `.creds` file (user JWT and nkey seed) to connect with.
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// When this hub creates the stream: the most events it keeps
+    /// (oldest evicted first). Default: 1,000,000.
+    pub fn max_messages(mut self, n: i64) -> Self {
+        self.max_messages = n;
+        self
+    }
+
+    /// When this hub creates the stream: the oldest an event may get
+    /// before it is evicted. Default: 24 hours.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    fn validate(&self) -> Result<(), HubError> {
+        let valid = !self.stream.is_empty()
+            && self.stream.len() <= 64
+            && self
+                .stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(backplane(
+                format!(
+                    "stream name `{}` must be 1 to 64 letters, digits, `_` or `-`",
+                    self.stream
+                ),
+                None,
+            ));
+        }
+        if self.max_messages == 0 || self.max_messages < -1 {
+            return Err(backplane("max_messages must be positive".into(), None));
+        }
+        Ok(())
+    }
+}
+
+fn backplane(
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> HubError {
+    HubError::Backplane { message, source }
+}
+
+/// What the tasks of a [`NatsFanout`] count, beside the hub's counters.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Events JetStream acknowledged as stored (duplicates included).
+    stored: AtomicU64,
+    /// Events not stored: the publish failed or timed out, or the
+    /// publisher's queue was full.
+    failures: AtomicU64,
+    /// Events read from the stream and delivered to this node's clients.
+    delivered: AtomicU64,
+    /// The connection to NATS is down now.
+    down: AtomicBool,
+    /// Bytes of the bursts queued for the publisher (see
+    /// [`OUTGOING_BYTES`]).
+    queued_bytes: AtomicUsize,
+}
+
+/// One bursts' worth of work for the publisher task.
+#[derive(Debug)]
+struct Outgoing {
+    burst: Option<Arc<Burst>>,
+    /// The sender and the ack due once the burst (and all before) is
+    /// stored; `None` for at-most-once senders.
+    ack: Option<(Arc<Outbox>, u64)>,
+}
+
+/// The fan-out of a hub in a group sharing a JetStream stream.
+pub(crate) struct NatsFanout {
+    local: Arc<LocalFanout>,
+    outgoing: mpsc::Sender<Outgoing>,
+    tally: Arc<Tally>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl fmt::Debug for NatsFanout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsFanout")
+            .field("tally", &self.tally)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NatsFanout {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl NatsFanout {
+    /// Connects, creates or opens the stream, starts the publisher and the
+    /// consumer, and waits (bounded) until the consumer has read the
+    /// stream's recent past into the history. Lowers
+    /// `config.max_message_size` if an event of that size plus headers
+    /// would not fit the server's `max_payload`.
+    pub(crate) async fn start(
+        nats: &NatsConfig,
+        config: &mut HubConfig,
+        counters: Arc<Counters>,
+    ) -> Result<NatsFanout, HubError> {
+        nats.validate()?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name("watchtower-hub")
+            // Reconnect quickly: an outage of seconds should cost seconds.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64).saturating_mul(100).min(1_000))
+            });
+        if let Some(path) = &nats.credentials {
+            options = options.credentials_file(path).await.map_err(|e| {
+                backplane(
+                    format!(
+                        "could not read the NATS credentials file {}",
+                        path.display()
+                    ),
+                    Some(Box::new(e)),
+                )
+            })?;
+        }
+        let client = options.connect(nats.url.as_str()).await.map_err(|e| {
+            backplane(
+                "could not connect to the NATS server; is it running, with JetStream (-js)?".into(),
+                Some(Box::new(e)),
+            )
+        })?;
+        let room = client.server_info().max_payload.saturating_sub(HEADER_ROOM);
+        if config.max_message_size > room {
+            // Info, not warn: with both defaults (1 MiB each) this is the
+            // usual case, and by design.
+            tracing::info!(
+                max_message_size = config.max_message_size,
+                max_payload = client.server_info().max_payload,
+                capped = room,
+                "max_message_size lowered to fit the NATS server's max_payload with headers; raise max_payload on the server for larger events"
+            );
+            config.max_message_size = room;
+        }
+        let js = jetstream::new(client.clone());
+        let prefix = subject::prefix(&nats.stream);
+        let stream = js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: nats.stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                max_messages: nats.max_messages,
+                max_age: nats.max_age,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                backplane(
+                    format!(
+                        "could not create or open the JetStream stream `{}`",
+                        nats.stream
+                    ),
+                    Some(Box::new(e)),
+                )
+            })?;
+        let info = stream.cached_info();
+        let epoch = epoch(&nats.stream, info.created.unix_timestamp_nanos());
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        // The history starts with the stream's recent past, so a client
+        // resuming here after its node died finds what it missed.
+        let start = if config.history_size == 0 {
+            last + 1
+        } else {
+            first
+                .max((last + 1).saturating_sub(config.history_size as u64))
+                .max(1)
+        };
+        let history = History::numbered(config, epoch, start - 1);
+        let local = Arc::new(LocalFanout::new(history));
+        let tally = Arc::new(Tally::default());
+        let node = node_id();
+        let (outgoing, queue) = mpsc::channel(OUTGOING_BURSTS);
+        let publisher = tokio::spawn(publisher::run(
+            js.clone(),
+            prefix,
+            node,
+            queue,
+            Arc::clone(&tally),
+        ));
+        let (caught_up, mut reached) = tokio::sync::watch::channel(start - 1);
+        let consumer = tokio::spawn(consumer::run(consumer::Consumer {
+            js,
+            stream: nats.stream.clone(),
+            next: start,
+            node,
+            local: Arc::clone(&local),
+            tally: Arc::clone(&tally),
+            counters,
+            caught_up,
+        }));
+        let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
+        let fanout = NatsFanout {
+            local,
+            outgoing,
+            tally,
+            tasks: vec![
+                publisher.abort_handle(),
+                consumer.abort_handle(),
+                watch_state.abort_handle(),
+            ],
+        };
+        if last >= start {
+            let warmed =
+                tokio::time::timeout(WARM_UP_TIMEOUT, reached.wait_for(|seq| *seq >= last)).await;
+            if warmed.is_err() {
+                tracing::warn!(
+                    last,
+                    "the stream's recent past was not read within {WARM_UP_TIMEOUT:?}; listening anyway"
+                );
+            }
+        }
+        tracing::info!(stream = %nats.stream, first, last, epoch = format_args!("{epoch:016x}"), "backplane: NATS JetStream");
+        Ok(fanout)
+    }
+}
+
+impl Fanout for NatsFanout {
+    fn join(&self, outbox: Arc<Outbox>, cursor: Option<Cursor>) -> Option<Joined> {
+        self.local.join(outbox, cursor)
+    }
+
+    fn leave(&self, id: ClientId) {
+        self.local.leave(id);
+    }
+
+    fn publish(&self, burst: Arc<Burst>) -> Delivery {
+        self.send(Outgoing {
+            burst: Some(burst),
+            ack: None,
+        });
+        Delivery::default()
+    }
+
+    fn history_len(&self) -> usize {
+        self.local.history_len()
+    }
+
+    fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {
+        self.send(Outgoing {
+            burst,
+            ack: ack.map(|upto| (Arc::clone(from), upto)),
+        });
+        // Delivered (and counted) when the consumer reads it back.
+        Delivery::default()
+    }
+
+    fn backplane_stats(&self, stats: &mut HubStats) {
+        stats.backplane_stored = self.tally.stored.load(Relaxed);
+        stats.backplane_failures = self.tally.failures.load(Relaxed);
+        stats.backplane_delivered = self.tally.delivered.load(Relaxed);
+        stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
+    }
+}
+
+impl NatsFanout {
+    /// Hands work to the publisher without waiting; when its queue is
+    /// full, the events are counted as failures and an ack-mode sender is
+    /// closed, so it resends them.
+    fn send(&self, outgoing: Outgoing) {
+        let bytes = outgoing.burst.as_ref().map_or(0, |b| b.bytes);
+        // Checked before it is queued: the budget bounds what waits.
+        let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
+        let refused = if queued + bytes > OUTGOING_BYTES && bytes > 0 {
+            Some(outgoing)
+        } else {
+            self.outgoing
+                .try_send(outgoing)
+                .err()
+                .map(|refused| match refused {
+                    mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
+                })
+        };
+        if let Some(outgoing) = refused {
+            self.tally.queued_bytes.fetch_sub(bytes, Relaxed);
+            let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len());
+            add(&self.tally.failures, events as u64);
+            if let Some((from, _)) = outgoing.ack {
+                from.lose_backplane();
+            }
+        }
+    }
+}
+
+/// Keeps [`Tally::down`] current from the client's connection events.
+async fn watch_connection(client: async_nats::Client, tally: Arc<Tally>) {
+    loop {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if tally.down.swap(!connected, Relaxed) == connected {
+            if connected {
+                tracing::info!("backplane: connected to NATS");
+            } else {
+                tracing::warn!("backplane: NATS connection lost; reconnecting");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The epoch of positions on a stream: its name and creation time, so a
+/// stream deleted and created again is another history.
+fn epoch(stream: &str, created_nanos: i128) -> u64 {
+    // FNV-1a: stable across processes and machines, unlike `RandomState`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in stream.bytes().chain(created_nanos.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A random id for this node, told apart from others in the origin header.
+fn node_id() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    hasher.finish()
+}

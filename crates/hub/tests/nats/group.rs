@@ -1,0 +1,190 @@
+//! Helpers for groups of hubs on one NATS server.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::timeout;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+use watchtower_hub::{Hub, HubConfig, NatsConfig};
+use watchtower_test_support::NatsServer;
+
+use crate::support::{Client, LIMIT, stats_until};
+
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
+
+/// A stream name of its own for each test.
+pub(crate) fn stream_name() -> String {
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        NEXT_STREAM.fetch_add(1, Relaxed)
+    )
+}
+
+/// A hub in the group sharing `stream` on `nats`.
+pub(crate) async fn hub_on(nats: &NatsServer, stream: &str, config: HubConfig) -> Hub {
+    hub_on_config(NatsConfig::new(nats.url()).stream(stream), config).await
+}
+
+pub(crate) async fn hub_on_config(nats: NatsConfig, config: HubConfig) -> Hub {
+    Hub::builder()
+        .config(config)
+        .nats(nats)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+/// Connects a raw client (with `query`, e.g. `?resume=new`) and waits
+/// until `hub` counts it.
+pub(crate) async fn join(hub: &Hub, query: &str) -> Client {
+    let before = hub.stats().clients;
+    let client = connect_async(format!("{}{query}", hub.url()))
+        .await
+        .unwrap()
+        .0;
+    stats_until(hub, "client counted", |s| s.clients > before).await;
+    client
+}
+
+/// The next event frame (control frames such as position marks and acks
+/// are skipped).
+pub(crate) async fn next_event(client: &mut Client) -> serde_json::Value {
+    let read = async {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let value: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if value.get("id").is_some() {
+                        return value;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    };
+    timeout(LIMIT, read).await.expect("no event arrived")
+}
+
+/// `n` events read from `client`; their `(publisher, n)` payloads.
+pub(crate) async fn read_events(client: &mut Client, n: usize) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let e = next_event(client).await;
+        out.push((
+            e["payload"]["p"].as_u64().unwrap(),
+            e["payload"]["n"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+/// Event frames with fixed ids: `p` names the publisher, `n` counts.
+pub(crate) fn frame(event_type: &str, p: u64, n: u64) -> String {
+    serde_json::json!({
+        "id": format!("p{p}-{n}"),
+        "event_type": event_type,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "payload": {"p": p, "n": n},
+        "metadata": {}
+    })
+    .to_string()
+}
+
+/// An at-least-once publisher speaking the raw protocol: it says hello
+/// with acks, keeps every event not yet acknowledged, and resends them on
+/// its next connection, as the transport does.
+pub(crate) struct AckPublisher {
+    pub(crate) frames: Vec<String>,
+    /// Frames acknowledged so far (a prefix of `frames`).
+    pub(crate) acked: usize,
+}
+
+/// How one connection of an [`AckPublisher`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every frame is acknowledged.
+    AllAcked,
+    /// The hub closed the connection (or it broke) first.
+    Closed,
+}
+
+impl AckPublisher {
+    pub(crate) fn new(frames: Vec<String>) -> AckPublisher {
+        AckPublisher { frames, acked: 0 }
+    }
+
+    /// Connects to `url`, says hello, sends every frame not yet
+    /// acknowledged, and reads acks until all are or the connection ends.
+    pub(crate) async fn run(&mut self, url: &str) -> Outcome {
+        let Some((mut ws, sent_from)) = self.open(url).await else {
+            return Outcome::Closed;
+        };
+        self.read_acks(&mut ws, sent_from).await
+    }
+
+    /// [`run`](Self::run) again and again until every frame is
+    /// acknowledged.
+    pub(crate) async fn run_until_acked(&mut self, url: &str) {
+        for _ in 0..100 {
+            if self.run(url).await == Outcome::AllAcked {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("not acknowledged after 100 connections");
+    }
+
+    /// Connects, says hello and sends what is not acknowledged; returns
+    /// the socket and how many frames were acknowledged before.
+    pub(crate) async fn open(&mut self, url: &str) -> Option<(Client, usize)> {
+        let (mut ws, _) = connect_async(url).await.ok()?;
+        let sent_from = self.acked;
+        let hello = r#"{"type":"hello","acks":true}"#;
+        ws.send(Message::text(hello)).await.ok()?;
+        for f in &self.frames[sent_from..] {
+            ws.feed(Message::text(f.as_str())).await.ok()?;
+        }
+        ws.flush().await.ok()?;
+        Some((ws, sent_from))
+    }
+
+    pub(crate) async fn read_acks(&mut self, ws: &mut Client, sent_from: usize) -> Outcome {
+        loop {
+            if self.acked == self.frames.len() {
+                let _ = ws.close(None).await;
+                return Outcome::AllAcked;
+            }
+            let Ok(next) = timeout(LIMIT, ws.next()).await else {
+                panic!("neither an ack nor a close within {LIMIT:?}");
+            };
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ack" {
+                        let upto = v["upto"].as_u64().unwrap() as usize;
+                        self.acked = self.acked.max(sent_from + upto);
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Outcome::Closed,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Asserts each `(publisher, n)` appears once and, per publisher, in
+/// increasing `n`.
+pub(crate) fn once_in_order(events: &[(u64, u64)]) {
+    let mut seen = HashSet::new();
+    let mut last = std::collections::HashMap::new();
+    for &(p, n) in events {
+        assert!(seen.insert((p, n)), "event p{p}-{n} delivered twice");
+        if let Some(prev) = last.insert(p, n) {
+            assert!(n > prev, "publisher {p}: {n} after {prev}");
+        }
+    }
+}

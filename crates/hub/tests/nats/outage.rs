@@ -1,0 +1,113 @@
+//! NATS going away (stopped, or `kill -9`) and coming back: nothing is
+//! acknowledged that was not stored, everything acknowledged is delivered
+//! once, in order, and the hubs carry on without a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use watchtower_hub::HubConfig;
+use watchtower_test_support::NatsServer;
+
+use crate::group::{AckPublisher, Outcome, frame, hub_on, join, read_events, stream_name};
+use crate::support::stats_until;
+
+/// Done-when 6: NATS stopped for 3 seconds and started again: no acks
+/// during the outage, everything delivered after, nothing twice; the
+/// hubs' stats say when the backplane is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_holds_back_acks_and_loses_nothing() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_nats_outage_holds_back_acks").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut sub = join(&b, "").await;
+    let frames: Vec<String> = (0..200).map(|n| frame("t", 1, n)).collect();
+    let mut publisher = AckPublisher::new(frames);
+    publisher.frames.truncate(100);
+    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
+
+    nats.kill();
+    stats_until(&a, "A sees NATS down", |s| s.backplane_down == 1).await;
+    publisher.frames = (0..200).map(|n| frame("t", 1, n)).collect();
+    let (mut ws, sent_from) = publisher.open(&a.url()).await.unwrap();
+    // The outage: whatever the hub does meanwhile, no ack may come.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Some(Some(Ok(message))) = ws.next().now_or_never() {
+        if let Message::Text(t) = message {
+            assert!(
+                !t.contains(r#""type":"ack""#),
+                "acked during the outage: {t}"
+            );
+        }
+    }
+    assert_eq!(publisher.acked, 100);
+    nats.restart().await;
+
+    // Acked once stored, or closed (1013) and resent: either way, all of it.
+    if publisher.read_acks(&mut ws, sent_from).await != Outcome::AllAcked {
+        publisher.run_until_acked(&a.url()).await;
+    }
+    stats_until(&a, "A sees NATS back", |s| s.backplane_down == 0).await;
+    let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
+    marker.run_until_acked(&b.url()).await;
+    let mut want: Vec<(u64, u64)> = (0..200).map(|n| (1, n)).collect();
+    want.push((2, 0));
+    assert_eq!(read_events(&mut sub, 201).await, want);
+}
+
+/// Done-when 4: `kill -9` of nats-server mid-stream and a restart on the
+/// same store: every acknowledged event delivered once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_nats_mid_stream_loses_nothing_acknowledged() {
+    let Some(mut nats) = NatsServer::start_or_skip("kill_9_of_nats_mid_stream").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut sub = join(&b, "").await;
+    let restarted = Arc::new(AtomicBool::new(false));
+    let url = a.url();
+    let publishing = tokio::spawn({
+        let restarted = Arc::clone(&restarted);
+        async move {
+            // In chunks of 100 until five chunks after the restart, so the
+            // kill always lands mid-stream.
+            let mut publisher = AckPublisher::new(Vec::new());
+            let mut after = 0;
+            for chunk in 0.. {
+                publisher
+                    .frames
+                    .extend((chunk * 100..(chunk + 1) * 100).map(|n| frame("t", 1, n)));
+                publisher.run_until_acked(&url).await;
+                if restarted.load(Relaxed) {
+                    after += 1;
+                    if after == 5 {
+                        break;
+                    }
+                }
+            }
+            publisher
+        }
+    });
+    let first = read_events(&mut sub, 300).await;
+    nats.kill();
+    nats.restart().await;
+    restarted.store(true, Relaxed);
+    let publisher = publishing.await.unwrap();
+    let n = publisher.frames.len() as u64;
+    assert_eq!(publisher.acked as u64, n);
+    let mut got = first;
+    got.extend(read_events(&mut sub, (n - 300) as usize).await);
+    let want: Vec<(u64, u64)> = (0..n).map(|n| (1, n)).collect();
+    assert_eq!(got, want);
+    // Nothing more (no duplicate) before a marker sent last.
+    let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
+    marker.run_until_acked(&b.url()).await;
+    assert_eq!(read_events(&mut sub, 1).await, [(2, 0)]);
+}

@@ -1,0 +1,78 @@
+//! Client failover: with `fallback_urls`, a failed connect attempt moves
+//! on to the next hub, and the transport says which one it is on.
+
+use std::time::Duration;
+
+use watchtower_hub::Hub;
+use watchtower_test_support::{unused_addr, wait_until};
+use watchtower_websocket::prelude::*;
+use watchtower_websocket::{MaxAttempts, ReconnectPolicy, ResumeOutcome};
+
+use crate::support::{LIMIT, init_logs};
+
+fn builder(url: &str, fallbacks: &[String]) -> watchtower_websocket::TransportBuilder {
+    init_logs();
+    WebSocketTransport::builder(WebSocketConfig::new(url))
+        .fallback_urls(fallbacks.to_vec())
+        .reconnect_policy(ReconnectPolicy::fixed(
+            Duration::from_millis(20),
+            MaxAttempts::Unlimited,
+        ))
+        .connect_timeout(Duration::from_millis(500))
+}
+
+/// The first URL is down: the first connect goes on to the fallback, and
+/// stats and `url()` name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_url_fails_over_to_the_next() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("ws://{}/events", unused_addr());
+    let transport = builder(&dead, &[hub.url()]).connect().await.unwrap();
+    assert!(transport.state().is_connected());
+    assert_eq!(transport.url(), hub.url());
+    let stats = transport.connection_stats();
+    assert_eq!((stats.url_index, stats.failed_connects), (1, 1));
+    transport.shutdown().await.unwrap();
+}
+
+/// The hub it is on goes away: the reconnect moves through the list to
+/// the next hub, presenting its position there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_hub_is_replaced_by_the_next_one_in_the_list() {
+    let first = Hub::bind("127.0.0.1:0").await.unwrap();
+    let second = Hub::bind("127.0.0.1:0").await.unwrap();
+    let transport = builder(&first.url(), &[second.url()])
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(transport.connection_stats().url_index, 0);
+    drop(first);
+    wait_until("moved to the second hub", LIMIT, || {
+        transport.connection_stats().reconnects == 1 && transport.state().is_connected()
+    })
+    .await;
+    assert_eq!(transport.url(), second.url());
+    assert_eq!(transport.connection_stats().url_index, 1);
+    // It presented its position: the second hub's history is another one.
+    assert!(matches!(
+        transport.last_resume(),
+        Some(ResumeOutcome::NotRecovered { .. })
+    ));
+    wait_until("the second hub counts it", LIMIT, || {
+        second.stats().clients == 1
+    })
+    .await;
+    transport.shutdown().await.unwrap();
+}
+
+/// A malformed fallback URL is a configuration error at `connect`.
+#[tokio::test]
+async fn a_malformed_fallback_url_is_a_config_error() {
+    let result = builder("ws://127.0.0.1:9/events", &["http://nope".to_string()])
+        .connect()
+        .await;
+    assert!(
+        matches!(result, Err(WatchtowerError::Config(_))),
+        "{result:?}"
+    );
+}
