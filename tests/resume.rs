@@ -391,6 +391,9 @@ async fn soak_resets_under_a_full_speed_publisher() {
     seams_run(1_000, 0xfeed).await;
 }
 
+/// Most events the seam runs' publisher gets ahead of the subscriber.
+const MAX_BACKLOG: u64 = 50_000;
+
 async fn seams_run(resets: u64, seed: u64) {
     let hub = Hub::bind_with(
         "127.0.0.1:0",
@@ -417,13 +420,19 @@ async fn seams_run(resets: u64, seed: u64) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let publishing = {
-        let (publisher, stop) = (Arc::clone(&publisher), Arc::clone(&stop));
+        let (publisher, stop, got) = (Arc::clone(&publisher), Arc::clone(&stop), got.clone());
         tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(SeqCst) {
                 publisher.publish(event("seam", n)).await.unwrap();
                 n += 1;
                 if n.is_multiple_of(256) {
+                    // Flat out, but never more than a bounded backlog
+                    // ahead of the subscriber: a long run must not outgrow
+                    // the history (that would be `expired`, another test).
+                    while n - got.len() as u64 > MAX_BACKLOG && !stop.load(SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     tokio::task::yield_now().await;
                 }
             }
@@ -433,10 +442,20 @@ async fn seams_run(resets: u64, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     for i in 1..=resets {
         let target = got.len() + rng.usize(1..200);
-        wait_until("progress before the next reset", LIMIT, || {
-            got.len() >= target
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while got.len() < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress after reset {i}: got {} of {target}; state {:?}; last {:?}; \
+                 subscriber {:?}; hub {:?}",
+                got.len(),
+                sub.state(),
+                sub.last_resume(),
+                sub.connection_stats(),
+                hub.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         proxy.reset_all();
         wait_until("resumed", LIMIT, || {
             let s = sub.connection_stats();
@@ -447,10 +466,19 @@ async fn seams_run(resets: u64, seed: u64) {
     stop.store(true, SeqCst);
     let published = publishing.await.unwrap();
     publisher.flush().await.unwrap();
-    received(&got, published as usize).await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while got.len() < published as usize && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = sub.connection_stats();
+    assert_eq!(
+        got.len() as u64,
+        published,
+        "events received; subscriber {stats:?}; hub {:?}",
+        hub.stats()
+    );
 
     assert_exactly(&got, 0..published);
-    let stats = sub.connection_stats();
     assert_eq!(stats.resumes_recovered, resets, "{stats:?}");
     assert_eq!(stats.resumes_not_recovered, 0);
     assert_eq!(sub.dlq_stats().total_pushed, 0);

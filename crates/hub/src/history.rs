@@ -43,10 +43,11 @@ impl Stored {
     }
 }
 
-/// What a replay queues: each burst with the frames to send from it.
+/// What a replay queues: each burst with the frames to send from it and
+/// the seq of its last frame.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
-    pub(crate) bursts: Vec<(Arc<Burst>, FrameSet)>,
+    pub(crate) bursts: Vec<(Arc<Burst>, FrameSet, u64)>,
     /// Frames in `bursts`.
     pub(crate) events: u64,
 }
@@ -237,7 +238,9 @@ impl History {
             frames.drop_first(from_index.max(stored.skip));
             bytes += stored.burst.bytes;
             replay.events += frames.len() as u64;
-            replay.bursts.push((Arc::clone(&stored.burst), frames));
+            replay
+                .bursts
+                .push((Arc::clone(&stored.burst), frames, stored.last()));
         }
         if bytes > self.replay_bytes {
             return Err(NotRecoveredReason::TooMany);
@@ -298,7 +301,7 @@ mod tests {
 
     fn ids(replay: &Replay) -> Vec<String> {
         let mut out = Vec::new();
-        for (burst, frames) in &replay.bursts {
+        for (burst, frames, _) in &replay.bursts {
             for (i, frame) in burst.frames.iter().enumerate() {
                 if frames.contains(i) {
                     let id = frame.split('"').nth(3).unwrap_or_default();

@@ -96,6 +96,8 @@ pub(crate) struct Entry {
     /// The bytes this entry keeps alive: the whole burst's, since the
     /// burst lives as long as any of its entries.
     pub(crate) bytes: usize,
+    /// History on: the seq of the burst's last frame (0 with history off).
+    pub(crate) seq: u64,
 }
 
 /// What one offer did, for the hub's counters.
@@ -302,6 +304,7 @@ impl Outbox {
             burst: Arc::clone(burst),
             frames,
             bytes: burst.bytes,
+            seq,
         });
         state.frames += queued;
         state.bytes += burst.bytes;
@@ -457,13 +460,14 @@ impl Outbox {
         // The replay's frames are bounded by `max_replay`, which may be
         // above `client_queue_frames`: they are not counted against it
         // (the writer takes them at once), only their bytes are.
-        for (burst, frames) in replay.bursts {
+        for (burst, frames, seq) in replay.bursts {
             state.bytes += burst.bytes;
             let bytes = burst.bytes;
             state.queue.push_back(Entry {
                 burst,
                 frames,
                 bytes,
+                seq,
             });
         }
         state.seen = seen;
@@ -490,6 +494,13 @@ impl Outbox {
         }
         let seen = self.taken_seen.load(Relaxed);
         (seen > self.marked.load(Relaxed)).then_some(seen)
+    }
+
+    /// The position frame due once `entry` is written, if it is past the
+    /// last one sent: every burst up to its seq that this client is to get
+    /// was queued before it.
+    pub(crate) fn mark_after(&self, entry: &Entry) -> Option<u64> {
+        (self.resumable.load(Relaxed) && entry.seq > self.marked.load(Relaxed)).then_some(entry.seq)
     }
 
     /// The position frame for `seq` was handed to the socket.

@@ -175,3 +175,42 @@ async fn with_history_off_the_hub_answers_nothing() {
     assert!(response.headers().get(POSITION_HEADER).is_none());
     assert!(response.headers().get(RECOVERED_HEADER).is_none());
 }
+
+/// A long replay carries position frames inside it, not only at its end,
+/// so a connection lost halfway does not send the client back to where
+/// the replay began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_replay_marks_the_position_as_it_goes() {
+    let hub = hub().await;
+    let mut publisher = clients(&hub, 1).await.remove(0);
+    let (_, response) = connect_async(hub.url()).await.unwrap();
+    let start = position_of(&response);
+    for n in 0..1_000 {
+        send(&mut publisher, &event("t", n)).await;
+    }
+    stats_until(&hub, "relayed", |s| s.events_in == 1_000).await;
+    let (mut back, response) = resume_with(&hub.url(), &start.to_string()).await;
+    assert_eq!(recovered_of(&response), Some(Ok(1_000)));
+    assert!(matches!(
+        next_control(&mut back).await,
+        ControlFrame::Resumed {
+            replayed: 1_000,
+            ..
+        }
+    ));
+    let mut seq = 0;
+    let mut marks_inside = 0;
+    for n in 0..1_000u64 {
+        let before = seq;
+        let frame = next_event(&mut back, &mut seq).await;
+        let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(value["payload"]["n"], n);
+        if seq != before && seq < 1_000 {
+            marks_inside += 1;
+        }
+    }
+    assert!(
+        marks_inside >= 2,
+        "{marks_inside} position frames inside the replay"
+    );
+}

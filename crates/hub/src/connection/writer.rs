@@ -80,6 +80,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut fed = 0;
+    let mut since_mark = 0;
     while let Some(entry) = pending.front_mut() {
         while let Some(i) = entry.frames.first_index() {
             // One relaxed load per frame; an ack is due at most once per
@@ -90,8 +91,18 @@ where
             if let Some(frame) = entry.burst.frames.get(i) {
                 sink.feed(Message::Text(frame.clone())).await?;
                 fed += 1;
+                since_mark += 1;
             }
             entry.frames.remove(i);
+        }
+        // A resuming client's position keeps up inside a long batch (a
+        // replay, a backlog), so a reset mid-batch does not send it back
+        // to where the batch began.
+        if since_mark >= MARK_EVERY
+            && let Some(seq) = pending.front().and_then(|e| outbox.mark_after(e))
+        {
+            send_mark(outbox, seq, sink).await?;
+            since_mark = 0;
         }
         if let Some(done) = pending.pop_front() {
             outbox.release(&done);
@@ -102,11 +113,28 @@ where
     }
     // Everything taken is fed: a resuming client's position has moved.
     if let Some(seq) = outbox.mark_due() {
-        let frame = ControlFrame::Position { seq }.to_json();
-        sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
-        outbox.mark_sent(seq);
+        send_mark(outbox, seq, sink).await?;
     }
     Ok(fed)
+}
+
+/// Frames fed between position frames within one batch, at most (plus one
+/// burst): one small frame per 256 events.
+const MARK_EVERY: usize = 256;
+
+/// Feeds `{"type":"position","seq":seq}`, without flushing.
+async fn send_mark<S>(
+    outbox: &Outbox,
+    seq: u64,
+    sink: &mut Sink<S>,
+) -> Result<(), tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = ControlFrame::Position { seq }.to_json();
+    sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
+    outbox.mark_sent(seq);
+    Ok(())
 }
 
 /// Feeds `{"type":"ack","upto":upto}`, without flushing.
