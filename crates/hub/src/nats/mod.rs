@@ -209,9 +209,7 @@ impl fmt::Debug for NatsFanout {
 
 impl Drop for NatsFanout {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.stop();
     }
 }
 
@@ -378,6 +376,12 @@ impl Fanout for NatsFanout {
         });
         // Delivered (and counted) when the consumer reads it back.
         Delivery::default()
+    }
+
+    fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     fn backplane_stats(&self, stats: &mut HubStats) {
