@@ -175,6 +175,11 @@ pub struct HubConfig {
     /// plus one read burst (at most about 1 MiB plus one message), so a
     /// subscriber that never reads pins at most that much. At least 1 KiB.
     /// Default [`DEFAULT_CLIENT_QUEUE_BYTES`] (8 MiB).
+    ///
+    /// With a NATS backplane (feature `nats`) it also bounds the bytes of
+    /// this client's events waiting to be published while NATS is slow or
+    /// away; past it they are refused and counted in
+    /// [`HubStats::backplane_failures`](crate::HubStats::backplane_failures).
     pub client_queue_bytes: usize,
     /// How long a client may keep losing frames because its queue stays
     /// full (and its writer takes nothing) before it is closed with 1013

@@ -120,6 +120,9 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     }
     /// Adds what the backplane did (if there is one) to `stats`.
     fn backplane_stats(&self, _stats: &mut crate::HubStats) {}
+    /// The hub stopped: stop the backplane's tasks (handles may keep the
+    /// fan-out itself alive).
+    fn stop(&self) {}
 }
 
 /// In-process fan-out.

@@ -411,6 +411,7 @@ impl Hub {
             }
         }
         let stats = self.stats();
+        self.shared.fanout.stop();
         tracing::info!(addr = %self.local_addr, ?stats, "hub stopped");
         stats
     }
@@ -423,6 +424,8 @@ impl Drop for Hub {
             // connection task.
             supervisor.abort();
         }
+        // A `HubHandle` may keep `shared` alive: the backplane stops now.
+        self.shared.fanout.stop();
     }
 }
 

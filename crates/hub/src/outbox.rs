@@ -200,6 +200,10 @@ pub(crate) struct Outbox {
     backplane_lost: AtomicBool,
     /// Wakes [`Outbox::backplane_lost`].
     lost: Notify,
+    /// Bytes of this client's events waiting for the backplane's
+    /// publisher; at most `client_queue_bytes` (see
+    /// [`Outbox::reserve_backplane`]).
+    backplane_bytes: AtomicUsize,
 }
 
 /// A filtered resuming client whose filter skips this many events in a row
@@ -237,6 +241,7 @@ impl Outbox {
             marked: AtomicU64::new(0),
             backplane_lost: AtomicBool::new(false),
             lost: Notify::new(),
+            backplane_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -542,6 +547,25 @@ impl Outbox {
             self.ack.store(0, Relaxed);
             self.lost.notify_one();
         }
+    }
+
+    /// Counts `bytes` more of this client's events waiting for the
+    /// backplane, if that stays within `budget` (one burst alone always
+    /// fits); `false`, counting nothing, otherwise.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn reserve_backplane(&self, bytes: usize, budget: usize) -> bool {
+        let before = self.backplane_bytes.fetch_add(bytes, Relaxed);
+        if before > 0 && before + bytes > budget {
+            self.backplane_bytes.fetch_sub(bytes, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The backplane took `bytes` of this client's events off its queue.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn release_backplane(&self, bytes: usize) {
+        self.backplane_bytes.fetch_sub(bytes, Relaxed);
     }
 
     /// Resolves once [`Outbox::lose_backplane`] was called.

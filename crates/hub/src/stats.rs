@@ -62,8 +62,9 @@ pub struct HubStats {
     pub frames_in: u64,
     /// Payload bytes of those frames.
     pub bytes_in: u64,
-    /// Valid events received and relayed to every other matching client;
-    /// duplicates dropped are not included.
+    /// Valid events received and relayed to every other matching client
+    /// (with a NATS backplane: handed to it for publishing); duplicates
+    /// dropped are not included.
     pub events_in: u64,
     /// Control frames received and applied: filter changes and hellos.
     pub control_frames: u64,

@@ -49,6 +49,11 @@ const OUTGOING_BURSTS: usize = 1024;
 /// resend), so an outage cannot grow the hub's memory without bound.
 const OUTGOING_BYTES: usize = 64 << 20;
 
+/// Commands (publishes) the NATS client library queues while its
+/// connection is busy or down; each holds one event, so this bounds what
+/// it keeps beside [`OUTGOING_BYTES`].
+const CLIENT_CAPACITY: usize = 256;
+
 /// How long a hub waits at start for its consumer to read the stream's
 /// recent past into the history before it listens anyway.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -174,14 +179,21 @@ struct Tally {
 #[derive(Debug)]
 struct Outgoing {
     burst: Option<Arc<Burst>>,
-    /// The sender and the ack due once the burst (and all before) is
-    /// stored; `None` for at-most-once senders.
-    ack: Option<(Arc<Outbox>, u64)>,
+    /// The sender (`None` from [`Fanout::publish`]), whose backplane share
+    /// the burst counts against until the publisher takes it.
+    from: Option<Arc<Outbox>>,
+    /// The ack due the sender once the burst (and all before) is stored;
+    /// `None` for at-most-once senders.
+    ack: Option<u64>,
 }
 
 /// The fan-out of a hub in a group sharing a JetStream stream.
 pub(crate) struct NatsFanout {
     local: Arc<LocalFanout>,
+    /// Bytes one client may have waiting for the publisher:
+    /// `client_queue_bytes`, so one client flooding while NATS is slow
+    /// cannot take the whole hub-wide budget.
+    client_budget: usize,
     outgoing: mpsc::Sender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
@@ -197,9 +209,7 @@ impl fmt::Debug for NatsFanout {
 
 impl Drop for NatsFanout {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.stop();
     }
 }
 
@@ -217,6 +227,9 @@ impl NatsFanout {
         nats.validate()?;
         let mut options = async_nats::ConnectOptions::new()
             .name("watchtower-hub")
+            // The client library's own command queue holds whole events
+            // while NATS is away: bounded in count here (default 2,048).
+            .client_capacity(CLIENT_CAPACITY)
             // Reconnect quickly: an outage of seconds should cost seconds.
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((attempts as u64).saturating_mul(100).min(1_000))
@@ -309,6 +322,7 @@ impl NatsFanout {
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
             local,
+            client_budget: config.client_queue_bytes,
             outgoing,
             tally,
             tasks: vec![
@@ -344,6 +358,7 @@ impl Fanout for NatsFanout {
     fn publish(&self, burst: Arc<Burst>) -> Delivery {
         self.send(Outgoing {
             burst: Some(burst),
+            from: None,
             ack: None,
         });
         Delivery::default()
@@ -356,10 +371,17 @@ impl Fanout for NatsFanout {
     fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {
         self.send(Outgoing {
             burst,
-            ack: ack.map(|upto| (Arc::clone(from), upto)),
+            from: Some(Arc::clone(from)),
+            ack,
         });
         // Delivered (and counted) when the consumer reads it back.
         Delivery::default()
+    }
+
+    fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     fn backplane_stats(&self, stats: &mut HubStats) {
@@ -376,23 +398,34 @@ impl NatsFanout {
     /// closed, so it resends them.
     fn send(&self, outgoing: Outgoing) {
         let bytes = outgoing.burst.as_ref().map_or(0, |b| b.bytes);
-        // Checked before it is queued: the budget bounds what waits.
+        // Both budgets are checked before the burst is queued: they bound
+        // what waits, hub-wide and per client.
         let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
-        let refused = if queued + bytes > OUTGOING_BYTES && bytes > 0 {
+        let client_ok = outgoing
+            .from
+            .as_ref()
+            .is_none_or(|from| from.reserve_backplane(bytes, self.client_budget));
+        let refused = if bytes > 0 && (queued + bytes > OUTGOING_BYTES || !client_ok) {
+            if client_ok && let Some(from) = &outgoing.from {
+                from.release_backplane(bytes);
+            }
             Some(outgoing)
         } else {
-            self.outgoing
-                .try_send(outgoing)
-                .err()
-                .map(|refused| match refused {
+            self.outgoing.try_send(outgoing).err().map(|refused| {
+                let o = match refused {
                     mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
-                })
+                };
+                if let Some(from) = &o.from {
+                    from.release_backplane(bytes);
+                }
+                o
+            })
         };
         if let Some(outgoing) = refused {
             self.tally.queued_bytes.fetch_sub(bytes, Relaxed);
             let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len());
             add(&self.tally.failures, events as u64);
-            if let Some((from, _)) = outgoing.ack {
+            if let (Some(from), Some(_)) = (&outgoing.from, outgoing.ack) {
                 from.lose_backplane();
             }
         }

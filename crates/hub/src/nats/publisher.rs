@@ -68,10 +68,14 @@ async fn publish(
     tally: &Tally,
     in_flight: &mut FuturesOrdered<Pending>,
 ) {
-    let from = outgoing.ack.as_ref().map(|(from, _)| Arc::clone(from));
+    // Only an ack-mode sender is closed when its event is not stored.
+    let from = outgoing.ack.and(outgoing.from.clone());
     if let Some(burst) = &outgoing.burst {
-        // Handed to the client library from here on: out of the budget.
+        // Handed to the client library from here on: out of the budgets.
         tally.queued_bytes.fetch_sub(burst.bytes, Relaxed);
+        if let Some(sender) = &outgoing.from {
+            sender.release_backplane(burst.bytes);
+        }
         let origin = format!("{node:016x}-{}", burst.sender);
         for (frame, event_type) in burst.frames.iter().zip(&burst.types) {
             let header = EventHeader::parse(frame.as_bytes()).ok();
@@ -109,7 +113,7 @@ async fn publish(
             in_flight.push_back(pending);
         }
     }
-    if let Some((from, upto)) = outgoing.ack {
+    if let (Some(upto), Some(from)) = (outgoing.ack, outgoing.from) {
         in_flight.push_back(Box::pin(std::future::ready(Done {
             stored: true,
             from: Some(from),

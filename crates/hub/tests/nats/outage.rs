@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use watchtower_hub::HubConfig;
 use watchtower_test_support::NatsServer;
@@ -110,4 +110,35 @@ async fn kill_9_of_nats_mid_stream_loses_nothing_acknowledged() {
     let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
     marker.run_until_acked(&b.url()).await;
     assert_eq!(read_events(&mut sub, 1).await, [(2, 0)]);
+}
+
+/// While NATS is away, what one client has waiting for the backplane is
+/// bounded by its `client_queue_bytes`: the rest is refused and counted
+/// at once, not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_backlog_for_an_absent_nats_is_bounded() {
+    let Some(mut nats) = NatsServer::start_or_skip("one_clients_backlog_is_bounded").await else {
+        return;
+    };
+    let mut config = HubConfig::default();
+    config.client_queue_bytes = 64 << 10;
+    let a = hub_on(&nats, &stream_name(), config).await;
+    nats.kill();
+    stats_until(&a, "A sees NATS down", |s| s.backplane_down == 1).await;
+    let mut client = join(&a, "").await;
+    let pad = "x".repeat(1_000);
+    for n in 0..1_000u64 {
+        let frame = frame("t", 1, n).replace(
+            r#""metadata":{}"#,
+            &format!(r#""metadata":{{"pad":"{pad}"}}"#),
+        );
+        client.feed(Message::text(frame)).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    let stats = stats_until(&a, "all read", |s| s.events_in == 1_000).await;
+    // Beside what the client library buffers (its 256 queued commands and
+    // what its connection handler holds; 537 of 1,000 events in one run),
+    // at most ~64 KiB waits here: the rest is refused as the reader hands
+    // it over. Without the per-client bound nothing is refused yet.
+    assert!(stats.backplane_failures >= 250, "{stats:?}");
 }
