@@ -496,9 +496,19 @@ async fn a_subscriber_that_never_reads_pins_at_most_its_budget_and_is_closed_by_
     reader.abort();
 }
 
+/// The hub closed `tcp` without reading or answering: end of stream or a
+/// reset, nothing else.
+async fn assert_closed_unread(tcp: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(LIMIT, tcp.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_caps_are_refused_at_once() {
-    use tokio::io::AsyncReadExt;
     use tokio::net::TcpStream;
 
     let mut config = HubConfig::default();
@@ -515,11 +525,7 @@ async fn connections_past_the_caps_are_refused_at_once() {
     stats_until(&hub, "two pending", |s| s.connections_open == 2).await;
     // ...so a third is closed at once, unread.
     let mut third = TcpStream::connect(hub.local_addr()).await.unwrap();
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(LIMIT, third.read(&mut buf))
-        .await
-        .unwrap();
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_closed_unread(&mut third).await;
     assert_eq!(hub.stats().connections_refused, 1);
 
     // When they go, their places are free again.
@@ -710,8 +716,6 @@ async fn a_message_that_never_finishes_is_closed_at_message_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_pending_handshake() {
-    use tokio::io::AsyncReadExt;
-
     let mut config = HubConfig::default();
     config.max_pending_handshakes = 8;
     config.max_pending_handshakes_per_peer = 2;
@@ -728,11 +732,7 @@ async fn one_address_cannot_take_every_pending_handshake() {
         );
     }
     for tcp in &mut flood[2..] {
-        let mut buf = [0u8; 16];
-        let read = tokio::time::timeout(LIMIT, tcp.read(&mut buf))
-            .await
-            .unwrap();
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert_closed_unread(tcp).await;
     }
     let stats = hub.stats();
     assert_eq!((stats.connections_open, stats.connections_refused), (2, 6));
