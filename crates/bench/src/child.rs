@@ -29,6 +29,9 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             config.max_connections = number(max)?;
             config.max_pending_handshakes =
                 config.max_pending_handshakes.min(config.max_connections);
+            // Every idle client comes from 127.0.0.1: the per-address cap
+            // (a flood defence) would refuse most of them.
+            config.max_pending_handshakes_per_peer = config.max_pending_handshakes;
             hub(config).await
         }
         ["idle-clients", addr, k] => {
