@@ -110,7 +110,7 @@ trait Probe {
     async fn round_trip(&mut self, n: u64) -> Result<f64, BenchError>;
 }
 
-/// Samples from `probe`, after `warm_up` discarded ones.
+/// `count` round trips through `probe`, events numbered from `from`, in µs.
 async fn sample(probe: &mut impl Probe, from: u64, count: usize) -> Result<Vec<f64>, BenchError> {
     let mut measured = Vec::with_capacity(count);
     for i in 0..count as u64 {
