@@ -547,28 +547,6 @@ async fn connections_past_the_caps_are_refused_at_once() {
     assert_eq!(type_of(&next_text(&mut fifth).await), "t");
 }
 
-/// Upgrades a bare TCP connection by hand, so the test can then write
-/// frames byte by byte (or not read at all).
-async fn raw_upgrade(hub: &Hub) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(hub.local_addr())
-        .await
-        .unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut response = Vec::new();
-    while !response.ends_with(b"\r\n\r\n") {
-        response.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(response.starts_with(b"HTTP/1.1 101"));
-    tcp
-}
-
 /// The head of a client text frame of `len` payload bytes, masked with a
 /// zero key (which leaves the payload as it is).
 fn text_frame_head(len: usize) -> Vec<u8> {

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use watchtower_hub::HubConfig;
@@ -35,23 +34,7 @@ async fn a_client_that_goes_silent_after_the_handshake_is_dropped() {
     });
 
     // A raw TCP client: completes the upgrade, then never sends a byte.
-    let mut raw = TcpStream::connect(hub.local_addr()).await.unwrap();
-    raw.write_all(
-        b"GET /events HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut response = Vec::new();
-    while !response.ends_with(b"\r\n\r\n") {
-        response.push(raw.read_u8().await.unwrap());
-    }
-    assert!(
-        response.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&response)
-    );
+    let mut raw = raw_upgrade(&hub).await;
     stats_until(&hub, "raw client connected", |s| s.clients == 2).await;
 
     let stats = stats_until(&hub, "silent client dropped", |s| s.disconnected_dead == 1).await;

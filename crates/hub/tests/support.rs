@@ -112,3 +112,29 @@ pub(crate) fn type_of(frame: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(frame).unwrap();
     value["event_type"].as_str().unwrap().to_string()
 }
+
+/// Upgrades a bare TCP connection by hand, so the test can then write
+/// frames byte by byte (or not read at all).
+pub(crate) async fn raw_upgrade(hub: &Hub) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(hub.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        response.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(
+        response.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    tcp
+}
