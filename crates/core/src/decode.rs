@@ -199,6 +199,26 @@ pub(crate) const SHALLOW: usize = 100;
 /// brackets outside strings. One pass over the bytes, no allocation; for
 /// malformed input the answer is only a hint, which is all callers need.
 pub(crate) fn nests_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    // Depth never exceeds the number of opening brackets. Counting them is
+    // branch-free and vectorises; the exact scan below, a branch per byte,
+    // was an eighth of the hub's CPU per relayed event. Typical events
+    // hold a handful of brackets and stop here.
+    // Byte-sized counters per 128-byte chunk (they cannot overflow) let the
+    // compiler compare 16 or 32 bytes at a time.
+    let openings: usize = bytes
+        .chunks(128)
+        .map(|chunk| {
+            let n = chunk
+                .iter()
+                .fold(0u8, |n, &b| n + u8::from(b == b'[' || b == b'{'));
+            usize::from(n)
+        })
+        .sum();
+    openings > limit && nesting_exceeds(bytes, limit)
+}
+
+/// The exact scan behind [`nests_deeper_than`].
+fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in bytes {
         if in_string {
@@ -356,6 +376,19 @@ fn strip_position(error: &serde_json::Error) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_bracket_count_shortcut_agrees_with_the_exact_scan(
+            text in "[\\[\\]{}\"\\\\a]{0,40}",
+            limit in 0usize..8,
+        ) {
+            prop_assert_eq!(
+                nests_deeper_than(text.as_bytes(), limit),
+                nesting_exceeds(text.as_bytes(), limit)
+            );
+        }
+    }
 
     fn err(text: &[u8]) -> DecodeError {
         Event::from_json(text).unwrap_err()

@@ -385,11 +385,17 @@ impl<'a> EventHeader<'a> {
         let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
             valid_up_to: e.valid_up_to(),
         })?;
+        Self::parse_text(text)
+    }
+
+    /// [`EventHeader::parse`] for text already known to be UTF-8 (a
+    /// WebSocket text frame is checked when it is read), just as strict.
+    pub fn parse_text(text: &'a str) -> Result<EventHeader<'a>, DecodeError> {
         // serde_json skips ignored values without its nesting limit, so a
         // payload nested deeper than the full decoder accepts would pass.
         // Deep frames are rare (and suspicious): give those the full decode.
-        if decode::nests_deeper_than(bytes, decode::SHALLOW) {
-            Event::from_json(bytes)?;
+        if decode::nests_deeper_than(text.as_bytes(), decode::SHALLOW) {
+            Event::from_json(text.as_bytes())?;
         }
         Self::parse_shallow(text)
     }

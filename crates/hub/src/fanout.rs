@@ -35,7 +35,7 @@ pub(crate) struct Burst {
     /// The event frames as received.
     pub(crate) frames: Vec<Utf8Bytes>,
     /// `types[i]` is the `event_type` of `frames[i]`.
-    pub(crate) types: Vec<Box<str>>,
+    pub(crate) types: Vec<Arc<str>>,
     /// The frames' bytes, summed: what a recipient keeps alive while any
     /// frame of the burst waits for it.
     pub(crate) bytes: usize,
@@ -45,7 +45,7 @@ impl Burst {
     pub(crate) fn new(
         sender: ClientId,
         mut frames: Vec<Utf8Bytes>,
-        mut types: Vec<Box<str>>,
+        mut types: Vec<Arc<str>>,
     ) -> Burst {
         // A burst may live on in the history long after it was read. Under
         // light load most hold one or a few frames, in vectors grown to 4

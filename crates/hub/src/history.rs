@@ -295,7 +295,7 @@ mod tests {
             ids.iter()
                 .map(|i| Utf8Bytes::from(format!(r#"{{"id":"{i}","event_type":"t"}}"#)))
                 .collect(),
-            ids.iter().map(|_| Box::from("t")).collect(),
+            ids.iter().map(|_| std::sync::Arc::from("t")).collect(),
         ))
     }
 

@@ -669,7 +669,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| Utf8Bytes::from(format!(r#"{{"id":"{i}","event_type":"{t}"}}"#)))
                 .collect(),
-            types.iter().map(|t| Box::from(*t)).collect(),
+            types.iter().map(|t| std::sync::Arc::from(*t)).collect(),
         ))
     }
 

@@ -17,6 +17,7 @@
 //! - `liveness`: when the client last sent anything, and the dead-client
 //!   timer.
 
+mod collect;
 mod liveness;
 mod reader;
 mod upgrade;

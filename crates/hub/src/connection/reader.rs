@@ -15,10 +15,11 @@ use crate::dedup::{DedupWindow, Key};
 use crate::fanout::{Burst, MAX_BURST};
 use crate::filter::{FilterLimits, OverLimit};
 use crate::hub::Shared;
-use crate::outbox::{FrameSet, Outbox};
+use crate::outbox::Outbox;
 use crate::pace::Pace;
 use crate::stats::{Counters, add, bump, high_water};
 
+use super::collect::{Frames, Types};
 use super::liveness::Clock;
 use super::{End, Stream};
 
@@ -51,13 +52,13 @@ where
         outbox,
         dedup: &shared.dedup,
         limits: FilterLimits::from_config(&shared.config),
+        data_read: false,
         burst_bytes: 0,
         burst_controls: 0,
-        frames: Vec::new(),
-        types: Vec::new(),
+        frames: Frames::new(shared.config.history_size > 0),
+        types: Types::default(),
         keyed: Vec::new(),
         acks: false,
-        compact: shared.config.history_size > 0,
         data_frames: 0,
         acked: 0,
         warn: WarnLimiter::default(),
@@ -78,6 +79,12 @@ where
             reads += 1;
             end = reader.on_message(message);
         }
+        if std::mem::take(&mut reader.data_read) {
+            // Once per burst, not per frame: reading the clock was a
+            // fiftieth of the CPU per relayed event, and a burst is read
+            // without waiting, so its end is when its frames arrived.
+            clock.alive();
+        }
         if !reader.keyed.is_empty() {
             reader.drop_duplicates();
         }
@@ -91,8 +98,8 @@ where
         let burst = (!reader.frames.is_empty()).then(|| {
             Arc::new(Burst::new(
                 outbox.id(),
-                std::mem::take(&mut reader.frames),
-                std::mem::take(&mut reader.types),
+                reader.frames.take(),
+                reader.types.take(),
             ))
         });
         if burst.is_some() || ack.is_some() {
@@ -130,19 +137,19 @@ struct Reader<'a> {
     outbox: &'a Outbox,
     dedup: &'a DedupWindow,
     limits: FilterLimits,
+    /// A data frame was read in the current burst: the client is alive.
+    data_read: bool,
     /// Bytes and control frames read in the current burst.
     burst_bytes: usize,
     burst_controls: usize,
-    frames: Vec<Utf8Bytes>,
-    types: Vec<Box<str>>,
+    frames: Frames,
+    types: Types,
     /// `(index in frames, frame key)` of the burst's events that arrived in
     /// ack mode: only those are checked against the window and recorded.
     keyed: Vec<(usize, Key)>,
     /// The client said `{"type":"hello","acks":true}` (and not since
     /// `false`).
     acks: bool,
-    /// History on: relay an exact-size copy of each frame (see `relay`).
-    compact: bool,
     /// Event and malformed frames read on this connection, duplicates
     /// included: what an ack's `upto` counts. Control frames are not
     /// counted; the client does not count them either.
@@ -180,11 +187,11 @@ impl Reader<'_> {
         };
         match message {
             Message::Text(text) => {
-                self.clock.alive();
+                self.data_read = true;
                 self.on_text(text)
             }
             Message::Binary(bytes) => {
-                self.clock.alive();
+                self.data_read = true;
                 self.on_binary(bytes)
             }
             Message::Close(_) => Some(End::PeerClosed),
@@ -235,14 +242,7 @@ impl Reader<'_> {
         if let Some(done) = self.control_first(text.as_bytes()) {
             return done;
         }
-        match EventHeader::parse(text.as_bytes()) {
-            Ok(header) => {
-                let key = self.acks.then(|| self.dedup.key(text.as_bytes()));
-                let event_type = Box::from(header.event_type);
-                self.relay(text, event_type, key);
-            }
-            Err(error) => self.malformed(&error, text.len()),
-        }
+        self.on_event(text);
         None
     }
 
@@ -252,53 +252,40 @@ impl Reader<'_> {
         if let Some(done) = self.control_first(&bytes) {
             return done;
         }
-        match EventHeader::parse(&bytes) {
-            Ok(header) => {
-                let key = self.acks.then(|| self.dedup.key(&bytes));
-                let event_type = Box::from(header.event_type);
-                let len = bytes.len();
-                // The header parse skips the payload without checking that
-                // its strings are UTF-8, so this check is not redundant.
-                match Utf8Bytes::try_from(bytes) {
-                    Ok(text) => self.relay(text, event_type, key),
-                    Err(e) => self.malformed(
-                        &DecodeError::InvalidUtf8 {
-                            valid_up_to: e.valid_up_to(),
-                        },
-                        len,
-                    ),
-                }
-            }
-            Err(error) => self.malformed(&error, bytes.len()),
+        let len = bytes.len();
+        match Utf8Bytes::try_from(bytes) {
+            Ok(text) => self.on_event(text),
+            Err(e) => self.malformed(
+                &DecodeError::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                },
+                len,
+            ),
         }
         None
     }
 
-    fn received(&mut self, len: usize) {
-        self.burst_bytes += len;
-        bump(&self.counters.frames_in);
-        add(&self.counters.bytes_in, len as u64);
-    }
-
-    /// Adds an event to the burst; `key` is its id's key in ack mode.
-    fn relay(&mut self, frame: Utf8Bytes, event_type: Box<str>, key: Option<Key>) {
-        // A frame read from the socket is a slice of tungstenite's read
-        // buffer and keeps that whole buffer alive. Relayed at once, that
-        // is brief; kept in the history for minutes, it about doubled the
-        // memory per event (measured: 2.46x the payload bytes with slices,
-        // 1.46x with copies, 100,000 events). One exact-size copy here is
-        // shared by the history and every recipient.
-        let frame = if self.compact {
-            Utf8Bytes::from(String::from(frame.as_str()))
-        } else {
-            frame
+    /// Adds a frame to the burst if it is an event, with its key in ack
+    /// mode; counts it as malformed otherwise.
+    fn on_event(&mut self, frame: Utf8Bytes) {
+        let key = match EventHeader::parse_text(frame.as_str()) {
+            Ok(header) => {
+                self.types.push(&header.event_type);
+                self.acks.then(|| self.dedup.key(frame.as_bytes()))
+            }
+            Err(error) => return self.malformed(&error, frame.len()),
         };
         self.data_frames += 1;
         if let Some(key) = key {
             self.keyed.push((self.frames.len(), key));
         }
         self.frames.push(frame);
-        self.types.push(event_type);
+    }
+
+    fn received(&mut self, len: usize) {
+        self.burst_bytes += len;
+        bump(&self.counters.frames_in);
+        add(&self.counters.bytes_in, len as u64);
     }
 
     /// Checks the burst's ack-mode events against the window (one lock for
@@ -310,8 +297,8 @@ impl Reader<'_> {
             return;
         }
         add(&self.counters.duplicates_dropped, duplicates.len() as u64);
-        remove_indices(&mut self.frames, &duplicates);
-        remove_indices(&mut self.types, &duplicates);
+        self.frames.remove(&duplicates);
+        self.types.remove(&duplicates);
     }
 
     /// A control frame updates this client's filter or, for `hello`, its
@@ -357,14 +344,4 @@ impl Reader<'_> {
         }
         tracing::debug!(%error, bytes = len, "malformed frame");
     }
-}
-
-/// Removes the items at the indices in `set`, keeping the order of the rest.
-fn remove_indices<T>(items: &mut Vec<T>, set: &FrameSet) {
-    let mut index = 0;
-    items.retain(|_| {
-        let keep = !set.contains(index);
-        index += 1;
-        keep
-    });
 }

@@ -45,7 +45,7 @@ struct Read {
     seq: u64,
     sender: ClientId,
     frame: Utf8Bytes,
-    event_type: Box<str>,
+    event_type: Arc<str>,
 }
 
 pub(super) async fn run(mut c: Consumer) {
@@ -132,7 +132,7 @@ impl Consumer {
             );
             return;
         };
-        let event_type = Box::from(&*header.event_type);
+        let event_type = Arc::from(&*header.event_type);
         batch.push(Read {
             seq,
             sender,
