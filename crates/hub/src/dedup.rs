@@ -95,28 +95,49 @@ impl State {
         }
     }
 
-    /// Records `key` for `owner`, then enforces the owner's share and the
-    /// window's size.
-    fn record(&mut self, key: Key, owner: ClientId, now: Instant, share: usize, max_ids: usize) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.seen.insert(key, seq);
-        self.order.push_back((key, seq, now));
+    /// Checks `owner`'s keys in order, records those not yet live, and
+    /// enforces the owner's share and the window's size; returns the
+    /// indices whose key was live already.
+    fn check(
+        &mut self,
+        owner: ClientId,
+        keyed: &[(usize, Key)],
+        now: Instant,
+        share: usize,
+        max_ids: usize,
+    ) -> FrameSet {
+        use std::collections::hash_map::Entry;
+        let mut duplicates = FrameSet::default();
+        // The owner's keys are looked up once per burst, not per key.
         let mine = self.owners.entry(owner).or_default();
-        mine.push_back((key, seq));
-        while mine.len() > share {
-            if let Some((old, old_seq)) = mine.pop_front()
-                && Self::is_live(&self.seen, old, old_seq)
-            {
-                self.seen.remove(&old);
+        for &(index, key) in keyed {
+            let seq = self.next_seq;
+            match self.seen.entry(key) {
+                Entry::Occupied(_) => {
+                    duplicates.insert(index);
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(seq);
+                }
             }
-        }
-        while self.seen.len() > max_ids {
-            let Some((old, old_seq, _)) = self.order.pop_front() else {
-                break;
-            };
-            if Self::is_live(&self.seen, old, old_seq) {
-                self.seen.remove(&old);
+            self.next_seq += 1;
+            self.order.push_back((key, seq, now));
+            mine.push_back((key, seq));
+            while mine.len() > share {
+                if let Some((old, old_seq)) = mine.pop_front()
+                    && Self::is_live(&self.seen, old, old_seq)
+                {
+                    self.seen.remove(&old);
+                }
+            }
+            while self.seen.len() > max_ids {
+                let Some((old, old_seq, _)) = self.order.pop_front() else {
+                    break;
+                };
+                if Self::is_live(&self.seen, old, old_seq) {
+                    self.seen.remove(&old);
+                }
             }
         }
         // Leftovers of share evictions wait in `order` until reached;
@@ -126,6 +147,7 @@ impl State {
             self.order
                 .retain(|&(key, seq, _)| Self::is_live(seen, key, seq));
         }
+        duplicates
     }
 }
 
@@ -174,17 +196,9 @@ impl DedupWindow {
     /// the window covers the time after a frame was first seen.
     pub(crate) fn duplicates(&self, owner: ClientId, keyed: &[(usize, Key)]) -> FrameSet {
         let now = Instant::now();
-        let mut duplicates = FrameSet::default();
         let mut state = self.lock();
         state.expire(now, self.max_age);
-        for &(index, key) in keyed {
-            if state.seen.contains_key(&key) {
-                duplicates.insert(index);
-                continue;
-            }
-            state.record(key, owner, now, self.share, self.max_ids);
-        }
-        duplicates
+        state.check(owner, keyed, now, self.share, self.max_ids)
     }
 
     /// `owner` disconnected: its keys stay in the window (a resend comes on
@@ -234,8 +248,11 @@ impl Hasher for KeyHasher {
     }
 
     fn write_u128(&mut self, n: u128) {
-        // Truncation on purpose: the low half is as random as the whole.
-        self.0 = n as u64;
+        // The high half: the keyed hash of the whole frame. The low half
+        // covers only the head and length, so a client sending frames
+        // that differ only past the head would put them all in one bucket
+        // chain and make every lookup walk it.
+        self.0 = (n >> 64) as u64;
     }
 }
 
@@ -249,6 +266,22 @@ mod tests {
             .enumerate()
             .map(|(i, f)| (i, window.key(f.as_bytes())))
             .collect()
+    }
+
+    #[test]
+    fn frames_alike_in_head_and_length_spread_over_buckets() {
+        // Frames that differ only past the head the key's low half covers:
+        // a client could send any number of them.
+        let window = DedupWindow::new(100, 100, Duration::from_secs(60));
+        let head = format!(r#"{{"id":"{}","event_type":"t","payload":"#, "x".repeat(100));
+        let buckets = BuildHasherDefault::<KeyHasher>::default();
+        let hashes: std::collections::HashSet<u64> = (0..64)
+            .map(|i| {
+                let frame = format!("{head}{i:04}}}");
+                buckets.hash_one(window.key(frame.as_bytes()))
+            })
+            .collect();
+        assert_eq!(hashes.len(), 64, "one bucket hash per distinct frame");
     }
 
     fn indices(set: FrameSet) -> Vec<usize> {
