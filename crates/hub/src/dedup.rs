@@ -273,7 +273,10 @@ mod tests {
         // Frames that differ only past the head the key's low half covers:
         // a client could send any number of them.
         let window = DedupWindow::new(100, 100, Duration::from_secs(60));
-        let head = format!(r#"{{"id":"{}","event_type":"t","payload":"#, "x".repeat(100));
+        let head = format!(
+            r#"{{"id":"{}","event_type":"t","payload":"#,
+            "x".repeat(100)
+        );
         let buckets = BuildHasherDefault::<KeyHasher>::default();
         let hashes: std::collections::HashSet<u64> = (0..64)
             .map(|i| {

@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{NotRecoveredReason, Position};
 
+use crate::collect::Frames;
 use crate::history::{History, Replay};
-use crate::outbox::{Offered, Outbox};
+use crate::outbox::{FrameSet, Offered, Outbox};
 
 /// Identifies one client connection within a hub.
 pub(crate) type ClientId = u64;
@@ -59,6 +60,30 @@ impl Burst {
             types,
             bytes,
         }
+    }
+
+    /// A burst of copies of the frames in `set` only: what a client whose
+    /// filter matched few of them keeps alive instead of the whole burst.
+    pub(crate) fn only(&self, set: &FrameSet) -> Burst {
+        let mut frames = Frames::new(true);
+        let mut types = Vec::with_capacity(set.len());
+        for (i, (frame, event_type)) in self.frames.iter().zip(&self.types).enumerate() {
+            if set.contains(i) {
+                frames.push(frame.clone());
+                types.push(Arc::clone(event_type));
+            }
+        }
+        Burst::new(self.sender, frames.take(), types)
+    }
+
+    /// The bytes of the frames in `set`.
+    pub(crate) fn bytes_of(&self, set: &FrameSet) -> usize {
+        self.frames
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| set.contains(*i))
+            .map(|(_, f)| f.len())
+            .sum()
     }
 }
 

@@ -213,6 +213,7 @@
 mod auth;
 mod builder;
 mod clients;
+mod collect;
 mod config;
 mod connection;
 mod control;

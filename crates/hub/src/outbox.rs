@@ -94,10 +94,32 @@ pub(crate) struct Entry {
     pub(crate) burst: Arc<Burst>,
     pub(crate) frames: FrameSet,
     /// The bytes this entry keeps alive: the whole burst's, since the
-    /// burst lives as long as any of its entries.
+    /// burst lives as long as any of its entries (a sparse match gets a
+    /// burst of its own: see [`sparse_copy`]).
     pub(crate) bytes: usize,
     /// History on: the seq of the burst's last frame (0 with history off).
     pub(crate) seq: u64,
+}
+
+/// When a client's filter matched under half of a burst's bytes, an entry
+/// holding copies of just those frames: the client then keeps alive (and
+/// is charged for) only what it matched, not the whole burst. Bounded by
+/// the matched bytes, which the client would be sent anyway.
+fn sparse_copy(burst: &Burst, frames: &FrameSet) -> Option<Entry> {
+    if frames.len() == burst.frames.len() {
+        return None;
+    }
+    let matched = burst.bytes_of(frames);
+    if matched.saturating_mul(2) >= burst.bytes {
+        return None;
+    }
+    let only = burst.only(frames);
+    Some(Entry {
+        frames: FrameSet::first(only.frames.len()),
+        bytes: only.bytes,
+        burst: Arc::new(only),
+        seq: 0,
+    })
 }
 
 /// What one offer did, for the hub's counters.
@@ -305,14 +327,15 @@ impl Outbox {
             }
         };
         let queued = frames.len();
-        state.queue.push_back(Entry {
+        let entry = sparse_copy(burst, &frames).unwrap_or_else(|| Entry {
             burst: Arc::clone(burst),
             frames,
             bytes: burst.bytes,
             seq,
         });
         state.frames += queued;
-        state.bytes += burst.bytes;
+        state.bytes += entry.bytes;
+        state.queue.push_back(Entry { seq, ..entry });
         let writer = self.writer_bytes.load(Relaxed);
         if resumable && overfull(&state, self.capacity, self.budget.saturating_sub(writer)) {
             // Close rather than drop: the client resumes from its position
@@ -835,17 +858,33 @@ mod tests {
         }
         let o = outbox.offer(&burst(2, &["a"]), 0);
         assert_eq!((o.dropped, o.held), (0, 2 * b));
-        // A partial match still keeps the whole burst alive, and is charged
-        // for it.
-        let outbox = Outbox::new(3, &config);
+        // A sparse match (under half the burst's bytes) is copied, and
+        // charged for its own frames only...
+        let roomy = HubConfig {
+            client_queue_bytes: 1 << 20,
+            ..HubConfig::default()
+        };
+        let outbox = Outbox::new(3, &roomy);
         outbox
             .apply(&Change::Subscribe {
                 types: vec!["b".into()],
                 replace: true,
             })
             .unwrap();
-        let mixed = burst(2, &["a", "b", "a"]);
-        assert_eq!(outbox.offer(&mixed, 0).held, mixed.bytes);
+        let sparse = burst(2, &["a", "b", "a"]);
+        let one = sparse.frames[1].len();
+        assert_eq!(outbox.offer(&sparse, 0).held, one);
+        // ...a denser one keeps the whole burst alive, and is charged for it.
+        let dense = burst(2, &["b", "b", "a"]);
+        assert_eq!(outbox.offer(&dense, 0).held, one + dense.bytes);
+        assert_eq!(
+            taken(&outbox),
+            [
+                r#"{"id":"1","event_type":"b"}"#,
+                r#"{"id":"0","event_type":"b"}"#,
+                r#"{"id":"1","event_type":"b"}"#
+            ]
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,6 @@
 //! - `liveness`: when the client last sent anything, and the dead-client
 //!   timer.
 
-mod collect;
 mod liveness;
 mod reader;
 mod upgrade;

@@ -19,9 +19,9 @@ use crate::outbox::Outbox;
 use crate::pace::Pace;
 use crate::stats::{Counters, add, bump, high_water};
 
-use super::collect::{Frames, Types};
 use super::liveness::Clock;
 use super::{End, Stream};
+use crate::collect::{Frames, Types};
 
 /// Bytes one read burst may take before it is fanned out and the task
 /// yields: 1 MiB, four times a burst of 256 typical events, so only

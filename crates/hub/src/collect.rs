@@ -14,28 +14,38 @@ use crate::outbox::FrameSet;
 /// read from the socket is a slice of tungstenite's read buffer that keeps
 /// the whole buffer alive (measured: 2.46x the payload bytes with slices,
 /// 1.46x with one exact-size copy per frame, 100,000 events). So the
-/// frames are copied — into one buffer per burst that they then share: one
-/// allocation per burst instead of two per frame (the copy, and the shared
-/// handle its first clone creates), whose frees were a twentieth of the
-/// hub's CPU per relayed event when the history let go of old bursts.
-pub(super) enum Frames {
+/// frames are copied — small ones into one buffer per burst that they then
+/// share: one allocation per burst instead of two per frame (the copy, and
+/// the shared handle its first clone creates), whose frees were a
+/// twentieth of the hub's CPU per relayed event when the history let go of
+/// old bursts.
+pub(crate) enum Frames {
     /// History off: the frames as read, relayed at once.
     Slices(Vec<Utf8Bytes>),
-    /// History on: the frames' text, one after the other, and each one's
-    /// span in it.
-    Packed {
-        text: String,
-        spans: Vec<Range<usize>>,
-    },
+    /// History on: the small frames' text, one after the other, and where
+    /// each frame is.
+    Packed { text: String, slots: Vec<Slot> },
 }
+
+/// Where a packed burst's frame is.
+pub(crate) enum Slot {
+    /// In the shared text.
+    Span(Range<usize>),
+    /// A large frame, copied on its own: sharing saves nothing on it, and
+    /// growing the shared text around it would copy it again.
+    Own(Utf8Bytes),
+}
+
+/// Frames from this size on get a copy of their own.
+const OWN_COPY: usize = 16 * 1024;
 
 impl Frames {
     /// `packed` when the frames will be kept (history on).
-    pub(super) fn new(packed: bool) -> Frames {
+    pub(crate) fn new(packed: bool) -> Frames {
         if packed {
             Frames::Packed {
                 text: String::new(),
-                spans: Vec::new(),
+                slots: Vec::new(),
             }
         } else {
             Frames::Slices(Vec::new())
@@ -43,57 +53,64 @@ impl Frames {
     }
 
     /// How many frames the burst holds so far.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Frames::Slices(frames) => frames.len(),
-            Frames::Packed { spans, .. } => spans.len(),
+            Frames::Packed { slots, .. } => slots.len(),
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub(super) fn push(&mut self, frame: Utf8Bytes) {
+    pub(crate) fn push(&mut self, frame: Utf8Bytes) {
         match self {
             Frames::Slices(frames) => frames.push(frame),
-            Frames::Packed { text, spans } => {
+            Frames::Packed { slots, .. } if frame.len() >= OWN_COPY => {
+                slots.push(Slot::Own(Utf8Bytes::from(String::from(frame.as_str()))));
+            }
+            Frames::Packed { text, slots } => {
                 let start = text.len();
                 text.push_str(frame.as_str());
-                spans.push(start..text.len());
+                slots.push(Slot::Span(start..text.len()));
             }
         }
     }
 
     /// Takes out the frames at the indices in `set`.
-    pub(super) fn remove(&mut self, set: &FrameSet) {
+    pub(crate) fn remove(&mut self, set: &FrameSet) {
         match self {
             Frames::Slices(frames) => remove_indices(frames, set),
             // The text stays: the burst is short-lived until taken, and
             // spans that no longer point at it cost nothing.
-            Frames::Packed { spans, .. } => remove_indices(spans, set),
+            Frames::Packed { slots, .. } => remove_indices(slots, set),
         }
     }
 
     /// The burst's frames, leaving this empty for the next burst.
-    pub(super) fn take(&mut self) -> Vec<Utf8Bytes> {
+    pub(crate) fn take(&mut self) -> Vec<Utf8Bytes> {
         match self {
             Frames::Slices(frames) => std::mem::take(frames),
-            Frames::Packed { text, spans } => {
+            Frames::Packed { text, slots } => {
                 let mut text = std::mem::take(text);
                 // Grown by doubling; what the history keeps should be the
                 // frames, not the spare room.
                 text.shrink_to_fit();
                 let all = Bytes::from(text.into_bytes());
-                std::mem::take(spans)
+                std::mem::take(slots)
                     .into_iter()
-                    .map(|span| {
-                        let bytes = all.slice(span);
-                        // Each span was pushed from a `str`, so this check
-                        // cannot fail; should it, a copy loses nothing.
-                        Utf8Bytes::try_from(bytes.clone()).unwrap_or_else(|_| {
-                            Utf8Bytes::from(String::from_utf8_lossy(&bytes).into_owned())
-                        })
+                    .map(|slot| match slot {
+                        Slot::Own(frame) => frame,
+                        Slot::Span(span) => {
+                            let bytes = all.slice(span);
+                            // Each span was pushed from a `str`, so this
+                            // check cannot fail; should it, a copy loses
+                            // nothing.
+                            Utf8Bytes::try_from(bytes.clone()).unwrap_or_else(|_| {
+                                Utf8Bytes::from(String::from_utf8_lossy(&bytes).into_owned())
+                            })
+                        }
                     })
                     .collect()
             }
@@ -106,12 +123,12 @@ impl Frames {
 /// Publishers tend to send runs of one type; consecutive frames of the
 /// same type share one allocation.
 #[derive(Default)]
-pub(super) struct Types {
+pub(crate) struct Types {
     types: Vec<Arc<str>>,
 }
 
 impl Types {
-    pub(super) fn push(&mut self, event_type: &str) {
+    pub(crate) fn push(&mut self, event_type: &str) {
         let shared = match self.types.last() {
             Some(last) if **last == *event_type => Arc::clone(last),
             _ => Arc::from(event_type),
@@ -120,12 +137,12 @@ impl Types {
     }
 
     /// Takes out the types at the indices in `set`.
-    pub(super) fn remove(&mut self, set: &FrameSet) {
+    pub(crate) fn remove(&mut self, set: &FrameSet) {
         remove_indices(&mut self.types, set);
     }
 
     /// The burst's types, leaving this empty for the next burst.
-    pub(super) fn take(&mut self) -> Vec<Arc<str>> {
+    pub(crate) fn take(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.types)
     }
 }
@@ -160,12 +177,13 @@ mod tests {
 
     #[test]
     fn packed_and_sliced_frames_come_out_the_same() {
-        let frames = ["{\"a\":1}", "", "{\"é\":\"ü\"}", "{\"b\":2}"];
+        let large = "x".repeat(OWN_COPY);
+        let frames = ["{\"a\":1}", "", &large, "{\"é\":\"ü\"}", "{\"b\":2}"];
         for packed in [false, true] {
             assert_eq!(collect(packed, &frames, &[]), frames);
             assert_eq!(
-                collect(packed, &frames, &[0, 2]),
-                ["", "{\"b\":2}"],
+                collect(packed, &frames, &[0, 3]),
+                ["", &large, "{\"b\":2}"],
                 "packed {packed}"
             );
         }
