@@ -1,13 +1,17 @@
 //! The hub's CPU time per relayed event and per delivered frame: a hub in
 //! a process of its own, its CPU time read from `/proc` before and after a
-//! raw publisher sends events to raw subscribers.
+//! raw publisher sends events to raw subscribers. With a baseline binary
+//! (`--baseline-hub`), its hub is measured the same way, turn by turn.
 
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::child::{ChildProcess, cpu_seconds};
@@ -32,7 +36,13 @@ pub struct HubCpuPoint {
     pub us_per_event: f64,
     /// Microseconds of hub CPU per delivered frame.
     pub us_per_frame: f64,
+    /// The baseline hub's microseconds per relayed event, if one was given
+    /// (median of its turns; this build's figures are then medians too).
+    pub baseline_us_per_event: Option<f64>,
 }
+
+/// Turns each hub gets at each point when a baseline is measured beside.
+const BASELINE_TURNS: usize = 3;
 
 /// The hub's CPU cost against the number of subscribers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -44,11 +54,20 @@ pub struct HubCpu {
 pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
     crate::child::raise_open_files();
     let mut cpu = HubCpu::default();
+    let baseline = options.baseline_hub.as_deref();
     for &subs in &options.cpu_subscribers {
-        let point = one(options.cpu_events, subs).await?;
+        let point = match baseline {
+            None => one(options.cpu_events, subs, None).await?,
+            Some(path) => beside(options.cpu_events, subs, path).await?,
+        };
         eprintln!(
-            "  {subs} subscribers: {:.2} µs per event, {:.3} µs per frame",
-            point.us_per_event, point.us_per_frame
+            "  {subs} subscribers: {:.2} µs per event, {:.3} µs per frame{}",
+            point.us_per_event,
+            point.us_per_frame,
+            point
+                .baseline_us_per_event
+                .map(|b| format!("; baseline {b:.2} µs per event"))
+                .unwrap_or_default()
         );
         cpu.points.push(point);
     }
@@ -59,9 +78,16 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     let mut per_frame = Series::new("hub CPU per delivered frame");
     for p in &cpu.points {
         table.push_str(&format!(
-            "   {:>11} {:>8} {:>11} {:>7.2} {:>10.2} {:>10.3}\n",
+            "   {:>11} {:>8} {:>11} {:>7.2} {:>10.2} {:>10.3}",
             p.subscribers, p.events, p.delivered, p.cpu_seconds, p.us_per_event, p.us_per_frame
         ));
+        if let Some(b) = p.baseline_us_per_event {
+            table.push_str(&format!(
+                "   baseline {b:.2} µs/event, this/baseline {:.2}",
+                p.us_per_event / b.max(f64::MIN_POSITIVE)
+            ));
+        }
+        table.push('\n');
         per_event
             .points
             .push((p.subscribers as f64, p.us_per_event));
@@ -90,10 +116,97 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         )))
 }
 
-async fn one(n: usize, subs: usize) -> Result<HubCpuPoint, BenchError> {
-    let mut hub = ChildProcess::spawn(&["hub", &(subs + 16).to_string()])?;
-    let addr = hub.value("ADDR").await?;
-    let url = format!("ws://{addr}/events");
+/// This build's hub and the baseline's, turn by turn; medians of each.
+async fn beside(n: usize, subs: usize, baseline: &Path) -> Result<HubCpuPoint, BenchError> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..BASELINE_TURNS {
+        ours.push(one(n, subs, None).await?);
+        theirs.push(one(n, subs, Some(baseline)).await?.us_per_event);
+    }
+    ours.sort_by(|a, b| a.us_per_event.total_cmp(&b.us_per_event));
+    theirs.sort_by(f64::total_cmp);
+    let mut point = ours.swap_remove(ours.len() / 2);
+    point.baseline_us_per_event = Some(theirs[theirs.len() / 2]);
+    Ok(point)
+}
+
+/// A hub under measurement: this build's (a bench child) or a baseline
+/// binary's `watchtower hub`.
+enum HubProcess {
+    Ours(ChildProcess),
+    Baseline(tokio::process::Child),
+}
+
+impl HubProcess {
+    async fn start(
+        subs: usize,
+        baseline: Option<&Path>,
+    ) -> Result<(HubProcess, String), BenchError> {
+        let Some(exe) = baseline else {
+            let mut hub = ChildProcess::spawn(&["hub", &(subs + 16).to_string()])?;
+            let addr = hub.value("ADDR").await?;
+            return Ok((HubProcess::Ours(hub), format!("ws://{addr}/events")));
+        };
+        let mut child = tokio::process::Command::new(exe)
+            .args(["hub", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                BenchError::Incomplete(format!(
+                    "could not start the baseline hub {}: {e}",
+                    exe.display()
+                ))
+            })?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| BenchError::Incomplete("the baseline hub has no stderr".into()))?;
+        // Every version prints `... listening on ws://ADDR/events ...`.
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let Some(line) = lines.next_line().await? else {
+                return Err(BenchError::Incomplete(format!(
+                    "the baseline hub {} exited without printing its address",
+                    exe.display()
+                )));
+            };
+            if let Some(at) = line.find("ws://") {
+                break line[at..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        // Keep reading, so the hub never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok((HubProcess::Baseline(child), url))
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            HubProcess::Ours(child) => child.pid(),
+            HubProcess::Baseline(child) => child.id().unwrap_or(0),
+        }
+    }
+
+    async fn finish(self) -> Result<(), BenchError> {
+        match self {
+            HubProcess::Ours(child) => child.finish().await,
+            HubProcess::Baseline(mut child) => {
+                child.kill().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn one(n: usize, subs: usize, baseline: Option<&Path>) -> Result<HubCpuPoint, BenchError> {
+    let (hub, url) = HubProcess::start(subs, baseline).await?;
     let received = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::with_capacity(subs);
     for _ in 0..subs {
@@ -139,5 +252,6 @@ async fn one(n: usize, subs: usize) -> Result<HubCpuPoint, BenchError> {
         cpu_seconds: cpu,
         us_per_event: cpu * 1e6 / n.max(1) as f64,
         us_per_frame: cpu * 1e6 / delivered.max(1) as f64,
+        baseline_us_per_event: None,
     })
 }

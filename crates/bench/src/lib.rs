@@ -160,6 +160,11 @@ pub struct BenchOptions {
     pub cpu_subscribers: Vec<usize>,
     /// Events published per hub CPU measurement.
     pub cpu_events: usize,
+    /// A `watchtower` binary of another build (an earlier commit, say):
+    /// the hub-cpu section then runs its hub (`watchtower hub`) beside this
+    /// build's, turn by turn, and prints both and their ratio, so a change
+    /// is measured before and after in one sitting.
+    pub baseline_hub: Option<PathBuf>,
     /// Events published in the largest flood.
     pub flood_events: usize,
     /// Where the JSON report goes; default `target/bench/`.
@@ -187,6 +192,7 @@ impl BenchOptions {
             idle_connections: 10_000,
             cpu_subscribers: vec![1, 10, 100],
             cpu_events: 50_000,
+            baseline_hub: None,
             flood_events: 1_000_000,
             report_dir: None,
             only: Vec::new(),
@@ -216,6 +222,7 @@ impl BenchOptions {
             idle_connections: 200,
             cpu_subscribers: vec![1, 10],
             cpu_events: 2_000,
+            baseline_hub: None,
             flood_events: 100_000,
             report_dir: None,
             only: Vec::new(),

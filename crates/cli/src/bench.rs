@@ -21,6 +21,11 @@ pub(crate) struct BenchArgs {
     /// Run only this section (repeatable).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(watchtower_bench::section_names()))]
     only: Vec<String>,
+    /// A `watchtower` binary of another build: the hub-cpu section measures
+    /// its hub beside this one's and prints the ratio (before and after a
+    /// change, in one sitting).
+    #[arg(long, value_name = "PATH")]
+    baseline_hub: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -31,6 +36,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
     };
     options.report_dir = args.report_dir;
     options.only = args.only;
+    options.baseline_hub = args.baseline_hub;
     let report = watchtower_bench::run(options).await.map_err(runtime)?;
     println!("{}", report.table());
     Ok(())
