@@ -244,8 +244,10 @@ pub struct HubConfig {
     /// Most ids one connection may hold in the de-duplication window; past
     /// it, that connection's own oldest ids are forgotten, never another
     /// client's, so one client sending junk ids cannot flush the window.
-    /// Ids stay after their connection ends (a resend comes on a new one)
-    /// but no longer count against a share. Capped at
+    /// Ids stay after their connection ends (a resend comes on a new one),
+    /// and the ended connections from one IP address hold at most this
+    /// many between them, so reconnecting does not buy a fresh share.
+    /// Capped at
     /// `dedup_window_events`; at least 1. Default
     /// [`DEFAULT_DEDUP_CLIENT_SHARE`] (10,000).
     pub dedup_client_share: usize,

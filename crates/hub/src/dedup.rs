@@ -17,6 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -74,8 +75,20 @@ struct State {
     seen: KeyMap<u64>,
     /// Each connected client's keys, oldest first: at most `share`.
     owners: HashMap<ClientId, VecDeque<(Key, u64)>>,
+    /// The keys of ended connections, per peer address, oldest first: at
+    /// most `share` per address, so reconnecting does not buy a client a
+    /// fresh share. Entries may be leftovers (keys gone since), swept like
+    /// `order`'s.
+    departed: HashMap<IpAddr, VecDeque<(Key, u64)>>,
+    /// Entries in `departed`, summed.
+    departed_len: usize,
     next_seq: u64,
 }
+
+/// Addresses whose ended connections' keys are tracked at once. Past it,
+/// an ended connection's keys stay uncounted (as before this rule), so
+/// flushing the window that way takes this many addresses.
+const MAX_DEPARTED_PEERS: usize = 65_536;
 
 impl State {
     fn is_live(seen: &KeyMap<u64>, key: Key, seq: u64) -> bool {
@@ -149,6 +162,38 @@ impl State {
         }
         duplicates
     }
+
+    /// Moves an ended connection's keys to its address's pool, and keeps
+    /// that pool within `share` by forgetting the address's oldest keys.
+    fn depart(&mut self, owner: ClientId, peer: IpAddr, share: usize, max_ids: usize) {
+        let Some(mut mine) = self.owners.remove(&owner) else {
+            return;
+        };
+        if !self.departed.contains_key(&peer) && self.departed.len() >= MAX_DEPARTED_PEERS {
+            return;
+        }
+        let pool = self.departed.entry(peer).or_default();
+        self.departed_len += mine.len();
+        pool.append(&mut mine);
+        while pool.len() > share {
+            if let Some((old, old_seq)) = pool.pop_front() {
+                self.departed_len -= 1;
+                if Self::is_live(&self.seen, old, old_seq) {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+        if self.departed_len > 2 * max_ids.max(64) {
+            let seen = &self.seen;
+            let mut left = 0;
+            self.departed.retain(|_, pool| {
+                pool.retain(|&(key, seq)| Self::is_live(seen, key, seq));
+                left += pool.len();
+                !pool.is_empty()
+            });
+            self.departed_len = left;
+        }
+    }
 }
 
 impl DedupWindow {
@@ -201,12 +246,11 @@ impl DedupWindow {
         state.check(owner, keyed, now, self.share, self.max_ids)
     }
 
-    /// `owner` disconnected: its keys stay in the window (a resend comes on
-    /// a new connection), but no longer count against any share.
-    pub(crate) fn leave(&self, owner: ClientId) {
-        let mine = self.lock().owners.remove(&owner);
-        // Freed outside the lock.
-        drop(mine);
+    /// `owner`, connected from `peer`, disconnected: its keys stay in the
+    /// window (a resend comes on a new connection) and count against the
+    /// share of the connections that ended from `peer`.
+    pub(crate) fn leave(&self, owner: ClientId, peer: IpAddr) {
+        self.lock().depart(owner, peer, self.share, self.max_ids);
     }
 
     /// How many keys the window remembers now (expired ones are forgotten
@@ -352,9 +396,33 @@ mod tests {
         // Leftovers of share evictions are swept: memory stays bounded.
         assert!(w.lock().order.len() <= 2 * 100 + 1);
         // A connection that left keeps its keys, and its share is freed.
-        w.leave(2);
+        w.leave(2, PEER);
         assert!(!w.lock().owners.contains_key(&2));
         assert_eq!(w.len(), 4);
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnecting_does_not_buy_a_fresh_share() {
+        let w = window(100, 3, Duration::from_secs(60));
+        assert!(w.duplicates(1, &keyed(&w, &["victim"])).is_empty());
+        w.leave(1, IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2)));
+        // Fifty connections in turn from one address, three junk keys each.
+        for owner in 10..60 {
+            let junk: Vec<String> = (0..3).map(|i| format!("junk-{owner}-{i}")).collect();
+            let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
+            w.duplicates(owner, &keyed(&w, &junk));
+            w.leave(owner, PEER);
+        }
+        assert_eq!(
+            w.len(),
+            1 + 3,
+            "the victim's key and one share of the address's"
+        );
+        assert_eq!(indices(w.duplicates(99, &keyed(&w, &["victim"]))), [0]);
+        // Leftovers are swept: memory stays bounded.
+        assert!(w.lock().departed_len <= 2 * 100 + 3);
     }
 
     #[tokio::test(start_paused = true)]

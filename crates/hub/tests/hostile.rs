@@ -235,6 +235,61 @@ async fn one_client_cannot_flush_the_dedup_window() {
     assert_eq!(hub.stats().duplicates_dropped, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnecting_cannot_flush_the_dedup_window() {
+    const SHARE: u64 = 100;
+    const ROUNDS: u64 = 15;
+    let mut config = HubConfig::default();
+    config.dedup_window_events = 1000;
+    config.dedup_client_share = SHARE as usize;
+    let hub = hub_with(config).await;
+    let mut sub = subscriber_of(&hub, "orders").await;
+    let mut victim = connect_from("127.0.0.2", &hub, &[]).await.unwrap();
+    stats_until(&hub, "the victim connected", |s| s.clients == 2).await;
+    send(&mut victim, HELLO).await;
+    let genuine = event_with_id("order-1001", "orders", "victim");
+    send(&mut victim, &genuine).await;
+    acked(&mut victim, 1).await;
+    assert_eq!(next_text(&mut sub).await, genuine);
+    // The victim's connection broke before it saw the ack.
+    drop(victim);
+    stats_until(&hub, "the victim's connection gone", |s| s.clients == 1).await;
+
+    // One and a half windows of junk ids, a share's worth per connection,
+    // reconnecting for each.
+    for round in 0..ROUNDS {
+        let mut attacker = clients(&hub, 1).await.pop().unwrap();
+        send(&mut attacker, HELLO).await;
+        for i in 0..SHARE {
+            let id = format!("junk-{round}-{i}");
+            send(&mut attacker, &event_with_id(&id, "junk", "attacker")).await;
+        }
+        acked(&mut attacker, SHARE).await;
+        drop(attacker);
+        stats_until(&hub, "the attacker's connection gone", |s| s.clients == 1).await;
+    }
+    let stats = hub.stats();
+    assert!(
+        stats.dedup_window_ids <= 2 * SHARE + 1,
+        "the attacker's address holds about one share: {stats:?}"
+    );
+
+    // The victim resends on a new connection, and the resend is still
+    // recognised.
+    let mut victim = connect_from("127.0.0.2", &hub, &[]).await.unwrap();
+    send(&mut victim, HELLO).await;
+    send(&mut victim, &genuine).await;
+    let marker = event_with_id("order-1002", "orders", "victim");
+    send(&mut victim, &marker).await;
+    acked(&mut victim, 2).await;
+    assert_eq!(
+        next_text(&mut sub).await,
+        marker,
+        "the resend was not relayed"
+    );
+    assert_eq!(hub.stats().duplicates_dropped, 1);
+}
+
 /// The HTTP status of a refused upgrade (panics if it was accepted).
 fn status_of<T: std::fmt::Debug>(result: Result<T, tokio_tungstenite::tungstenite::Error>) -> u16 {
     match result {
