@@ -3,7 +3,7 @@
 use watchtower_test_support::{RawServer, wait_until};
 use watchtower_websocket::prelude::*;
 
-use crate::support::{Collector, LIMIT, event, fast};
+use crate::support::{Collector, LIMIT, event, fast, fast_blocking};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_subscriptions_each_get_every_match_once_in_order() {
@@ -80,12 +80,22 @@ async fn text_and_binary_frames_both_dispatch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reaches_the_server_in_order() {
     let server = RawServer::start().await;
-    let transport = fast(&server.url(), 3).connect().await.unwrap();
+    let transport = fast_blocking(&server.url(), 3).connect().await.unwrap();
     for n in 0..5_000 {
         transport.publish(event("p", n)).await.unwrap();
     }
     transport.flush().await.unwrap();
-    wait_until("all received", LIMIT, || server.received_count() == 5_000).await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while server.received_count() != 5_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 5,000 received; the server accepted {} connections; {:?}",
+            server.received_count(),
+            server.accepted(),
+            transport.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let ns: Vec<u64> = server
         .received_events()
         .iter()

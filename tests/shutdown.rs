@@ -5,12 +5,12 @@ use std::time::Duration;
 use watchtower_test_support::{RawServer, wait_until};
 use watchtower_websocket::prelude::*;
 
-use crate::support::{LIMIT, event, fast, n_of};
+use crate::support::{LIMIT, event, fast, fast_blocking, n_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_the_queue_and_sends_a_close_the_server_sees() {
     let server = RawServer::start().await;
-    let transport = fast(&server.url(), 3).connect().await.unwrap();
+    let transport = fast_blocking(&server.url(), 3).connect().await.unwrap();
     for n in 0..2_000 {
         transport.publish(event("s", n)).await.unwrap();
     }

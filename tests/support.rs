@@ -25,8 +25,23 @@ pub(crate) fn init_logs() {
 /// A builder with test-speed timings: reconnects every 20 ms (up to
 /// `attempts` times), fast connect timeout.
 pub(crate) fn fast(url: &str, attempts: u32) -> TransportBuilder {
+    fast_with(WebSocketConfig::new(url), attempts)
+}
+
+/// [`fast`] whose publishers wait when the queue is full instead of
+/// evicting the oldest event (the default): for tests that publish more
+/// than the queue holds and expect every event at the server. (With the
+/// default, a loaded machine's writer falls behind, and the evicted
+/// events go to the dead-letter queue: seen as 4,617 of 5,000 arriving.)
+pub(crate) fn fast_blocking(url: &str, attempts: u32) -> TransportBuilder {
+    let mut config = WebSocketConfig::new(url);
+    config.backpressure.strategy = BackpressureStrategy::Block;
+    fast_with(config, attempts)
+}
+
+pub(crate) fn fast_with(config: WebSocketConfig, attempts: u32) -> TransportBuilder {
     init_logs();
-    WebSocketTransport::builder(WebSocketConfig::new(url))
+    WebSocketTransport::builder(config)
         .reconnect_policy(
             ReconnectPolicy::linear(Duration::from_millis(20), attempts)
                 .with_max_delay(Duration::from_millis(100)),
