@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tokio::sync::mpsc;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::config::HubConfig;
@@ -30,6 +31,7 @@ use crate::fanout::{Burst, ClientId, Cursor, Delivery, Fanout, Joined, LocalFano
 use crate::history::History;
 use crate::outbox::Outbox;
 use crate::stats::{Counters, HubStats, add};
+use watchtower_core::Position;
 
 /// The stream name used unless [`NatsConfig::stream`] says otherwise.
 pub const DEFAULT_NATS_STREAM: &str = "watchtower";
@@ -197,6 +199,13 @@ pub(crate) struct NatsFanout {
     outgoing: mpsc::Sender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
+    /// The epoch of positions on the stream.
+    epoch: u64,
+    /// The shared stream, for its last sequence when a resuming client is
+    /// ahead of this node (see [`Fanout::catch_up`]).
+    stream: jetstream::stream::Stream,
+    /// The last stream sequence the consumer delivered here.
+    reached: watch::Receiver<u64>,
 }
 
 impl fmt::Debug for NatsFanout {
@@ -308,7 +317,7 @@ impl NatsFanout {
             queue,
             Arc::clone(&tally),
         ));
-        let (caught_up, mut reached) = tokio::sync::watch::channel(start - 1);
+        let (caught_up, mut reached) = watch::channel(start - 1);
         let consumer = tokio::spawn(consumer::run(consumer::Consumer {
             js,
             stream: nats.stream.clone(),
@@ -330,6 +339,9 @@ impl NatsFanout {
                 consumer.abort_handle(),
                 watch_state.abort_handle(),
             ],
+            epoch,
+            stream,
+            reached: reached.clone(),
         };
         if last >= start {
             let warmed =
@@ -366,6 +378,28 @@ impl Fanout for NatsFanout {
 
     fn history_len(&self) -> usize {
         self.local.history_len()
+    }
+
+    fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if from.epoch() != self.epoch || !self.local.behind(&from) {
+                return;
+            }
+            // The client had events from another node that this one has
+            // not read yet. Whatever it had, the stream held when it asked
+            // here: once this node has read that far, its history answers
+            // as the other node's would have.
+            let Ok(info) = self.stream.get_info().await else {
+                return;
+            };
+            let last = info.state.last_sequence;
+            if last < from.seq() {
+                // Past the stream itself: not a position any node gave.
+                return;
+            }
+            let mut reached = self.reached.clone();
+            let _ = reached.wait_for(|seq| *seq >= last).await;
+        })
     }
 
     fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {

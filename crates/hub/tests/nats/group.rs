@@ -188,3 +188,62 @@ pub(crate) fn once_in_order(events: &[(u64, u64)]) {
         }
     }
 }
+
+/// A hub of the group on a thread and runtime of its own, which the test
+/// can freeze (block that thread): its consumer stops reading the stream
+/// while the rest of the group goes on, as on a node that fell behind.
+pub(crate) struct ThreadHub {
+    pub(crate) url: String,
+    freeze: tokio::sync::mpsc::UnboundedSender<Freeze>,
+}
+
+/// Asks a [`ThreadHub`] to block its thread until `thaw` is dropped.
+struct Freeze {
+    frozen: tokio::sync::oneshot::Sender<()>,
+    thaw: std::sync::mpsc::Receiver<()>,
+}
+
+/// Thaws the [`ThreadHub`] it came from when dropped.
+pub(crate) struct Thaw(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl ThreadHub {
+    pub(crate) async fn start(nats: NatsConfig) -> ThreadHub {
+        let (started, url) = tokio::sync::oneshot::channel();
+        let (freeze, mut requests) = tokio::sync::mpsc::unbounded_channel::<Freeze>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let hub = Hub::builder().nats(nats).bind("127.0.0.1:0").await.unwrap();
+                let _ = started.send(hub.url());
+                while let Some(Freeze { frozen, thaw }) = requests.recv().await {
+                    let _ = frozen.send(());
+                    // The runtime's only thread: nothing of this hub runs
+                    // until the test thaws it.
+                    let _ = thaw.recv();
+                }
+                drop(hub);
+            });
+        });
+        ThreadHub {
+            url: url.await.unwrap(),
+            freeze,
+        }
+    }
+
+    /// Returns once the hub's thread is blocked; dropping the answer thaws it.
+    pub(crate) async fn freeze(&self) -> Thaw {
+        let (frozen, is_frozen) = tokio::sync::oneshot::channel();
+        let (thaw, thawed) = std::sync::mpsc::channel();
+        self.freeze
+            .send(Freeze {
+                frozen,
+                thaw: thawed,
+            })
+            .unwrap();
+        is_frozen.await.unwrap();
+        Thaw(thaw)
+    }
+}
