@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::future::BoxFuture;
-
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{NotRecoveredReason, Position};

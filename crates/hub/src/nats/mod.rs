@@ -24,14 +24,15 @@ use async_nats::jetstream;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
+use watchtower_core::Position;
 
 use crate::config::HubConfig;
+use crate::dedup::DedupWindow;
 use crate::error::HubError;
 use crate::fanout::{Burst, ClientId, Cursor, Delivery, Fanout, Joined, LocalFanout};
 use crate::history::History;
 use crate::outbox::Outbox;
 use crate::stats::{Counters, HubStats, add};
-use watchtower_core::Position;
 
 /// The stream name used unless [`NatsConfig::stream`] says otherwise.
 pub const DEFAULT_NATS_STREAM: &str = "watchtower";
@@ -199,6 +200,9 @@ pub(crate) struct NatsFanout {
     outgoing: mpsc::Sender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
+    /// The hub's de-duplication window: an ack-mode event refused here
+    /// is forgotten there, so its resend is relayed.
+    dedup: Arc<DedupWindow>,
     /// The epoch of positions on the stream.
     epoch: u64,
     /// The shared stream, for its last sequence when a resuming client is
@@ -232,6 +236,7 @@ impl NatsFanout {
         nats: &NatsConfig,
         config: &mut HubConfig,
         counters: Arc<Counters>,
+        dedup: Arc<DedupWindow>,
     ) -> Result<NatsFanout, HubError> {
         nats.validate()?;
         let mut options = async_nats::ConnectOptions::new()
@@ -316,6 +321,7 @@ impl NatsFanout {
             node,
             queue,
             Arc::clone(&tally),
+            Arc::clone(&dedup),
         ));
         let (caught_up, mut reached) = watch::channel(start - 1);
         let consumer = tokio::spawn(consumer::run(consumer::Consumer {
@@ -339,6 +345,7 @@ impl NatsFanout {
                 consumer.abort_handle(),
                 watch_state.abort_handle(),
             ],
+            dedup,
             epoch,
             stream,
             reached: reached.clone(),
@@ -461,6 +468,9 @@ impl NatsFanout {
             add(&self.tally.failures, events as u64);
             if let (Some(from), Some(_)) = (&outgoing.from, outgoing.ack) {
                 from.lose_backplane();
+                for frame in outgoing.burst.iter().flat_map(|b| &b.frames) {
+                    self.dedup.forget(frame.as_bytes());
+                }
             }
         }
     }

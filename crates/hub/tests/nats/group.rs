@@ -52,6 +52,11 @@ pub(crate) async fn join(hub: &Hub, query: &str) -> Client {
 /// The next event frame (control frames such as position marks and acks
 /// are skipped).
 pub(crate) async fn next_event(client: &mut Client) -> serde_json::Value {
+    try_next_event(client).await.expect("no event arrived")
+}
+
+/// [`next_event`], or `None` when nothing arrived within [`LIMIT`].
+pub(crate) async fn try_next_event(client: &mut Client) -> Option<serde_json::Value> {
     let read = async {
         loop {
             match client.next().await {
@@ -66,20 +71,36 @@ pub(crate) async fn next_event(client: &mut Client) -> serde_json::Value {
             }
         }
     };
-    timeout(LIMIT, read).await.expect("no event arrived")
+    timeout(LIMIT, read).await.ok()
 }
 
 /// `n` events read from `client`; their `(publisher, n)` payloads.
 pub(crate) async fn read_events(client: &mut Client, n: usize) -> Vec<(u64, u64)> {
     let mut out = Vec::with_capacity(n);
+    assert!(
+        read_events_into(client, n, &mut out).await,
+        "no event arrived"
+    );
+    out
+}
+
+/// Reads `n` more events into `out`; `false` if nothing arrived for
+/// [`LIMIT`] first.
+pub(crate) async fn read_events_into(
+    client: &mut Client,
+    n: usize,
+    out: &mut Vec<(u64, u64)>,
+) -> bool {
     for _ in 0..n {
-        let e = next_event(client).await;
+        let Some(e) = try_next_event(client).await else {
+            return false;
+        };
         out.push((
             e["payload"]["p"].as_u64().unwrap(),
             e["payload"]["n"].as_u64().unwrap(),
         ));
     }
-    out
+    true
 }
 
 /// Event frames with fixed ids: `p` names the publisher, `n` counts.
