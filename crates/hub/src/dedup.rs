@@ -253,6 +253,17 @@ impl DedupWindow {
         self.lock().depart(owner, peer, self.share, self.max_ids);
     }
 
+    /// Forgets `frame`: it was acknowledged as relayed only once stored,
+    /// and the backplane did not store it, so its resend (on any
+    /// connection) must be relayed, not dropped as already seen.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn forget(&self, frame: &[u8]) {
+        let key = self.key(frame);
+        // Its entries in the queue and its owner's share are left over,
+        // skipped once reached, as after a share eviction.
+        self.lock().seen.remove(&key);
+    }
+
     /// How many keys the window remembers now (expired ones are forgotten
     /// first).
     pub(crate) fn len(&self) -> usize {

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{NotRecoveredReason, Position};
@@ -143,6 +144,14 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
         }
         delivery
     }
+    /// Resolves once this node's history can answer a client presenting
+    /// `from` as well as the group's could: with a backplane, the node's
+    /// view of the shared stream may lag behind the node the client came
+    /// from, and a position past that view would be taken for another
+    /// history. Locally, at once. The caller bounds the wait.
+    fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Adds what the backplane did (if there is one) to `stats`.
     fn backplane_stats(&self, _stats: &mut crate::HubStats) {}
     /// The hub stopped: stop the backplane's tasks (handles may keep the
@@ -210,6 +219,18 @@ impl LocalFanout {
             }
         }
         Some(self.offer_all(burst, seq))
+    }
+
+    /// Whether the history is behind a client at `from` (see
+    /// [`History::behind`]); `false` with history off.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn behind(&self, from: &Position) -> bool {
+        self.history.as_ref().is_some_and(|history| {
+            history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .behind(from)
+        })
     }
 
     /// Forgets history before `first` (see [`History::retain_from`]).

@@ -249,6 +249,28 @@ impl History {
         Ok(replay)
     }
 
+    /// Whether a client at `from` (of this epoch) has had events this
+    /// history does not hold yet: its seq is past the head, or the event it
+    /// names after its seq is not here although its seq is still held. A
+    /// history fed by a backplane can be behind the node the client came
+    /// from; [`History::replay`] would take such a position for another
+    /// history's.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn behind(&self, from: &Position) -> bool {
+        if from.epoch() != self.epoch {
+            return false;
+        }
+        if from.seq() > self.head {
+            return true;
+        }
+        let oldest = self
+            .ring
+            .front()
+            .map_or(self.head + 1, |s| s.first + s.skip as u64);
+        from.last()
+            .is_some_and(|key| from.seq() + 1 >= oldest && self.find(from.seq(), key).is_none())
+    }
+
     /// The seq of the first event after `after` whose frame has `key`.
     fn find(&self, after: u64, key: u64) -> Option<u64> {
         self.ring
@@ -444,6 +466,30 @@ mod tests {
         assert_eq!(h.len(), 2);
         h.retain_from(30);
         assert_eq!((h.len(), h.position().seq()), (0, 18));
+    }
+
+    #[test]
+    fn a_position_past_what_a_numbered_history_read_is_behind_not_lost() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        h.append_at(&burst(&[11, 12]), 11, now);
+        let key = |id: u32| frame_key(format!(r#"{{"id":"{id}","event_type":"t"}}"#).as_bytes());
+        // Up to the head, or an event named after its seq that is here.
+        assert!(!h.behind(&Position::new(7, 12)));
+        assert!(!h.behind(&Position::new(7, 11).after(Some(key(12)))));
+        // Past the head, or an event after its seq not read yet: another
+        // node was ahead, and `replay` would call it another history.
+        let ahead = Position::new(7, 14);
+        assert!(h.behind(&ahead));
+        assert_eq!(
+            h.replay(&ahead, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+        assert!(h.behind(&Position::new(7, 12).after(Some(key(13)))));
+        // Another epoch, or a position too old to hold: nothing to wait for.
+        assert!(!h.behind(&Position::new(8, 14)));
+        h.retain_from(13);
+        assert!(!h.behind(&Position::new(7, 10).after(Some(key(11)))));
     }
 
     const DEFAULT_TTL_FOR_TEST: Duration = crate::config::DEFAULT_HISTORY_TTL;

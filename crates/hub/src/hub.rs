@@ -71,7 +71,7 @@ pub(crate) struct Shared {
     pub(crate) fanout: Box<dyn Fanout>,
     /// Keys of recent events from ack-mode clients, hub-wide, so a resend
     /// on a new connection is recognised too.
-    pub(crate) dedup: DedupWindow,
+    pub(crate) dedup: Arc<DedupWindow>,
     pub(crate) lifecycle: watch::Sender<Lifecycle>,
     /// The clients connected now, for `/api/clients`.
     pub(crate) clients: ClientList,
@@ -281,11 +281,22 @@ impl Hub {
         backplane: Option<Backplane>,
     ) -> Result<Hub, HubError> {
         let counters = Arc::new(Counters::default());
+        let dedup = Arc::new(DedupWindow::new(
+            config.dedup_window_events,
+            config.dedup_client_share,
+            config.dedup_window_age,
+        ));
         let fanout: Box<dyn Fanout> = match backplane {
             None => Box::new(LocalFanout::new(History::new(&config))),
             #[cfg(feature = "nats")]
             Some(Backplane::Nats(nats)) => Box::new(
-                crate::nats::NatsFanout::start(&nats, &mut config, Arc::clone(&counters)).await?,
+                crate::nats::NatsFanout::start(
+                    &nats,
+                    &mut config,
+                    Arc::clone(&counters),
+                    Arc::clone(&dedup),
+                )
+                .await?,
             ),
         };
         let (listener, local_addr) = listen(addr).await?;
@@ -295,11 +306,6 @@ impl Hub {
             .as_ref()
             .is_some_and(HubTls::requires_client_certificates);
         let token_auth = auth.is_enabled();
-        let dedup = DedupWindow::new(
-            config.dedup_window_events,
-            config.dedup_client_share,
-            config.dedup_window_age,
-        );
         let origins = Origins::new(&config.allowed_origins);
         let throttle = Throttle::new(config.auth_failures_per_minute);
         let shared = Arc::new(Shared {

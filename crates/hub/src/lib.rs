@@ -129,7 +129,10 @@
 //! History positions are `(stream epoch, stream sequence)`, so a client
 //! resumes on any hub; each hub keeps the stream's recent past in its
 //! history (read at start) and forgets what the stream evicted, and a gap
-//! in the stream is never taken for continuity. The README's "Scaling out"
+//! in the stream is never taken for continuity. A hub whose reading of the
+//! stream is behind the hub a client comes from reads up to where the
+//! stream stood when the client asked (within half the handshake timeout)
+//! before it answers the client's position. The README's "Scaling out"
 //! says what an ack then means and which server settings matter.
 //!
 //! # Slow, dead and misbehaving clients

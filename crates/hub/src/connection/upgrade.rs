@@ -118,6 +118,23 @@ where
             Box::pin(reply(socket, answer, deadline, admission)).await;
             return None;
         }
+        // A client resuming here from another hub of a group may be ahead
+        // of this one's view of the shared stream: wait (admitted clients
+        // only, for at most half the time left) until this hub's history
+        // can answer it, rather than take its position for another
+        // history's.
+        if let Ok(Some(Cursor::From(from))) = presented_cursor(&head.request)
+            && admit(shared, peer, &head.request).is_ok()
+        {
+            let now = Instant::now();
+            let bound = now + deadline.saturating_duration_since(now) / 2;
+            if timeout_at(bound, shared.fanout.catch_up(from))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "resume: this hub's history did not catch up in time");
+            }
+        }
         // Only the bytes go on: tungstenite parses the head again.
         head.bytes
     };

@@ -11,6 +11,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::EventHeader;
 
@@ -26,6 +27,14 @@ const RETENTION_CHECK: Duration = Duration::from_millis(500);
 /// After a failure to open the stream or the consumer, the wait before
 /// the next try.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// The stream holds events past what this node read, and none arrived for
+/// this long: the consumer is opened again from where the node stands.
+/// After a NATS server restart the client library can take its idle
+/// heartbeats (two missed ones, 30 s each) or its pull expiry (35 s) to see
+/// that its consumer is gone, e.g. when its connection came back before its
+/// pull task looked; meanwhile nothing would be delivered here.
+const STALLED_AFTER: Duration = Duration::from_secs(2);
 
 pub(super) struct Consumer {
     pub(super) js: jetstream::Context,
@@ -74,17 +83,42 @@ impl Consumer {
             .await?;
         let mut messages = consumer.messages().await?;
         let mut retention = tokio::time::interval(RETENTION_CHECK);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Since when the stream has held events past what was read, with
+        // nothing read since.
+        let mut waiting_since: Option<Instant> = None;
         let mut batch = Vec::new();
         loop {
             let first = tokio::select! {
                 message = messages.next() => message,
                 _ = retention.tick() => {
-                    if let Ok(info) = stream.get_info().await {
-                        self.local.retain_from(info.state.first_sequence);
+                    let Ok(info) = stream.get_info().await else {
+                        continue;
+                    };
+                    self.local.retain_from(info.state.first_sequence);
+                    if info.state.last_sequence < self.next {
+                        waiting_since = None;
+                        continue;
                     }
-                    continue;
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < STALLED_AFTER {
+                        continue;
+                    }
+                    // Stalled, unless a message is here after all (this
+                    // task was only late).
+                    match messages.next().now_or_never() {
+                        Some(message) => message,
+                        None => {
+                            return Err(format!(
+                                "nothing read for {STALLED_AFTER:?} while the stream holds seq {} on",
+                                self.next
+                            )
+                            .into());
+                        }
+                    }
                 }
             };
+            waiting_since = None;
             let Some(first) = first else {
                 return Ok(());
             };
@@ -167,5 +201,10 @@ impl Consumer {
             }
             self.caught_up.send_replace(last);
         }
+        // Messages skipped (not events) were read too.
+        self.caught_up.send_if_modified(|reached| {
+            let read = self.next.saturating_sub(1);
+            (read > *reached).then(|| *reached = read).is_some()
+        });
     }
 }

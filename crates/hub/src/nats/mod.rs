@@ -21,10 +21,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tokio::sync::mpsc;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
+use watchtower_core::Position;
 
 use crate::config::HubConfig;
+use crate::dedup::DedupWindow;
 use crate::error::HubError;
 use crate::fanout::{Burst, ClientId, Cursor, Delivery, Fanout, Joined, LocalFanout};
 use crate::history::History;
@@ -197,6 +200,16 @@ pub(crate) struct NatsFanout {
     outgoing: mpsc::Sender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
+    /// The hub's de-duplication window: an ack-mode event refused here
+    /// is forgotten there, so its resend is relayed.
+    dedup: Arc<DedupWindow>,
+    /// The epoch of positions on the stream.
+    epoch: u64,
+    /// The shared stream, for its last sequence when a resuming client is
+    /// ahead of this node (see [`Fanout::catch_up`]).
+    stream: jetstream::stream::Stream,
+    /// The last stream sequence the consumer delivered here.
+    reached: watch::Receiver<u64>,
 }
 
 impl fmt::Debug for NatsFanout {
@@ -223,6 +236,7 @@ impl NatsFanout {
         nats: &NatsConfig,
         config: &mut HubConfig,
         counters: Arc<Counters>,
+        dedup: Arc<DedupWindow>,
     ) -> Result<NatsFanout, HubError> {
         nats.validate()?;
         let mut options = async_nats::ConnectOptions::new()
@@ -307,8 +321,9 @@ impl NatsFanout {
             node,
             queue,
             Arc::clone(&tally),
+            Arc::clone(&dedup),
         ));
-        let (caught_up, mut reached) = tokio::sync::watch::channel(start - 1);
+        let (caught_up, mut reached) = watch::channel(start - 1);
         let consumer = tokio::spawn(consumer::run(consumer::Consumer {
             js,
             stream: nats.stream.clone(),
@@ -330,6 +345,10 @@ impl NatsFanout {
                 consumer.abort_handle(),
                 watch_state.abort_handle(),
             ],
+            dedup,
+            epoch,
+            stream,
+            reached: reached.clone(),
         };
         if last >= start {
             let warmed =
@@ -366,6 +385,28 @@ impl Fanout for NatsFanout {
 
     fn history_len(&self) -> usize {
         self.local.history_len()
+    }
+
+    fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if from.epoch() != self.epoch || !self.local.behind(&from) {
+                return;
+            }
+            // The client had events from another node that this one has
+            // not read yet. Whatever it had, the stream held when it asked
+            // here: once this node has read that far, its history answers
+            // as the other node's would have.
+            let Ok(info) = self.stream.get_info().await else {
+                return;
+            };
+            let last = info.state.last_sequence;
+            if last < from.seq() {
+                // Past the stream itself: not a position any node gave.
+                return;
+            }
+            let mut reached = self.reached.clone();
+            let _ = reached.wait_for(|seq| *seq >= last).await;
+        })
     }
 
     fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {
@@ -427,6 +468,9 @@ impl NatsFanout {
             add(&self.tally.failures, events as u64);
             if let (Some(from), Some(_)) = (&outgoing.from, outgoing.ack) {
                 from.lose_backplane();
+                for frame in outgoing.burst.iter().flat_map(|b| &b.frames) {
+                    self.dedup.forget(frame.as_bytes());
+                }
             }
         }
     }

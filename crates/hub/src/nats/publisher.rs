@@ -13,11 +13,12 @@ use async_nats::jetstream::message::PublishMessage;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Bytes;
+use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 use watchtower_core::EventHeader;
 
 use super::subject::{message_id, subject};
 use super::{Outgoing, Tally};
+use crate::dedup::DedupWindow;
 use crate::outbox::Outbox;
 use crate::stats::bump;
 
@@ -37,6 +38,9 @@ struct Done {
     stored: bool,
     /// The ack-mode sender of the event, or the sender to acknowledge.
     from: Option<Arc<Outbox>>,
+    /// An ack-mode sender's event: forgotten by the hub's de-duplication
+    /// window if not stored, so that its resend is relayed.
+    frame: Option<Utf8Bytes>,
     /// The ack to send `from` once everything before is stored.
     ack: Option<u64>,
 }
@@ -47,6 +51,7 @@ pub(super) async fn run(
     node: u64,
     mut queue: mpsc::Receiver<Outgoing>,
     tally: Arc<Tally>,
+    dedup: Arc<DedupWindow>,
 ) {
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
     loop {
@@ -55,7 +60,7 @@ pub(super) async fn run(
                 let Some(outgoing) = next else { break };
                 publish(&js, &prefix, node, outgoing, &tally, &mut in_flight).await;
             }
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => settle(done, &tally),
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => settle(done, &tally, &dedup),
         }
     }
 }
@@ -86,6 +91,7 @@ async fn publish(
                 .header(ORIGIN_HEADER, origin.as_str());
             let sent = js.send_publish(subject(prefix, event_type), message).await;
             let from = from.clone();
+            let frame = from.as_ref().map(|_| frame.clone());
             let pending: Pending = match sent {
                 Ok(ack) => Box::pin(async move {
                     let stored = match ack.into_future().await {
@@ -98,6 +104,7 @@ async fn publish(
                     Done {
                         stored,
                         from,
+                        frame,
                         ack: None,
                     }
                 }),
@@ -106,6 +113,7 @@ async fn publish(
                     Box::pin(std::future::ready(Done {
                         stored: false,
                         from,
+                        frame,
                         ack: None,
                     }))
                 }
@@ -117,12 +125,13 @@ async fn publish(
         in_flight.push_back(Box::pin(std::future::ready(Done {
             stored: true,
             from: Some(from),
+            frame: None,
             ack: Some(upto),
         })));
     }
 }
 
-fn settle(done: Done, tally: &Tally) {
+fn settle(done: Done, tally: &Tally, dedup: &DedupWindow) {
     if let Some(upto) = done.ack {
         if let Some(from) = &done.from {
             // Ignored once a publish of this sender failed.
@@ -136,6 +145,9 @@ fn settle(done: Done, tally: &Tally) {
         bump(&tally.failures);
         if let Some(from) = &done.from {
             from.lose_backplane();
+        }
+        if let Some(frame) = &done.frame {
+            dedup.forget(frame.as_bytes());
         }
     }
 }

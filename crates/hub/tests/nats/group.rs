@@ -52,6 +52,11 @@ pub(crate) async fn join(hub: &Hub, query: &str) -> Client {
 /// The next event frame (control frames such as position marks and acks
 /// are skipped).
 pub(crate) async fn next_event(client: &mut Client) -> serde_json::Value {
+    try_next_event(client).await.expect("no event arrived")
+}
+
+/// [`next_event`], or `None` when nothing arrived within [`LIMIT`].
+pub(crate) async fn try_next_event(client: &mut Client) -> Option<serde_json::Value> {
     let read = async {
         loop {
             match client.next().await {
@@ -66,20 +71,36 @@ pub(crate) async fn next_event(client: &mut Client) -> serde_json::Value {
             }
         }
     };
-    timeout(LIMIT, read).await.expect("no event arrived")
+    timeout(LIMIT, read).await.ok()
 }
 
 /// `n` events read from `client`; their `(publisher, n)` payloads.
 pub(crate) async fn read_events(client: &mut Client, n: usize) -> Vec<(u64, u64)> {
     let mut out = Vec::with_capacity(n);
+    assert!(
+        read_events_into(client, n, &mut out).await,
+        "no event arrived"
+    );
+    out
+}
+
+/// Reads `n` more events into `out`; `false` if nothing arrived for
+/// [`LIMIT`] first.
+pub(crate) async fn read_events_into(
+    client: &mut Client,
+    n: usize,
+    out: &mut Vec<(u64, u64)>,
+) -> bool {
     for _ in 0..n {
-        let e = next_event(client).await;
+        let Some(e) = try_next_event(client).await else {
+            return false;
+        };
         out.push((
             e["payload"]["p"].as_u64().unwrap(),
             e["payload"]["n"].as_u64().unwrap(),
         ));
     }
-    out
+    true
 }
 
 /// Event frames with fixed ids: `p` names the publisher, `n` counts.
@@ -186,5 +207,64 @@ pub(crate) fn once_in_order(events: &[(u64, u64)]) {
         if let Some(prev) = last.insert(p, n) {
             assert!(n > prev, "publisher {p}: {n} after {prev}");
         }
+    }
+}
+
+/// A hub of the group on a thread and runtime of its own, which the test
+/// can freeze (block that thread): its consumer stops reading the stream
+/// while the rest of the group goes on, as on a node that fell behind.
+pub(crate) struct ThreadHub {
+    pub(crate) url: String,
+    freeze: tokio::sync::mpsc::UnboundedSender<Freeze>,
+}
+
+/// Asks a [`ThreadHub`] to block its thread until `thaw` is dropped.
+struct Freeze {
+    frozen: tokio::sync::oneshot::Sender<()>,
+    thaw: std::sync::mpsc::Receiver<()>,
+}
+
+/// Thaws the [`ThreadHub`] it came from when dropped.
+pub(crate) struct Thaw(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl ThreadHub {
+    pub(crate) async fn start(nats: NatsConfig) -> ThreadHub {
+        let (started, url) = tokio::sync::oneshot::channel();
+        let (freeze, mut requests) = tokio::sync::mpsc::unbounded_channel::<Freeze>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let hub = Hub::builder().nats(nats).bind("127.0.0.1:0").await.unwrap();
+                let _ = started.send(hub.url());
+                while let Some(Freeze { frozen, thaw }) = requests.recv().await {
+                    let _ = frozen.send(());
+                    // The runtime's only thread: nothing of this hub runs
+                    // until the test thaws it.
+                    let _ = thaw.recv();
+                }
+                drop(hub);
+            });
+        });
+        ThreadHub {
+            url: url.await.unwrap(),
+            freeze,
+        }
+    }
+
+    /// Returns once the hub's thread is blocked; dropping the answer thaws it.
+    pub(crate) async fn freeze(&self) -> Thaw {
+        let (frozen, is_frozen) = tokio::sync::oneshot::channel();
+        let (thaw, thawed) = std::sync::mpsc::channel();
+        self.freeze
+            .send(Freeze {
+                frozen,
+                thaw: thawed,
+            })
+            .unwrap();
+        is_frozen.await.unwrap();
+        Thaw(thaw)
     }
 }
