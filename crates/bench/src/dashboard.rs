@@ -7,8 +7,10 @@
 //! that load is made with the same requests from raw clients, not a
 //! browser: a browser's own CPU on this 2-core machine would measure the
 //! browser, not the hub. Fan-out and latency are measured with and without
-//! it, interleaved, on fresh hubs, and with one more plain subscriber
-//! instead (a control: what a tail receiving every event would cost).
+//! it, interleaved, on fresh hubs; with the tail alone (no polls), so the
+//! tail's share can be told from the polls'; and with one more plain
+//! subscriber instead (a control: what a tail receiving every event would
+//! cost).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -59,6 +61,8 @@ pub struct Dashboard {
     pub fanout_without: Summary,
     /// The same with the dashboard's tail and polls.
     pub fanout_with: Summary,
+    /// The dashboard's sampled tail alone, no polls: the tail's share.
+    pub fanout_tail_only: Summary,
     /// The control: one more plain subscriber instead of the dashboard.
     pub fanout_extra_subscriber: Summary,
     /// Median with / median without.
@@ -68,6 +72,8 @@ pub struct Dashboard {
     pub latency_without: Percentiles,
     /// The same with the dashboard open.
     pub latency_with: Percentiles,
+    /// The dashboard's sampled tail alone, no polls.
+    pub latency_tail_only: Percentiles,
     /// The control: one more plain subscriber instead of the dashboard.
     pub latency_extra_subscriber: Percentiles,
     /// p99 with / p99 without.
@@ -110,6 +116,11 @@ impl Dashboard {
         );
         let _ = writeln!(
             out,
+            "   its sampled tail alone, no polls      {}",
+            rate(&self.fanout_tail_only)
+        );
+        let _ = writeln!(
+            out,
             "   control: one more plain subscriber    {}",
             rate(&self.fanout_extra_subscriber)
         );
@@ -122,6 +133,7 @@ impl Dashboard {
         for (name, p) in [
             ("without", &self.latency_without),
             ("with the dashboard", &self.latency_with),
+            ("its sampled tail alone, no polls", &self.latency_tail_only),
             (
                 "control: one more plain subscriber",
                 &self.latency_extra_subscriber,
@@ -151,6 +163,8 @@ enum Load {
     /// The dashboard: a sampled tail that parses what it gets, and the
     /// page's polls.
     Dashboard,
+    /// The dashboard's sampled tail, without the polls.
+    Tail,
     /// One more subscriber that reads and discards, and no polls.
     Subscriber,
 }
@@ -170,7 +184,8 @@ impl Open {
         if load == Load::None {
             return Ok(None);
         }
-        let dashboard = load == Load::Dashboard;
+        let dashboard = matches!(load, Load::Dashboard | Load::Tail);
+        let polled = load == Load::Dashboard;
         let addr = hub.local_addr();
         let url = if dashboard {
             format!("{}?sample={TAIL_PER_SECOND}", hub.url())
@@ -202,7 +217,7 @@ impl Open {
         });
         let counted = Arc::clone(&polls);
         let poller = tokio::spawn(async move {
-            if !dashboard {
+            if !polled {
                 return;
             }
             let mut tick = tokio::time::interval(POLL_EVERY);
@@ -274,9 +289,9 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError> {
-    let mut runs: [Vec<f64>; 3] = Default::default();
+    let mut runs: [Vec<f64>; 4] = Default::default();
     let mut seen = Counts::default();
-    let loads = [Load::None, Load::Dashboard, Load::Subscriber];
+    let loads = [Load::None, Load::Dashboard, Load::Tail, Load::Subscriber];
     for _ in 0..RUNS {
         for (i, load) in loads.into_iter().enumerate() {
             let (rate, counts) = fanout(options, load).await?;
@@ -288,9 +303,15 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
     }
     let latency_without = latency(options.latency_samples, Load::None).await?.0;
     let (latency_with, counts) = latency(options.latency_samples, Load::Dashboard).await?;
+    let latency_tail_only = latency(options.latency_samples, Load::Tail).await?.0;
     let latency_extra_subscriber = latency(options.latency_samples, Load::Subscriber).await?.0;
     seen += counts;
-    let [fanout_without, fanout_with, fanout_extra_subscriber] = runs.map(Summary::of);
+    let [
+        fanout_without,
+        fanout_with,
+        fanout_tail_only,
+        fanout_extra_subscriber,
+    ] = runs.map(Summary::of);
     Ok(Dashboard {
         subscribers: options.fanout_subscribers,
         events: options.fanout_events,
@@ -298,9 +319,11 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
         latency_ratio_p99: ratio(latency_with.p99_us, latency_without.p99_us),
         fanout_without,
         fanout_with,
+        fanout_tail_only,
         fanout_extra_subscriber,
         latency_without,
         latency_with,
+        latency_tail_only,
         latency_extra_subscriber,
         tail_frames: seen.frames,
         tail_skipped: seen.skipped,
