@@ -1,13 +1,16 @@
 //! Measurement 6: what an open dashboard costs the hub.
 //!
 //! The dashboard page (served by the hub at `/`) is, to the hub, one more
-//! subscriber that receives every event (its live tail) and two GETs a
-//! second (`/api/stats`, `/api/clients`). Here that load is made with the
-//! same requests from raw clients, not a browser: a browser's own CPU on
-//! this 2-core machine would measure the browser, not the hub. Fan-out and
-//! latency are measured with and without it, interleaved, on fresh hubs,
-//! and with one more plain subscriber instead (a control: what any extra
-//! subscriber costs, so the dashboard's own share can be told apart).
+//! subscriber (its live tail, a sampled subscription: at most
+//! [`TAIL_PER_SECOND`] events a second are sent to it, the rest only
+//! counted) and two GETs a second (`/api/stats`, `/api/clients`). Here
+//! that load is made with the same requests from raw clients, not a
+//! browser: a browser's own CPU on this 2-core machine would measure the
+//! browser, not the hub. Fan-out and latency are measured with and without
+//! it, interleaved, on fresh hubs; with the tail alone (no polls), so the
+//! tail's share can be told from the polls'; and with one more plain
+//! subscriber instead (a control: what a tail receiving every event would
+//! cost).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -22,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_hub::Hub;
+use watchtower_hub::{Hub, HubConfig};
 
 use crate::latency::Percentiles;
 use crate::section::SectionReport;
@@ -40,6 +43,13 @@ const WARM_UP: usize = 200;
 /// How often the page polls the API.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
+/// A fan-out run not finished by then is reported as incomplete, not
+/// waited for.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
+/// The sample the page's tail asks for (`?sample=50`, as `dashboard.js`).
+const TAIL_PER_SECOND: u32 = 50;
+
 /// The hub with the dashboard open against without, same run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Dashboard {
@@ -51,6 +61,8 @@ pub struct Dashboard {
     pub fanout_without: Summary,
     /// The same with the dashboard's tail and polls.
     pub fanout_with: Summary,
+    /// The dashboard's sampled tail alone, no polls: the tail's share.
+    pub fanout_tail_only: Summary,
     /// The control: one more plain subscriber instead of the dashboard.
     pub fanout_extra_subscriber: Summary,
     /// Median with / median without.
@@ -60,12 +72,18 @@ pub struct Dashboard {
     pub latency_without: Percentiles,
     /// The same with the dashboard open.
     pub latency_with: Percentiles,
+    /// The dashboard's sampled tail alone, no polls.
+    pub latency_tail_only: Percentiles,
     /// The control: one more plain subscriber instead of the dashboard.
     pub latency_extra_subscriber: Percentiles,
     /// p99 with / p99 without.
     pub latency_ratio_p99: f64,
-    /// Frames the dashboard's tail received over every run with it.
+    /// Events the dashboard's tail received over every run with it.
     pub tail_frames: u64,
+    /// Events the hub skipped for the tail (its sample's limit) over every
+    /// run with it, as the hub had reported them when each run ended (the
+    /// last second's report may come after).
+    pub tail_skipped: u64,
     /// API requests the dashboard made over every run with it.
     pub polls: u64,
 }
@@ -77,7 +95,7 @@ impl Dashboard {
         let rate = |s: &Summary| format!("{:>9.0} {:>9.0}–{:<9.0}", s.median, s.min, s.max);
         let _ = writeln!(
             out,
-            "Dashboard open (its tail subscribed, its API polled once a second) vs not; raw clients"
+            "Dashboard open (its tail sampled at {TAIL_PER_SECOND}/s, its API polled once a second) vs not; raw clients"
         );
         let _ = writeln!(
             out,
@@ -98,6 +116,11 @@ impl Dashboard {
         );
         let _ = writeln!(
             out,
+            "   its sampled tail alone, no polls      {}",
+            rate(&self.fanout_tail_only)
+        );
+        let _ = writeln!(
+            out,
             "   control: one more plain subscriber    {}",
             rate(&self.fanout_extra_subscriber)
         );
@@ -110,6 +133,7 @@ impl Dashboard {
         for (name, p) in [
             ("without", &self.latency_without),
             ("with the dashboard", &self.latency_with),
+            ("its sampled tail alone, no polls", &self.latency_tail_only),
             (
                 "control: one more plain subscriber",
                 &self.latency_extra_subscriber,
@@ -123,8 +147,9 @@ impl Dashboard {
         }
         let _ = writeln!(
             out,
-            "   ratio p99 with/without {:.2}; the tail received {} frames, {} API requests",
-            self.latency_ratio_p99, self.tail_frames, self.polls
+            "   ratio p99 with/without {:.2}; the tail (at most {TAIL_PER_SECOND}/s) received {} events, \
+             {} skipped; {} API requests",
+            self.latency_ratio_p99, self.tail_frames, self.tail_skipped, self.polls
         );
         out
     }
@@ -135,18 +160,22 @@ impl Dashboard {
 enum Load {
     /// Nothing.
     None,
-    /// The dashboard: a tail that parses every event, and the page's polls.
+    /// The dashboard: a sampled tail that parses what it gets, and the
+    /// page's polls.
     Dashboard,
+    /// The dashboard's sampled tail, without the polls.
+    Tail,
     /// One more subscriber that reads and discards, and no polls.
     Subscriber,
 }
 
-/// The dashboard's load on one hub: a tail that reads everything, and the
-/// page's polls. Stops when dropped.
+/// The dashboard's load on one hub: its sampled tail, and the page's
+/// polls. Stops when dropped.
 struct Open {
     tail: JoinHandle<()>,
     poller: JoinHandle<()>,
     frames: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
     polls: Arc<AtomicU64>,
 }
 
@@ -155,18 +184,32 @@ impl Open {
         if load == Load::None {
             return Ok(None);
         }
-        let dashboard = load == Load::Dashboard;
+        let dashboard = matches!(load, Load::Dashboard | Load::Tail);
+        let polled = load == Load::Dashboard;
         let addr = hub.local_addr();
-        let (mut tail, _) = tokio_tungstenite::connect_async(hub.url()).await?;
+        let url = if dashboard {
+            format!("{}?sample={TAIL_PER_SECOND}", hub.url())
+        } else {
+            hub.url()
+        };
+        let (mut tail, _) = tokio_tungstenite::connect_async(url).await?;
         let frames = Arc::new(AtomicU64::new(0));
+        let skipped = Arc::new(AtomicU64::new(0));
         let polls = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&frames);
+        let (counted, skips) = (Arc::clone(&frames), Arc::clone(&skipped));
         let tail = tokio::spawn(async move {
             // Like the page: parse each frame (it shows id, type, payload).
             while let Some(Ok(message)) = tail.next().await {
                 if let Message::Text(text) = message {
                     if dashboard {
-                        let _ = serde_json::from_str::<serde_json::Value>(&text);
+                        let value = serde_json::from_str::<serde_json::Value>(&text);
+                        if let Ok(value) = value
+                            && value["type"] == "skipped"
+                        {
+                            let total = value["events"].as_u64().unwrap_or(0);
+                            skips.store(total, Relaxed);
+                            continue;
+                        }
                     }
                     counted.fetch_add(1, Relaxed);
                 }
@@ -174,7 +217,7 @@ impl Open {
         });
         let counted = Arc::clone(&polls);
         let poller = tokio::spawn(async move {
-            if !dashboard {
+            if !polled {
                 return;
             }
             let mut tick = tokio::time::interval(POLL_EVERY);
@@ -191,12 +234,19 @@ impl Open {
             tail,
             poller,
             frames,
+            skipped,
             polls,
         }))
     }
 
-    fn counts(&self) -> (u64, u64) {
-        (self.frames.load(Relaxed), self.polls.load(Relaxed))
+    /// Events the tail got, events the hub skipped for it (as last
+    /// reported), API requests made.
+    fn counts(&self) -> Counts {
+        Counts {
+            frames: self.frames.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            polls: self.polls.load(Relaxed),
+        }
     }
 }
 
@@ -204,6 +254,22 @@ impl Drop for Open {
     fn drop(&mut self) {
         self.tail.abort();
         self.poller.abort();
+    }
+}
+
+/// What the dashboard's load saw in one run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    frames: u64,
+    skipped: u64,
+    polls: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.frames += o.frames;
+        self.skipped += o.skipped;
+        self.polls += o.polls;
     }
 }
 
@@ -223,25 +289,29 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
 }
 
 pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError> {
-    let mut runs: [Vec<f64>; 3] = Default::default();
-    let (mut tail_frames, mut polls) = (0, 0);
-    let loads = [Load::None, Load::Dashboard, Load::Subscriber];
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    let mut seen = Counts::default();
+    let loads = [Load::None, Load::Dashboard, Load::Tail, Load::Subscriber];
     for _ in 0..RUNS {
         for (i, load) in loads.into_iter().enumerate() {
-            let (rate, frames, p) = fanout(options, load).await?;
+            let (rate, counts) = fanout(options, load).await?;
             runs[i].push(rate);
             if load == Load::Dashboard {
-                tail_frames += frames;
-                polls += p;
+                seen += counts;
             }
         }
     }
     let latency_without = latency(options.latency_samples, Load::None).await?.0;
-    let (latency_with, frames, p) = latency(options.latency_samples, Load::Dashboard).await?;
+    let (latency_with, counts) = latency(options.latency_samples, Load::Dashboard).await?;
+    let latency_tail_only = latency(options.latency_samples, Load::Tail).await?.0;
     let latency_extra_subscriber = latency(options.latency_samples, Load::Subscriber).await?.0;
-    tail_frames += frames;
-    polls += p;
-    let [fanout_without, fanout_with, fanout_extra_subscriber] = runs.map(Summary::of);
+    seen += counts;
+    let [
+        fanout_without,
+        fanout_with,
+        fanout_tail_only,
+        fanout_extra_subscriber,
+    ] = runs.map(Summary::of);
     Ok(Dashboard {
         subscribers: options.fanout_subscribers,
         events: options.fanout_events,
@@ -249,20 +319,29 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
         latency_ratio_p99: ratio(latency_with.p99_us, latency_without.p99_us),
         fanout_without,
         fanout_with,
+        fanout_tail_only,
         fanout_extra_subscriber,
         latency_without,
         latency_with,
+        latency_tail_only,
         latency_extra_subscriber,
-        tail_frames,
-        polls,
+        tail_frames: seen.frames,
+        tail_skipped: seen.skipped,
+        polls: seen.polls,
     })
 }
 
 /// One fan-out run on a fresh hub: raw publisher, raw subscribers; returns
-/// deliveries/s and, with the dashboard, its tail frames and polls.
-async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, u64, u64), BenchError> {
-    let hub = Hub::bind("127.0.0.1:0").await?;
+/// deliveries/s and, with the dashboard, what its load saw.
+async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, Counts), BenchError> {
     let n = options.fanout_events;
+    // Room for a whole run per client, as in the fan-out section: this
+    // measures throughput, not the slow-client policy. (With the default
+    // queue a subscriber that fell 8,192 frames behind on a loaded machine
+    // lost frames, and the run waited for them forever.)
+    let mut config = HubConfig::default();
+    config.client_queue_frames = n.max(1024);
+    let hub = Hub::bind_with("127.0.0.1:0", config).await?;
     let frames: Vec<String> = events(n)
         .iter()
         .map(serde_json::to_string)
@@ -299,8 +378,16 @@ async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, u64, u64), B
     }
     publisher.flush().await?;
     let mut delivered = 0;
-    for _ in 0..options.fanout_subscribers {
-        delivered += done.recv().await.unwrap_or(0);
+    let gathered = tokio::time::timeout(GIVE_UP_AFTER, async {
+        for _ in 0..options.fanout_subscribers {
+            delivered += done.recv().await.unwrap_or(0);
+        }
+    })
+    .await;
+    if gathered.is_err() {
+        for reader in &readers {
+            reader.abort();
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     if delivered < n * options.fanout_subscribers {
@@ -309,14 +396,14 @@ async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, u64, u64), B
             n * options.fanout_subscribers
         )));
     }
-    let (frames, polls) = open.as_ref().map_or((0, 0), Open::counts);
+    let counts = open.as_ref().map_or_else(Counts::default, Open::counts);
     drop(open);
     hub.shutdown().await;
-    Ok((delivered as f64 / seconds, frames, polls))
+    Ok((delivered as f64 / seconds, counts))
 }
 
 /// Raw publisher → hub → raw subscriber, one event at a time.
-async fn latency(samples: usize, load: Load) -> Result<(Percentiles, u64, u64), BenchError> {
+async fn latency(samples: usize, load: Load) -> Result<(Percentiles, Counts), BenchError> {
     let hub = Hub::bind("127.0.0.1:0").await?;
     let open = Open::on(&hub, load).await?;
     let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
@@ -341,8 +428,8 @@ async fn latency(samples: usize, load: Load) -> Result<(Percentiles, u64, u64), 
             measured.push(start.elapsed().as_secs_f64() * 1e6);
         }
     }
-    let (frames, polls) = open.as_ref().map_or((0, 0), Open::counts);
+    let counts = open.as_ref().map_or_else(Counts::default, Open::counts);
     drop(open);
     hub.shutdown().await;
-    Ok((Percentiles::of(measured), frames, polls))
+    Ok((Percentiles::of(measured), counts))
 }

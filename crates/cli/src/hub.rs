@@ -205,7 +205,7 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     eprintln!("{limit_note}");
     let http = hub.http_url();
     let with_token = if secured.contains("token") {
-        " (send the token: Authorization: Bearer, or ?token= for the page)"
+        " (open it as /#token=TOKEN; the API wants Authorization: Bearer)"
     } else {
         ""
     };

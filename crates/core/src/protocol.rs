@@ -28,6 +28,7 @@ pub const MAX_FILTER_BYTES: usize = 64 * 1024;
 /// | `{"type":"ack","upto":42}` | hub → client | the first 42 events this connection carried are received and relayed |
 /// | `{"type":"resumed","position":"…","recovered":true,"replayed":3}` | hub → client | first frame to a client that presented a position: the answer (see [`Position`](crate::Position)) |
 /// | `{"type":"position","seq":42}` | hub → client | every event up to history position 42 meant for this client came before this frame |
+/// | `{"type":"skipped","events":7}` | hub → client | to a sampled client only (one that asked for at most N events a second, as the hub's dashboard does): 7 events meant for it were skipped since it connected |
 ///
 /// A client that never sends a control frame receives every event and gets
 /// no acknowledgements.
@@ -88,6 +89,12 @@ pub enum ControlFrame {
         /// The sequence number.
         seq: u64,
     },
+    /// To a sampled client: events meant for it that the hub skipped
+    /// since it connected (a total, so a later frame replaces an earlier).
+    Skipped {
+        /// Events skipped so far.
+        events: u64,
+    },
 }
 
 impl ControlFrame {
@@ -144,6 +151,10 @@ mod tests {
         assert_eq!(
             ControlFrame::Position { seq: 7 }.to_json(),
             r#"{"type":"position","seq":7}"#
+        );
+        assert_eq!(
+            ControlFrame::Skipped { events: 7 }.to_json(),
+            r#"{"type":"skipped","events":7}"#
         );
         let resumed = ControlFrame::Resumed {
             position: "00000000000000ff:3".into(),

@@ -4,12 +4,23 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio_tungstenite::tungstenite::handshake::server::Request;
-use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 
 use crate::error::HubError;
 
 /// The longest token accepted, in bytes.
 pub(crate) const MAX_TOKEN_LEN: usize = 4096;
+
+/// The WebSocket subprotocol the hub speaks, and answers with when a
+/// client offers it (a browser that offers protocols fails the handshake
+/// unless the server picks one).
+pub(crate) const PROTOCOL: &str = "watchtower";
+
+/// A subprotocol carrying a bearer token, base64url without padding:
+/// `watchtower.token.<base64url>`. Browsers cannot set headers on a
+/// WebSocket, but they can offer subprotocols; the hub never answers with
+/// this one, only with [`PROTOCOL`].
+pub(crate) const TOKEN_PROTOCOL_PREFIX: &str = "watchtower.token.";
 
 /// A secret token. `Debug` never shows it.
 #[derive(Clone)]
@@ -55,13 +66,14 @@ impl Token {
 /// Why an upgrade was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// No `Authorization: Bearer` header and no `token` query parameter.
+    /// No `Authorization: Bearer` header, no token subprotocol and no
+    /// `token` query parameter.
     Missing,
     /// A token was presented, but not a valid one.
     Wrong,
-    /// More than one candidate token (several `Authorization` headers or
-    /// `token` parameters, or both kinds): answered with 400, so one
-    /// request cannot try many guesses.
+    /// More than one candidate token (several `Authorization` headers,
+    /// token subprotocols or `token` parameters, or several kinds):
+    /// answered with 400, so one request cannot try many guesses.
     Several,
     /// The token came as `?token=`, which this hub does not accept.
     QueryDisabled,
@@ -134,8 +146,10 @@ impl Auth {
     }
 
     /// Admits `request` if auth is off, or if it carries exactly one
-    /// candidate token (an `Authorization: Bearer` header or, if allowed,
-    /// a `token` query parameter) and that is an accepted token.
+    /// candidate token (an `Authorization: Bearer` header, a
+    /// `watchtower.token.<base64url>` subprotocol offered in
+    /// `Sec-WebSocket-Protocol`, or, if allowed, a `token` query
+    /// parameter) and that is an accepted token.
     pub(crate) fn check(&self, request: &Request) -> Result<(), Refusal> {
         if !self.is_enabled() {
             return Ok(());
@@ -146,6 +160,16 @@ impl Auth {
         for value in request.headers().get_all(AUTHORIZATION) {
             candidates += 1;
             candidate = bearer(value.as_bytes()).map(<[u8]>::to_vec);
+        }
+        for encoded in
+            offered_protocols(request).filter_map(|p| p.strip_prefix(TOKEN_PROTOCOL_PREFIX))
+        {
+            candidates += 1;
+            if candidates > 1 {
+                break;
+            }
+            // A malformed encoding is a wrong token, not a missing one.
+            candidate = Some(base64url_decode(encoded).unwrap_or_default());
         }
         let params = request.uri().query().into_iter().flat_map(|q| q.split('&'));
         for value in params.filter_map(|pair| pair.strip_prefix("token=")) {
@@ -173,6 +197,49 @@ impl Auth {
             .fold(false, |any, token| same(&token.0, &candidate) | any);
         if matched { Ok(()) } else { Err(Refusal::Wrong) }
     }
+}
+
+/// The subprotocols `request` offers, from every `Sec-WebSocket-Protocol`
+/// line (each a comma-separated list).
+pub(crate) fn offered_protocols(request: &Request) -> impl Iterator<Item = &str> {
+    request
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// Decodes base64url without padding (RFC 4648, section 5), as a
+/// subprotocol can carry it. `None` for any other character or a length
+/// no encoding has.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        }))
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let [_, a, b, c] = n.to_be_bytes();
+        out.extend_from_slice(&[a, b, c][..chunk.len() - 1]);
+    }
+    Some(out)
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value (the scheme is case
@@ -295,6 +362,71 @@ mod tests {
             header_only.check(&request("/e", Some("Bearer s3cret"))),
             Ok(())
         );
+    }
+
+    fn offering(protocols: &str) -> Request {
+        Request::builder()
+            .uri("/e")
+            .header(SEC_WEBSOCKET_PROTOCOL, protocols)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_token_subprotocol_admits_even_with_query_tokens_off() {
+        // "s3cret" in base64url: czNjcmV0.
+        let header_only = Auth::new(vec![Token::new("s3cret".to_string())], 1, false).unwrap();
+        assert_eq!(
+            header_only.check(&offering("watchtower, watchtower.token.czNjcmV0")),
+            Ok(())
+        );
+        assert_eq!(
+            header_only.check(&offering("watchtower,watchtower.token.bm9wZQ")),
+            Err(Refusal::Wrong)
+        );
+        assert_eq!(
+            header_only.check(&offering("watchtower.token.!!")),
+            Err(Refusal::Wrong)
+        );
+        assert_eq!(
+            header_only.check(&offering("watchtower")),
+            Err(Refusal::Missing)
+        );
+        // Still one candidate per request, whatever carries it.
+        for several in [
+            offering("watchtower.token.bm9wZQ, watchtower.token.czNjcmV0"),
+            Request::builder()
+                .uri("/e")
+                .header(AUTHORIZATION, "Bearer nope")
+                .header(SEC_WEBSOCKET_PROTOCOL, "watchtower.token.czNjcmV0")
+                .body(())
+                .unwrap(),
+            Request::builder()
+                .uri("/e?token=s3cret")
+                .header(SEC_WEBSOCKET_PROTOCOL, "watchtower.token.czNjcmV0")
+                .body(())
+                .unwrap(),
+        ] {
+            assert_eq!(header_only.check(&several), Err(Refusal::Several));
+        }
+    }
+
+    #[test]
+    fn base64url() {
+        for (text, bytes) in [
+            ("", &b""[..]),
+            ("Zg", b"f"),
+            ("Zm8", b"fo"),
+            ("Zm9v", b"foo"),
+            ("Zm9vYg", b"foob"),
+            ("Zm9vYmFy", b"foobar"),
+            ("-_8", &[0xfb, 0xff][..]),
+        ] {
+            assert_eq!(base64url_decode(text).as_deref(), Some(bytes), "{text}");
+        }
+        for bad in ["Z", "Zm9v=", "Zm+v", "Zm/v", "Zm9vY"] {
+            assert_eq!(base64url_decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -67,8 +67,10 @@ impl HubBuilder {
     }
 
     /// Requires every client to present `token`, as an
-    /// `Authorization: Bearer TOKEN` header or a `token` query parameter
-    /// (`?token=TOKEN`, percent-encoded if need be). Any other upgrade is
+    /// `Authorization: Bearer TOKEN` header, a `watchtower.token.<base64url
+    /// TOKEN>` subprotocol (for browsers, which cannot set headers on a
+    /// WebSocket) or a `token` query parameter (`?token=TOKEN`,
+    /// percent-encoded if need be). Any other upgrade is
     /// answered with HTTP 401 and never joins the fan-out. Call again to
     /// accept several tokens, e.g. the old and the new one while a rotation
     /// rolls out. Default: no token is required.

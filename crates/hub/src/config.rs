@@ -282,11 +282,13 @@ pub struct HubConfig {
     /// admits every origin and must be said explicitly. Default: empty.
     pub allowed_origins: Vec<String>,
     /// Whether a bearer token may come as `?token=TOKEN` in the URL as well
-    /// as in `Authorization: Bearer`. URLs end up in proxy and access logs;
-    /// turn this off when every client can set the header. Either way a
-    /// request may carry exactly one candidate token: several
-    /// `Authorization` headers or `token` parameters, or both kinds, are
-    /// refused with HTTP 400, so one request cannot try many guesses.
+    /// as in `Authorization: Bearer` (or the `watchtower.token.<base64url>`
+    /// subprotocol a browser can offer, which is a header too and stays
+    /// accepted). URLs end up in proxy and access logs; turn this off when
+    /// every client can send the token in a header. Either way a request
+    /// may carry exactly one candidate token: several `Authorization`
+    /// headers, token subprotocols or `token` parameters, or several kinds,
+    /// are refused with HTTP 400, so one request cannot try many guesses.
     /// Default: `true`.
     pub allow_query_token: bool,
     /// Shortest bearer token accepted, in bytes, checked when the hub

@@ -166,8 +166,10 @@
 //!   presenting a certificate from the given CA complete the TLS handshake
 //!   (mutual TLS).
 //! - **A bearer token** with [`HubBuilder::bearer_token`]: the upgrade must
-//!   carry exactly one candidate, `Authorization: Bearer TOKEN` or (unless
-//!   [`HubConfig::allow_query_token`] is off) `?token=TOKEN`; a missing or
+//!   carry exactly one candidate, `Authorization: Bearer TOKEN`, the
+//!   subprotocol `watchtower.token.<base64url TOKEN>` (what a browser can
+//!   send; the hub answers with the subprotocol `watchtower` only) or
+//!   (unless [`HubConfig::allow_query_token`] is off) `?token=TOKEN`; a missing or
 //!   wrong token is answered with HTTP 401, several with 400, and neither
 //!   joins the fan-out. A peer address that fails more than
 //!   [`HubConfig::auth_failures_per_minute`] times in a minute gets 429
@@ -188,12 +190,16 @@
 //! The same port answers plain HTTP: the hub reads each connection's
 //! request head itself (at most 64 KiB, within
 //! [`HubConfig::handshake_timeout`], after TLS) and hands an upgrade to
-//! the WebSocket handshake as before, on any path. A `GET` of `/metrics`
-//! (Prometheus text), `/healthz`, `/api/stats`, `/api/clients` or `/` (a
-//! dashboard page embedded in the binary, see [`Hub::http_url`]) is
-//! answered and the connection closed; other paths get 404, other methods
-//! 405. With a token every path but `/healthz` needs it, and the Origin
-//! check applies as for upgrades. Every figure shown — in `/metrics`,
+//! the WebSocket handshake as before, on any path. A `GET` (or `HEAD`) of
+//! `/metrics` (Prometheus text), `/healthz`, `/api/stats`, `/api/clients`
+//! or `/` (a dashboard page embedded in the binary, see [`Hub::http_url`])
+//! is answered and the connection closed; other paths get 404, other
+//! methods 405. With a token every path but `/healthz` and the (static)
+//! page needs it, and the Origin check applies as for upgrades. The page's
+//! live tail is a sampled subscription (`?sample=N`: at most N events a
+//! second queued for it, the rest only counted and reported to it as
+//! `{"type":"skipped","events":N}`), so an open dashboard costs the hub's
+//! real subscribers next to nothing. Every figure shown — in `/metrics`,
 //! `/api/stats` and the CLI — comes from one table,
 //! [`HubStats::figures`].
 //!
@@ -233,6 +239,7 @@ mod nats;
 mod origin;
 mod outbox;
 mod pace;
+mod sample;
 mod stats;
 mod throttle;
 mod tls;

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::config::HubConfig;
 use crate::fanout::{Burst, ClientId, MAX_BURST};
 use crate::filter::{Change, Coverage, Filter, FilterLimits, FilterSummary, OverLimit};
+use crate::sample::{Due, Sampler};
 
 /// A set of frame indices within one burst: which of its frames this client
 /// still has to receive. A burst holds at most [`MAX_BURST`] frames, so a
@@ -163,6 +164,8 @@ pub(crate) struct OutboxView {
     pub(crate) frames_out: u64,
     pub(crate) dropped: u64,
     pub(crate) acks: bool,
+    /// A sampled client: events a second, and events skipped.
+    pub(crate) sample: Option<(u32, u64)>,
 }
 
 /// One client's outbound queue, shared by every reader that fans out to it
@@ -222,6 +225,9 @@ pub(crate) struct Outbox {
     backplane_lost: AtomicBool,
     /// Wakes [`Outbox::backplane_lost`].
     lost: Notify,
+    /// A sampled client (the dashboard's tail): set before it joins, then
+    /// never changed. Boxed: most clients are not sampled.
+    sample: OnceLock<Box<Sampler>>,
     /// Bytes of this client's events waiting for the backplane's
     /// publisher; at most `client_queue_bytes` (see
     /// [`Outbox::reserve_backplane`]).
@@ -264,6 +270,7 @@ impl Outbox {
             backplane_lost: AtomicBool::new(false),
             lost: Notify::new(),
             backplane_bytes: AtomicUsize::new(0),
+            sample: OnceLock::new(),
         }
     }
 
@@ -324,6 +331,22 @@ impl Outbox {
                     return Offered::default();
                 }
                 set
+            }
+        };
+        // A sampled client: what the window does not allow is counted,
+        // not queued, and wakes nobody (but the first since a report).
+        let frames = match self.sample.get() {
+            None => frames,
+            Some(sampler) => {
+                let (kept, wake) = sampler.keep(frames, Instant::now());
+                if kept.is_empty() {
+                    drop(state);
+                    if wake {
+                        self.ready.notify_one();
+                    }
+                    return Offered::default();
+                }
+                kept
             }
         };
         let queued = frames.len();
@@ -476,6 +499,28 @@ impl Outbox {
             frames_out: self.sent.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             acks: self.acks.load(Relaxed),
+            sample: self.sample.get().map(|s| (s.per_second(), s.skipped())),
+        }
+    }
+
+    /// Makes this a sampled client (see [`crate::sample`]), before it
+    /// joins the fan-out. Never a resuming one: the upgrade refuses both.
+    pub(crate) fn sample(&self, sampler: Sampler) {
+        let _ = self.sample.set(Box::new(sampler));
+    }
+
+    /// The skipped count this sampled client is owed, if any. For any
+    /// other client, one load: the writer asks on every wake-up.
+    pub(crate) fn skips_due(&self) -> Due {
+        self.sample
+            .get()
+            .map_or(Due::Nothing, |s| s.due(Instant::now()))
+    }
+
+    /// The skipped count `total` was handed to the socket.
+    pub(crate) fn skips_reported(&self, total: u64) {
+        if let Some(sampler) = self.sample.get() {
+            sampler.reported(total, Instant::now());
         }
     }
 

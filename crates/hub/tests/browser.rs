@@ -23,6 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use watchtower_core::{Event, EventMetadata};
 use watchtower_test_support::TempDir;
@@ -178,8 +179,9 @@ fn event_with(event_type: &str, payload: Value) -> (String, String) {
     (event.id.clone(), event.to_json().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
+/// Chromium, or `None` after saying loudly that `test` is skipped (or
+/// failing if CI asked for the browser).
+fn chromium_or_skip(test: &str) -> Option<PathBuf> {
     let Some(chromium) = chromium() else {
         // CI installed it: a missing browser there is a failure.
         assert!(
@@ -191,16 +193,88 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         // browser test must not look like one that ran.
         let _ = writeln!(
             std::io::stderr(),
-            "\n*** SKIPPED the_dashboard_shows_clients_and_a_live_tail_rendered_as_text: \
+            "\n*** SKIPPED {test}: \
              Chromium not found at /usr/bin/chromium (or $WATCHTOWER_CHROMIUM). \
              Install it with: sudo apt-get install -y chromium ***\n"
         );
+        return None;
+    };
+    Some(chromium)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
+    let Some(chromium) =
+        chromium_or_skip("the_dashboard_shows_clients_and_a_live_tail_rendered_as_text")
+    else {
         return;
     };
     let hub = hub().await;
     let mut c = clients(&hub, 2).await;
+    let url = hub.http_url();
+    shows_clients_and_tail(&chromium, &hub, &mut c, &url, "dashboard.png").await;
+}
+
+/// On a hub that refuses `?token=`, the page opened as `/#token=…` sends
+/// the token as a header to the API and as a subprotocol on its tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_on_a_hub_that_refuses_query_tokens() {
+    const TOKEN: &str = "s3cret/token+for=the-browser";
+    let Some(chromium) = chromium_or_skip("the_dashboard_works_on_a_hub_that_refuses_query_tokens")
+    else {
+        return;
+    };
+    let mut config = watchtower_hub::HubConfig::default();
+    config.allow_query_token = false;
+    let hub = watchtower_hub::Hub::builder()
+        .bearer_token(TOKEN)
+        .config(config)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut c = Vec::new();
+    for _ in 0..2 {
+        let mut request = hub.url().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        c.push(connect_async(request).await.unwrap().0);
+    }
+    stats_until(&hub, "two clients", |s| s.clients == 2).await;
+    // The fragment is the browser's own: `%2B` and friends decode there.
+    let url = format!(
+        "{}#token={}",
+        hub.http_url(),
+        TOKEN
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+    );
+    shows_clients_and_tail(
+        &chromium,
+        &hub,
+        &mut c,
+        &url,
+        "dashboard-no-query-token.png",
+    )
+    .await;
+    // Nothing was refused on the way: the page never sent `?token=`.
+    let s = hub.stats();
+    assert_eq!((s.auth_rejected, s.handshake_failures), (0, 0), "{s:?}");
+}
+
+/// Opens `url` (the dashboard of `hub`, whose clients are `c`) headless
+/// and checks the page: the clients, the tail (with a hostile payload
+/// shown as text), the counters; saves a screenshot as `shot`.
+async fn shows_clients_and_tail(
+    chromium: &PathBuf,
+    hub: &watchtower_hub::Hub,
+    c: &mut [Client],
+    url: &str,
+    shot: &str,
+) {
     let profile = TempDir::new();
-    let (_browser, devtools_url) = launch(&chromium, &profile);
+    let (_browser, devtools_url) = launch(chromium, &profile);
     let (socket, _) = connect_async(devtools_url.as_str()).await.unwrap();
     let mut devtools = DevTools {
         socket,
@@ -208,7 +282,7 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         session: None,
     };
     let target = devtools
-        .call("Target.createTarget", json!({ "url": hub.http_url() }))
+        .call("Target.createTarget", json!({ "url": url }))
         .await;
     let attached = devtools
         .call(
@@ -245,6 +319,8 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         clients: document.getElementById('clients').textContent,
         events: document.getElementById('events-in').textContent,
         rows: document.querySelectorAll('#clients-body tr').length,
+        filters: Array.from(document.querySelectorAll('#clients-body tr')).map(r => r.children[3].textContent),
+        sampled: document.getElementById('tail-sampled').textContent,
         status: document.getElementById('status').textContent,
     })"#;
     let deadline = Instant::now() + BROWSER_LIMIT;
@@ -268,6 +344,14 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(shown["rows"], 3, "{shown}");
+    // The tail is a sampled subscription, well above this test's rate.
+    let filters = shown["filters"].as_array().unwrap();
+    let sampled = filters
+        .iter()
+        .filter(|f| f.as_str().unwrap().contains("sampled 50/s"))
+        .count();
+    assert_eq!(sampled, 1, "{shown}");
+    assert_eq!(shown["sampled"], "0", "{shown}");
     assert_eq!(shown["status"], "live", "{shown}");
 
     // The hostile payload is text in its cell, and no element came of it.
@@ -299,17 +383,18 @@ async fn the_dashboard_shows_clients_and_a_live_tail_rendered_as_text() {
         "payload not shown as text"
     );
     assert!(!dom.contains(HOSTILE), "payload parsed as HTML");
+    assert!(!dom.contains("s3cret"), "the token is shown");
     for id in &ids {
         assert!(dom.contains(id.as_str()), "{id} not in the tail");
     }
 
     // A screenshot for a human look.
-    let shot = devtools
+    let captured = devtools
         .call("Page.captureScreenshot", json!({ "format": "png" }))
         .await;
-    let png = base64_decode(shot["data"].as_str().unwrap());
+    let png = base64_decode(captured["data"].as_str().unwrap());
     assert!(png.starts_with(b"\x89PNG"));
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(shot);
     std::fs::write(&path, png).unwrap();
     // Dropping `Browser` ends Chromium.
 }

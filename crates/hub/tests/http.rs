@@ -339,13 +339,98 @@ async fn every_route_answers_with_its_status_and_content_type() {
     assert_eq!(missing.status, 404);
     let post = request(addr, "POST", "/metrics", "Content-Length: 0\r\n").await;
     assert_eq!(post.status, 405);
-    assert_eq!(post.header("allow"), Some("GET"));
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
 
     // None of this made a client or a failed handshake.
     let s = hub.stats();
     assert_eq!(s.connections_total, 0);
     assert_eq!(s.handshake_failures, 0);
     assert_eq!(s.http_requests, 8);
+}
+
+/// `HEAD path` with `extra` header lines: the answer's head and what came
+/// after it (nothing, for HEAD).
+async fn head(addr: SocketAddr, path: &str, extra: &str) -> (Reply, usize) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let text = format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n");
+    tcp.write_all(text.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(LIMIT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("the hub closes after answering")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (top, body) = text.split_once("\r\n\r\n").expect("a complete head");
+    let mut lines = top.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let reply = Reply {
+        status,
+        headers,
+        body: String::new(),
+    };
+    (reply, body.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_answered_like_get_without_a_body() {
+    let hub = hub().await;
+    let addr = hub.local_addr();
+    for path in [
+        "/",
+        "/dashboard",
+        "/healthz",
+        "/metrics",
+        "/api/stats",
+        "/api/clients",
+    ] {
+        let got = get(addr, path).await;
+        let (head, after) = head(addr, path, "").await;
+        assert_eq!(head.status, got.status, "{path}");
+        assert_eq!(after, 0, "{path}: HEAD got a body");
+        for name in [
+            "content-type",
+            "cache-control",
+            "content-security-policy",
+            "connection",
+        ] {
+            assert_eq!(head.header(name), got.header(name), "{path}: {name}");
+        }
+        let length: usize = head.header("content-length").unwrap().parse().unwrap();
+        // The figures change between two requests; the page and health do not.
+        if matches!(path, "/" | "/dashboard" | "/healthz") {
+            assert_eq!(length, got.body.len(), "{path}");
+        } else {
+            assert!(length > 0, "{path}");
+        }
+    }
+    let (missing, after) = head(addr, "/nope", "").await;
+    assert_eq!((missing.status, after), (404, 0));
+    let post = request(addr, "PUT", "/metrics", "Content-Length: 0\r\n").await;
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    // A refusal to HEAD has no body either.
+    let hub = Hub::builder()
+        .bearer_token("s3cret-token")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (refused, after) = head(hub.local_addr(), "/metrics", "").await;
+    assert_eq!((refused.status, after), (401, 0));
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
+    let (admitted, after) = head(
+        hub.local_addr(),
+        "/metrics",
+        "Authorization: Bearer s3cret-token\r\n",
+    )
+    .await;
+    assert_eq!((admitted.status, after), (200, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,14 +589,14 @@ async fn the_series_count_is_fixed_whatever_the_event_types() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_token_every_route_but_healthz_wants_it() {
+async fn with_a_token_every_route_but_healthz_and_the_page_wants_it() {
     let hub = Hub::builder()
         .bearer_token("s3cret-token")
         .bind("127.0.0.1:0")
         .await
         .unwrap();
     let addr = hub.local_addr();
-    for path in ["/", "/metrics", "/api/stats", "/api/clients"] {
+    for path in ["/metrics", "/api/stats", "/api/clients"] {
         let refused = get(addr, path).await;
         assert_eq!(refused.status, 401, "{path}");
         assert_eq!(refused.header("www-authenticate"), Some("Bearer"));
@@ -524,11 +609,43 @@ async fn with_a_token_every_route_but_healthz_wants_it() {
         assert_eq!(query.status, 200, "{path}");
     }
     assert_eq!(get(addr, "/healthz").await.status, 200);
+    // The page is static (what it shows comes from the routes above): a
+    // browser loads it with the token in the fragment, /#token=, which is
+    // never sent. A token sent in its query is checked like any other.
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("s3cret"));
+    assert_eq!(get(addr, "/?token=nope-nope").await.status, 401);
+    assert_eq!(get(addr, "/dashboard?token=s3cret-token").await.status, 200);
     let s = hub.stats();
-    assert_eq!(s.auth_rejected, 8);
-    assert_eq!(s.handshake_failures, 8);
-    assert_eq!(s.http_requests, 17);
+    assert_eq!(s.auth_rejected, 7);
+    assert_eq!(s.handshake_failures, 7);
+    assert_eq!(s.http_requests, 16);
     assert_eq!(s.connections_total, 0);
+
+    // With `?token=` turned off, the page still loads, and a token in its
+    // query is refused like anywhere else.
+    let mut config = HubConfig::default();
+    config.allow_query_token = false;
+    let hub = Hub::builder()
+        .bearer_token("s3cret-token")
+        .config(config)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = hub.local_addr();
+    assert_eq!(get(addr, "/").await.status, 200);
+    let query = get(addr, "/?token=s3cret-token").await;
+    assert_eq!(query.status, 401);
+    assert!(query.body.contains("/#token="), "{query:?}");
+    let header = request(
+        addr,
+        "GET",
+        "/api/stats",
+        "Authorization: Bearer s3cret-token\r\n",
+    )
+    .await;
+    assert_eq!(header.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

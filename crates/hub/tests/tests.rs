@@ -7,6 +7,7 @@ mod support;
 
 mod acks;
 mod browser;
+mod dashboard;
 mod filters;
 mod history;
 mod hostile;

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use watchtower_core::{
@@ -21,12 +21,13 @@ use watchtower_core::{
     recovered_header,
 };
 
-use crate::auth::Refusal;
+use crate::auth::{PROTOCOL, Refusal, offered_protocols};
 use crate::fanout::{ClientId, Cursor, Joined};
 use crate::http::{self, Head, Replay, read_head};
 use crate::hub::{Admission, Shared};
 use crate::origin::OriginRefusal;
 use crate::outbox::Outbox;
+use crate::sample::{SAMPLE_HEADER, SAMPLE_QUERY, Sampler};
 use crate::stats::{add, bump};
 
 use super::{linger, serve};
@@ -150,7 +151,7 @@ fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> http::Answer {
     let answer = match http::route(request) {
         Err(answer) => answer,
         Ok(route) => {
-            let admitted = if route.needs_token() {
+            let admitted = if route.needs_token(request) {
                 admit(shared, peer, request)
             } else {
                 Ok(())
@@ -166,7 +167,11 @@ fn answer_http(head: &Head, peer: SocketAddr, shared: &Shared) -> http::Answer {
     };
     // The path may carry a token (`?token=`): only the status is logged.
     tracing::debug!(%peer, status = answer.status.as_u16(), "http request answered");
-    answer
+    if request.method() == Method::HEAD {
+        answer.for_head()
+    } else {
+        answer
+    }
 }
 
 /// Writes `answer` by `deadline`, then closes the connection. Once the
@@ -226,9 +231,36 @@ where
                         position as the hub gave it\n";
             return Err(refusal(StatusCode::BAD_REQUEST, body));
         };
+        let sampler = match presented_sample(request) {
+            Ok(sampler) => sampler,
+            Err(()) => {
+                refused = Some(Refused::BadSample);
+                let body = "bad request: send one Watchtower-Sample (or ?sample=): events a \
+                            second, 1 to 1000\n";
+                return Err(refusal(StatusCode::BAD_REQUEST, body));
+            }
+        };
+        if let Some(sampler) = sampler {
+            if cursor.is_some() {
+                // Position frames promise that nothing before them was
+                // skipped: a sample cannot keep that promise.
+                refused = Some(Refused::BadSample);
+                let body = "bad request: a sampled subscription skips events, so it cannot \
+                            also resume; send Watchtower-Sample or Watchtower-Resume\n";
+                return Err(refusal(StatusCode::BAD_REQUEST, body));
+            }
+            outbox.sample(sampler);
+        }
         let joined = Membership::join(shared, Arc::clone(outbox), peer, cursor);
         if let Some(answer) = &joined.answer {
             answer.headers(response.headers_mut());
+        }
+        // Only the protocol's name goes back, never a token subprotocol.
+        if offered_protocols(request).any(|p| p == PROTOCOL) {
+            response.headers_mut().insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(PROTOCOL),
+            );
         }
         member = Some(joined);
         Ok(response)
@@ -289,6 +321,11 @@ fn count_refusal(shared: &Shared, peer: SocketAddr, why: Refused) {
                 tracing::info!(%peer, suppressed, "client refused with 400: malformed resume position");
             }
         }
+        Refused::BadSample => {
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, suppressed, "client refused with 400: malformed sample request");
+            }
+        }
     }
 }
 
@@ -303,6 +340,37 @@ enum Refused {
     Throttled,
     /// A malformed or repeated resume position: 400.
     BadResume,
+    /// A malformed, repeated or out-of-range sample rate, or one beside a
+    /// resume position: 400.
+    BadSample,
+}
+
+/// The sample a client asked for in [`SAMPLE_HEADER`] or `?sample=`
+/// (see [`crate::sample`]); `Err` if it is not a whole number within the
+/// budget, or there is more than one.
+fn presented_sample(request: &Request) -> Result<Option<Sampler>, ()> {
+    let headers = request
+        .headers()
+        .get_all(SAMPLE_HEADER)
+        .iter()
+        .map(|v| v.to_str().ok());
+    let prefix = format!("{SAMPLE_QUERY}=");
+    let query = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.strip_prefix(prefix.as_str()))
+        .map(Some);
+    let mut found = None;
+    for value in headers.chain(query) {
+        let per_second = value.ok_or(())?.trim().parse().map_err(|_| ())?;
+        let sampler = Sampler::new(per_second).ok_or(())?;
+        if found.replace(sampler).is_some() {
+            return Err(());
+        }
+    }
+    Ok(found)
 }
 
 /// The position a client presented in [`RESUME_HEADER`] or
@@ -437,12 +505,14 @@ fn auth_status(why: Refusal) -> StatusCode {
 fn unauthorized(why: Refusal) -> ErrorResponse {
     let body = match why {
         Refusal::Missing => {
-            "unauthorized: send Authorization: Bearer <token> (or ?token=<token>)\n"
+            "unauthorized: send Authorization: Bearer <token> (or ?token=<token>, or offer the \
+             subprotocols watchtower and watchtower.token.<base64url token>)\n"
         }
         Refusal::Wrong => "unauthorized: the bearer token is not valid\n",
         Refusal::Several => "bad request: send exactly one bearer token\n",
         Refusal::QueryDisabled => {
-            "unauthorized: this hub does not accept ?token=; send Authorization: Bearer <token>\n"
+            "unauthorized: this hub does not accept ?token=; send Authorization: Bearer <token> \
+             (the dashboard: open /#token=<token>)\n"
         }
     };
     let status = auth_status(why);

@@ -1,5 +1,6 @@
 //! The writer: this client's queue onto the socket, a due ack ahead of
-//! everything queued, one flush per wake-up, and the hub's pings.
+//! everything queued, one flush per wake-up, the hub's pings, and a
+//! sampled client's skipped count.
 
 use std::collections::VecDeque;
 
@@ -11,6 +12,7 @@ use watchtower_core::ControlFrame;
 
 use crate::hub::Shared;
 use crate::outbox::{Entry, Outbox};
+use crate::sample::Due;
 use crate::stats::{Counters, add, bump};
 
 use super::liveness::Clock;
@@ -36,11 +38,23 @@ where
         if pending.is_empty() {
             outbox.take(pending);
         }
-        if pending.is_empty() && outbox.pending_ack().is_none() && outbox.mark_due().is_none() {
+        let skips = outbox.skips_due();
+        if pending.is_empty()
+            && outbox.pending_ack().is_none()
+            && outbox.mark_due().is_none()
+            && !matches!(skips, Due::Now(_))
+        {
+            // A sampled client's skipped count waits for its next report:
+            // the one timer wakes for whichever comes first (no second
+            // timer in every connection's state).
+            let wake = match skips {
+                Due::At(at) => at.min(next_ping),
+                Due::Nothing | Due::Now(_) => next_ping,
+            };
             tokio::select! {
                 biased;
                 () = outbox.ready() => continue,
-                () = sleep_until(next_ping) => {}
+                () = sleep_until(wake) => {}
             }
         }
         if Instant::now() >= next_ping {
@@ -114,6 +128,12 @@ where
     // Everything taken is fed: a resuming client's position has moved.
     if let Some(seq) = outbox.mark_due() {
         send_mark(outbox, seq, sink).await?;
+    }
+    // A sampled client: how many events it was not sent, now and then.
+    if let Due::Now(events) = outbox.skips_due() {
+        let frame = ControlFrame::Skipped { events }.to_json();
+        sink.feed(Message::Text(Utf8Bytes::from(frame))).await?;
+        outbox.skips_reported(events);
     }
     Ok(fed)
 }

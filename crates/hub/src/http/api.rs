@@ -63,6 +63,10 @@ pub(super) fn clients(list: &ClientList) -> String {
                 "frames_out": view.frames_out,
                 "dropped": view.dropped,
                 "acks": view.acks,
+                "sample": view.sample.map(|(per_second, skipped)| json!({
+                    "per_second": per_second,
+                    "skipped": skipped,
+                })),
             })
         })
         .collect();

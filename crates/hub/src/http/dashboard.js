@@ -4,7 +4,15 @@
 (function () {
   const TAIL_ROWS = 200;
   const CHART_POINTS = 120;
-  const token = new URLSearchParams(window.location.search).get("token");
+  // The tail asks the hub for at most this many events a second; the hub
+  // counts the rest instead of sending them (a "skipped" frame).
+  const TAIL_PER_SECOND = 50;
+  // The token: from the URL's fragment (/#token=…, never sent to the
+  // server, so it stays out of access logs), or from its query (?token=…,
+  // where the hub accepts it). It goes out as a header to the API and as a
+  // subprotocol on the WebSocket, never in a URL.
+  const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  const token = fragment.get("token") || new URLSearchParams(window.location.search).get("token");
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const byId = (id) => document.getElementById(id);
 
@@ -34,6 +42,7 @@
 
   async function getJson(path) {
     const response = await fetch(path, { headers: headers, cache: "no-store" });
+    if (response.status === 401) throw new Error(path + " answered 401: open this page as /#token=TOKEN");
     if (!response.ok) throw new Error(path + " answered " + response.status);
     return response.json();
   }
@@ -108,6 +117,7 @@
       const f = client.filter;
       let filter = f.mode;
       if (f.count > 0) filter += " [" + f.types.join(", ") + (f.count > f.types.length ? ", +" + (f.count - f.types.length) : "") + "]";
+      if (client.sample) filter += ", sampled " + client.sample.per_second + "/s (" + client.sample.skipped + " skipped)";
       cell(tr, client.id);
       cell(tr, client.peer);
       cell(tr, new Date(client.since_unix_ms).toLocaleTimeString() + " (" + duration(client.connected_seconds) + ")");
@@ -133,7 +143,7 @@
 
   // ---- the live tail: an ordinary subscription to the hub ----
   let kept = [];
-  let received = 0, skipped = 0, filtered = 0, dirty = false;
+  let received = 0, skipped = 0, filtered = 0, sampled = 0, dirty = false;
   const filterBox = byId("type-filter");
 
   function matches(type) {
@@ -142,10 +152,15 @@
   }
 
   function onFrame(text) {
-    received += 1;
     let event = null;
     try { event = JSON.parse(text); } catch (e) { event = null; }
     if (event === null || typeof event !== "object") event = { id: "?", event_type: "?", payload: text };
+    // The hub's count of events it did not send to this sampled tail.
+    if (event.type === "skipped" && event.event_type === undefined) {
+      sampled = Number(event.events) || 0;
+      return;
+    }
+    received += 1;
     if (!matches(event.event_type)) { filtered += 1; return; }
     let payload = event.payload;
     payload = typeof payload === "string" ? payload : JSON.stringify(payload);
@@ -162,6 +177,7 @@
     setText("tail-received", received);
     setText("tail-skipped", skipped);
     setText("tail-filtered", filtered);
+    setText("tail-sampled", sampled);
     setText("tail-shown", kept.length);
     if (!dirty) return;
     dirty = false;
@@ -186,11 +202,20 @@
     renderTail();
   });
 
+  function base64url(text) {
+    const bytes = new TextEncoder().encode(text);
+    let binary = "";
+    bytes.forEach((b) => { binary += String.fromCharCode(b); });
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    let url = scheme + window.location.host + "/events";
-    if (token) url += "?token=" + encodeURIComponent(token);
-    const ws = new WebSocket(url);
+    const url = scheme + window.location.host + "/events?sample=" + TAIL_PER_SECOND;
+    // Browsers cannot set headers on a WebSocket: the token travels as a
+    // subprotocol (base64url), and the hub answers with "watchtower" only.
+    const protocols = token ? ["watchtower", "watchtower.token." + base64url(token)] : ["watchtower"];
+    const ws = new WebSocket(url, protocols);
     ws.addEventListener("open", () => badge("tail-status", "subscribed", true));
     ws.addEventListener("message", (m) => {
       if (typeof m.data === "string") onFrame(m.data);
@@ -201,6 +226,7 @@
     });
   }
 
+  setText("tail-rate", TAIL_PER_SECOND);
   connect();
   poll();
   setInterval(poll, 1000);

@@ -36,8 +36,7 @@ pub(crate) enum Route {
     Dashboard,
     /// `/metrics`: Prometheus text.
     Metrics,
-    /// `/healthz`: 200 or 503, one line. The only route open without the
-    /// token.
+    /// `/healthz`: 200 or 503, one line. Open without the token.
     Health,
     /// `/api/stats`: the stats as JSON.
     Stats,
@@ -46,14 +45,26 @@ pub(crate) enum Route {
 }
 
 impl Route {
-    /// Whether a hub with a token asks for it on this route.
-    pub(crate) fn needs_token(self) -> bool {
-        self != Route::Health
+    /// Whether a hub with a token checks one on this `request`: on every
+    /// route but `/healthz` and the page. The page is static (what it
+    /// shows comes from routes that do need the token), so a browser can
+    /// load it with the token in the URL's fragment (`/#token=`), which
+    /// is never sent; a token sent in its query is checked like any.
+    pub(crate) fn needs_token(self, request: &Request) -> bool {
+        match self {
+            Route::Health => false,
+            Route::Dashboard => request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("token="))),
+            Route::Metrics | Route::Stats | Route::Clients => true,
+        }
     }
 }
 
 /// The route `request` asks for, or the answer that refuses it: 404 for an
-/// unknown path, 405 for a method other than GET.
+/// unknown path, 405 for a method other than GET or HEAD. A HEAD request
+/// is answered as GET without the body (see [`Answer::for_head`]).
 pub(crate) fn route(request: &Request) -> Result<Route, Answer> {
     let route = match request.uri().path() {
         "/" | "/dashboard" => Route::Dashboard,
@@ -69,12 +80,12 @@ pub(crate) fn route(request: &Request) -> Result<Route, Answer> {
             ));
         }
     };
-    if request.method() != Method::GET {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut answer = Answer::text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: only GET\n",
+            "method not allowed: only GET and HEAD\n",
         );
-        answer.headers.push(("allow", "GET".into()));
+        answer.headers.push(("allow", "GET, HEAD".into()));
         return Err(answer);
     }
     Ok(route)
@@ -92,6 +103,7 @@ pub(crate) fn answer(shared: &Shared, route: Route) -> Answer {
             content_type: metrics::CONTENT_TYPE,
             headers: Vec::new(),
             body: metrics::render(&shared.stats(), shared.uptime()).into_bytes(),
+            head_only: false,
         },
         Route::Stats => Answer::json(api::stats(&shared.stats(), shared.uptime())),
         Route::Clients => Answer::json(api::clients(&shared.clients)),
@@ -107,6 +119,9 @@ pub(crate) struct Answer {
     /// Headers beyond the ones every answer has.
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
+    /// Answers a HEAD request: the head only, `Content-Length` still the
+    /// body's.
+    head_only: bool,
 }
 
 impl Answer {
@@ -116,6 +131,7 @@ impl Answer {
             content_type: "text/plain; charset=utf-8",
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
+            head_only: false,
         }
     }
 
@@ -125,6 +141,7 @@ impl Answer {
             content_type: "application/json",
             headers: Vec::new(),
             body: body.into_bytes(),
+            head_only: false,
         }
     }
 
@@ -152,7 +169,16 @@ impl Answer {
             content_type: "text/plain; charset=utf-8",
             headers,
             body: body.unwrap_or_default().into_bytes(),
+            head_only: false,
         }
+    }
+
+    /// This answer, for a HEAD request: the same status and headers,
+    /// `Content-Length` included, and no body (RFC 9110, 9.3.2). Whatever
+    /// the status: no answer to HEAD has a body.
+    pub(crate) fn for_head(mut self) -> Answer {
+        self.head_only = true;
+        self
     }
 
     /// An answer for a request head that could not be read: 431 or 400.
@@ -190,7 +216,9 @@ impl Answer {
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
+        if !self.head_only {
+            bytes.extend_from_slice(&self.body);
+        }
         bytes
     }
 }
@@ -223,8 +251,18 @@ mod tests {
             text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
             "{text}"
         );
-        assert!(text.contains("\r\nallow: GET\r\n"), "{text}");
+        assert!(text.contains("\r\nallow: GET, HEAD\r\n"), "{text}");
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
-        assert!(!Route::Health.needs_token() && Route::Metrics.needs_token());
+        assert_eq!(route(&request("HEAD", "/metrics")).unwrap(), Route::Metrics);
+        let get = Answer::text(StatusCode::OK, "ok\n");
+        let head = String::from_utf8(Answer::text(StatusCode::OK, "ok\n").for_head().into_bytes())
+            .unwrap();
+        let get = String::from_utf8(get.into_bytes()).unwrap();
+        assert_eq!(get, format!("{head}ok\n"));
+        assert!(head.ends_with("\r\n\r\n") && head.contains("content-length: 3\r\n"));
+        let plain = request("GET", "/");
+        assert!(!Route::Health.needs_token(&plain) && Route::Metrics.needs_token(&plain));
+        assert!(!Route::Dashboard.needs_token(&plain));
+        assert!(Route::Dashboard.needs_token(&request("GET", "/?x=1&token=t")));
     }
 }

@@ -55,6 +55,7 @@ pub(super) fn answer() -> Answer {
             ("x-frame-options", "DENY".into()),
         ],
         body: page.html.as_bytes().to_vec(),
+        head_only: false,
     }
 }
 
