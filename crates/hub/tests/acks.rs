@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
 use watchtower_core::{ControlFrame, Event, EventMetadata};
 use watchtower_hub::HubConfig;
 
@@ -117,12 +115,7 @@ async fn an_ack_overtakes_the_backlog_queued_for_a_slow_subscriber() {
 
     // The ack-mode client does not read for a while, and a tiny receive
     // buffer makes the hub's writes to it back up at once.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(hub.local_addr()).await.unwrap();
-    let (mut slow, _) = client_async(hub.url(), MaybeTlsStream::Plain(tcp))
-        .await
-        .unwrap();
+    let mut slow = tiny_window_client(&hub).await;
     stats_until(&hub, "slow client connected", |s| s.clients == 1).await;
     let mut publisher = clients(&hub, 1).await.pop().unwrap();
 

@@ -259,8 +259,11 @@ async fn the_dashboard_works_on_a_hub_that_refuses_query_tokens() {
     )
     .await;
     // Nothing was refused on the way: the page never sent `?token=`.
+    // (`handshake_failures` is not asserted: Chromium may open a spare
+    // connection it never sends a request on, counted there when the hub
+    // closes it — seen once in twelve runs.)
     let s = hub.stats();
-    assert_eq!((s.auth_rejected, s.handshake_failures), (0, 0), "{s:?}");
+    assert_eq!(s.auth_rejected, 0, "{s:?}");
 }
 
 /// Opens `url` (the dashboard of `hub`, whose clients are `c`) headless

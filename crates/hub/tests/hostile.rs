@@ -489,13 +489,7 @@ async fn a_subscriber_that_never_reads_pins_at_most_its_budget_and_is_closed_by_
     let hub = hub_with(config).await;
 
     // Never reads, and a tiny receive buffer backs the hub up at once.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(hub.local_addr()).await.unwrap();
-    let (mut never, _) =
-        tokio_tungstenite::client_async(hub.url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .unwrap();
+    let mut never = tiny_window_client(&hub).await;
     stats_until(&hub, "never-reader connected", |s| s.clients == 1).await;
     let mut c = clients(&hub, 2).await;
     let (mut fast, mut publisher) = (c.pop().unwrap(), c.pop().unwrap());
@@ -883,13 +877,7 @@ async fn a_filtered_subscriber_keeps_alive_only_the_frames_it_matched() {
 
     // Reads nothing until the end, through a tiny receive buffer, so the
     // hub keeps what it matched queued.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(hub.local_addr()).await.unwrap();
-    let (mut rare, _) =
-        tokio_tungstenite::client_async(hub.url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-            .await
-            .unwrap();
+    let mut rare = tiny_window_client(&hub).await;
     let filter =
         serde_json::json!({ "type": "subscribe", "event_types": ["rare"], "replace": true });
     send(&mut rare, &filter.to_string()).await;

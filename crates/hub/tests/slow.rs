@@ -4,10 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
-use tokio::net::TcpSocket;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
 use watchtower_core::{Event, EventMetadata};
 use watchtower_hub::HubConfig;
 
@@ -37,12 +35,7 @@ async fn a_slow_client_is_dropped_without_slowing_anyone_else() {
 
     // The slow client never reads, and a tiny receive buffer makes the
     // hub's writes to it back up quickly.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(hub.local_addr()).await.unwrap();
-    let (mut slow, _) = client_async(hub.url(), MaybeTlsStream::Plain(tcp))
-        .await
-        .unwrap();
+    let mut slow = tiny_window_client(&hub).await;
     stats_until(&hub, "slow client connected", |s| s.clients == 1).await;
 
     let mut c = clients(&hub, 2).await;

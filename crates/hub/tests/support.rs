@@ -138,3 +138,15 @@ pub(crate) async fn raw_upgrade(hub: &Hub) -> tokio::net::TcpStream {
     );
     tcp
 }
+
+/// A client with a 4 KiB receive buffer: when it does not read, the hub's
+/// writes back up at once and what is meant for it stays queued.
+pub(crate) async fn tiny_window_client(hub: &Hub) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(hub.local_addr()).await.unwrap();
+    tokio_tungstenite::client_async(hub.url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap()
+        .0
+}

@@ -349,21 +349,8 @@ enum Refused {
 /// (see [`crate::sample`]); `Err` if it is not a whole number within the
 /// budget, or there is more than one.
 fn presented_sample(request: &Request) -> Result<Option<Sampler>, ()> {
-    let headers = request
-        .headers()
-        .get_all(SAMPLE_HEADER)
-        .iter()
-        .map(|v| v.to_str().ok());
-    let prefix = format!("{SAMPLE_QUERY}=");
-    let query = request
-        .uri()
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|p| p.strip_prefix(prefix.as_str()))
-        .map(Some);
     let mut found = None;
-    for value in headers.chain(query) {
+    for value in presented(request, SAMPLE_HEADER, SAMPLE_QUERY) {
         let per_second = value.ok_or(())?.trim().parse().map_err(|_| ())?;
         let sampler = Sampler::new(per_second).ok_or(())?;
         if found.replace(sampler).is_some() {
@@ -373,25 +360,34 @@ fn presented_sample(request: &Request) -> Result<Option<Sampler>, ()> {
     Ok(found)
 }
 
-/// The position a client presented in [`RESUME_HEADER`] or
-/// `?resume=`; `Err` if it is malformed or there is more than one.
-fn presented_cursor(request: &Request) -> Result<Option<Cursor>, ()> {
+/// Every value of the header `name` and of the query parameter `key`,
+/// headers first; `None` for a header value that is not text.
+fn presented<'r>(
+    request: &'r Request,
+    name: &'static str,
+    key: &'static str,
+) -> impl Iterator<Item = Option<Cow<'r, str>>> {
     let headers = request
         .headers()
-        .get_all(RESUME_HEADER)
+        .get_all(name)
         .iter()
         .map(|v| v.to_str().ok().map(Cow::Borrowed));
-    let prefix = format!("{RESUME_QUERY}=");
     let query = request
         .uri()
         .query()
         .into_iter()
         .flat_map(|q| q.split('&'))
-        .filter_map(|p| p.strip_prefix(prefix.as_str()))
+        .filter_map(move |p| p.strip_prefix(key)?.strip_prefix('='))
         // A browser's `encodeURIComponent` escapes the colons.
         .map(|v| Some(Cow::Owned(v.replace("%3A", ":").replace("%3a", ":"))));
+    headers.chain(query)
+}
+
+/// The position a client presented in [`RESUME_HEADER`] or
+/// `?resume=`; `Err` if it is malformed or there is more than one.
+fn presented_cursor(request: &Request) -> Result<Option<Cursor>, ()> {
     let mut found = None;
-    for value in headers.chain(query) {
+    for value in presented(request, RESUME_HEADER, RESUME_QUERY) {
         let value = value.ok_or(())?;
         let cursor = if value.trim() == RESUME_NEW {
             Cursor::New
