@@ -338,6 +338,26 @@ fn filtered(url: &str) -> watchtower_websocket::TransportBuilder {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_returns_once_the_server_has_the_first_filter() {
+    // Without this, a hub may relay events to a client between its join
+    // and its first filter: a publish-only client got another publisher's
+    // events once in ~40 runs under load.
+    let server = RawServer::start().await;
+    let _quiet = filtered(&server.url()).connect().await.unwrap();
+    // No waiting: the server read the filter before `connect` returned.
+    let frames: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.bytes).into_owned())
+        .collect();
+    assert_eq!(
+        frames,
+        [r#"{"type":"unsubscribe","event_types":[]}"#],
+        "the first filter: nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_only_client_with_server_filters_receives_nothing() {
     init_logs();
     let hub = Hub::bind("127.0.0.1:0").await.unwrap();

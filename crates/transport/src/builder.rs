@@ -335,7 +335,10 @@ impl TransportBuilder {
     /// Whether the server speaks the hub's control protocol. When true, the
     /// transport tells the server which event types its subscriptions want,
     /// on connect, on every reconnect and whenever they change, so the
-    /// server filters before sending. Default false: plain servers work.
+    /// server filters before sending; `connect` returns once the server
+    /// has applied the first filter (one round trip more), so a
+    /// publish-only client is sent nothing. Default false: plain servers
+    /// work.
     pub fn server_filters(mut self, enabled: bool) -> Self {
         self.server_filters = enabled;
         self

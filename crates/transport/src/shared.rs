@@ -83,6 +83,9 @@ pub(crate) struct Shared {
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
+/// The filter epoch of the filter a transport starts with.
+pub(crate) const INITIAL_FILTER_EPOCH: u64 = 1;
+
 impl Shared {
     /// The URL connect attempts go to now.
     pub(crate) fn current_url(&self) -> &crate::url::WsUrl {
@@ -134,7 +137,9 @@ impl Shared {
             progress: Notify::new(),
             filter_changed: Notify::new(),
             filter_dirty: AtomicBool::new(false),
-            filter_epoch: AtomicU64::new(0),
+            // Epoch 1 is the filter every connection starts with (none
+            // subscribed yet: nothing), so `connect` can wait for it.
+            filter_epoch: AtomicU64::new(INITIAL_FILTER_EPOCH),
             filter_epoch_sent: AtomicU64::new(0),
             filter_epoch_confirmed: AtomicU64::new(0),
             filter_progress: Notify::new(),

@@ -26,7 +26,7 @@ use crate::dead_event::DeadEvent;
 use crate::filter_limits;
 use crate::resume::ResumeOutcome;
 use crate::settings::Settings;
-use crate::shared::{Lifecycle, Shared};
+use crate::shared::{INITIAL_FILTER_EPOCH, Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
 use crate::subscription::Stopper;
 
@@ -129,8 +129,15 @@ impl WebSocketTransport {
                 Err(Failed::Stopped) => return Err(WatchtowerError::Closed),
             }
         };
+        let connected = matches!(first, First::Connected(_));
         let task =
             tokio::spawn(connection::supervised(Arc::clone(&shared), first).instrument(span));
+        if connected {
+            // With server filters, the hub applies the first filter before
+            // `connect` returns: from then on it sends only what the
+            // subscriptions want (a publish-only client: nothing).
+            shared.await_filter(INITIAL_FILTER_EPOCH).await;
+        }
         Ok(WebSocketTransport {
             shared,
             connection: Mutex::new(Some(task)),
