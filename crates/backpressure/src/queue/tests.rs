@@ -574,6 +574,16 @@ struct WarnCounter {
 }
 
 impl tracing::Subscriber for WarnCounter {
+    // Ask on every event: a callsite's cached interest is shared by every
+    // thread, and one first hit while another test's thread had no
+    // subscriber could be cached as "never" — seen once as one warning of
+    // two.
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
