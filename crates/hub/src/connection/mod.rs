@@ -47,7 +47,7 @@ use crate::stats::{Counters, add, bump};
 use liveness::{Clock, keepalive};
 use reader::read_loop;
 pub(crate) use upgrade::accept;
-use writer::{feed, send_ack, write_loop};
+use writer::{Marks, feed, send_ack, write_loop};
 
 /// After a close frame is out, how long to discard what the client still
 /// sends before dropping the socket.
@@ -293,7 +293,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     outbox.take(pending);
-    let fed = feed(&shared.counters, outbox, pending, sink).await?;
+    let fed = feed(
+        &shared.counters,
+        outbox,
+        pending,
+        &mut Marks::every_batch(),
+        sink,
+    )
+    .await?;
     let frame = CloseFrame {
         code: CloseCode::Away,
         reason: Utf8Bytes::from_static("hub shutting down"),
