@@ -221,18 +221,8 @@ async fn one_client_cannot_flush_the_dedup_window() {
     // resend is still recognised.
     drop(victim);
     stats_until(&hub, "the victim's old connection gone", |s| s.clients == 2).await;
-    let mut victim = clients(&hub, 1).await.pop().unwrap();
-    send(&mut victim, HELLO).await;
-    send(&mut victim, &genuine).await;
-    let marker = event_with_id("order-1002", "orders", "victim");
-    send(&mut victim, &marker).await;
-    acked(&mut victim, 2).await;
-    assert_eq!(
-        next_text(&mut sub).await,
-        marker,
-        "the resend was not relayed"
-    );
-    assert_eq!(hub.stats().duplicates_dropped, 1);
+    let victim = clients(&hub, 1).await.pop().unwrap();
+    resend_is_recognised(&hub, victim, &genuine, &mut sub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,17 +266,20 @@ async fn a_client_reconnecting_cannot_flush_the_dedup_window() {
 
     // The victim resends on a new connection, and the resend is still
     // recognised.
-    let mut victim = connect_from("127.0.0.2", &hub, &[]).await.unwrap();
+    let victim = connect_from("127.0.0.2", &hub, &[]).await.unwrap();
+    resend_is_recognised(&hub, victim, &genuine, &mut sub).await;
+}
+
+/// `victim`, on a new connection, resends `genuine` (which `sub` already
+/// got) and then a marker: `sub` gets the marker next, and the hub counts
+/// one duplicate dropped.
+async fn resend_is_recognised(hub: &Hub, mut victim: Client, genuine: &str, sub: &mut Client) {
     send(&mut victim, HELLO).await;
-    send(&mut victim, &genuine).await;
+    send(&mut victim, genuine).await;
     let marker = event_with_id("order-1002", "orders", "victim");
     send(&mut victim, &marker).await;
     acked(&mut victim, 2).await;
-    assert_eq!(
-        next_text(&mut sub).await,
-        marker,
-        "the resend was not relayed"
-    );
+    assert_eq!(next_text(sub).await, marker, "the resend was not relayed");
     assert_eq!(hub.stats().duplicates_dropped, 1);
 }
 
