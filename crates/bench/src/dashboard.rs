@@ -76,8 +76,16 @@ pub struct Dashboard {
     pub latency_tail_only: Percentiles,
     /// The control: one more plain subscriber instead of the dashboard.
     pub latency_extra_subscriber: Percentiles,
-    /// p99 with / p99 without.
+    /// p99 of each sitting (µs), per load, in the order: without, with
+    /// the dashboard, its tail alone, the control. One p99 over all
+    /// samples hides how much it moves between sittings; a difference
+    /// inside that spread is noise.
+    pub latency_p99_sittings: [Summary; 4],
+    /// Median of the sittings' p99 with / median without.
     pub latency_ratio_p99: f64,
+    /// The dashboard's median sitting p99 lies within the spread of the
+    /// sittings without it (or below).
+    pub latency_p99_within_noise: bool,
     /// Events the dashboard's tail received over every run with it.
     pub tail_frames: u64,
     /// Events the hub skipped for the tail (its sample's limit) over every
@@ -145,14 +153,37 @@ impl Dashboard {
                 p.p50_us, p.p99_us, p.p999_us
             );
         }
+        let [without, with, tail, control] = &self.latency_p99_sittings;
         let _ = writeln!(
             out,
-            "   ratio p99 with/without {:.2}; the tail (at most {TAIL_PER_SECOND}/s) received {} events, \
-             {} skipped; {} API requests",
-            self.latency_ratio_p99, self.tail_frames, self.tail_skipped, self.polls
+            "   p99 per sitting (median, min–max of {}): without {}, with {}, tail alone {}, control {}",
+            without.runs.len(),
+            spread(without),
+            spread(with),
+            spread(tail),
+            spread(control)
+        );
+        let _ = writeln!(
+            out,
+            "   ratio p99 with/without {:.2} (medians of the sittings): {}; the tail (at most \
+             {TAIL_PER_SECOND}/s) received {} events, {} skipped; {} API requests",
+            self.latency_ratio_p99,
+            if self.latency_p99_within_noise {
+                "within the spread without it"
+            } else {
+                "ABOVE the spread without it"
+            },
+            self.tail_frames,
+            self.tail_skipped,
+            self.polls
         );
         out
     }
+}
+
+/// `median (min–max)` of a p99 in µs.
+fn spread(s: &Summary) -> String {
+    format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max)
 }
 
 /// What runs beside the measured clients.
@@ -301,11 +332,32 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
             }
         }
     }
-    let latency_without = latency(options.latency_samples, Load::None).await?.0;
-    let (latency_with, counts) = latency(options.latency_samples, Load::Dashboard).await?;
-    let latency_tail_only = latency(options.latency_samples, Load::Tail).await?.0;
-    let latency_extra_subscriber = latency(options.latency_samples, Load::Subscriber).await?.0;
-    seen += counts;
+    // Latency in interleaved sittings too, each load on a fresh hub per
+    // sitting: the machine's drift hits every load alike, and the spread
+    // of the sittings says what noise is.
+    let per = (options.latency_samples / RUNS).max(1);
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    let mut p99s: [Vec<f64>; 4] = Default::default();
+    for _ in 0..RUNS {
+        for (i, load) in loads.into_iter().enumerate() {
+            let (measured, counts) = latency(per, load).await?;
+            p99s[i].push(Percentiles::of(measured.clone()).p99_us);
+            samples[i].extend(measured);
+            if load == Load::Dashboard {
+                seen += counts;
+            }
+        }
+    }
+    let [
+        latency_without,
+        latency_with,
+        latency_tail_only,
+        latency_extra_subscriber,
+    ] = samples.map(Percentiles::of);
+    let latency_p99_sittings = p99s.map(Summary::of);
+    let [p99_without, p99_with, ..] = &latency_p99_sittings;
+    let latency_ratio_p99 = ratio(p99_with.median, p99_without.median);
+    let latency_p99_within_noise = p99_with.median <= p99_without.max;
     let [
         fanout_without,
         fanout_with,
@@ -316,7 +368,9 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
         subscribers: options.fanout_subscribers,
         events: options.fanout_events,
         fanout_ratio: ratio(fanout_with.median, fanout_without.median),
-        latency_ratio_p99: ratio(latency_with.p99_us, latency_without.p99_us),
+        latency_ratio_p99,
+        latency_p99_within_noise,
+        latency_p99_sittings,
         fanout_without,
         fanout_with,
         fanout_tail_only,
@@ -402,8 +456,9 @@ async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, Counts), Ben
     Ok((delivered as f64 / seconds, counts))
 }
 
-/// Raw publisher → hub → raw subscriber, one event at a time.
-async fn latency(samples: usize, load: Load) -> Result<(Percentiles, Counts), BenchError> {
+/// Raw publisher → hub → raw subscriber, one event at a time: the
+/// round trips in µs.
+async fn latency(samples: usize, load: Load) -> Result<(Vec<f64>, Counts), BenchError> {
     let hub = Hub::bind("127.0.0.1:0").await?;
     let open = Open::on(&hub, load).await?;
     let (mut publisher, _) = tokio_tungstenite::connect_async(hub.url()).await?;
@@ -431,5 +486,5 @@ async fn latency(samples: usize, load: Load) -> Result<(Percentiles, Counts), Be
     let counts = open.as_ref().map_or_else(Counts::default, Open::counts);
     drop(open);
     hub.shutdown().await;
-    Ok((Percentiles::of(measured), counts))
+    Ok((measured, counts))
 }

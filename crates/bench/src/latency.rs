@@ -108,6 +108,8 @@ pub(crate) struct Sittings {
 /// A way to send one event and wait for it at the other end.
 trait Probe {
     async fn round_trip(&mut self, n: u64) -> Result<f64, BenchError>;
+    /// Closes the connections and stops the relay.
+    async fn shutdown(self) -> Result<(), BenchError>;
 }
 
 /// `count` round trips through `probe`, events numbered from `from`, in µs.
@@ -119,13 +121,18 @@ async fn sample(probe: &mut impl Probe, from: u64, count: usize) -> Result<Vec<f
     Ok(measured)
 }
 
+/// One sitting of one contender: a fresh relay and clients, warmed up,
+/// measured, then shut down, so no other contender's idle connections and
+/// timers share the runtime while it is measured.
+async fn sitting<P: Probe>(probe: P, from: u64, count: usize) -> Result<Vec<f64>, BenchError> {
+    let mut probe = probe;
+    sample(&mut probe, from, WARM_UP).await?;
+    let measured = sample(&mut probe, from + WARM_UP as u64, count).await?;
+    probe.shutdown().await?;
+    Ok(measured)
+}
+
 pub(crate) async fn run(options: &BenchOptions) -> Result<(Latency, Sittings), BenchError> {
-    let mut raw = RawProbe::start().await?;
-    let mut plain = HubProbe::start(false).await?;
-    let mut alo = HubProbe::start(true).await?;
-    sample(&mut raw, 0, WARM_UP).await?;
-    sample(&mut plain, 0, WARM_UP).await?;
-    sample(&mut alo, 0, WARM_UP).await?;
     let sittings_n = options.runs.max(1);
     let per = (options.latency_samples / sittings_n).max(1);
     let (mut all_raw, mut all_hub, mut all_alo) = (Vec::new(), Vec::new(), Vec::new());
@@ -135,10 +142,10 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<(Latency, Sittings), B
     };
     // Interleaved sittings: a drift in the machine's load hits each side.
     for k in 0..sittings_n {
-        let from = (WARM_UP + k * per) as u64;
-        let r = sample(&mut raw, from, per).await?;
-        let h = sample(&mut plain, from, per).await?;
-        let a = sample(&mut alo, from, per).await?;
+        let from = (k * (WARM_UP + per)) as u64;
+        let r = sitting(RawProbe::start().await?, from, per).await?;
+        let h = sitting(HubProbe::start(false).await?, from, per).await?;
+        let a = sitting(HubProbe::start(true).await?, from, per).await?;
         let (rp, hp) = (Percentiles::of(r.clone()), Percentiles::of(h.clone()));
         eprintln!(
             "  sitting {}: p99 raw {:.1} µs, hub {:.1} µs",
@@ -152,8 +159,6 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<(Latency, Sittings), B
         all_hub.extend(h);
         all_alo.extend(a);
     }
-    plain.shutdown().await?;
-    alo.shutdown().await?;
     let (raw, hub, alo) = (
         Percentiles::of(all_raw),
         Percentiles::of(all_hub),
@@ -207,16 +212,16 @@ impl HubProbe {
             ids,
         })
     }
+}
 
+impl Probe for HubProbe {
     async fn shutdown(self) -> Result<(), BenchError> {
         self.publisher.shutdown().await?;
         self.subscriber.shutdown().await?;
         self.hub.shutdown().await;
         Ok(())
     }
-}
 
-impl Probe for HubProbe {
     async fn round_trip(&mut self, n: u64) -> Result<f64, BenchError> {
         let event = event(n);
         let id = event.id.clone();
@@ -275,6 +280,11 @@ impl RawProbe {
 }
 
 impl Probe for RawProbe {
+    async fn shutdown(mut self) -> Result<(), BenchError> {
+        self.publisher.close(None).await?;
+        Ok(())
+    }
+
     async fn round_trip(&mut self, n: u64) -> Result<f64, BenchError> {
         let event = event(n);
         let id = event.id.clone();

@@ -36,6 +36,13 @@ where
     let interval = shared.config.ping_interval;
     let mut next_ping = Instant::now() + interval;
     let mut marks = Marks::paced();
+    // One timer for the connection's life, moved rather than made anew:
+    // a new timer earlier than the runtime's next wake-up wakes the timer
+    // driver's thread (a syscall and a context switch), and a resuming
+    // client's trailing-position deadline is that, once per event sent
+    // one at a time. Moving a registered timer later costs nothing.
+    let timer = sleep_until(next_ping);
+    tokio::pin!(timer);
     loop {
         if pending.is_empty() {
             outbox.take(pending);
@@ -56,10 +63,13 @@ where
                 Due::Nothing | Due::Now(_) => next_ping,
             };
             let wake = mark_at.map_or(wake, |at| at.min(wake));
+            if timer.deadline() != wake || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
                 biased;
                 () = outbox.ready() => continue,
-                () = sleep_until(wake) => {}
+                () = &mut timer => {}
             }
         }
         if Instant::now() >= next_ping {
