@@ -37,6 +37,11 @@ use crate::{BenchError, BenchOptions};
 /// Interleaved runs of each side of the fan-out.
 const RUNS: usize = 3;
 
+/// Interleaved latency sittings of each load: a sitting is short (a
+/// fraction of a second), so its p99 moves a lot from one to the next;
+/// five give a median that holds still and a spread that says so.
+const LATENCY_SITTINGS: usize = 5;
+
 /// Latency samples discarded first.
 const WARM_UP: usize = 200;
 
@@ -335,10 +340,10 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Dashboard, BenchError>
     // Latency in interleaved sittings too, each load on a fresh hub per
     // sitting: the machine's drift hits every load alike, and the spread
     // of the sittings says what noise is.
-    let per = (options.latency_samples / RUNS).max(1);
+    let per = (options.latency_samples / LATENCY_SITTINGS).max(1);
     let mut samples: [Vec<f64>; 4] = Default::default();
     let mut p99s: [Vec<f64>; 4] = Default::default();
-    for _ in 0..RUNS {
+    for _ in 0..LATENCY_SITTINGS {
         for (i, load) in loads.into_iter().enumerate() {
             let (measured, counts) = latency(per, load).await?;
             p99s[i].push(Percentiles::of(measured.clone()).p99_us);
