@@ -25,13 +25,13 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_hub::{Hub, HubConfig};
+use watchtower_hub::Hub;
 
 use crate::latency::Percentiles;
 use crate::section::SectionReport;
 use crate::stats::{Summary, ratio};
 use crate::throughput::RAW_FLUSH_EVERY;
-use crate::workload::{event, events};
+use crate::workload::{event, events, hub_with_room_for};
 use crate::{BenchError, BenchOptions};
 
 /// Interleaved runs of each side of the fan-out.
@@ -398,9 +398,7 @@ async fn fanout(options: &BenchOptions, load: Load) -> Result<(f64, Counts), Ben
     // measures throughput, not the slow-client policy. (With the default
     // queue a subscriber that fell 8,192 frames behind on a loaded machine
     // lost frames, and the run waited for them forever.)
-    let mut config = HubConfig::default();
-    config.client_queue_frames = n.max(1024);
-    let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+    let hub = Hub::bind_with("127.0.0.1:0", hub_with_room_for(n)).await?;
     let frames: Vec<String> = events(n)
         .iter()
         .map(serde_json::to_string)

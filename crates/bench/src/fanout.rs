@@ -2,20 +2,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_hub::{Hub, HubConfig};
+use watchtower_hub::Hub;
 use watchtower_websocket::prelude::*;
 
 use crate::raw::broadcast_server;
 use crate::section::{Curve, SectionReport, Series, Target};
 use crate::stats::{Summary, ratio, ratios};
 use crate::throughput::RAW_FLUSH_EVERY;
-use crate::workload::events;
+use crate::workload::{events, hub_with_room_for};
 use crate::{BenchError, BenchOptions};
 
 /// Interleaved runs of each side.
@@ -48,6 +48,9 @@ pub struct Fanout {
     pub cpu_us_raw: Summary,
 }
 
+/// A fan-out run not finished by then is reported as incomplete.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
 /// Counts deliveries; wakes a waiter at a target.
 struct Counter {
     count: AtomicU64,
@@ -70,14 +73,28 @@ impl Counter {
         }
     }
 
-    async fn reached(&self) {
-        loop {
-            let notified = self.done.notified();
-            if self.count.load(Relaxed) >= self.target {
-                return;
+    /// Waits for the target; a run that stops short of it is reported
+    /// as incomplete after [`GIVE_UP_AFTER`], not waited for forever.
+    async fn reached(&self) -> Result<(), BenchError> {
+        let wait = async {
+            loop {
+                let notified = self.done.notified();
+                if self.count.load(Relaxed) >= self.target {
+                    return;
+                }
+                notified.await;
             }
-            notified.await;
-        }
+        };
+        tokio::time::timeout(GIVE_UP_AFTER, wait)
+            .await
+            .map_err(|_| {
+                BenchError::Incomplete(format!(
+                    "fan-out: {} of {} deliveries after {} s",
+                    self.count.load(Relaxed),
+                    self.target,
+                    GIVE_UP_AFTER.as_secs()
+                ))
+            })
     }
 }
 
@@ -278,11 +295,7 @@ async fn one(
 ) -> Result<(f64, u64, f64), BenchError> {
     let (hub, raw_server, sub_url, pub_url) = match server {
         Side::Ours => {
-            // Room for a whole run per client: this measures throughput,
-            // not the slow-client policy.
-            let mut config = HubConfig::default();
-            config.client_queue_frames = n.max(1024);
-            let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+            let hub = Hub::bind_with("127.0.0.1:0", hub_with_room_for(n)).await?;
             let url = hub.url();
             (Some(hub), None, url.clone(), url)
         }
@@ -343,7 +356,7 @@ async fn one(
             for event in events {
                 transport.publish(event).await?;
             }
-            counter.reached().await;
+            counter.reached().await?;
             transports.push(transport);
             start
         }
@@ -358,7 +371,7 @@ async fn one(
                 }
             }
             ws.flush().await?;
-            counter.reached().await;
+            counter.reached().await?;
             start
         }
     };

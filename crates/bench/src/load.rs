@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_hub::{Hub, HubConfig};
+use watchtower_hub::Hub;
 use watchtower_websocket::prelude::*;
 
 use crate::latency::Percentiles;
 use crate::raw::{Tasks, relay_server};
 use crate::section::{Curve, SectionReport, Series};
 use crate::throughput::RAW_FLUSH_EVERY;
-use crate::workload::event;
+use crate::workload::{event, hub_with_room_for};
 use crate::{BenchError, BenchOptions};
 
 /// Load levels, as fractions of the measured maximum.
@@ -197,9 +197,7 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     let flat_out = (options.throughput_events / 4).max(1_000) as u64;
     let time = Duration::from_millis(options.load_millis);
 
-    let mut config = HubConfig::default();
-    config.client_queue_frames = (flat_out as usize).max(config.client_queue_frames);
-    let hub = Hub::bind_with("127.0.0.1:0", config).await?;
+    let hub = Hub::bind_with("127.0.0.1:0", hub_with_room_for(flat_out as usize)).await?;
     let recorder = Arc::new(Recorder::default());
     let subscriber = WebSocketTransport::builder(WebSocketConfig::new(hub.url()))
         .mailbox_size(flat_out as usize)

@@ -40,3 +40,19 @@ pub(crate) fn sized_event(n: u64, bytes: usize) -> Event {
     }
     event
 }
+
+/// A hub whose every client can hold a whole run of `events` events:
+/// the sections that use it measure throughput, not the slow-client
+/// policy. Both limits matter: a client past its byte budget is closed to
+/// resume, and a run longer than the hub's history cannot be recovered,
+/// so a subscriber that fell that far behind would never get the rest.
+pub(crate) fn hub_with_room_for(events: usize) -> watchtower_hub::HubConfig {
+    let mut config = watchtower_hub::HubConfig::default();
+    config.client_queue_frames = events.max(config.client_queue_frames);
+    // A frame is charged with its share of the read burst it came in;
+    // 1 KiB per event covers the bench's events (224 bytes) many times.
+    config.client_queue_bytes = events
+        .saturating_mul(1024)
+        .max(config.client_queue_bytes);
+    config
+}
