@@ -17,7 +17,7 @@ use watchtower_hub::{Hub, NatsConfig};
 use watchtower_websocket::prelude::*;
 
 use crate::latency::Percentiles;
-use crate::workload::event;
+use crate::workload::{event, hub_with_room_for};
 use crate::{BenchError, BenchOptions};
 
 /// Samples discarded before measuring.
@@ -83,14 +83,26 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Option<ScaleOut>, Benc
     let events = (options.throughput_events / 4).max(1_000);
     let samples = (options.latency_samples / 4).max(500);
 
-    let hub = Hub::bind("127.0.0.1:0").await?;
+    // Room for the whole run in every client's queue: a plain subscriber
+    // that falls behind by more than the default queue loses the oldest
+    // frames (the hub's slow-client policy), and this measures throughput.
+    let room = || hub_with_room_for(events + WARM_UP + samples);
+    let hub = Hub::bind_with("127.0.0.1:0", room()).await?;
     let single = measure(&hub.url(), &hub.url(), events, samples).await?;
     hub.shutdown().await;
 
     let stream = format!("bench{}", std::process::id());
     let nats = || NatsConfig::new(server.url()).stream(&stream);
-    let a = Hub::builder().nats(nats()).bind("127.0.0.1:0").await?;
-    let b = Hub::builder().nats(nats()).bind("127.0.0.1:0").await?;
+    let a = Hub::builder()
+        .config(room())
+        .nats(nats())
+        .bind("127.0.0.1:0")
+        .await?;
+    let b = Hub::builder()
+        .config(room())
+        .nats(nats())
+        .bind("127.0.0.1:0")
+        .await?;
     let pair = measure(&a.url(), &b.url(), events, samples).await?;
     a.shutdown().await;
     b.shutdown().await;

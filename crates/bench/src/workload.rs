@@ -51,8 +51,6 @@ pub(crate) fn hub_with_room_for(events: usize) -> watchtower_hub::HubConfig {
     config.client_queue_frames = events.max(config.client_queue_frames);
     // A frame is charged with its share of the read burst it came in;
     // 1 KiB per event covers the bench's events (224 bytes) many times.
-    config.client_queue_bytes = events
-        .saturating_mul(1024)
-        .max(config.client_queue_bytes);
+    config.client_queue_bytes = events.saturating_mul(1024).max(config.client_queue_bytes);
     config
 }
