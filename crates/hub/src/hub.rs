@@ -617,3 +617,32 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
         tracing::error!(%error, "a connection task panicked; the hub carries on");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task lives as long as the client stays connected, so
+    /// its state is paid per idle client (README: idle memory per
+    /// connection). The task's future holds its arguments and a box: the
+    /// plain path's `serve` and the TLS path (a `TlsStream`, rustls's
+    /// handshake, the linger buffer: 2.5 KiB) are boxed, so a plain client
+    /// keeps no room for TLS.
+    #[tokio::test]
+    async fn a_connection_task_keeps_no_room_for_tls() {
+        let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(hub.local_addr())
+            .await
+            .unwrap();
+        let peer = tcp.local_addr().unwrap();
+        let admission = Admission::new(&hub.shared, peer.ip()).unwrap();
+        let task = connection::accept(tcp, peer, 0, Arc::clone(&hub.shared), admission);
+        let size = std::mem::size_of_val(&task);
+        drop(task);
+        assert!(
+            size <= 256,
+            "a connection task's state is {size} bytes (budget 256)"
+        );
+        hub.shutdown().await;
+    }
+}

@@ -32,6 +32,53 @@ pub(crate) enum Lifecycle {
     Stopped,
 }
 
+/// The transport's [`Lifecycle`], and a way to wait for it to leave
+/// `Running`.
+///
+/// Not a `watch` channel: it changes at most three times in a transport's
+/// life and every wait is the same one, while a `watch` costs 350 bytes of
+/// heap per transport (its receivers' notifiers), which idle connections
+/// pay too. A lock for the value, a `Notify` for the waits.
+pub(crate) struct LifecycleCell {
+    now: Mutex<Lifecycle>,
+    changed: Notify,
+}
+
+impl LifecycleCell {
+    fn new() -> LifecycleCell {
+        LifecycleCell {
+            now: Mutex::new(Lifecycle::Running),
+            changed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Lifecycle {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves to `to` and wakes every waiter.
+    pub(crate) fn set(&self, to: Lifecycle) {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner) = to;
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until the transport is no longer `Running`; returns where it
+    /// is then.
+    pub(crate) async fn stopping(&self) -> Lifecycle {
+        loop {
+            // Registered before the look, so a `set` in between wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = self.get();
+            if now != Lifecycle::Running {
+                return now;
+            }
+            changed.await;
+        }
+    }
+}
+
 pub(crate) struct Shared {
     /// Distinguishes this transport's subscription handles from others'.
     pub(crate) instance: u64,
@@ -43,7 +90,7 @@ pub(crate) struct Shared {
     pub(crate) subs: Registry,
     pub(crate) counters: Counters,
     pub(crate) state: watch::Sender<ConnectionState>,
-    pub(crate) lifecycle: watch::Sender<Lifecycle>,
+    pub(crate) lifecycle: LifecycleCell,
     /// Wakes publishers blocked on a full queue when the breaker opens.
     pub(crate) gave_up: Notify,
     /// Wakes `flush` callers when frames are written or settled otherwise.
@@ -68,7 +115,8 @@ pub(crate) struct Shared {
     pub(crate) url_index: AtomicUsize,
     /// At least once: recently delivered event ids, to drop resends. Only
     /// the reader touches it.
-    dedup: Mutex<DedupWindow>,
+    /// `None` unless at least once: boxed, so others do not carry its room.
+    dedup: Option<Box<Mutex<DedupWindow>>>,
     /// Frames to send first on the next connection (see [`Carry`]).
     carry: Mutex<Carry>,
     /// Why the connection task died, if it panicked: `publish` and `flush`
@@ -116,11 +164,9 @@ impl Shared {
         .map_err(|e| WatchtowerError::Config(format!("circuit breaker: {e}")))?;
         let dlq = DeadLetterQueue::new(settings.dlq.clone())
             .map_err(|e| WatchtowerError::Config(format!("dead-letter queue: {e}")))?;
-        let settings_dedup = if settings.acks.is_some() {
-            settings.dedup_window
-        } else {
-            0
-        };
+        let dedup = settings
+            .acks
+            .map(|_| Box::new(Mutex::new(DedupWindow::new(settings.dedup_window))));
         let (settings_resume, settings_resume_from) = (settings.resume, settings.resume_from);
         Ok(Shared {
             instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
@@ -131,7 +177,7 @@ impl Shared {
             dlq,
             counters: Counters::default(),
             state: watch::Sender::new(ConnectionState::Connecting),
-            lifecycle: watch::Sender::new(Lifecycle::Running),
+            lifecycle: LifecycleCell::new(),
             url_index: AtomicUsize::new(0),
             gave_up: Notify::new(),
             progress: Notify::new(),
@@ -144,7 +190,7 @@ impl Shared {
             filter_epoch_confirmed: AtomicU64::new(0),
             filter_progress: Notify::new(),
             clean_close: AtomicBool::new(false),
-            dedup: Mutex::new(DedupWindow::new(settings_dedup)),
+            dedup,
             carry: Mutex::new(Carry::new()),
             crash: OnceLock::new(),
             circuit_open: AtomicBool::new(false),
@@ -215,7 +261,7 @@ impl Shared {
     }
 
     pub(crate) fn lifecycle(&self) -> Lifecycle {
-        *self.lifecycle.borrow()
+        self.lifecycle.get()
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -278,9 +324,15 @@ impl Shared {
         self.carry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The de-duplication window (at least once).
-    pub(crate) fn dedup(&self) -> MutexGuard<'_, DedupWindow> {
-        self.dedup.lock().unwrap_or_else(PoisonError::into_inner)
+    /// At least once: whether `frame` is a resend of an event delivered
+    /// recently (see [`DedupWindow`]); it is remembered if not.
+    pub(crate) fn is_duplicate(&self, frame: &[u8]) -> bool {
+        self.dedup.as_ref().is_some_and(|window| {
+            window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_duplicate(frame)
+        })
     }
 
     /// Moves everything still queued to the dead-letter queue.

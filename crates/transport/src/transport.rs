@@ -119,7 +119,7 @@ impl WebSocketTransport {
                     // Connected from here: `subscribe` right after `connect`
                     // waits for the server to apply its filter.
                     shared.set_state(ConnectionState::Connected);
-                    First::Connected(Box::new(ws))
+                    First::Connected(ws)
                 }
                 Err(Failed::GaveUp(error)) => {
                     shared.breaker.trip();
@@ -531,9 +531,7 @@ impl WebSocketTransport {
                 let shared = &self.shared;
                 let deadline = Instant::now() + shared.settings.shutdown_timeout;
                 let abandoned_before = shared.counters.events_abandoned.load(Relaxed);
-                shared
-                    .lifecycle
-                    .send_replace(Lifecycle::Draining { deadline });
+                shared.lifecycle.set(Lifecycle::Draining { deadline });
                 // New publishes now fail with `Closed`; blocked ones are released.
                 shared.queue.close();
                 let task = self
@@ -554,7 +552,7 @@ impl WebSocketTransport {
                     stop_subscription(stopper, deadline).await;
                 }
                 shared.dlq.close();
-                shared.lifecycle.send_replace(Lifecycle::Stopped);
+                shared.lifecycle.set(Lifecycle::Stopped);
                 shared.set_state(ConnectionState::Closed);
                 let report = ShutdownReport {
                     dead_lettered: shared.counters.events_abandoned.load(Relaxed)
@@ -593,7 +591,7 @@ async fn stop_subscription(mut stopper: Stopper, deadline: Instant) {
 impl Drop for WebSocketTransport {
     fn drop(&mut self) {
         let shared = &self.shared;
-        shared.lifecycle.send_replace(Lifecycle::Stopped);
+        shared.lifecycle.set(Lifecycle::Stopped);
         shared.queue.close();
         if let Some(task) = self
             .connection

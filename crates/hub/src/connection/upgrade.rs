@@ -43,14 +43,35 @@ pub(crate) async fn accept(
     admission: Admission,
 ) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    // Each branch's future is boxed: inline, every plain connection's task
-    // would reserve room for the TLS one's state (and rustls's), which
-    // doubled the memory an idle plain connection costs.
-    let Some(acceptor) = shared.tls.as_ref().map(|tls| tls.acceptor()) else {
-        Box::pin(serve(tcp, peer, id, shared, deadline, admission)).await;
-        return;
-    };
-    match Box::pin(timeout_at(deadline, acceptor.accept(tcp).into_fallible())).await {
+    // Each path's future is boxed and this one holds nothing else across
+    // an `.await`: a task is as large as its future's largest state, and
+    // inline, every plain connection's task would keep room for the TLS
+    // path's (a `TlsStream`, rustls's handshake, the linger buffer) for as
+    // long as it stays connected — 2.5 KiB per idle client.
+    match shared.tls.as_ref().map(|tls| tls.acceptor()) {
+        None => Box::pin(serve(tcp, peer, id, shared, deadline, admission)).await,
+        Some(acceptor) => {
+            Box::pin(accept_tls(
+                acceptor, tcp, peer, id, shared, deadline, admission,
+            ))
+            .await
+        }
+    }
+}
+
+/// The TLS handshake, then [`serve`] over it; a failed handshake is
+/// counted and logged, and the connection lingers so the client reads
+/// rustls's alert.
+async fn accept_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: Arc<Shared>,
+    deadline: Instant,
+    admission: Admission,
+) {
+    match timeout_at(deadline, acceptor.accept(tcp).into_fallible()).await {
         Ok(Ok(tls)) => Box::pin(serve(tls, peer, id, shared, deadline, admission)).await,
         Ok(Err((error, tcp))) => {
             tls_failed(&shared);

@@ -99,7 +99,7 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
         "the connection task panicked; the transport is stopped");
     shared.set_crashed(message);
     shared.queue.close();
-    shared.lifecycle.send_replace(Lifecycle::Stopped);
+    shared.lifecycle.set(Lifecycle::Stopped);
     settle(
         shared,
         DeadLetterReason::SendFailed,
@@ -110,10 +110,9 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
 /// The connection task.
 async fn run(shared: Arc<Shared>, first: First) {
     if shared.settings.resume_from.is_some() && matches!(first, First::Connect) {
-        let mut lifecycle = shared.lifecycle.subscribe();
         tokio::select! {
             () = shared.resume.wait_for_subscription() => {}
-            _ = lifecycle.wait_for(|l| *l != Lifecycle::Running) => {
+            _ = shared.lifecycle.stopping() => {
                 finish(&shared);
                 return;
             }
@@ -125,7 +124,7 @@ async fn run(shared: Arc<Shared>, first: First) {
     let mut schedule = shared.settings.policy.schedule();
     loop {
         let ws = match std::mem::replace(&mut next, First::Connect) {
-            First::Connected(ws) => *ws,
+            First::Connected(ws) => ws,
             First::Connect => {
                 match connect_with_retries(&shared, &mut schedule, sessions == 0).await {
                     Ok(ws) => ws,
@@ -191,7 +190,7 @@ pub(crate) async fn connect_with_retries(
     shared: &Shared,
     schedule: &mut Schedule,
     initial: bool,
-) -> Result<Ws, Failed> {
+) -> Result<Box<Ws>, Failed> {
     let mut immediate = initial;
     let mut auth_rejected = false;
     let mut last_error = None;
@@ -253,7 +252,7 @@ pub(crate) async fn connect_with_retries(
 }
 
 /// One attempt through the circuit breaker.
-async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
+async fn attempt_connect(shared: &Shared) -> Result<Box<Ws>, WatchtowerError> {
     let permit = shared
         .breaker
         .try_acquire()
@@ -261,7 +260,14 @@ async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
             retry_after: rejected.retry_after,
         })?;
     let url = shared.current_url();
-    match connect_once(&shared.settings, url, &shared.resume, &shared.counters).await {
+    // Both boxed, so that neither sizes the connection task's state for
+    // as long as a connection lives: a connect (TCP, TLS, the upgrade) is
+    // the largest future the task awaits (2.5 KiB), and a stream is 300
+    // bytes that every future it passes through would keep room for.
+    // Two allocations per attempt instead, of which the stream's lives
+    // only until the session splits it.
+    let connecting = connect_once(&shared.settings, url, &shared.resume, &shared.counters);
+    match Box::pin(connecting).await.map(Box::new) {
         Ok(ws) => {
             permit.success();
             Ok(ws)
@@ -279,7 +285,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Ws, WatchtowerError> {
 /// The attempts ran out: open the breaker, dead-letter what is queued (it
 /// cannot be sent), release blocked publishers, then make one trial connect
 /// each time the breaker's timeout passes, until one succeeds.
-async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Ws> {
+async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Box<Ws>> {
     shared.breaker.trip();
     bump(&shared.counters.gave_up);
     shared.set_state(ConnectionState::CircuitOpen);
@@ -317,10 +323,9 @@ async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Ws> {
 
 /// Sleeps for `delay`; false if the transport began to stop meanwhile.
 pub(crate) async fn sleep_unless_stopped(shared: &Shared, delay: Duration) -> bool {
-    let mut lifecycle = shared.lifecycle.subscribe();
     tokio::select! {
         _ = sleep(delay) => shared.is_running(),
-        _ = lifecycle.wait_for(|l| *l != Lifecycle::Running) => false,
+        _ = shared.lifecycle.stopping() => false,
     }
 }
 
@@ -362,5 +367,26 @@ mod tests {
         assert!(error.to_string().contains("panicked"), "{error}");
         assert_eq!(transport.dlq_stats().total_pushed, 3);
         assert_eq!(transport.connection_stats().events_abandoned, 3);
+    }
+
+    /// Every transport's connection task lives as long as the transport,
+    /// so its state is paid per idle connection (README: idle memory per
+    /// connection). Its largest stages — the connect (2.5 KiB of TCP, TLS
+    /// and upgrade state), the stream before the split, the wait for a
+    /// full mailbox — are boxed for just as long as they run; inline, any
+    /// one of them would put this over budget for the connection's life.
+    #[tokio::test]
+    async fn the_connection_task_keeps_no_room_for_connecting() {
+        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
+            .into_settings()
+            .unwrap();
+        let shared = Arc::new(Shared::new(settings).unwrap());
+        let task = supervised(Arc::clone(&shared), First::Connect);
+        let size = std::mem::size_of_val(&task);
+        drop(task);
+        assert!(
+            size <= 2048,
+            "the connection task's state is {size} bytes (budget 2048)"
+        );
     }
 }

@@ -18,8 +18,10 @@ pub(super) async fn read_loop(shared: &Shared, conn: &SessionState, stream: &mut
     let mut warn = WarnLimiter::default();
     let blocks = shared.subs.blocks();
     loop {
-        if blocks {
-            wait_for_room(shared, conn).await;
+        // Boxed, and only when a mailbox is full: inline, the wait's state
+        // would size every connection task for its whole life.
+        if blocks && shared.subs.first_full().is_some() {
+            Box::pin(wait_for_room(shared, conn)).await;
         }
         let Some(message) = stream.next().await else {
             return End::Lost(Reason::Eof);
@@ -156,7 +158,7 @@ pub(super) fn on_frame(
                 shared.resume.read(&text);
             }
             bump(&shared.counters.events_received);
-            if at_least_once && shared.dedup().is_duplicate(text.as_bytes()) {
+            if at_least_once && shared.is_duplicate(text.as_bytes()) {
                 bump(&shared.counters.duplicates_dropped);
                 return;
             }

@@ -245,7 +245,10 @@ pub(super) struct Batch {
 pub(super) type Sink = SplitSink<Ws, Message>;
 pub(super) type Stream = SplitStream<Ws>;
 
-pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> SessionEnd {
+/// `ws` comes boxed: an argument stays in the session's state for its
+/// whole life (an `async fn` never gives an argument's room back), and
+/// the split moves the stream out of the box and frees it at once.
+pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> SessionEnd {
     bump(&shared.counters.connects);
     if reconnect {
         bump(&shared.counters.reconnects);
@@ -253,7 +256,7 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
     shared.set_state(ConnectionState::Connected);
     tracing::info!(url = %shared.current_url(), reconnect, "connected");
 
-    let (mut sink, mut stream) = ws.split();
+    let (mut sink, mut stream) = split(ws);
     let conn = SessionState::new();
     let mut batch = Batch::default();
     let end = tokio::select! {
@@ -330,6 +333,13 @@ pub(crate) async fn session(shared: &Shared, ws: Ws, reconnect: bool) -> Session
     // `flush` callers wait on what was just settled.
     shared.progress.notify_waiters();
     ended
+}
+
+/// Splits the stream out of its box. A function of its own: a box moved
+/// out of is freed only where it goes out of scope, which in `session`
+/// would be when the connection ends.
+fn split(ws: Box<Ws>) -> (Sink, Stream) {
+    (*ws).split()
 }
 
 /// At least once: the events the lost connection did not acknowledge, in
@@ -445,21 +455,10 @@ async fn close_gracefully(
 }
 
 async fn shutdown_deadline(shared: &Shared) -> End {
-    let mut lifecycle = shared.lifecycle.subscribe();
-    loop {
-        let current = *lifecycle.borrow_and_update();
-        match current {
-            Lifecycle::Running => {}
-            Lifecycle::Draining { deadline } => {
-                sleep_until(deadline).await;
-                return End::DeadlineExpired;
-            }
-            Lifecycle::Stopped => return End::DeadlineExpired,
-        }
-        if lifecycle.changed().await.is_err() {
-            return End::DeadlineExpired;
-        }
+    if let Lifecycle::Draining { deadline } = shared.lifecycle.stopping().await {
+        sleep_until(deadline).await;
     }
+    End::DeadlineExpired
 }
 
 /// Declares the connection dead when nothing has arrived for

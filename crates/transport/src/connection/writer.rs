@@ -7,6 +7,7 @@
 //! connection, so what it holds is resent, in order, on the next one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 
@@ -68,8 +69,12 @@ impl Writer<'_> {
         self.greet().await?;
         let settings = &self.shared.settings;
         let ping_timer = sleep_until(Instant::now());
-        let ack_timer = sleep_until(Instant::now());
-        tokio::pin!(ping_timer, ack_timer);
+        tokio::pin!(ping_timer);
+        // Only at least once has acks to time, and the timer lives as long
+        // as the connection: the others keep no room for it. Kept apart
+        // from the ping timer: each only ever moves later, so resetting it
+        // never wakes the runtime's timer driver (moving one earlier does).
+        let mut ack_timer = settings.acks.map(|_| Box::pin(sleep_until(Instant::now())));
         loop {
             if settings.server_filters && self.shared.filter_dirty.swap(false, Relaxed) {
                 self.send_filter().await?;
@@ -80,7 +85,11 @@ impl Writer<'_> {
             }
             if batch.frames.is_empty() {
                 match self
-                    .next_work(batch, ping_timer.as_mut(), ack_timer.as_mut())
+                    .next_work(
+                        batch,
+                        ping_timer.as_mut(),
+                        ack_timer.as_mut().map(Pin::as_mut),
+                    )
                     .await?
                 {
                     Work::Again => continue,
@@ -129,8 +138,8 @@ impl Writer<'_> {
     async fn next_work(
         &mut self,
         batch: &mut Batch,
-        mut ping_timer: std::pin::Pin<&mut tokio::time::Sleep>,
-        mut ack_timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        mut ping_timer: Pin<&mut tokio::time::Sleep>,
+        ack_timer: Option<Pin<&mut tokio::time::Sleep>>,
     ) -> Result<Work, End> {
         let shared = self.shared;
         let settings = &shared.settings;
@@ -147,9 +156,13 @@ impl Writer<'_> {
         if let Some(at) = ping_at {
             ping_timer.as_mut().reset(at);
         }
-        if let Some(at) = ack_at {
-            ack_timer.as_mut().reset(at);
-        }
+        let ack_timer = match (ack_at, ack_timer) {
+            (Some(at), Some(mut timer)) => {
+                timer.as_mut().reset(at);
+                Some(timer)
+            }
+            _ => None,
+        };
         tokio::select! {
             biased;
             _ = shared.filter_changed.notified(), if settings.server_filters => Ok(Work::Again),
@@ -168,7 +181,12 @@ impl Writer<'_> {
                 self.ping(deadline, flushed, true).await?;
                 Ok(Work::Again)
             }
-            _ = &mut ack_timer, if ack_at.is_some() => Ok(Work::Again),
+            () = async {
+                match ack_timer {
+                    Some(timer) => timer.await,
+                    None => std::future::pending().await,
+                }
+            }, if ack_at.is_some() => Ok(Work::Again),
         }
     }
 
