@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use watchtower_hub::{Hub, HubConfig};
 use watchtower_websocket::prelude::*;
@@ -132,6 +132,23 @@ fn stat_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// Waits for the parent's next line on stdin (see [`ChildProcess::send`]).
+pub(crate) async fn wait_for_parent() -> Result<(), BenchError> {
+    let mut byte = [0u8; 1];
+    let mut stdin = tokio::io::stdin();
+    loop {
+        match stdin.read(&mut byte).await? {
+            0 => {
+                return Err(BenchError::Incomplete(
+                    "the parent closed stdin before going on".into(),
+                ));
+            }
+            _ if byte[0] == b'\n' => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
 async fn wait_for_stdin_to_close() {
     let mut sink = Vec::new();
     let _ = tokio::io::stdin().read_to_end(&mut sink).await;
@@ -218,6 +235,18 @@ impl ChildProcess {
         Err(BenchError::Incomplete(format!(
             "the child exited without printing {key}"
         )))
+    }
+
+    /// Writes `line` to the child's stdin (see [`wait_for_parent`]).
+    pub(crate) async fn send(&mut self, line: &str) -> Result<(), BenchError> {
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| BenchError::Incomplete("child has no stdin".into()))?;
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(())
     }
 
     /// Closes stdin (servers exit) and waits.
