@@ -336,16 +336,21 @@ mod tests {
     use crate::transport::WebSocketTransport;
     use watchtower_core::{Event, EventMetadata};
 
+    /// A transport's shared state, for a server nobody listens on.
+    fn unconnected_shared() -> Arc<Shared> {
+        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
+            .into_settings()
+            .unwrap();
+        Arc::new(Shared::new(settings).unwrap())
+    }
+
     /// Whatever makes the connection task panic — a bug of ours, a
     /// dependency's — the transport must not go on looking connected: it
     /// says it is closed, `publish` and `flush` fail with the panic, and
     /// what was queued is in the dead-letter queue.
     #[tokio::test]
     async fn a_panicked_connection_task_stops_the_transport_loudly() {
-        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
-            .into_settings()
-            .unwrap();
-        let shared = Arc::new(Shared::new(settings).unwrap());
+        let shared = unconnected_shared();
         shared.set_state(ConnectionState::Connected);
         let transport = WebSocketTransport::from_parts(Arc::clone(&shared));
         for n in 0..3 {
@@ -377,10 +382,7 @@ mod tests {
     /// one of them would put this over budget for the connection's life.
     #[tokio::test]
     async fn the_connection_task_keeps_no_room_for_connecting() {
-        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
-            .into_settings()
-            .unwrap();
-        let shared = Arc::new(Shared::new(settings).unwrap());
+        let shared = unconnected_shared();
         let task = supervised(Arc::clone(&shared), First::Connect);
         let size = std::mem::size_of_val(&task);
         drop(task);
