@@ -79,39 +79,38 @@ const COPY_UP_TO: usize = 1024;
 /// delivery in the fan-out benchmark). Copying a few hundred bytes is
 /// cheaper.
 #[derive(Debug, Default)]
-struct LastFrame {
-    /// Whether there is one.
-    held: bool,
-    copy: Vec<u8>,
+enum LastFrame {
+    #[default]
+    None,
+    /// A small frame's bytes, in a buffer reused for the next small one.
+    Copied(Vec<u8>),
     /// A large frame, shared rather than copied.
-    shared: Option<Utf8Bytes>,
+    Shared(Utf8Bytes),
 }
 
 impl LastFrame {
     fn set(&mut self, frame: &Utf8Bytes) {
-        if frame.len() <= COPY_UP_TO {
-            self.copy.clear();
-            self.copy.extend_from_slice(frame.as_bytes());
-            self.shared = None;
+        if frame.len() > COPY_UP_TO {
+            *self = LastFrame::Shared(frame.clone());
+        } else if let LastFrame::Copied(buffer) = self {
+            buffer.clear();
+            buffer.extend_from_slice(frame.as_bytes());
         } else {
-            self.shared = Some(frame.clone());
+            *self = LastFrame::Copied(frame.as_bytes().to_vec());
         }
-        self.held = true;
     }
 
     /// After a position frame (every 10 ms or so while events flow): the
     /// buffer goes too, so an idle connection keeps none.
     fn clear(&mut self) {
-        self.held = false;
-        self.shared = None;
-        self.copy = Vec::new();
+        *self = LastFrame::None;
     }
 
     fn bytes(&self) -> Option<&[u8]> {
-        match (&self.shared, self.held) {
-            (_, false) => None,
-            (Some(frame), true) => Some(frame.as_bytes()),
-            (None, true) => Some(&self.copy),
+        match self {
+            LastFrame::None => None,
+            LastFrame::Copied(buffer) => Some(buffer),
+            LastFrame::Shared(frame) => Some(frame.as_bytes()),
         }
     }
 }

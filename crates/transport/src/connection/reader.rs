@@ -18,32 +18,51 @@ use crate::stats::{add, bump};
 /// between two readings of the clock for the keepalive watch.
 const TOUCH_EVERY: u32 = 32;
 
+/// When the reader tells the keepalive watch that frames arrived.
+///
+/// Reading the clock for every frame cost nearly as much as routing the
+/// frame (`clock_gettime` in a profile of the fan-out benchmark). It is
+/// read before the reader waits (so the watch sees when the last frame of
+/// a burst came) and every [`TOUCH_EVERY`] frames of a longer burst.
+/// Nothing between two frames waits, so a frame is never more than that
+/// many frames' handling older than the watch thinks.
+#[derive(Default)]
+struct Touches {
+    /// Frames read since the clock was last read.
+    untouched: u32,
+}
+
+impl Touches {
+    fn frame(&mut self, conn: &SessionState) {
+        self.untouched += 1;
+        if self.untouched >= TOUCH_EVERY {
+            self.before_waiting(conn);
+        }
+    }
+
+    fn before_waiting(&mut self, conn: &SessionState) {
+        if self.untouched > 0 {
+            conn.touch();
+            self.untouched = 0;
+        }
+    }
+}
+
 pub(super) async fn read_loop(shared: &Shared, conn: &SessionState, stream: &mut Stream) -> End {
     let mut warn = WarnLimiter::default();
     let blocks = shared.subs.blocks();
-    // Frames read since the clock was last read for the keepalive watch.
-    // Reading it for every frame cost nearly as much as routing the frame
-    // (`clock_gettime` in a profile of the fan-out benchmark); it is
-    // read when the stream is about to wait (so the watch sees when the
-    // last frame of a burst came) and every `TOUCH_EVERY` frames of a
-    // longer one. Nothing between two frames waits, so a frame is never
-    // more than that many frames' handling older than the watch thinks.
-    let mut untouched = 0u32;
+    let mut touches = Touches::default();
     loop {
         // Boxed, and only when a mailbox is full: inline, the wait's state
         // would size every connection task for its whole life.
         if blocks && shared.subs.first_full().is_some() {
-            if untouched > 0 {
-                conn.touch();
-                untouched = 0;
-            }
+            touches.before_waiting(conn);
             Box::pin(wait_for_room(shared, conn)).await;
         }
         let next = std::future::poll_fn(|cx| {
             let next = stream.poll_next_unpin(cx);
-            if next.is_pending() && untouched > 0 {
-                conn.touch();
-                untouched = 0;
+            if next.is_pending() {
+                touches.before_waiting(conn);
             }
             next
         })
@@ -51,11 +70,7 @@ pub(super) async fn read_loop(shared: &Shared, conn: &SessionState, stream: &mut
         let Some(message) = next else {
             return End::Lost(Reason::Eof);
         };
-        untouched += 1;
-        if untouched >= TOUCH_EVERY {
-            conn.touch();
-            untouched = 0;
-        }
+        touches.frame(conn);
         match message {
             Ok(Message::Text(text)) => on_frame(shared, conn, text, &mut warn),
             Ok(Message::Binary(bytes)) => on_binary(shared, conn, bytes, &mut warn),
