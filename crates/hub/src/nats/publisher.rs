@@ -76,11 +76,6 @@ async fn publish(
     // Only an ack-mode sender is closed when its event is not stored.
     let from = outgoing.ack.and(outgoing.from.clone());
     if let Some(burst) = &outgoing.burst {
-        // Handed to the client library from here on: out of the budgets.
-        tally.queued_bytes.fetch_sub(burst.bytes, Relaxed);
-        if let Some(sender) = &outgoing.from {
-            sender.release_backplane(burst.bytes);
-        }
         let origin = format!("{node:016x}-{}", burst.sender);
         for (frame, event_type) in burst.frames.iter().zip(&burst.types) {
             let header = EventHeader::parse(frame.as_bytes()).ok();
@@ -90,6 +85,15 @@ async fn publish(
                 .message_id(message_id(id, frame.as_bytes()))
                 .header(ORIGIN_HEADER, origin.as_str());
             let sent = js.send_publish(subject(prefix, event_type), message).await;
+            // Handed to the client library (or refused by it): out of the
+            // budgets from here on, one frame at a time. The frames after
+            // it still wait here — for as long as the library's queue is
+            // full — and count, or a client could have a whole burst (up
+            // to 256 frames) waiting beyond its budget.
+            tally.queued_bytes.fetch_sub(frame.len(), Relaxed);
+            if let Some(sender) = &outgoing.from {
+                sender.release_backplane(frame.len());
+            }
             let from = from.clone();
             let frame = from.as_ref().map(|_| frame.clone());
             let pending: Pending = match sent {

@@ -157,11 +157,16 @@ async fn one_clients_backlog_for_an_absent_nats_is_bounded() {
     }
     client.flush().await.unwrap();
     let stats = stats_until(&a, "all read", |s| s.events_in == 1_000).await;
-    // Beside what the client library buffers (its 256 queued commands and
-    // what its connection handler holds; 537 of 1,000 events in one run),
-    // at most ~64 KiB waits here: the rest is refused as the reader hands
-    // it over. Without the per-client bound nothing is refused yet.
-    assert!(stats.backplane_failures >= 250, "{stats:?}");
+    // Taken, at most: the client library's queue (256 commands), the
+    // burst the publisher is handing over (a read burst is at most 256
+    // frames; admitted whole when nothing of the client waited), and
+    // ~64 KiB (58 of these events) queued beside it while its last frame
+    // waits: 570 of 1,000. The rest is refused as the reader hands it over.
+    // Without the per-client bound nothing is refused yet; when the
+    // publisher released a burst's budget before handing its frames over,
+    // a second whole burst could wait uncounted (a stress run took 768 =
+    // 3 × 256 and refused 232).
+    assert!(stats.backplane_failures >= 400, "{stats:?}");
 }
 
 /// An event the backplane did not store is not acknowledged, and its
