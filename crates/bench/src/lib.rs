@@ -171,6 +171,11 @@ pub struct BenchOptions {
     pub report_dir: Option<PathBuf>,
     /// Run only these sections (see [`section_names`]); empty: all.
     pub only: Vec<String>,
+    /// The global allocator of the binary that runs the benchmark (both
+    /// sides of every ratio run on it), printed in the report's heading:
+    /// the library cannot tell, so the binary says (`watchtower bench`
+    /// does); "unknown" otherwise.
+    pub allocator: String,
 }
 
 impl BenchOptions {
@@ -196,6 +201,7 @@ impl BenchOptions {
             flood_events: 1_000_000,
             report_dir: None,
             only: Vec::new(),
+            allocator: "unknown".to_string(),
         }
     }
 
@@ -226,6 +232,7 @@ impl BenchOptions {
             flood_events: 100_000,
             report_dir: None,
             only: Vec::new(),
+            allocator: "unknown".to_string(),
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct Report {
     pub machine: String,
     /// The commit measured (`git rev-parse HEAD`), or "unknown".
     pub commit: String,
+    /// The global allocator both sides ran on (see
+    /// [`BenchOptions::allocator`]).
+    pub allocator: String,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix: u64,
     /// Whether this was the reduced `--quick` run.
@@ -60,6 +63,7 @@ impl Report {
             cores: std::thread::available_parallelism().map_or(0, usize::from),
             machine: machine(),
             commit: commit(),
+            allocator: options.allocator.clone(),
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -102,10 +106,11 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Watchtower WebSocket benchmark — {} cores ({}), commit {}, event {} bytes{}",
+            "Watchtower WebSocket benchmark — {} cores ({}), commit {}, allocator {}, event {} bytes{}",
             self.cores,
             self.machine,
             short(&self.commit),
+            self.allocator,
             self.event_bytes,
             if self.quick {
                 " (QUICK: figures too small to quote)"

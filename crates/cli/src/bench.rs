@@ -37,6 +37,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), CliError> {
     options.report_dir = args.report_dir;
     options.only = args.only;
     options.baseline_hub = args.baseline_hub;
+    options.allocator = crate::alloc::NAME.to_string();
     let report = watchtower_bench::run(options).await.map_err(runtime)?;
     println!("{}", report.table());
     Ok(())

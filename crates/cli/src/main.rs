@@ -12,6 +12,7 @@
 //! deliver), 2 a usage or configuration error (bad flag, URL or JSON).
 //! Errors are printed as one line on stderr; `-v` adds logs.
 
+mod alloc;
 mod bench;
 mod connect;
 mod error;
