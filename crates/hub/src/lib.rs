@@ -107,13 +107,15 @@
 //! [`HubConfig::history_bytes`]) holding the same shared frames, at
 //! positions `(epoch, seq)`. A client that presents its position on the
 //! upgrade (`Watchtower-Resume`, see [`watchtower_core::Position`]) gets
-//! every event after it replayed, then live ones, or nothing and the
-//! reason (another epoch, expired, more than [`HubConfig::max_replay`]);
-//! the answer comes in the upgrade response and as the first frame. Such a
-//! client is sent `{"type":"position","seq":S}` frames as it is written to,
-//! and is closed with 1013 rather than dropped from when its queue is
-//! full, so it resumes instead of missing events. The README has the
-//! protocol in full.
+//! every event after it, then live ones, or nothing and the reason
+//! (another epoch, or expired); however many events it missed, it is never
+//! refused for their number: its writer reads them from the history a
+//! step at a time. The answer comes in the upgrade response and as the
+//! first frame. Such a client is sent `{"type":"position","seq":S}`
+//! frames as it is written to, and is never dropped from: when its queue
+//! is full it lags inside the history and reads from there, and is closed
+//! with 1013 (to resume, answered `expired`) only once the history forgot
+//! an event not yet written to it. The README has the protocol in full.
 //!
 //! # Hubs sharing a stream (feature `nats`)
 //!
@@ -140,8 +142,8 @@
 //! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
 //!   frames and [`HubConfig::client_queue_bytes`] bytes, counting what its
 //!   writer has taken but not yet written; when it is full the oldest
-//!   frames are dropped and counted (a resuming client is closed with 1013
-//!   instead, see above), and neither the sender nor other
+//!   frames are dropped and counted (a resuming client catches up from
+//!   the history instead, see above), and neither the sender nor other
 //!   clients slow down. A client that keeps dropping for
 //!   [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
 //!   Later), by a timer, even if nothing more is published.

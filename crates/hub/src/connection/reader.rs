@@ -97,7 +97,7 @@ where
         });
         let burst = (!reader.frames.is_empty()).then(|| {
             Arc::new(Burst::new(
-                outbox.id(),
+                outbox.origin(),
                 reader.frames.take(),
                 reader.types.take(),
             ))
