@@ -1,6 +1,9 @@
 //! A WebSocket relay hub for Watchtower events: [`Hub`] accepts clients and
 //! relays every event one of them sends to every *other* client whose
-//! filter matches its `event_type`.
+//! filter matches its `event_type`. "Other" is by identity: a client that
+//! presents one on every upgrade (`Watchtower-Client-Id: <id>`, or
+//! `?client_id=` for browsers) is never sent its own events, neither
+//! replayed after a resume nor read late from its previous connection.
 //!
 //! It is the server the Watchtower transport, the examples, the tests, the
 //! benchmarks and the `watchtower` CLI talk to. It speaks the event format

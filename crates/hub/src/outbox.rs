@@ -314,6 +314,14 @@ impl Outbox {
         self.id
     }
 
+    /// Makes `origin` this client's identity (see [`Outbox::origin`]),
+    /// before it joins the fan-out: a client presenting the same identity
+    /// on every connection is never sent its own events, neither in a
+    /// replay nor from a frame its previous connection sent late.
+    pub(crate) fn set_origin(&self, origin: ClientId) {
+        self.origin.store(origin, Relaxed);
+    }
+
     /// The sender its bursts carry (see [`Outbox::set_origin`]).
     pub(crate) fn origin(&self) -> ClientId {
         self.origin.load(Relaxed)
