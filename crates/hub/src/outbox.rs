@@ -244,6 +244,9 @@ pub(crate) struct Outbox {
     /// The seq of the last position frame sent (or the position the client
     /// already has). Only the writer moves it.
     marked: AtomicU64,
+    /// Set when a position frame went out: the next burst this resuming
+    /// client is not sent wakes its writer (see [`Outbox::skipped`]).
+    skip_wake: AtomicBool,
     /// The backplane could not store an event this ack-mode client sent:
     /// no later ack may cover it, so the client is closed and resends.
     backplane_lost: AtomicBool,
@@ -261,10 +264,6 @@ pub(crate) struct Outbox {
     /// Most events one catch-up step takes from the history.
     step: usize,
 }
-
-/// A filtered resuming client whose filter skips this many events in a row
-/// gets a position frame anyway, so its position keeps up.
-const MARK_AFTER_SKIPPED: u64 = 1024;
 
 /// Most events one catch-up step takes from the history, under the lock
 /// relays take: a step is bookkeeping only, and this keeps it short.
@@ -301,6 +300,7 @@ impl Outbox {
             resumable: AtomicBool::new(false),
             taken_seen: AtomicU64::new(0),
             marked: AtomicU64::new(0),
+            skip_wake: AtomicBool::new(false),
             backplane_lost: AtomicBool::new(false),
             lost: Notify::new(),
             backplane_bytes: AtomicUsize::new(0),
@@ -370,14 +370,14 @@ impl Outbox {
             state.seen = seq;
             if burst.sender == origin || burst.frames.is_empty() {
                 drop(state);
-                self.skipped(seq);
+                self.skipped();
                 return Offered::default();
             }
         }
         let frames = match state.filter.coverage() {
             Coverage::Nothing => {
                 drop(state);
-                self.skipped(seq);
+                self.skipped();
                 return Offered::default();
             }
             Coverage::Everything => FrameSet::first(burst.frames.len()),
@@ -390,7 +390,7 @@ impl Outbox {
                 }
                 if set.is_empty() {
                     drop(state);
-                    self.skipped(seq);
+                    self.skipped();
                     return Offered::default();
                 }
                 set
@@ -683,15 +683,19 @@ impl Outbox {
         state.catching_up = seen < head;
         self.marked.store(marked, Relaxed);
         self.taken_seen.store(marked, Relaxed);
+        self.skip_wake.store(true, Relaxed);
         self.resumable.store(true, Relaxed);
         drop(state);
         self.ready.notify_one();
     }
 
-    /// A filtered-out burst of a resuming client: wake the writer now and
-    /// then, so its position frames keep up with the history.
-    fn skipped(&self, seq: u64) {
-        if seq.saturating_sub(self.marked.load(Relaxed)) >= MARK_AFTER_SKIPPED {
+    /// A burst a resuming client is not sent (its filter skips it, or it
+    /// sent it itself): the first since the last position frame wakes the
+    /// writer, which then sends a position frame covering it within
+    /// 10 ms (the writer's pace for them) of the last one; the next ones
+    /// wake nobody until that frame is out.
+    fn skipped(&self) {
+        if self.skip_wake.swap(false, Relaxed) {
             self.ready.notify_one();
         }
     }
@@ -716,6 +720,9 @@ impl Outbox {
     /// The position frame for `seq` was handed to the socket.
     pub(crate) fn mark_sent(&self, seq: u64) {
         self.marked.store(seq, Relaxed);
+        // Armed before the writer next takes the queue: a skip from then
+        // on is not covered by this frame, and wakes it.
+        self.skip_wake.store(true, Relaxed);
     }
 
     /// Whether this client was closed for overflowing while resumable.
