@@ -41,6 +41,10 @@ pub(crate) struct Burst {
     /// The frames' bytes, summed: what a recipient keeps alive while any
     /// frame of the burst waits for it.
     pub(crate) bytes: usize,
+    /// With history on, `keys[i]` is the key of `frames[i]` in a position
+    /// ([`watchtower_core::frame_key`]), made once by the reader, outside
+    /// any lock (see [`Burst::keyed`]); empty otherwise.
+    pub(crate) keys: Vec<u64>,
 }
 
 impl Burst {
@@ -60,7 +64,18 @@ impl Burst {
             frames,
             types,
             bytes,
+            keys: Vec::new(),
         }
+    }
+
+    /// This burst with its frames' keys, for the history's index.
+    pub(crate) fn keyed(mut self) -> Burst {
+        self.keys = self
+            .frames
+            .iter()
+            .map(|f| watchtower_core::frame_key(f.as_bytes()))
+            .collect();
+        self
     }
 
     /// A burst of copies of the frames in `set` only: what a client whose

@@ -8,7 +8,8 @@
 //! at start, so a position from before a restart is told apart
 //! (`NotRecoveredReason::Epoch`) instead of looking complete.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +30,18 @@ struct Stored {
     skip: usize,
     /// When it was relayed.
     at: Instant,
+    /// The frames' keys, when the burst came without them (see
+    /// [`Burst::keyed`]).
+    keys: Option<Box<[u64]>>,
 }
 
 impl Stored {
+    /// The key of frame `i` (see [`watchtower_core::frame_key`]).
+    fn key(&self, i: usize) -> u64 {
+        let keys = self.keys.as_deref().unwrap_or(&self.burst.keys);
+        keys.get(i).copied().unwrap_or_default()
+    }
+
     /// The seq of its last frame.
     fn last(&self) -> u64 {
         self.first + self.burst.frames.len() as u64 - 1
@@ -58,6 +68,63 @@ pub(crate) struct History {
     bytes: usize,
     /// The seq of the newest event; 0 before the first.
     head: u64,
+    /// Every held event's key, to the seqs holding a frame with that key:
+    /// a position's key is found by one lookup, never by hashing stored
+    /// frames under the lock relays take. Keys are made once, before a
+    /// burst is appended (or as it is, for a burst without them).
+    index: HashMap<u64, Seqs>,
+    /// Work done by key lookups, for the tests: one per lookup, plus the
+    /// steps of a binary search among equal keys.
+    #[cfg(test)]
+    probes: std::cell::Cell<u64>,
+}
+
+/// The seqs holding frames with one key, oldest first. Almost always one.
+#[derive(Debug)]
+enum Seqs {
+    One(u64),
+    Many(VecDeque<u64>),
+}
+
+/// Records that `seq` holds a frame with `key`.
+fn index(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+    match index.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(Seqs::One(seq));
+        }
+        Entry::Occupied(mut slot) => match slot.get_mut() {
+            Seqs::One(first) => {
+                let first = *first;
+                slot.insert(Seqs::Many(VecDeque::from([first, seq])));
+            }
+            Seqs::Many(seqs) => seqs.push_back(seq),
+        },
+    }
+}
+
+/// Forgets that `seq`, the oldest held with `key`, holds it.
+fn unindex(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+    if let Entry::Occupied(mut slot) = index.entry(key) {
+        let gone = match slot.get_mut() {
+            Seqs::One(held) => *held == seq,
+            Seqs::Many(seqs) => {
+                if seqs.front() == Some(&seq) {
+                    seqs.pop_front();
+                }
+                seqs.is_empty()
+            }
+        };
+        if gone {
+            slot.remove();
+        }
+    }
+}
+
+/// Forgets the keys of frames `from..to` of `stored`.
+fn unindex_frames(index: &mut HashMap<u64, Seqs>, stored: &Stored, from: usize, to: usize) {
+    for i in from..to {
+        unindex(index, stored.key(i), stored.first + i as u64);
+    }
 }
 
 impl History {
@@ -72,6 +139,9 @@ impl History {
             events: 0,
             bytes: 0,
             head: 0,
+            index: HashMap::new(),
+            #[cfg(test)]
+            probes: std::cell::Cell::new(0),
         })
     }
 
@@ -106,6 +176,7 @@ impl History {
         let gap = first > self.head + 1;
         if gap {
             self.ring.clear();
+            self.index.clear();
             self.events = 0;
             self.bytes = 0;
             self.head = first - 1;
@@ -120,12 +191,19 @@ impl History {
     pub(crate) fn retain_from(&mut self, first: u64) {
         while let Some(oldest) = self.ring.front_mut() {
             if oldest.last() < first {
+                unindex_frames(
+                    &mut self.index,
+                    oldest,
+                    oldest.skip,
+                    oldest.burst.frames.len(),
+                );
                 self.events -= oldest.events();
                 self.bytes -= oldest.burst.bytes;
                 self.ring.pop_front();
             } else {
                 let over =
                     (first.saturating_sub(oldest.first) as usize).saturating_sub(oldest.skip);
+                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
                 oldest.skip += over;
                 self.events -= over;
                 break;
@@ -152,12 +230,26 @@ impl History {
         }
         let first = self.head + 1;
         self.head += n as u64;
-        self.ring.push_back(Stored {
+        // Made before the lock, in the reader; here only for a burst
+        // that came without them (from a backplane).
+        let keys = (burst.keys.len() != n).then(|| {
+            burst
+                .frames
+                .iter()
+                .map(|f| frame_key(f.as_bytes()))
+                .collect::<Box<[u64]>>()
+        });
+        let stored = Stored {
             burst: Arc::clone(burst),
             first,
             skip: 0,
             at: now,
-        });
+            keys,
+        };
+        for i in 0..n {
+            index(&mut self.index, stored.key(i), first + i as u64);
+        }
+        self.ring.push_back(stored);
         self.events += n;
         self.bytes += burst.bytes;
         self.forget(now);
@@ -170,12 +262,19 @@ impl History {
             let too_old = now.saturating_duration_since(oldest.at) >= self.ttl;
             if too_old || self.bytes > self.budget || self.events - oldest.events() >= self.size {
                 // The whole burst goes.
+                unindex_frames(
+                    &mut self.index,
+                    oldest,
+                    oldest.skip,
+                    oldest.burst.frames.len(),
+                );
                 self.events -= oldest.events();
                 self.bytes -= oldest.burst.bytes;
                 self.ring.pop_front();
             } else if self.events > self.size {
                 // Part of it: its oldest frames.
                 let over = self.events - self.size;
+                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
                 oldest.skip += over;
                 self.events -= over;
             } else {
@@ -251,20 +350,21 @@ impl History {
         })
     }
 
-    /// The seq of the first event after `after` whose frame has `key`.
+    /// The seq of the first event after `after` whose frame has `key`:
+    /// one lookup, and a binary search among the (rare) events that share
+    /// the key; no stored frame is read.
     fn find(&self, after: u64, key: u64) -> Option<u64> {
-        self.ring
-            .iter()
-            .filter(|s| s.last() > after)
-            .flat_map(|s| {
-                let from = ((after + 1).saturating_sub(s.first) as usize).max(s.skip);
-                s.burst.frames[from..]
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, f)| (s.first + (from + i) as u64, f))
-            })
-            .find(|(_, frame)| frame_key(frame.as_bytes()) == key)
-            .map(|(seq, _)| seq)
+        #[cfg(test)]
+        self.probes.set(self.probes.get() + 1);
+        match self.index.get(&key)? {
+            Seqs::One(seq) => (*seq > after).then_some(*seq),
+            Seqs::Many(seqs) => {
+                #[cfg(test)]
+                self.probes
+                    .set(self.probes.get() + u64::from(usize::BITS - seqs.len().leading_zeros()));
+                seqs.get(seqs.partition_point(|seq| *seq <= after)).copied()
+            }
+        }
     }
 }
 
@@ -479,6 +579,41 @@ mod tests {
         assert!(!h.behind(&Position::new(8, 14)));
         h.retain_from(13);
         assert!(!h.behind(&Position::new(7, 10).after(Some(key(11)))));
+    }
+
+    #[test]
+    fn a_forged_key_costs_one_lookup_not_a_scan_of_stored_frames() {
+        let now = Instant::now();
+        let mut h = History::new(&config(10_000)).unwrap();
+        let start = h.position();
+        for i in 0..1_000 {
+            h.append(&burst(&(i * 10..i * 10 + 10).collect::<Vec<_>>()), now);
+        }
+        assert_eq!(h.len(), 10_000);
+        let before = h.probes.get();
+        for forged in 0..100u64 {
+            assert_eq!(
+                h.start(&start.after(Some(forged)), now).unwrap_err(),
+                NotRecoveredReason::Epoch
+            );
+        }
+        assert_eq!(h.probes.get() - before, 100, "one lookup per forged key");
+        // A real key is found the same way, also among repeats of a frame.
+        let key = |id: u32| frame_key(format!(r#"{{"id":"{id}","event_type":"t"}}"#).as_bytes());
+        let before = h.probes.get();
+        assert_eq!(h.start(&start.after(Some(key(4_321))), now), Ok(4_322));
+        assert_eq!(h.probes.get() - before, 1);
+        for _ in 0..1_000 {
+            h.append(&burst(&[7]), now);
+        }
+        let at = Position::new(start.epoch(), 10_500);
+        let before = h.probes.get();
+        assert_eq!(h.start(&at.after(Some(key(7))), now), Ok(10_501));
+        assert!(h.probes.get() - before <= 1 + 11, "a binary search");
+        // Forgotten events leave the index with them.
+        assert!(h.index.len() <= h.len());
+        h.retain_from(h.position().seq() + 1);
+        assert!(h.index.is_empty());
     }
 
     const DEFAULT_TTL_FOR_TEST: Duration = crate::config::DEFAULT_HISTORY_TTL;

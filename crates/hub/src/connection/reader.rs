@@ -65,6 +65,7 @@ where
         control_pace: Pace::per_second(shared.config.control_bytes_per_second),
         control_wait: None,
     };
+    let history = shared.config.history_size > 0;
     loop {
         let message = stream.next().await;
         reader.burst_bytes = 0;
@@ -96,11 +97,10 @@ where
             reader.acked
         });
         let burst = (!reader.frames.is_empty()).then(|| {
-            Arc::new(Burst::new(
-                outbox.origin(),
-                reader.frames.take(),
-                reader.types.take(),
-            ))
+            let burst = Burst::new(outbox.origin(), reader.frames.take(), reader.types.take());
+            // The keys positions name events by, made here, outside the
+            // history's lock.
+            Arc::new(if history { burst.keyed() } else { burst })
         });
         if burst.is_some() || ack.is_some() {
             let counters = &shared.counters;
