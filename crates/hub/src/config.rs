@@ -243,13 +243,15 @@ pub struct HubConfig {
     /// resent events; must cover a client's ack timeout plus a reconnect.
     /// Default [`DEFAULT_DEDUP_WINDOW_AGE`] (10 min).
     pub dedup_window_age: Duration,
-    /// Most ids one connection may hold in the de-duplication window; past
-    /// it, that connection's own oldest ids are forgotten, never another
+    /// Most ids one client may hold in the de-duplication window; past
+    /// it, that client's own oldest ids are forgotten, never another
     /// client's, so one client sending junk ids cannot flush the window.
-    /// Ids stay after their connection ends (a resend comes on a new one),
-    /// and the ended connections from one IP address hold at most this
-    /// many between them, so reconnecting does not buy a fresh share.
-    /// Capped at
+    /// A client is its identity (`Watchtower-Client-Id`, else its
+    /// connection): its ids stay its own after a connection ends (a
+    /// resend comes on a new one), and clients behind one address do not
+    /// share a pool. When the window is full, the client holding the most
+    /// ids gives up its oldest, so other clients (or connections) push out
+    /// a client's ids only by each holding no more than it does. Capped at
     /// `dedup_window_events`; at least 1. Default
     /// [`DEFAULT_DEDUP_CLIENT_SHARE`] (10,000).
     pub dedup_client_share: usize,

@@ -94,9 +94,12 @@
 //! is a different event and is relayed, so no client can make the hub drop
 //! (and acknowledge) another's event. The window holds at most
 //! [`HubConfig::dedup_window_events`] events, at most
-//! [`HubConfig::dedup_client_share`] of them per connection (past its
-//! share, a connection pushes out its own oldest, never another
-//! client's), none older than [`HubConfig::dedup_window_age`]; a resend
+//! [`HubConfig::dedup_client_share`] of them per client identity (past
+//! its share, a client pushes out its own oldest, never another
+//! client's; when full, the client holding the most gives one up), none
+//! older than [`HubConfig::dedup_window_age`]. A check and the relay of
+//! its burst are one step, so a resend on a new connection never
+//! overtakes its original. A resend
 //! older than that is relayed again. The window is in memory too: after a hub
 //! restart, a resend of an event the old hub had relayed but not yet
 //! acknowledged is relayed again, so subscribers can see it twice and

@@ -135,7 +135,6 @@ async fn serve<S>(
     // counts as connected while it is being closed.
     outbox.close();
     drop(member);
-    shared.dedup.leave(id, peer.ip());
     if matches!(end, End::Slow) && outbox.overflowed() {
         bump(&shared.counters.closed_to_resume);
     }
