@@ -279,7 +279,10 @@ pub struct HubConfig {
     /// `Origin` (`https://app.example.com`, with a port if not the
     /// scheme's default; no path). A request without `Origin` (every
     /// native client) and one from the hub's own origin (same host and
-    /// port as its `Host`) are always admitted; any other is refused with
+    /// port as its `Host`, when that `Host` is an IP address or
+    /// `localhost` with the hub's port) are always admitted; a DNS name
+    /// the hub is served under must be listed here (else a page on a name
+    /// rebound to the hub's address would pass); any other is refused with
     /// HTTP 403 and counted in
     /// [`HubStats::origin_rejected`](crate::HubStats), so a page on a
     /// foreign site cannot use a visitor's browser against the hub. `"*"`

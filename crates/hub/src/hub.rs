@@ -366,7 +366,7 @@ impl Hub {
             .as_ref()
             .is_some_and(HubTls::requires_client_certificates);
         let token_auth = auth.is_enabled();
-        let origins = Origins::new(&config.allowed_origins);
+        let origins = Origins::new(&config.allowed_origins, local_addr.port());
         let throttle = Throttle::new(config.auth_failures_per_minute);
         let shared = Arc::new(Shared {
             origins,

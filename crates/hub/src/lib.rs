@@ -185,8 +185,11 @@
 //!   [`HubConfig::min_token_len`] fail at start.
 //!
 //! Always on: an upgrade carrying an `Origin` header (a browser page) is
-//! refused with HTTP 403 unless the origin is the hub's own or on
-//! [`HubConfig::allowed_origins`]; native clients send none.
+//! refused with HTTP 403 unless the origin is on
+//! [`HubConfig::allowed_origins`] or is the hub's own: equal to the
+//! request's `Host`, and that `Host` one of the hub's own names (an IP
+//! address or `localhost` with the hub's port; a DNS name only when
+//! listed, so a rebound name is foreign). Native clients send none.
 //!
 //! Failed TLS handshakes and refused upgrades are counted in
 //! [`HubStats::tls_failures`], [`HubStats::auth_rejected`],
