@@ -28,6 +28,7 @@ use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::history::History;
 use crate::origin::Origins;
+use crate::pace::Pace;
 use crate::stats::{Counters, HubStats, bump};
 use crate::throttle::Throttle;
 use crate::tls::{HubTls, TlsSlot};
@@ -99,7 +100,13 @@ pub(crate) struct Shared {
     readers: AtomicUsize,
     /// Wakes [`Shared::readers_stopped`].
     readers_stopped: Notify,
+    /// `/api/clients` answers, hub-wide (see [`Shared::pace_clients_api`]).
+    clients_api: Mutex<Pace>,
 }
+
+/// `/api/clients` answers a second, hub-wide, in bursts of as many: each
+/// costs up to a thousand rows (a dashboard asks about once a second).
+const CLIENTS_API_PER_SECOND: usize = 10;
 
 /// The bit of [`Shared::readers`] set once no reader may start.
 const READING_CLOSED: usize = 1 << (usize::BITS - 1);
@@ -190,6 +197,15 @@ impl Shared {
             })
             .ok()
             .map(|_| Reading { shared: self })
+    }
+
+    /// Whether an `/api/clients` answer may be made now; if not, how long
+    /// until one may. A refused request costs nothing.
+    pub(crate) fn pace_clients_api(&self) -> Result<(), Duration> {
+        self.clients_api
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_take(1)
     }
 
     /// Resolves once the hub is stopping and every connection's reader
@@ -387,6 +403,7 @@ impl Hub {
             refusal_log: Mutex::new(WarnLimiter::default()),
             readers: AtomicUsize::new(0),
             readers_stopped: Notify::new(),
+            clients_api: Mutex::new(Pace::per_second(CLIENTS_API_PER_SECOND)),
         });
         let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
         let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));

@@ -922,3 +922,34 @@ async fn a_rebound_name_is_not_the_hubs_own_origin() {
         assert_eq!(reply.status, 200, "{host}");
     }
 }
+
+/// `/api/clients` is paced hub-wide (10 answers a second, in bursts of as
+/// many): past it, 429 with `Retry-After`, and a refused request does not
+/// push the next answer further away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_api_is_paced() {
+    let hub = hub().await;
+    let addr = hub.local_addr();
+    let started = tokio::time::Instant::now();
+    let (mut answered, mut paced) = (0u64, 0u64);
+    for _ in 0..60 {
+        let reply = get(addr, "/api/clients").await;
+        match reply.status {
+            200 => answered += 1,
+            429 => {
+                paced += 1;
+                let secs: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+                assert!(secs >= 1, "{reply:?}");
+            }
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+    // The burst, plus what the time taken refilled.
+    let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(
+        answered <= 10 + refilled,
+        "{answered} answered, {paced} paced in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answered + paced, 60);
+}
