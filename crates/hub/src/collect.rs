@@ -82,9 +82,30 @@ impl Frames {
     pub(crate) fn remove(&mut self, set: &FrameSet) {
         match self {
             Frames::Slices(frames) => remove_indices(frames, set),
-            // The text stays: the burst is short-lived until taken, and
-            // spans that no longer point at it cost nothing.
-            Frames::Packed { slots, .. } => remove_indices(slots, set),
+            Frames::Packed { text, slots } => {
+                remove_indices(slots, set);
+                // The frames left are packed anew: the shared text would
+                // otherwise keep the removed ones (an ack-mode client's
+                // resent duplicates) alive for as long as the history
+                // holds the burst, charged to nothing. Only a burst with
+                // duplicates pays for this copy.
+                let left = slots
+                    .iter()
+                    .map(|slot| match slot {
+                        Slot::Span(span) => span.len(),
+                        Slot::Own(_) => 0,
+                    })
+                    .sum();
+                let mut packed = String::with_capacity(left);
+                for slot in slots.iter_mut() {
+                    if let Slot::Span(span) = slot {
+                        let start = packed.len();
+                        packed.push_str(text.get(span.clone()).unwrap_or_default());
+                        *span = start..packed.len();
+                    }
+                }
+                *text = packed;
+            }
         }
     }
 
@@ -187,6 +208,25 @@ mod tests {
                 "packed {packed}"
             );
         }
+    }
+
+    #[test]
+    fn frames_removed_from_a_packed_burst_are_not_kept_alive() {
+        let mut collected = Frames::new(true);
+        for f in ["{\"a\":1}", "{\"bb\":2}", "{\"ccc\":3}"] {
+            collected.push(Utf8Bytes::from(f));
+        }
+        let mut duplicates = FrameSet::default();
+        duplicates.insert(0);
+        duplicates.insert(2);
+        collected.remove(&duplicates);
+        // What the burst's frames will share is the frame left, nothing
+        // more: the bytes the history charges are the bytes it keeps.
+        let Frames::Packed { text, .. } = &collected else {
+            unreachable!("packed")
+        };
+        assert_eq!(text.as_str(), "{\"bb\":2}");
+        assert_eq!(collected.take(), ["{\"bb\":2}"]);
     }
 
     #[test]

@@ -103,9 +103,9 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(2 * 60);
 /// Default bytes the history may keep alive: 64 MiB. With typical events
 /// `history_size` binds first; this bounds a history of large events.
 pub const DEFAULT_HISTORY_BYTES: usize = 64 << 20;
-/// Default most events replayed to one resuming client: 1,000. A client
-/// further behind is answered "not recovered" (`too_many`) and should
-/// reload from its source of truth rather than take a flood.
+/// Default most events one catch-up step takes from the history: 1,000
+/// (capped at 256 per step, see [`HubConfig::max_replay`]). A replay is
+/// no longer bounded: a client far behind catches up step by step.
 pub const DEFAULT_MAX_REPLAY: usize = 1_000;
 
 /// The most events the history may hold (about 2.2 GB of typical events).
@@ -161,8 +161,10 @@ pub struct HubConfig {
     pub max_message_size: usize,
     /// Frames that may wait for one client before the oldest are dropped
     /// (and counted in [`HubStats::dropped_frames`](crate::HubStats)); a
-    /// client that presented a resume position is closed with 1013 at once
-    /// instead, and resumes from the history. A slow client never slows
+    /// client that presented a resume position is never dropped from:
+    /// past it, it lags inside the history and its writer reads what it
+    /// missed from there (it is closed with 1013, to resume, only once
+    /// the history forgot an event not yet written to it). A slow client never slows
     /// the sender or other clients. Default
     /// [`DEFAULT_CLIENT_QUEUE_FRAMES`] (8192).
     pub client_queue_frames: usize,
@@ -241,13 +243,15 @@ pub struct HubConfig {
     /// resent events; must cover a client's ack timeout plus a reconnect.
     /// Default [`DEFAULT_DEDUP_WINDOW_AGE`] (10 min).
     pub dedup_window_age: Duration,
-    /// Most ids one connection may hold in the de-duplication window; past
-    /// it, that connection's own oldest ids are forgotten, never another
+    /// Most ids one client may hold in the de-duplication window; past
+    /// it, that client's own oldest ids are forgotten, never another
     /// client's, so one client sending junk ids cannot flush the window.
-    /// Ids stay after their connection ends (a resend comes on a new one),
-    /// and the ended connections from one IP address hold at most this
-    /// many between them, so reconnecting does not buy a fresh share.
-    /// Capped at
+    /// A client is its identity (`Watchtower-Client-Id`, else its
+    /// connection): its ids stay its own after a connection ends (a
+    /// resend comes on a new one), and clients behind one address do not
+    /// share a pool. When the window is full, the client holding the most
+    /// ids gives up its oldest, so other clients (or connections) push out
+    /// a client's ids only by each holding no more than it does. Capped at
     /// `dedup_window_events`; at least 1. Default
     /// [`DEFAULT_DEDUP_CLIENT_SHARE`] (10,000).
     pub dedup_client_share: usize,
@@ -275,7 +279,10 @@ pub struct HubConfig {
     /// `Origin` (`https://app.example.com`, with a port if not the
     /// scheme's default; no path). A request without `Origin` (every
     /// native client) and one from the hub's own origin (same host and
-    /// port as its `Host`) are always admitted; any other is refused with
+    /// port as its `Host`, when that `Host` is an IP address or
+    /// `localhost` with the hub's port) are always admitted; a DNS name
+    /// the hub is served under must be listed here (else a page on a name
+    /// rebound to the hub's address would pass); any other is refused with
     /// HTTP 403 and counted in
     /// [`HubStats::origin_rejected`](crate::HubStats), so a page on a
     /// foreign site cannot use a visitor's browser against the hub. `"*"`
@@ -342,13 +349,14 @@ pub struct HubConfig {
     /// `client_queue_bytes`); past it the oldest events are forgotten. At
     /// least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
     pub history_bytes: usize,
-    /// Most events replayed to one resuming client. More events after its
-    /// position, or more bytes than its queue budget `client_queue_bytes`
-    /// (the replay is queued like live frames and charged to it), and
-    /// nothing is replayed: the answer is "not recovered" with reason
-    /// `too_many`. A replay may hold more frames than
-    /// `client_queue_frames`. At least 1, at most 10,000,000. Default
-    /// [`DEFAULT_MAX_REPLAY`] (1,000).
+    /// Most events a catching-up client's writer takes from the history
+    /// in one step (capped at 256: a step runs under the lock relays
+    /// take). It no longer bounds a replay: a client that comes back while
+    /// the history still holds what it missed gets all of it, however
+    /// many events, read from the history a step at a time as it writes
+    /// them (a step also stops at half of `client_queue_bytes`); it is
+    /// never answered `too_many`. At least 1, at most 10,000,000. Default
+    /// [`DEFAULT_MAX_REPLAY`] (1,000, so 256).
     pub max_replay: usize,
 }
 

@@ -10,14 +10,19 @@
 //!   that merely reuses the id (`order-1001`) is a different key and is
 //!   relayed. A client can only suppress an event by sending that exact
 //!   event first, which delivers it.
-//! - **Each connection holds at most a share of the window**: past it, the
-//!   connection's own oldest keys go, not everyone's, so one client sending
-//!   junk ids flushes nobody else's.
+//! - **Each client holds at most a share of the window**: past it, the
+//!   client's own oldest keys go, not everyone's, so one client sending
+//!   junk ids flushes nobody else's. A client is its identity (see
+//!   `Outbox::origin`), so its keys stay its own across its connections,
+//!   and clients behind one address do not share a pool.
+//! - **A full window takes from the client holding the most**: other
+//!   clients, or many connections, can push out a client's keys only by
+//!   each holding no more than it does, so flushing a client that holds
+//!   `k` keys takes `max_ids / k` identities.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -60,39 +65,85 @@ pub(crate) struct DedupWindow {
     share: usize,
     max_age: Duration,
     state: Mutex<State>,
+    /// Held from a burst's check to the end of its relay (see
+    /// [`DedupWindow::check_then`]); never under `state`'s lock.
+    relaying: Mutex<()>,
 }
 
 type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 
+/// The keys one client holds in the window.
+#[derive(Debug, Default)]
+struct Owner {
+    /// Its keys, oldest first, with their sequence numbers. Entries whose
+    /// key is no longer live under that number are leftovers, skipped
+    /// when reached (and swept when they outnumber the live ones).
+    keys: VecDeque<(Key, u64)>,
+    /// Its live keys.
+    live: usize,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Keys in the order first seen, with their sequence number and when:
-    /// eviction takes the front. An entry whose key is no longer in `seen`
-    /// with the same sequence number is a leftover of a key its connection
-    /// pushed out of its share, skipped when reached.
+    /// expiry takes the front. Entries whose key is no longer live with
+    /// the same sequence number are leftovers, skipped when reached.
     order: VecDeque<(Key, u64, Instant)>,
-    /// The live keys, with the sequence number they were recorded under.
-    seen: KeyMap<u64>,
-    /// Each connected client's keys, oldest first: at most `share`.
-    owners: HashMap<ClientId, VecDeque<(Key, u64)>>,
-    /// The keys of ended connections, per peer address, oldest first: at
-    /// most `share` per address, so reconnecting does not buy a client a
-    /// fresh share. Entries may be leftovers (keys gone since), swept like
-    /// `order`'s.
-    departed: HashMap<IpAddr, VecDeque<(Key, u64)>>,
-    /// Entries in `departed`, summed.
-    departed_len: usize,
+    /// The live keys, with the sequence number they were recorded under
+    /// and their owner.
+    seen: KeyMap<(u64, ClientId)>,
+    /// Each client's keys, by its identity (see `Outbox::origin`): they
+    /// stay its own across its connections, and no other client, from
+    /// whatever address, shares its pool.
+    owners: HashMap<ClientId, Owner>,
+    /// `(live keys, owner)` of every owner: when the window is full, the
+    /// owner holding the most gives up its oldest key.
+    sizes: BTreeSet<(usize, ClientId)>,
     next_seq: u64,
 }
 
-/// Addresses whose ended connections' keys are tracked at once. Past it,
-/// an ended connection's keys stay uncounted (as before this rule), so
-/// flushing the window that way takes this many addresses.
-const MAX_DEPARTED_PEERS: usize = 65_536;
-
 impl State {
-    fn is_live(seen: &KeyMap<u64>, key: Key, seq: u64) -> bool {
-        seen.get(&key) == Some(&seq)
+    /// Forgets a live key, wherever it was recorded.
+    fn remove(&mut self, key: Key) {
+        let Some((_, owner)) = self.seen.remove(&key) else {
+            return;
+        };
+        let Some(held) = self.owners.get_mut(&owner) else {
+            return;
+        };
+        self.sizes.remove(&(held.live, owner));
+        held.live -= 1;
+        if held.live == 0 {
+            self.owners.remove(&owner);
+        } else {
+            self.sizes.insert((held.live, owner));
+            // Leftovers at the front go now; in the middle (a key
+            // forgotten out of order), once they outnumber the live keys.
+            let seen = &self.seen;
+            while let Some(&(k, seq)) = held.keys.front() {
+                if seen.get(&k) == Some(&(seq, owner)) {
+                    break;
+                }
+                held.keys.pop_front();
+            }
+            if held.keys.len() > 2 * held.live + 64 {
+                held.keys
+                    .retain(|&(k, seq)| seen.get(&k) == Some(&(seq, owner)));
+            }
+        }
+    }
+
+    /// Forgets `owner`'s oldest live key.
+    fn evict_from(&mut self, owner: ClientId) {
+        let Some(held) = self.owners.get_mut(&owner) else {
+            return;
+        };
+        while let Some((key, seq)) = held.keys.pop_front() {
+            if self.seen.get(&key) == Some(&(seq, owner)) {
+                self.remove(key);
+                return;
+            }
+        }
     }
 
     /// Forgets keys first seen `max_age` or longer before `now`.
@@ -102,8 +153,8 @@ impl State {
                 break;
             }
             self.order.pop_front();
-            if Self::is_live(&self.seen, key, seq) {
-                self.seen.remove(&key);
+            if self.seen.get(&key).is_some_and(|&(s, _)| s == seq) {
+                self.remove(key);
             }
         }
     }
@@ -119,80 +170,44 @@ impl State {
         share: usize,
         max_ids: usize,
     ) -> FrameSet {
-        use std::collections::hash_map::Entry;
         let mut duplicates = FrameSet::default();
-        // The owner's keys are looked up once per burst, not per key.
-        let mine = self.owners.entry(owner).or_default();
         for &(index, key) in keyed {
-            let seq = self.next_seq;
-            match self.seen.entry(key) {
-                Entry::Occupied(_) => {
-                    duplicates.insert(index);
-                    continue;
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(seq);
-                }
+            if self.seen.contains_key(&key) {
+                duplicates.insert(index);
+                continue;
             }
+            let seq = self.next_seq;
             self.next_seq += 1;
+            self.seen.insert(key, (seq, owner));
             self.order.push_back((key, seq, now));
-            mine.push_back((key, seq));
-            while mine.len() > share {
-                if let Some((old, old_seq)) = mine.pop_front()
-                    && Self::is_live(&self.seen, old, old_seq)
-                {
-                    self.seen.remove(&old);
-                }
+            let held = self.owners.entry(owner).or_default();
+            self.sizes.remove(&(held.live, owner));
+            held.keys.push_back((key, seq));
+            held.live += 1;
+            let live = held.live;
+            self.sizes.insert((live, owner));
+            if live > share {
+                // Past its share, a client pushes out its own oldest.
+                self.evict_from(owner);
             }
             while self.seen.len() > max_ids {
-                let Some((old, old_seq, _)) = self.order.pop_front() else {
+                // Full: the client holding the most gives one up, so no
+                // number of other clients (or connections) can push out
+                // the keys of one that holds fewer than they do.
+                let Some(&(_, largest)) = self.sizes.last() else {
                     break;
                 };
-                if Self::is_live(&self.seen, old, old_seq) {
-                    self.seen.remove(&old);
-                }
+                self.evict_from(largest);
             }
         }
-        // Leftovers of share evictions wait in `order` until reached;
-        // sweep them before they outnumber the live keys.
+        // Leftovers of evictions wait in `order` until reached; sweep
+        // them before they outnumber the live keys.
         if self.order.len() > 2 * max_ids.max(64) {
             let seen = &self.seen;
             self.order
-                .retain(|&(key, seq, _)| Self::is_live(seen, key, seq));
+                .retain(|&(key, seq, _)| seen.get(&key).is_some_and(|&(s, _)| s == seq));
         }
         duplicates
-    }
-
-    /// Moves an ended connection's keys to its address's pool, and keeps
-    /// that pool within `share` by forgetting the address's oldest keys.
-    fn depart(&mut self, owner: ClientId, peer: IpAddr, share: usize, max_ids: usize) {
-        let Some(mut mine) = self.owners.remove(&owner) else {
-            return;
-        };
-        if !self.departed.contains_key(&peer) && self.departed.len() >= MAX_DEPARTED_PEERS {
-            return;
-        }
-        let pool = self.departed.entry(peer).or_default();
-        self.departed_len += mine.len();
-        pool.append(&mut mine);
-        while pool.len() > share {
-            if let Some((old, old_seq)) = pool.pop_front() {
-                self.departed_len -= 1;
-                if Self::is_live(&self.seen, old, old_seq) {
-                    self.seen.remove(&old);
-                }
-            }
-        }
-        if self.departed_len > 2 * max_ids.max(64) {
-            let seen = &self.seen;
-            let mut left = 0;
-            self.departed.retain(|_, pool| {
-                pool.retain(|&(key, seq)| Self::is_live(seen, key, seq));
-                left += pool.len();
-                !pool.is_empty()
-            });
-            self.departed_len = left;
-        }
     }
 }
 
@@ -206,6 +221,7 @@ impl DedupWindow {
             share: share.clamp(1, max_ids.max(1)),
             max_age,
             state: Mutex::new(State::default()),
+            relaying: Mutex::new(()),
         }
     }
 
@@ -246,11 +262,21 @@ impl DedupWindow {
         state.check(owner, keyed, now, self.share, self.max_ids)
     }
 
-    /// `owner`, connected from `peer`, disconnected: its keys stay in the
-    /// window (a resend comes on a new connection) and count against the
-    /// share of the connections that ended from `peer`.
-    pub(crate) fn leave(&self, owner: ClientId, peer: IpAddr) {
-        self.lock().depart(owner, peer, self.share, self.max_ids);
+    /// Checks one burst's keys as [`DedupWindow::duplicates`] does, then
+    /// runs `relay` with the duplicates before any other burst is checked:
+    /// the check and the relay are one step, so a resend on another
+    /// connection can neither be dropped (and acknowledged) before its
+    /// original is relayed, nor be relayed ahead of it. Only ack-mode
+    /// bursts take this lock, and `relay` may take the fan-out's (and
+    /// [`DedupWindow::forget`]), never this one.
+    pub(crate) fn check_then<R>(
+        &self,
+        owner: ClientId,
+        keyed: &[(usize, Key)],
+        relay: impl FnOnce(FrameSet) -> R,
+    ) -> R {
+        let _step = self.relaying.lock().unwrap_or_else(PoisonError::into_inner);
+        relay(self.duplicates(owner, keyed))
     }
 
     /// Forgets `frame`: it was acknowledged as relayed only once stored,
@@ -259,9 +285,7 @@ impl DedupWindow {
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn forget(&self, frame: &[u8]) {
         let key = self.key(frame);
-        // Its entries in the queue and its owner's share are left over,
-        // skipped once reached, as after a share eviction.
-        self.lock().seen.remove(&key);
+        self.lock().remove(key);
     }
 
     /// How many keys the window remembers now (expired ones are forgotten
@@ -406,34 +430,36 @@ mod tests {
         assert_eq!(indices(w.duplicates(3, &keyed(&w, &["victim"]))), [0]);
         // Leftovers of share evictions are swept: memory stays bounded.
         assert!(w.lock().order.len() <= 2 * 100 + 1);
-        // A connection that left keeps its keys, and its share is freed.
-        w.leave(2, PEER);
-        assert!(!w.lock().owners.contains_key(&2));
-        assert_eq!(w.len(), 4);
+        assert!(w.lock().owners[&2].keys.len() <= 2 * 3 + 64);
     }
 
-    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
     #[tokio::test(start_paused = true)]
-    async fn reconnecting_does_not_buy_a_fresh_share() {
-        let w = window(100, 3, Duration::from_secs(60));
-        assert!(w.duplicates(1, &keyed(&w, &["victim"])).is_empty());
-        w.leave(1, IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2)));
-        // Fifty connections in turn from one address, three junk keys each.
-        for owner in 10..60 {
-            let junk: Vec<String> = (0..3).map(|i| format!("junk-{owner}-{i}")).collect();
+    async fn a_full_window_takes_from_the_client_holding_the_most() {
+        let w = window(100, 10, Duration::from_secs(60));
+        let victim: Vec<String> = (0..5).map(|i| format!("victim-{i}")).collect();
+        let victim: Vec<&str> = victim.iter().map(String::as_str).collect();
+        assert!(w.duplicates(1, &keyed(&w, &victim)).is_empty());
+        // Eleven others (connections or identities, from anywhere), each
+        // filling its share: 110 keys and the victim's 5 for 100 places.
+        for owner in 10..21 {
+            let junk: Vec<String> = (0..10).map(|i| format!("junk-{owner}-{i}")).collect();
             let junk: Vec<&str> = junk.iter().map(String::as_str).collect();
             w.duplicates(owner, &keyed(&w, &junk));
-            w.leave(owner, PEER);
         }
+        assert_eq!(w.len(), 100);
         assert_eq!(
-            w.len(),
-            1 + 3,
-            "the victim's key and one share of the address's"
+            indices(w.duplicates(1, &keyed(&w, &victim))),
+            [0, 1, 2, 3, 4],
+            "every key of the one holding fewest is still there"
         );
-        assert_eq!(indices(w.duplicates(99, &keyed(&w, &["victim"]))), [0]);
-        // Leftovers are swept: memory stays bounded.
-        assert!(w.lock().departed_len <= 2 * 100 + 3);
+        // Others are flushed down to the victim's size, never below it
+        // before it.
+        let state = w.lock();
+        assert!(state.sizes.iter().all(|&(live, _)| live >= 5));
+        assert_eq!(
+            state.sizes.iter().map(|&(live, _)| live).sum::<usize>(),
+            100
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{NotRecoveredReason, Position};
 
 use crate::collect::Frames;
-use crate::history::{History, Replay};
+use crate::history::History;
 use crate::outbox::{FrameSet, Offered, Outbox};
 
 /// Identifies one client connection within a hub.
@@ -41,6 +41,10 @@ pub(crate) struct Burst {
     /// The frames' bytes, summed: what a recipient keeps alive while any
     /// frame of the burst waits for it.
     pub(crate) bytes: usize,
+    /// With history on, `keys[i]` is the key of `frames[i]` in a position
+    /// ([`watchtower_core::frame_key`]), made once by the reader, outside
+    /// any lock (see [`Burst::keyed`]); empty otherwise.
+    pub(crate) keys: Vec<u64>,
 }
 
 impl Burst {
@@ -60,7 +64,18 @@ impl Burst {
             frames,
             types,
             bytes,
+            keys: Vec::new(),
         }
+    }
+
+    /// This burst with its frames' keys, for the history's index.
+    pub(crate) fn keyed(mut self) -> Burst {
+        self.keys = self
+            .frames
+            .iter()
+            .map(|f| watchtower_core::frame_key(f.as_bytes()))
+            .collect();
+        self
     }
 
     /// A burst of copies of the frames in `set` only: what a client whose
@@ -174,7 +189,8 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
 #[derive(Debug, Default)]
 pub(crate) struct LocalFanout {
     members: Mutex<Arc<Vec<Arc<Outbox>>>>,
-    history: Option<Mutex<History>>,
+    /// Shared with the resuming clients, whose writers catch up from it.
+    history: Option<Arc<Mutex<History>>>,
 }
 
 impl LocalFanout {
@@ -182,18 +198,18 @@ impl LocalFanout {
     pub(crate) fn new(history: Option<History>) -> LocalFanout {
         LocalFanout {
             members: Mutex::default(),
-            history: history.map(Mutex::new),
+            history: history.map(|h| Arc::new(Mutex::new(h))),
         }
     }
 
-    fn offer_all(&self, burst: &Arc<Burst>, seq: u64) -> Delivery {
+    fn offer_all(&self, burst: &Arc<Burst>, seq: u64, oldest: u64) -> Delivery {
         let mut delivery = Delivery::default();
         for member in self.snapshot().iter() {
             let Offered {
                 queued,
                 dropped,
                 held,
-            } = member.offer(burst, seq);
+            } = member.offer(burst, seq, oldest);
             delivery.queued += queued;
             delivery.dropped += dropped;
             delivery.max_held = delivery.max_held.max(held);
@@ -207,7 +223,7 @@ impl LocalFanout {
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn publish_at(&self, burst: &Arc<Burst>, first: u64) -> Option<Delivery> {
         let Some(history) = &self.history else {
-            return Some(self.offer_all(burst, 0));
+            return Some(self.offer_all(burst, 0, 0));
         };
         let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
         let (seq, gap) = history.append_at(burst, first, Instant::now())?;
@@ -218,7 +234,7 @@ impl LocalFanout {
                 member.interrupt();
             }
         }
-        Some(self.offer_all(burst, seq))
+        Some(self.offer_all(burst, seq, history.oldest()))
     }
 
     /// Whether the history is behind a client at `from` (see
@@ -256,28 +272,29 @@ impl LocalFanout {
 
 impl Fanout for LocalFanout {
     fn join(&self, outbox: Arc<Outbox>, cursor: Option<Cursor>) -> Option<Joined> {
-        let Some(history) = &self.history else {
+        let Some(shared) = &self.history else {
             self.update(|members| members.push(outbox));
             return None;
         };
-        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut history = shared.lock().unwrap_or_else(PoisonError::into_inner);
         let position = history.position();
+        let head = position.seq();
         let outcome = match cursor {
             None => None,
             Some(Cursor::New) => {
-                outbox.resume(position.seq(), position.seq(), Replay::default());
+                outbox.resume(head, head, head, Arc::clone(shared));
                 None
             }
             Some(Cursor::From(from)) => {
-                let replayed = history.replay(&from, Instant::now());
-                let outcome = replayed.as_ref().map(|r| r.events).map_err(|why| *why);
-                match replayed {
-                    // The client has everything before the replay: position
-                    // frames go out past its own position.
-                    Ok(replay) => outbox.resume(position.seq(), from.seq(), replay),
-                    Err(_) => outbox.resume(position.seq(), position.seq(), Replay::default()),
+                let start = history.start(&from, Instant::now());
+                match start {
+                    // The client has everything before its start: position
+                    // frames go out past its own position. Its writer
+                    // reads what it missed from the history, however much.
+                    Ok(start) => outbox.resume(start, from.seq(), head, Arc::clone(shared)),
+                    Err(_) => outbox.resume(head, head, head, Arc::clone(shared)),
                 }
-                Some(outcome)
+                Some(start.map(|start| head - start))
             }
         };
         self.update(|members| members.push(outbox));
@@ -290,11 +307,11 @@ impl Fanout for LocalFanout {
 
     fn publish(&self, burst: Arc<Burst>) -> Delivery {
         let Some(history) = &self.history else {
-            return self.offer_all(&burst, 0);
+            return self.offer_all(&burst, 0, 0);
         };
         let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = history.append(&burst, Instant::now());
-        self.offer_all(&burst, seq)
+        self.offer_all(&burst, seq, history.oldest())
     }
 
     fn history_len(&self) -> usize {

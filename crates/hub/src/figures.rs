@@ -336,7 +336,7 @@ const TABLE: &[Row] = &[
     },
     Row {
         name: "closed_to_resume_total",
-        help: "Resuming clients closed with 1013 because their queue was full, so that they resume instead of losing frames (also in disconnects_total{reason=\"slow\"}).",
+        help: "Resuming clients closed with 1013 because the history forgot an event not yet written to them, so that they resume (expired) instead of missing it (also in disconnects_total{reason=\"slow\"}).",
         kind: Counter,
         label: None,
         value: |s| s.closed_to_resume,

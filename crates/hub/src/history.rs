@@ -8,7 +8,8 @@
 //! at start, so a position from before a restart is told apart
 //! (`NotRecoveredReason::Epoch`) instead of looking complete.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,6 @@ use watchtower_core::{NotRecoveredReason, Position, frame_key};
 
 use crate::config::HubConfig;
 use crate::fanout::Burst;
-use crate::outbox::FrameSet;
 
 /// One relayed burst as stored.
 #[derive(Debug)]
@@ -30,9 +30,18 @@ struct Stored {
     skip: usize,
     /// When it was relayed.
     at: Instant,
+    /// The frames' keys, when the burst came without them (see
+    /// [`Burst::keyed`]).
+    keys: Option<Box<[u64]>>,
 }
 
 impl Stored {
+    /// The key of frame `i` (see [`watchtower_core::frame_key`]).
+    fn key(&self, i: usize) -> u64 {
+        let keys = self.keys.as_deref().unwrap_or(&self.burst.keys);
+        keys.get(i).copied().unwrap_or_default()
+    }
+
     /// The seq of its last frame.
     fn last(&self) -> u64 {
         self.first + self.burst.frames.len() as u64 - 1
@@ -41,15 +50,6 @@ impl Stored {
     fn events(&self) -> usize {
         self.burst.frames.len() - self.skip
     }
-}
-
-/// What a replay queues: each burst with the frames to send from it and
-/// the seq of its last frame.
-#[derive(Debug, Default)]
-pub(crate) struct Replay {
-    pub(crate) bursts: Vec<(Arc<Burst>, FrameSet, u64)>,
-    /// Frames in `bursts`.
-    pub(crate) events: u64,
 }
 
 /// The ring of recent bursts. Lives under the fan-out's lock, the one live
@@ -61,10 +61,6 @@ pub(crate) struct History {
     size: usize,
     ttl: Duration,
     budget: usize,
-    /// Most events one replay may hold: `max_replay`.
-    max_replay: usize,
-    /// Most bytes one replay may keep alive: the client's queue budget.
-    replay_bytes: usize,
     ring: VecDeque<Stored>,
     /// Events held (frames in `ring`, less skipped ones).
     events: usize,
@@ -72,6 +68,63 @@ pub(crate) struct History {
     bytes: usize,
     /// The seq of the newest event; 0 before the first.
     head: u64,
+    /// Every held event's key, to the seqs holding a frame with that key:
+    /// a position's key is found by one lookup, never by hashing stored
+    /// frames under the lock relays take. Keys are made once, before a
+    /// burst is appended (or as it is, for a burst without them).
+    index: HashMap<u64, Seqs>,
+    /// Work done by key lookups, for the tests: one per lookup, plus the
+    /// steps of a binary search among equal keys.
+    #[cfg(test)]
+    probes: std::cell::Cell<u64>,
+}
+
+/// The seqs holding frames with one key, oldest first. Almost always one.
+#[derive(Debug)]
+enum Seqs {
+    One(u64),
+    Many(VecDeque<u64>),
+}
+
+/// Records that `seq` holds a frame with `key`.
+fn index(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+    match index.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(Seqs::One(seq));
+        }
+        Entry::Occupied(mut slot) => match slot.get_mut() {
+            Seqs::One(first) => {
+                let first = *first;
+                slot.insert(Seqs::Many(VecDeque::from([first, seq])));
+            }
+            Seqs::Many(seqs) => seqs.push_back(seq),
+        },
+    }
+}
+
+/// Forgets that `seq`, the oldest held with `key`, holds it.
+fn unindex(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+    if let Entry::Occupied(mut slot) = index.entry(key) {
+        let gone = match slot.get_mut() {
+            Seqs::One(held) => *held == seq,
+            Seqs::Many(seqs) => {
+                if seqs.front() == Some(&seq) {
+                    seqs.pop_front();
+                }
+                seqs.is_empty()
+            }
+        };
+        if gone {
+            slot.remove();
+        }
+    }
+}
+
+/// Forgets the keys of frames `from..to` of `stored`.
+fn unindex_frames(index: &mut HashMap<u64, Seqs>, stored: &Stored, from: usize, to: usize) {
+    for i in from..to {
+        unindex(index, stored.key(i), stored.first + i as u64);
+    }
 }
 
 impl History {
@@ -82,12 +135,13 @@ impl History {
             size: config.history_size,
             ttl: config.history_ttl,
             budget: config.history_bytes,
-            max_replay: config.max_replay,
-            replay_bytes: config.client_queue_bytes,
             ring: VecDeque::new(),
             events: 0,
             bytes: 0,
             head: 0,
+            index: HashMap::new(),
+            #[cfg(test)]
+            probes: std::cell::Cell::new(0),
         })
     }
 
@@ -122,6 +176,7 @@ impl History {
         let gap = first > self.head + 1;
         if gap {
             self.ring.clear();
+            self.index.clear();
             self.events = 0;
             self.bytes = 0;
             self.head = first - 1;
@@ -136,12 +191,19 @@ impl History {
     pub(crate) fn retain_from(&mut self, first: u64) {
         while let Some(oldest) = self.ring.front_mut() {
             if oldest.last() < first {
+                unindex_frames(
+                    &mut self.index,
+                    oldest,
+                    oldest.skip,
+                    oldest.burst.frames.len(),
+                );
                 self.events -= oldest.events();
                 self.bytes -= oldest.burst.bytes;
                 self.ring.pop_front();
             } else {
                 let over =
                     (first.saturating_sub(oldest.first) as usize).saturating_sub(oldest.skip);
+                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
                 oldest.skip += over;
                 self.events -= over;
                 break;
@@ -168,12 +230,26 @@ impl History {
         }
         let first = self.head + 1;
         self.head += n as u64;
-        self.ring.push_back(Stored {
+        // Made before the lock, in the reader; here only for a burst
+        // that came without them (from a backplane).
+        let keys = (burst.keys.len() != n).then(|| {
+            burst
+                .frames
+                .iter()
+                .map(|f| frame_key(f.as_bytes()))
+                .collect::<Box<[u64]>>()
+        });
+        let stored = Stored {
             burst: Arc::clone(burst),
             first,
             skip: 0,
             at: now,
-        });
+            keys,
+        };
+        for i in 0..n {
+            index(&mut self.index, stored.key(i), first + i as u64);
+        }
+        self.ring.push_back(stored);
         self.events += n;
         self.bytes += burst.bytes;
         self.forget(now);
@@ -186,12 +262,19 @@ impl History {
             let too_old = now.saturating_duration_since(oldest.at) >= self.ttl;
             if too_old || self.bytes > self.budget || self.events - oldest.events() >= self.size {
                 // The whole burst goes.
+                unindex_frames(
+                    &mut self.index,
+                    oldest,
+                    oldest.skip,
+                    oldest.burst.frames.len(),
+                );
                 self.events -= oldest.events();
                 self.bytes -= oldest.burst.bytes;
                 self.ring.pop_front();
             } else if self.events > self.size {
                 // Part of it: its oldest frames.
                 let over = self.events - self.size;
+                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
                 oldest.skip += over;
                 self.events -= over;
             } else {
@@ -200,60 +283,59 @@ impl History {
         }
     }
 
-    /// The events after `from`, all of them, or why not.
+    /// Where a client at `from` starts: the seq after which every event
+    /// is to be sent to it, or why it cannot be. However many events that
+    /// is, the client reads them from here at its own pace (see
+    /// [`History::after`]); it is never refused for their number.
     ///
     /// `from.last()`, when set, is the key of the last event the client
-    /// received past `from.seq()`: the replay starts after that event.
-    pub(crate) fn replay(
+    /// received past `from.seq()`: it starts after that event.
+    pub(crate) fn start(
         &mut self,
         from: &Position,
         now: Instant,
-    ) -> Result<Replay, NotRecoveredReason> {
+    ) -> Result<u64, NotRecoveredReason> {
         self.forget(now);
         if from.epoch() != self.epoch || from.seq() > self.head {
             return Err(NotRecoveredReason::Epoch);
         }
-        let oldest = self
-            .ring
-            .front()
-            .map_or(self.head + 1, |s| s.first + s.skip as u64);
-        if from.seq() + 1 < oldest {
+        if from.seq() + 1 < self.oldest() {
             return Err(NotRecoveredReason::Expired);
         }
-        let start = match from.last() {
-            None => from.seq(),
-            Some(key) => self
-                .find(from.seq(), key)
-                .ok_or(NotRecoveredReason::Epoch)?,
-        };
-        let count = self.head - start;
-        if count > self.max_replay as u64 {
-            return Err(NotRecoveredReason::TooMany);
+        match from.last() {
+            None => Ok(from.seq()),
+            Some(key) => self.find(from.seq(), key).ok_or(NotRecoveredReason::Epoch),
         }
-        let mut replay = Replay::default();
-        let mut bytes = 0;
-        for stored in self.ring.iter().filter(|s| s.last() > start) {
-            let from_index = (start + 1).saturating_sub(stored.first) as usize;
-            let mut frames = FrameSet::first(stored.burst.frames.len());
-            frames.drop_first(from_index.max(stored.skip));
-            bytes += stored.burst.bytes;
-            replay.events += frames.len() as u64;
-            replay
-                .bursts
-                .push((Arc::clone(&stored.burst), frames, stored.last()));
-        }
-        if bytes > self.replay_bytes {
-            return Err(NotRecoveredReason::TooMany);
-        }
-        debug_assert_eq!(replay.events, count);
-        Ok(replay)
+    }
+
+    /// The seq of the oldest event held; `head + 1` when none is.
+    pub(crate) fn oldest(&self) -> u64 {
+        self.ring
+            .front()
+            .map_or(self.head + 1, |s| s.first + s.skip as u64)
+    }
+
+    /// The seq of the newest event; 0 before the first.
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The stored bursts holding events after `after`, oldest first, each
+    /// with the index of its first such frame and the seq of its last
+    /// frame. Found by a binary search, not a scan.
+    pub(crate) fn after(&self, after: u64) -> impl Iterator<Item = (&Arc<Burst>, usize, u64)> {
+        let at = self.ring.partition_point(|s| s.last() <= after);
+        self.ring.range(at..).map(move |s| {
+            let from = ((after + 1).saturating_sub(s.first) as usize).max(s.skip);
+            (&s.burst, from, s.last())
+        })
     }
 
     /// Whether a client at `from` (of this epoch) has had events this
     /// history does not hold yet: its seq is past the head, or the event it
     /// names after its seq is not here although its seq is still held. A
     /// history fed by a backplane can be behind the node the client came
-    /// from; [`History::replay`] would take such a position for another
+    /// from; [`History::start`] would take such a position for another
     /// history's.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn behind(&self, from: &Position) -> bool {
@@ -263,28 +345,26 @@ impl History {
         if from.seq() > self.head {
             return true;
         }
-        let oldest = self
-            .ring
-            .front()
-            .map_or(self.head + 1, |s| s.first + s.skip as u64);
-        from.last()
-            .is_some_and(|key| from.seq() + 1 >= oldest && self.find(from.seq(), key).is_none())
+        from.last().is_some_and(|key| {
+            from.seq() + 1 >= self.oldest() && self.find(from.seq(), key).is_none()
+        })
     }
 
-    /// The seq of the first event after `after` whose frame has `key`.
+    /// The seq of the first event after `after` whose frame has `key`:
+    /// one lookup, and a binary search among the (rare) events that share
+    /// the key; no stored frame is read.
     fn find(&self, after: u64, key: u64) -> Option<u64> {
-        self.ring
-            .iter()
-            .filter(|s| s.last() > after)
-            .flat_map(|s| {
-                let from = ((after + 1).saturating_sub(s.first) as usize).max(s.skip);
-                s.burst.frames[from..]
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, f)| (s.first + (from + i) as u64, f))
-            })
-            .find(|(_, frame)| frame_key(frame.as_bytes()) == key)
-            .map(|(seq, _)| seq)
+        #[cfg(test)]
+        self.probes.set(self.probes.get() + 1);
+        match self.index.get(&key)? {
+            Seqs::One(seq) => (*seq > after).then_some(*seq),
+            Seqs::Many(seqs) => {
+                #[cfg(test)]
+                self.probes
+                    .set(self.probes.get() + u64::from(usize::BITS - seqs.len().leading_zeros()));
+                seqs.get(seqs.partition_point(|seq| *seq <= after)).copied()
+            }
+        }
     }
 }
 
@@ -306,7 +386,6 @@ mod tests {
     fn config(size: usize) -> HubConfig {
         HubConfig {
             history_size: size,
-            max_replay: 5,
             ..HubConfig::default()
         }
     }
@@ -321,17 +400,17 @@ mod tests {
         ))
     }
 
-    fn ids(replay: &Replay) -> Vec<String> {
-        let mut out = Vec::new();
-        for (burst, frames, _) in &replay.bursts {
-            for (i, frame) in burst.frames.iter().enumerate() {
-                if frames.contains(i) {
-                    let id = frame.split('"').nth(3).unwrap_or_default();
-                    out.push(id.to_string());
-                }
-            }
-        }
-        out
+    /// The ids of the events a client at `from` is sent, or why none.
+    fn replay(
+        h: &mut History,
+        from: &Position,
+        now: Instant,
+    ) -> Result<Vec<String>, NotRecoveredReason> {
+        let start = h.start(from, now)?;
+        Ok(h.after(start)
+            .flat_map(|(burst, first, _)| burst.frames[first..].iter())
+            .map(|frame| frame.split('"').nth(3).unwrap_or_default().to_string())
+            .collect())
     }
 
     #[test]
@@ -347,29 +426,35 @@ mod tests {
         assert_eq!(start.seq(), 0);
         assert_eq!(h.append(&burst(&[1, 2, 3]), now), 3);
         let at3 = h.position();
-        assert_eq!(ids(&h.replay(&start, now).unwrap()), ["1", "2", "3"]);
+        assert_eq!(replay(&mut h, &start, now).unwrap(), ["1", "2", "3"]);
         assert_eq!(h.append(&burst(&[4, 5]), now), 5);
         // 5 events, room for 4: event 1 is forgotten, the first burst kept
         // in part.
         assert_eq!(h.len(), 4);
         assert_eq!(
-            h.replay(&start, now).unwrap_err(),
+            replay(&mut h, &start, now).unwrap_err(),
             NotRecoveredReason::Expired
         );
         let at1 = Position::new(start.epoch(), 1);
-        assert_eq!(ids(&h.replay(&at1, now).unwrap()), ["2", "3", "4", "5"]);
-        assert_eq!(ids(&h.replay(&at3, now).unwrap()), ["4", "5"]);
+        assert_eq!(replay(&mut h, &at1, now).unwrap(), ["2", "3", "4", "5"]);
+        assert_eq!(replay(&mut h, &at3, now).unwrap(), ["4", "5"]);
         // Nothing missed: an empty, complete replay.
-        assert_eq!(h.replay(&h.position(), now).unwrap().events, 0);
+        assert_eq!(
+            {
+                let at = h.position();
+                replay(&mut h, &at, now).unwrap().len()
+            },
+            0
+        );
         // Another history, or a position from its future.
         let other = Position::new(start.epoch().wrapping_add(1), 3);
         assert_eq!(
-            h.replay(&other, now).unwrap_err(),
+            replay(&mut h, &other, now).unwrap_err(),
             NotRecoveredReason::Epoch
         );
         let ahead = Position::new(start.epoch(), 9);
         assert_eq!(
-            h.replay(&ahead, now).unwrap_err(),
+            replay(&mut h, &ahead, now).unwrap_err(),
             NotRecoveredReason::Epoch
         );
     }
@@ -384,27 +469,25 @@ mod tests {
         let got = burst(&[2]);
         let key = frame_key(got.frames[0].as_bytes());
         assert_eq!(
-            ids(&h.replay(&start.after(Some(key)), now).unwrap()),
+            replay(&mut h, &start.after(Some(key)), now).unwrap(),
             ["3", "4"]
         );
         assert_eq!(
-            h.replay(&start.after(Some(12345)), now).unwrap_err(),
+            replay(&mut h, &start.after(Some(12345)), now).unwrap_err(),
             NotRecoveredReason::Epoch
         );
     }
 
     #[test]
-    fn too_many_is_all_or_nothing() {
+    fn a_client_far_behind_is_never_refused_for_the_number_of_events() {
         let now = Instant::now();
         let mut h = History::new(&config(100)).unwrap();
         let start = h.position();
-        h.append(&burst(&[1, 2, 3, 4, 5, 6]), now);
-        assert_eq!(
-            h.replay(&start, now).unwrap_err(),
-            NotRecoveredReason::TooMany
-        );
-        let at1 = Position::new(start.epoch(), 1);
-        assert_eq!(h.replay(&at1, now).unwrap().events, 5);
+        for i in 0..40 {
+            h.append(&burst(&[i, i + 1000]), now);
+        }
+        // 80 events missed: all of them follow, however many.
+        assert_eq!(replay(&mut h, &start, now).unwrap().len(), 80);
     }
 
     #[test]
@@ -415,12 +498,18 @@ mod tests {
         h.append(&burst(&[1]), now);
         let later = now + DEFAULT_TTL_FOR_TEST;
         assert_eq!(
-            h.replay(&start, later).unwrap_err(),
+            replay(&mut h, &start, later).unwrap_err(),
             NotRecoveredReason::Expired
         );
         assert_eq!(h.len(), 0);
         // The position after the last event is still complete.
-        assert_eq!(h.replay(&h.position(), later).unwrap().events, 0);
+        assert_eq!(
+            {
+                let at = h.position();
+                replay(&mut h, &at, later).unwrap().len()
+            },
+            0
+        );
 
         let mut h = History::new(&HubConfig {
             history_bytes: 1024,
@@ -443,26 +532,26 @@ mod tests {
         assert_eq!(h.append_at(&burst(&[11, 12]), 11, now), Some((12, false)));
         // A repeat is not stored (or relayed) again.
         assert_eq!(h.append_at(&burst(&[12]), 12, now), None);
-        assert_eq!(ids(&h.replay(&at10, now).unwrap()), ["11", "12"]);
+        assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "12"]);
         let at12 = h.position();
         // Seq 13 and 14 never arrived: a position before the gap is lost.
         assert_eq!(h.append_at(&burst(&[15]), 15, now), Some((15, true)));
         assert_eq!(
-            h.replay(&at12, now).unwrap_err(),
+            replay(&mut h, &at12, now).unwrap_err(),
             NotRecoveredReason::Expired
         );
         let at15 = h.position();
         h.append_at(&burst(&[16, 17, 18]), 16, now);
-        assert_eq!(ids(&h.replay(&at15, now).unwrap()), ["16", "17", "18"]);
+        assert_eq!(replay(&mut h, &at15, now).unwrap(), ["16", "17", "18"]);
         // The stream evicted up to 16: a position at 15 is expired, at 16
         // is not.
         h.retain_from(17);
         assert_eq!(
-            h.replay(&at15, now).unwrap_err(),
+            replay(&mut h, &at15, now).unwrap_err(),
             NotRecoveredReason::Expired
         );
         let at16 = Position::new(7, 16);
-        assert_eq!(ids(&h.replay(&at16, now).unwrap()), ["17", "18"]);
+        assert_eq!(replay(&mut h, &at16, now).unwrap(), ["17", "18"]);
         assert_eq!(h.len(), 2);
         h.retain_from(30);
         assert_eq!((h.len(), h.position().seq()), (0, 18));
@@ -478,11 +567,11 @@ mod tests {
         assert!(!h.behind(&Position::new(7, 12)));
         assert!(!h.behind(&Position::new(7, 11).after(Some(key(12)))));
         // Past the head, or an event after its seq not read yet: another
-        // node was ahead, and `replay` would call it another history.
+        // node was ahead, and `start` would call it another history.
         let ahead = Position::new(7, 14);
         assert!(h.behind(&ahead));
         assert_eq!(
-            h.replay(&ahead, now).unwrap_err(),
+            replay(&mut h, &ahead, now).unwrap_err(),
             NotRecoveredReason::Epoch
         );
         assert!(h.behind(&Position::new(7, 12).after(Some(key(13)))));
@@ -490,6 +579,41 @@ mod tests {
         assert!(!h.behind(&Position::new(8, 14)));
         h.retain_from(13);
         assert!(!h.behind(&Position::new(7, 10).after(Some(key(11)))));
+    }
+
+    #[test]
+    fn a_forged_key_costs_one_lookup_not_a_scan_of_stored_frames() {
+        let now = Instant::now();
+        let mut h = History::new(&config(10_000)).unwrap();
+        let start = h.position();
+        for i in 0..1_000 {
+            h.append(&burst(&(i * 10..i * 10 + 10).collect::<Vec<_>>()), now);
+        }
+        assert_eq!(h.len(), 10_000);
+        let before = h.probes.get();
+        for forged in 0..100u64 {
+            assert_eq!(
+                h.start(&start.after(Some(forged)), now).unwrap_err(),
+                NotRecoveredReason::Epoch
+            );
+        }
+        assert_eq!(h.probes.get() - before, 100, "one lookup per forged key");
+        // A real key is found the same way, also among repeats of a frame.
+        let key = |id: u32| frame_key(format!(r#"{{"id":"{id}","event_type":"t"}}"#).as_bytes());
+        let before = h.probes.get();
+        assert_eq!(h.start(&start.after(Some(key(4_321))), now), Ok(4_322));
+        assert_eq!(h.probes.get() - before, 1);
+        for _ in 0..1_000 {
+            h.append(&burst(&[7]), now);
+        }
+        let at = Position::new(start.epoch(), 10_500);
+        let before = h.probes.get();
+        assert_eq!(h.start(&at.after(Some(key(7))), now), Ok(10_501));
+        assert!(h.probes.get() - before <= 1 + 11, "a binary search");
+        // Forgotten events leave the index with them.
+        assert!(h.index.len() <= h.len());
+        h.retain_from(h.position().seq() + 1);
+        assert!(h.index.is_empty());
     }
 
     const DEFAULT_TTL_FOR_TEST: Duration = crate::config::DEFAULT_HISTORY_TTL;

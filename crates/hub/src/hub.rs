@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::Instrument;
@@ -25,6 +28,7 @@ use crate::error::HubError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::history::History;
 use crate::origin::Origins;
+use crate::pace::Pace;
 use crate::stats::{Counters, HubStats, bump};
 use crate::throttle::Throttle;
 use crate::tls::{HubTls, TlsSlot};
@@ -89,6 +93,37 @@ pub(crate) struct Shared {
     /// One log line a second, hub-wide, for refused clients (TLS, 401,
     /// 403): a flood of them must not become a flood of logs.
     refusal_log: Mutex<WarnLimiter>,
+    /// Connections whose reader may still relay and acknowledge events;
+    /// the top bit ([`READING_CLOSED`]) is set once the hub stops, and no
+    /// reader starts after that. A stopping connection closes its queue
+    /// only once the count is down to zero (see [`Shared::readers_stopped`]).
+    readers: AtomicUsize,
+    /// Wakes [`Shared::readers_stopped`].
+    readers_stopped: Notify,
+    /// `/api/clients` answers, hub-wide (see [`Shared::pace_clients_api`]).
+    clients_api: Mutex<Pace>,
+}
+
+/// `/api/clients` answers a second, hub-wide, in bursts of as many: each
+/// costs up to a thousand rows (a dashboard asks about once a second).
+const CLIENTS_API_PER_SECOND: usize = 10;
+
+/// The bit of [`Shared::readers`] set once no reader may start.
+const READING_CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// One connection's place among the readers (see [`Shared::readers`]);
+/// given back on drop, so an aborted task gives it back too.
+#[derive(Debug)]
+pub(crate) struct Reading<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if self.shared.readers.fetch_sub(1, SeqCst) == READING_CLOSED + 1 {
+            self.shared.readers_stopped.notify_waiters();
+        }
+    }
 }
 
 /// One accepted connection's places under `max_connections` and, until
@@ -153,6 +188,42 @@ impl Drop for Admission {
 }
 
 impl Shared {
+    /// A place among the readers, for a connection about to read; `None`
+    /// once the hub stops: it must not read (or acknowledge) anything.
+    pub(crate) fn start_reading(&self) -> Option<Reading<'_>> {
+        self.readers
+            .fetch_update(SeqCst, SeqCst, |n| {
+                (n & READING_CLOSED == 0).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Reading { shared: self })
+    }
+
+    /// Whether an `/api/clients` answer may be made now; if not, how long
+    /// until one may. A refused request costs nothing.
+    pub(crate) fn pace_clients_api(&self) -> Result<(), Duration> {
+        self.clients_api
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_take(1)
+    }
+
+    /// Resolves once the hub is stopping and every connection's reader
+    /// has stopped: from then on nothing more is relayed or acknowledged,
+    /// so a queue closed after this holds every acknowledged event meant
+    /// for it.
+    pub(crate) async fn readers_stopped(&self) {
+        loop {
+            let stopped = self.readers_stopped.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.readers.load(SeqCst) == READING_CLOSED {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
     /// `Some(lines left out since the last)` if a refused client may be
     /// logged now.
     pub(crate) fn log_refusal(&self) -> Option<u64> {
@@ -213,6 +284,11 @@ impl Shared {
                 false
             }
         });
+        // No reader starts from now on; the running ones stop as they see
+        // the lifecycle change.
+        if self.readers.fetch_or(READING_CLOSED, SeqCst) == 0 {
+            self.readers_stopped.notify_waiters();
+        }
         deadline
     }
 }
@@ -306,7 +382,7 @@ impl Hub {
             .as_ref()
             .is_some_and(HubTls::requires_client_certificates);
         let token_auth = auth.is_enabled();
-        let origins = Origins::new(&config.allowed_origins);
+        let origins = Origins::new(&config.allowed_origins, local_addr.port());
         let throttle = Throttle::new(config.auth_failures_per_minute);
         let shared = Arc::new(Shared {
             origins,
@@ -325,6 +401,9 @@ impl Hub {
             pending: AtomicUsize::new(0),
             pending_by_peer: Mutex::new(HashMap::new()),
             refusal_log: Mutex::new(WarnLimiter::default()),
+            readers: AtomicUsize::new(0),
+            readers_stopped: Notify::new(),
+            clients_api: Mutex::new(Pace::per_second(CLIENTS_API_PER_SECOND)),
         });
         let span = tracing::info_span!("watchtower_hub", addr = %local_addr);
         let supervisor = tokio::spawn(supervise(listener, Arc::clone(&shared)).instrument(span));
@@ -397,11 +476,14 @@ impl Hub {
 
     /// Stops gracefully and returns the final stats.
     ///
-    /// Stops accepting (the port is free again when this returns), writes
-    /// what is already queued for each client, closes every client with
-    /// 1001 (Going Away) and waits for their replies, all within
-    /// [`HubConfig::shutdown_timeout`]; clients still open after that are
-    /// dropped.
+    /// Stops accepting (the port is free again when this returns), stops
+    /// reading from every client (nothing more is relayed or
+    /// acknowledged), and only then writes what is queued for each client,
+    /// closes every client with 1001 (Going Away) and waits for their
+    /// replies, all within [`HubConfig::shutdown_timeout`]; clients still
+    /// open after that are dropped. So an event acknowledged to its
+    /// publisher reaches every subscriber that stays connected and reading
+    /// until its 1001.
     pub async fn shutdown(mut self) -> HubStats {
         let deadline = self.shared.begin_shutdown();
         tracing::info!(addr = %self.local_addr, clients = self.shared.counters.snapshot().clients, "hub shutting down");

@@ -1,6 +1,9 @@
 //! A WebSocket relay hub for Watchtower events: [`Hub`] accepts clients and
 //! relays every event one of them sends to every *other* client whose
-//! filter matches its `event_type`.
+//! filter matches its `event_type`. "Other" is by identity: a client that
+//! presents one on every upgrade (`Watchtower-Client-Id: <id>`, or
+//! `?client_id=` for browsers) is never sent its own events, neither
+//! replayed after a resume nor read late from its previous connection.
 //!
 //! It is the server the Watchtower transport, the examples, the tests, the
 //! benchmarks and the `watchtower` CLI talk to. It speaks the event format
@@ -91,9 +94,12 @@
 //! is a different event and is relayed, so no client can make the hub drop
 //! (and acknowledge) another's event. The window holds at most
 //! [`HubConfig::dedup_window_events`] events, at most
-//! [`HubConfig::dedup_client_share`] of them per connection (past its
-//! share, a connection pushes out its own oldest, never another
-//! client's), none older than [`HubConfig::dedup_window_age`]; a resend
+//! [`HubConfig::dedup_client_share`] of them per client identity (past
+//! its share, a client pushes out its own oldest, never another
+//! client's; when full, the client holding the most gives one up), none
+//! older than [`HubConfig::dedup_window_age`]. A check and the relay of
+//! its burst are one step, so a resend on a new connection never
+//! overtakes its original. A resend
 //! older than that is relayed again. The window is in memory too: after a hub
 //! restart, a resend of an event the old hub had relayed but not yet
 //! acknowledged is relayed again, so subscribers can see it twice and
@@ -107,13 +113,15 @@
 //! [`HubConfig::history_bytes`]) holding the same shared frames, at
 //! positions `(epoch, seq)`. A client that presents its position on the
 //! upgrade (`Watchtower-Resume`, see [`watchtower_core::Position`]) gets
-//! every event after it replayed, then live ones, or nothing and the
-//! reason (another epoch, expired, more than [`HubConfig::max_replay`]);
-//! the answer comes in the upgrade response and as the first frame. Such a
-//! client is sent `{"type":"position","seq":S}` frames as it is written to,
-//! and is closed with 1013 rather than dropped from when its queue is
-//! full, so it resumes instead of missing events. The README has the
-//! protocol in full.
+//! every event after it, then live ones, or nothing and the reason
+//! (another epoch, or expired); however many events it missed, it is never
+//! refused for their number: its writer reads them from the history a
+//! step at a time. The answer comes in the upgrade response and as the
+//! first frame. Such a client is sent `{"type":"position","seq":S}`
+//! frames as it is written to, and is never dropped from: when its queue
+//! is full it lags inside the history and reads from there, and is closed
+//! with 1013 (to resume, answered `expired`) only once the history forgot
+//! an event not yet written to it. The README has the protocol in full.
 //!
 //! # Hubs sharing a stream (feature `nats`)
 //!
@@ -140,8 +148,8 @@
 //! - Each client's queue holds at most [`HubConfig::client_queue_frames`]
 //!   frames and [`HubConfig::client_queue_bytes`] bytes, counting what its
 //!   writer has taken but not yet written; when it is full the oldest
-//!   frames are dropped and counted (a resuming client is closed with 1013
-//!   instead, see above), and neither the sender nor other
+//!   frames are dropped and counted (a resuming client catches up from
+//!   the history instead, see above), and neither the sender nor other
 //!   clients slow down. A client that keeps dropping for
 //!   [`HubConfig::slow_client_timeout`] is closed with 1013 (Try Again
 //!   Later), by a timer, even if nothing more is published.
@@ -177,8 +185,11 @@
 //!   [`HubConfig::min_token_len`] fail at start.
 //!
 //! Always on: an upgrade carrying an `Origin` header (a browser page) is
-//! refused with HTTP 403 unless the origin is the hub's own or on
-//! [`HubConfig::allowed_origins`]; native clients send none.
+//! refused with HTTP 403 unless the origin is on
+//! [`HubConfig::allowed_origins`] or is the hub's own: equal to the
+//! request's `Host`, and that `Host` one of the hub's own names (an IP
+//! address or `localhost` with the hub's port; a DNS name only when
+//! listed, so a rebound name is foreign). Native clients send none.
 //!
 //! Failed TLS handshakes and refused upgrades are counted in
 //! [`HubStats::tls_failures`], [`HubStats::auth_rejected`],

@@ -4,8 +4,14 @@
 //! Browsers send `Origin` with every WebSocket upgrade and do not let a
 //! page change it; native clients (the transport, the CLI, curl) send
 //! none. So a request without `Origin` is admitted, one whose `Origin` is
-//! the hub itself (same host and port as its `Host`) or on the allowed
-//! list is admitted, and any other is refused with 403.
+//! on the allowed list is admitted, and one whose `Origin` is the hub
+//! itself is admitted: the same host and port as its `Host`, and that
+//! `Host` one of the hub's own names — an IP address or `localhost` with
+//! the hub's port (a name in DNS is the hub's only if it is on the
+//! allowed list: a rebound name is someone else's page that resolves to
+//! the hub). Any other is refused with 403.
+
+use std::net::IpAddr;
 
 use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::http::header::{HOST, ORIGIN};
@@ -26,11 +32,15 @@ pub(crate) struct Origins {
     any: bool,
     /// Lowercased, as browsers serialise origins.
     allowed: Vec<Box<str>>,
+    /// The port the hub listens on: its own names are the IP addresses
+    /// and `localhost` with this port.
+    port: u16,
 }
 
 impl Origins {
-    pub(crate) fn new(list: &[String]) -> Origins {
+    pub(crate) fn new(list: &[String], port: u16) -> Origins {
         Origins {
+            port,
             any: list.iter().any(|o| o == "*"),
             allowed: list
                 .iter()
@@ -55,13 +65,38 @@ impl Origins {
             return Ok(());
         }
         // Same origin: the page was served by this hub (its host and port
-        // are the ones the browser dialled).
+        // are the ones the browser dialled), under one of its own names.
         let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
         let authority = origin.split_once("://").map(|(_, rest)| rest);
         match (authority, host) {
-            (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+            (Some(authority), Some(host))
+                if authority.eq_ignore_ascii_case(host) && self.is_own(host) =>
+            {
+                Ok(())
+            }
             _ => Err(OriginRefusal::Foreign),
         }
+    }
+
+    /// Whether `host` (a `Host` header) names this hub whatever DNS says:
+    /// an IP address, or `localhost`, with the hub's port.
+    fn is_own(&self, host: &str) -> bool {
+        let (name, port) = match host.rsplit_once(':') {
+            // `[v6]` without a port, or a bare v6 address (not a valid
+            // `Host`): no port.
+            _ if host.ends_with(']') => (host, None),
+            Some((name, port)) if !name.contains(':') || name.starts_with('[') => {
+                (name, port.parse::<u16>().ok())
+            }
+            _ => (host, None),
+        };
+        // Without a port, the scheme's: the hub would have to listen on it.
+        let port_ok = port.map_or(self.port == 80 || self.port == 443, |p| p == self.port);
+        let bare = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        port_ok && (name.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok())
     }
 }
 
@@ -108,7 +143,7 @@ mod tests {
 
     #[test]
     fn no_origin_and_the_hubs_own_origin_are_admitted_by_default() {
-        let o = Origins::new(&[]);
+        let o = Origins::new(&[], 8080);
         assert_eq!(o.check(&request(&[], "127.0.0.1:8080")), Ok(()));
         let own = request(&["http://127.0.0.1:8080"], "127.0.0.1:8080");
         assert_eq!(o.check(&own), Ok(()));
@@ -124,14 +159,39 @@ mod tests {
 
     #[test]
     fn listed_origins_and_star() {
-        let o = Origins::new(&["https://App.example".to_string()]);
+        let o = Origins::new(&["https://App.example".to_string()], 8080);
         let r = request(&["https://app.example"], "hub:8080");
         assert_eq!(o.check(&r), Ok(()));
         let r = request(&["https://app.example.evil"], "hub:8080");
         assert_eq!(o.check(&r), Err(OriginRefusal::Foreign));
-        let any = Origins::new(&["*".to_string()]);
+        let any = Origins::new(&["*".to_string()], 8080);
         let r = request(&["https://anything.example"], "hub:8080");
         assert_eq!(any.check(&r), Ok(()));
+    }
+
+    #[test]
+    fn a_rebound_name_is_not_the_hubs_own_origin() {
+        let o = Origins::new(&[], 8080);
+        // A page on a name its owner made resolve to the hub: the Origin
+        // and the Host agree, but the name is not the hub's.
+        let rebound = request(&["http://rebound.example:8080"], "rebound.example:8080");
+        assert_eq!(o.check(&rebound), Err(OriginRefusal::Foreign));
+        for own in [
+            "localhost:8080",
+            "LocalHost:8080",
+            "[::1]:8080",
+            "10.1.2.3:8080",
+        ] {
+            let r = request(&[&format!("http://{own}")], own);
+            assert_eq!(o.check(&r), Ok(()), "{own}");
+        }
+        // The hub's names on another port are another origin.
+        let r = request(&["http://localhost:9090"], "localhost:9090");
+        assert_eq!(o.check(&r), Err(OriginRefusal::Foreign));
+        // A name in DNS is the hub's when listed.
+        let listed = Origins::new(&["http://hub.example:8080".to_string()], 8080);
+        let r = request(&["http://hub.example:8080"], "hub.example:8080");
+        assert_eq!(listed.check(&r), Ok(()));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::config::HubConfig;
 use crate::fanout::{Burst, ClientId, MAX_BURST};
 use crate::filter::{Change, Coverage, Filter, FilterLimits, FilterSummary, OverLimit};
+use crate::history::History;
 use crate::sample::{Due, Sampler};
 
 /// A set of frame indices within one burst: which of its frames this client
@@ -71,6 +72,18 @@ impl FrameSet {
             .enumerate()
             .find(|(_, w)| **w != 0)
             .map(|(i, w)| i * 64 + w.trailing_zeros() as usize)
+    }
+
+    /// Removes the indices below `index`.
+    pub(crate) fn drop_below(&mut self, index: usize) {
+        for (word, bits) in self.bits.iter_mut().enumerate() {
+            let start = word * 64;
+            *bits &= match index.saturating_sub(start) {
+                0 => u64::MAX,
+                k if k >= 64 => 0,
+                k => !((1u64 << k) - 1),
+            };
+        }
     }
 
     /// Removes the `n` lowest indices (fewer if the set is smaller);
@@ -150,9 +163,15 @@ struct State {
     /// out or sent by this client), so everything up to it that this
     /// client is to get is queued.
     seen: u64,
-    /// A resuming client's queue overflowed: it was closed instead of
-    /// losing frames, and resumes from its position.
+    /// A resuming client's position fell off the history's tail (the
+    /// history forgot an event it had not been sent): it was closed, and
+    /// resumes from its position (answered `expired`).
     overflowed: bool,
+    /// A resuming client reading the history itself from `seen` (a resume
+    /// that missed events, or a queue that filled): live bursts are not
+    /// queued for it; its writer takes them from the history, a step at a
+    /// time, until it reaches the head and is live again.
+    catching_up: bool,
 }
 
 /// One client's queue and filter as `/api/clients` shows them.
@@ -183,6 +202,11 @@ pub(crate) struct OutboxView {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     id: ClientId,
+    /// Who this client is across its connections: what the bursts it
+    /// sends carry as their sender, and what is never sent back to it.
+    /// The connection's id until the client presents an identity (see
+    /// [`Outbox::set_origin`]).
+    origin: AtomicU64,
     capacity: usize,
     /// Bytes this client may hold, queued plus taken by its writer.
     budget: usize,
@@ -220,6 +244,9 @@ pub(crate) struct Outbox {
     /// The seq of the last position frame sent (or the position the client
     /// already has). Only the writer moves it.
     marked: AtomicU64,
+    /// Set when a position frame went out: the next burst this resuming
+    /// client is not sent wakes its writer (see [`Outbox::skipped`]).
+    skip_wake: AtomicBool,
     /// The backplane could not store an event this ack-mode client sent:
     /// no later ack may cover it, so the client is closed and resends.
     backplane_lost: AtomicBool,
@@ -232,16 +259,21 @@ pub(crate) struct Outbox {
     /// publisher; at most `client_queue_bytes` (see
     /// [`Outbox::reserve_backplane`]).
     backplane_bytes: AtomicUsize,
+    /// The history a resuming client catches up from; set when it joins.
+    history: OnceLock<Arc<Mutex<History>>>,
+    /// Most events one catch-up step takes from the history.
+    step: usize,
 }
 
-/// A filtered resuming client whose filter skips this many events in a row
-/// gets a position frame anyway, so its position keeps up.
-const MARK_AFTER_SKIPPED: u64 = 1024;
+/// Most events one catch-up step takes from the history, under the lock
+/// relays take: a step is bookkeeping only, and this keeps it short.
+const MAX_STEP: usize = 256;
 
 impl Outbox {
     pub(crate) fn new(id: ClientId, config: &HubConfig) -> Outbox {
         Outbox {
             id,
+            origin: AtomicU64::new(id),
             capacity: config.client_queue_frames,
             budget: config.client_queue_bytes,
             writer_bytes: AtomicUsize::new(0),
@@ -257,6 +289,7 @@ impl Outbox {
                 closed: false,
                 seen: 0,
                 overflowed: false,
+                catching_up: false,
             }),
             ack: AtomicU64::new(0),
             ready: Notify::new(),
@@ -267,15 +300,31 @@ impl Outbox {
             resumable: AtomicBool::new(false),
             taken_seen: AtomicU64::new(0),
             marked: AtomicU64::new(0),
+            skip_wake: AtomicBool::new(false),
             backplane_lost: AtomicBool::new(false),
             lost: Notify::new(),
             backplane_bytes: AtomicUsize::new(0),
             sample: OnceLock::new(),
+            history: OnceLock::new(),
+            step: config.max_replay.clamp(1, MAX_STEP),
         }
     }
 
     pub(crate) fn id(&self) -> ClientId {
         self.id
+    }
+
+    /// Makes `origin` this client's identity (see [`Outbox::origin`]),
+    /// before it joins the fan-out: a client presenting the same identity
+    /// on every connection is never sent its own events, neither in a
+    /// replay nor from a frame its previous connection sent late.
+    pub(crate) fn set_origin(&self, origin: ClientId) {
+        self.origin.store(origin, Relaxed);
+    }
+
+    /// The sender its bursts carry (see [`Outbox::set_origin`]).
+    pub(crate) fn origin(&self) -> ClientId {
+        self.origin.load(Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -291,30 +340,44 @@ impl Outbox {
     /// is closed (see [`Outbox::became_slow`]).
     ///
     /// `seq` is the history position of the burst's last frame (0 with
-    /// history off). A resuming client is never dropped from: when the
-    /// burst does not fit it is closed instead (1013), and resumes.
-    pub(crate) fn offer(&self, burst: &Arc<Burst>, seq: u64) -> Offered {
+    /// history off), `oldest` the oldest the history still holds. A
+    /// resuming client is never dropped from: when the burst does not fit
+    /// it catches up from the history instead, and is closed (1013, and
+    /// resumes) only once the history forgot an event it was not sent.
+    pub(crate) fn offer(&self, burst: &Arc<Burst>, seq: u64, oldest: u64) -> Offered {
         let resumable = self.resumable.load(Relaxed);
-        if !resumable && (burst.sender == self.id || burst.frames.is_empty()) {
+        let origin = self.origin.load(Relaxed);
+        if !resumable && (burst.sender == origin || burst.frames.is_empty()) {
             return Offered::default();
         }
         let mut state = self.lock();
         if state.closed {
             return Offered::default();
         }
+        if state.catching_up {
+            // Its writer reads the history itself; it has lost continuity
+            // only once the history forgot what it has not read yet.
+            if state.seen + 1 < oldest {
+                state.closed = true;
+                state.overflowed = true;
+                drop(state);
+                self.dropping.notify_one();
+            }
+            return Offered::default();
+        }
         let before = state.seen;
         if resumable {
             state.seen = seq;
-            if burst.sender == self.id || burst.frames.is_empty() {
+            if burst.sender == origin || burst.frames.is_empty() {
                 drop(state);
-                self.skipped(seq);
+                self.skipped();
                 return Offered::default();
             }
         }
         let frames = match state.filter.coverage() {
             Coverage::Nothing => {
                 drop(state);
-                self.skipped(seq);
+                self.skipped();
                 return Offered::default();
             }
             Coverage::Everything => FrameSet::first(burst.frames.len()),
@@ -327,7 +390,7 @@ impl Outbox {
                 }
                 if set.is_empty() {
                     drop(state);
-                    self.skipped(seq);
+                    self.skipped();
                     return Offered::default();
                 }
                 set
@@ -361,17 +424,17 @@ impl Outbox {
         state.queue.push_back(Entry { seq, ..entry });
         let writer = self.writer_bytes.load(Relaxed);
         if resumable && overfull(&state, self.capacity, self.budget.saturating_sub(writer)) {
-            // Close rather than drop: the client resumes from its position
-            // and gets this burst (and the rest) from the history.
+            // Neither drop nor close: the client lags inside the history,
+            // and its writer reads this burst (and the rest) from there
+            // once what is queued is written.
             if let Some(entry) = state.queue.pop_back() {
                 state.frames -= entry.frames.len();
                 state.bytes -= entry.bytes;
             }
             state.seen = before;
-            state.closed = true;
-            state.overflowed = true;
+            state.catching_up = true;
             drop(state);
-            self.dropping.notify_one();
+            self.ready.notify_one();
             return Offered::default();
         }
         let dropped = trim(
@@ -403,6 +466,10 @@ impl Outbox {
     /// of frames moved. The client is keeping up again.
     pub(crate) fn take(&self, into: &mut VecDeque<Entry>) -> usize {
         let mut state = self.lock();
+        if state.catching_up && state.queue.is_empty() && into.is_empty() {
+            drop(state);
+            return self.catch_up(into);
+        }
         if into.is_empty() {
             // The writer's usual case: the two deques trade allocations.
             std::mem::swap(&mut state.queue, into);
@@ -414,6 +481,85 @@ impl Outbox {
         let bytes = std::mem::take(&mut state.bytes);
         self.writer_bytes.fetch_add(bytes, Relaxed);
         std::mem::take(&mut state.frames)
+    }
+
+    /// One catch-up step: up to `step` events after `seen` from the
+    /// history (fewer if their bytes reach half the budget), those this
+    /// client's filter wants and it did not send itself, into `into`;
+    /// returns the number of frames. Reaching the history's head makes the
+    /// client live again, under the lock live bursts are offered under, so
+    /// nothing is missed or repeated at the seam. A position the history no
+    /// longer holds closes the client (it resumes, and is told `expired`).
+    fn catch_up(&self, into: &mut VecDeque<Entry>) -> usize {
+        let Some(history) = self.history.get() else {
+            return 0;
+        };
+        // The order every offer takes them in: the history, then the queue.
+        let history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
+        if !state.catching_up || !state.queue.is_empty() || state.closed {
+            return 0;
+        }
+        let mut cursor = state.seen;
+        if cursor + 1 < history.oldest() {
+            state.closed = true;
+            state.overflowed = true;
+            drop(state);
+            drop(history);
+            self.dropping.notify_one();
+            return 0;
+        }
+        let origin = self.origin.load(Relaxed);
+        let (mut events, mut bytes, mut frames) = (0, 0, 0);
+        for (burst, first, last) in history.after(cursor) {
+            if events >= self.step || bytes >= self.budget / 2 {
+                break;
+            }
+            events += burst.frames.len() - first;
+            cursor = last;
+            if burst.sender == origin {
+                continue;
+            }
+            let mut set = match state.filter.coverage() {
+                Coverage::Nothing => continue,
+                Coverage::Everything => FrameSet::first(burst.frames.len()),
+                Coverage::Some => {
+                    let mut set = FrameSet::default();
+                    for (i, t) in burst.types.iter().enumerate().skip(first) {
+                        if state.filter.matches(t) {
+                            set.insert(i);
+                        }
+                    }
+                    set
+                }
+            };
+            set.drop_below(first);
+            if set.is_empty() {
+                continue;
+            }
+            frames += set.len();
+            bytes += burst.bytes;
+            into.push_back(Entry {
+                burst: Arc::clone(burst),
+                frames: set,
+                bytes: burst.bytes,
+                seq: last,
+            });
+        }
+        state.seen = cursor;
+        state.catching_up = cursor < history.head();
+        let more = state.catching_up;
+        state.dropping_since = None;
+        self.taken_seen.store(cursor, Relaxed);
+        drop(state);
+        drop(history);
+        self.writer_bytes.fetch_add(bytes, Relaxed);
+        if more {
+            // The writer comes back for the next step once this one is
+            // written, even if the filter skipped all of it.
+            self.ready.notify_one();
+        }
+        frames
     }
 
     /// The writer is done with `entry` (written, or dropped with the
@@ -524,37 +670,32 @@ impl Outbox {
         }
     }
 
-    /// Makes this a resuming client, about to join at history position
-    /// `seen` with `replay` queued first; `marked` is the position the
-    /// client has already (position frames go out past it). Called before
-    /// the client joins the fan-out, under the history's lock.
-    pub(crate) fn resume(&self, seen: u64, marked: u64, replay: crate::history::Replay) {
+    /// Makes this a resuming client, about to join a history whose head
+    /// is `head`: every event after `seen` is to be sent to it (read from
+    /// `history` at its own pace if `seen` is behind the head); `marked`
+    /// is the position the client has already (position frames go out
+    /// past it). Called before the client joins the fan-out, under the
+    /// history's lock.
+    pub(crate) fn resume(&self, seen: u64, marked: u64, head: u64, history: Arc<Mutex<History>>) {
+        let _ = self.history.set(history);
         let mut state = self.lock();
-        // The replay's frames are bounded by `max_replay`, which may be
-        // above `client_queue_frames`: they are not counted against it
-        // (the writer takes them at once), only their bytes are.
-        for (burst, frames, seq) in replay.bursts {
-            state.bytes += burst.bytes;
-            let bytes = burst.bytes;
-            state.queue.push_back(Entry {
-                burst,
-                frames,
-                bytes,
-                seq,
-            });
-        }
         state.seen = seen;
+        state.catching_up = seen < head;
         self.marked.store(marked, Relaxed);
         self.taken_seen.store(marked, Relaxed);
+        self.skip_wake.store(true, Relaxed);
         self.resumable.store(true, Relaxed);
         drop(state);
         self.ready.notify_one();
     }
 
-    /// A filtered-out burst of a resuming client: wake the writer now and
-    /// then, so its position frames keep up with the history.
-    fn skipped(&self, seq: u64) {
-        if seq.saturating_sub(self.marked.load(Relaxed)) >= MARK_AFTER_SKIPPED {
+    /// A burst a resuming client is not sent (its filter skips it, or it
+    /// sent it itself): the first since the last position frame wakes the
+    /// writer, which then sends a position frame covering it within
+    /// 10 ms (the writer's pace for them) of the last one; the next ones
+    /// wake nobody until that frame is out.
+    fn skipped(&self) {
+        if self.skip_wake.swap(false, Relaxed) {
             self.ready.notify_one();
         }
     }
@@ -579,6 +720,9 @@ impl Outbox {
     /// The position frame for `seq` was handed to the socket.
     pub(crate) fn mark_sent(&self, seq: u64) {
         self.marked.store(seq, Relaxed);
+        // Armed before the writer next takes the queue: a skip from then
+        // on is not covered by this frame, and wakes it.
+        self.skip_wake.store(true, Relaxed);
     }
 
     /// Whether this client was closed for overflowing while resumable.
@@ -801,8 +945,8 @@ mod tests {
     #[test]
     fn never_back_to_the_sender() {
         let outbox = outbox(1, 100, Duration::from_secs(5));
-        assert_eq!(outbox.offer(&burst(1, &["a"]), 0), Offered::default());
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 1);
+        assert_eq!(outbox.offer(&burst(1, &["a"]), 0, 0), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0, 0).queued, 1);
         assert_eq!(taken(&outbox).len(), 1);
     }
 
@@ -815,8 +959,11 @@ mod tests {
                 replace: true,
             })
             .unwrap();
-        assert_eq!(outbox.offer(&burst(2, &["a", "b", "a", "b"]), 0).queued, 2);
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 0).queued, 0);
+        assert_eq!(
+            outbox.offer(&burst(2, &["a", "b", "a", "b"]), 0, 0).queued,
+            2
+        );
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0, 0).queued, 0);
         let got = taken(&outbox);
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|f| f.contains(r#""event_type":"b""#)));
@@ -825,8 +972,8 @@ mod tests {
     #[test]
     fn full_queue_drops_the_oldest_frames() {
         let outbox = outbox(1, 3, Duration::from_secs(60));
-        assert_eq!(outbox.offer(&burst(2, &["a", "a"]), 0).dropped, 0);
-        let o = outbox.offer(&burst(3, &["b", "b"]), 0);
+        assert_eq!(outbox.offer(&burst(2, &["a", "a"]), 0, 0).dropped, 0);
+        let o = outbox.offer(&burst(3, &["b", "b"]), 0, 0);
         assert_eq!((o.queued, o.dropped), (2, 1));
         let got = taken(&outbox);
         assert_eq!(got.len(), 3);
@@ -837,7 +984,7 @@ mod tests {
     #[test]
     fn a_burst_larger_than_the_queue_keeps_its_newest_frames() {
         let outbox = outbox(1, 2, Duration::from_secs(60));
-        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]), 0);
+        let o = outbox.offer(&burst(2, &["a", "a", "a", "a", "a"]), 0, 0);
         assert_eq!((o.queued, o.dropped), (5, 3));
         let got = taken(&outbox);
         assert!(got[0].contains(r#""id":"3""#) && got[1].contains(r#""id":"4""#));
@@ -853,13 +1000,13 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         };
-        outbox.offer(&burst(2, &["a"]), 0);
-        outbox.offer(&burst(2, &["a"]), 0); // starts dropping
+        outbox.offer(&burst(2, &["a"]), 0, 0);
+        outbox.offer(&burst(2, &["a"]), 0, 0); // starts dropping
         tokio::time::advance(Duration::from_secs(1)).await;
         // Taking resets the clock: the client kept up for a moment.
         taken(&outbox);
-        outbox.offer(&burst(2, &["a"]), 0);
-        outbox.offer(&burst(2, &["a"]), 0); // drops again, clock restarts
+        outbox.offer(&burst(2, &["a"]), 0, 0);
+        outbox.offer(&burst(2, &["a"]), 0, 0); // drops again, clock restarts
         tokio::time::advance(Duration::from_millis(1500)).await;
         settle().await;
         assert!(
@@ -874,7 +1021,7 @@ mod tests {
             .expect("closed by the timer")
             .unwrap();
         // A slow client takes nothing more.
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 0), Offered::default());
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 0, 0), Offered::default());
     }
 
     #[test]
@@ -887,21 +1034,21 @@ mod tests {
         };
         let outbox = Outbox::new(1, &config);
         for _ in 0..3 {
-            assert_eq!(outbox.offer(&burst(2, &["a"]), 0).dropped, 0);
+            assert_eq!(outbox.offer(&burst(2, &["a"]), 0, 0).dropped, 0);
         }
         let mut pending = VecDeque::new();
         outbox.take(&mut pending);
         // The writer holds the budget: the newest entry is kept...
-        let o = outbox.offer(&burst(2, &["a"]), 0);
+        let o = outbox.offer(&burst(2, &["a"]), 0, 0);
         assert_eq!((o.dropped, o.held), (0, 4 * b));
         // ...and the next one pushes it out.
-        let o = outbox.offer(&burst(2, &["a"]), 0);
+        let o = outbox.offer(&burst(2, &["a"]), 0, 0);
         assert_eq!((o.dropped, o.held), (1, 4 * b));
         // Written: the budget is free again.
         for entry in pending.drain(..) {
             outbox.release(&entry);
         }
-        let o = outbox.offer(&burst(2, &["a"]), 0);
+        let o = outbox.offer(&burst(2, &["a"]), 0, 0);
         assert_eq!((o.dropped, o.held), (0, 2 * b));
         // A sparse match (under half the burst's bytes) is copied, and
         // charged for its own frames only...
@@ -918,10 +1065,10 @@ mod tests {
             .unwrap();
         let sparse = burst(2, &["a", "b", "a"]);
         let one = sparse.frames[1].len();
-        assert_eq!(outbox.offer(&sparse, 0).held, one);
+        assert_eq!(outbox.offer(&sparse, 0, 0).held, one);
         // ...a denser one keeps the whole burst alive, and is charged for it.
         let dense = burst(2, &["b", "b", "a"]);
-        assert_eq!(outbox.offer(&dense, 0).held, one + dense.bytes);
+        assert_eq!(outbox.offer(&dense, 0, 0).held, one + dense.bytes);
         assert_eq!(
             taken(&outbox),
             [
@@ -932,39 +1079,88 @@ mod tests {
         );
     }
 
+    /// A history, and a way to append to it and offer to `outbox` as
+    /// the fan-out does.
+    fn history(config: &HubConfig) -> Arc<Mutex<History>> {
+        Arc::new(Mutex::new(History::new(config).unwrap()))
+    }
+
+    fn publish(history: &Mutex<History>, outbox: &Outbox, burst: &Arc<Burst>) -> Offered {
+        let mut h = history.lock().unwrap();
+        let seq = h.append(burst, Instant::now());
+        outbox.offer(burst, seq, h.oldest())
+    }
+
     #[tokio::test]
-    async fn a_resuming_client_is_closed_not_dropped_from() {
-        let outbox = outbox(1, 2, Duration::from_secs(60));
-        outbox.resume(10, 10, crate::history::Replay::default());
+    async fn a_resuming_client_lags_inside_the_history_neither_dropped_from_nor_closed() {
+        let config = HubConfig {
+            client_queue_frames: 2,
+            ..HubConfig::default()
+        };
+        let history = history(&config);
+        let outbox = Outbox::new(1, &config);
+        outbox.resume(0, 0, 0, Arc::clone(&history));
         assert_eq!(outbox.mark_due(), None);
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 11).queued, 1);
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 12).queued, 1);
-        // A third frame does not fit: no drop, the client is closed and its
-        // position stays before the frame it did not get.
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 13), Offered::default());
+        let frames: Vec<Arc<Burst>> = (0..4).map(|_| burst(2, &["a"])).collect();
+        assert_eq!(publish(&history, &outbox, &frames[0]).queued, 1);
+        assert_eq!(publish(&history, &outbox, &frames[1]).queued, 1);
+        // A third frame does not fit: nothing is dropped, nobody closed;
+        // it and the next wait in the history.
+        assert_eq!(publish(&history, &outbox, &frames[2]), Offered::default());
+        assert_eq!(publish(&history, &outbox, &frames[3]), Offered::default());
+        assert!(!outbox.overflowed() && !outbox.lock().closed);
+        assert_eq!(taken(&outbox).len(), 2);
+        assert_eq!(outbox.mark_due(), Some(2));
+        // Once the queue is written, the writer reads the rest from the
+        // history, and is live again at its head.
+        let mut entries = VecDeque::new();
+        assert_eq!(outbox.take(&mut entries), 2);
+        assert!(
+            entries
+                .iter()
+                .all(|e| Arc::ptr_eq(&e.burst, &frames[2]) || Arc::ptr_eq(&e.burst, &frames[3]))
+        );
+        assert_eq!(outbox.mark_due(), Some(4));
+        assert_eq!(publish(&history, &outbox, &burst(2, &["a"])).queued, 1);
+    }
+
+    #[tokio::test]
+    async fn a_resuming_client_whose_position_the_history_forgot_is_closed_at_once() {
+        let config = HubConfig {
+            client_queue_frames: 1,
+            history_size: 3,
+            ..HubConfig::default()
+        };
+        let history = history(&config);
+        let outbox = Outbox::new(1, &config);
+        outbox.resume(0, 0, 0, Arc::clone(&history));
+        assert_eq!(publish(&history, &outbox, &burst(2, &["a"])).queued, 1);
+        // Catching up from seq 1 on; the history holds 3 events.
+        for _ in 0..3 {
+            publish(&history, &outbox, &burst(2, &["a"]));
+        }
+        assert!(!outbox.lock().closed);
+        // Seq 2, not sent yet, is forgotten: closed, to resume (expired).
+        publish(&history, &outbox, &burst(2, &["a"]));
         tokio::time::timeout(Duration::from_secs(1), outbox.became_slow())
             .await
             .expect("closed at once, no timer");
         assert!(outbox.overflowed());
-        assert_eq!(taken(&outbox).len(), 2);
-        assert_eq!(outbox.mark_due(), Some(12));
-        outbox.mark_sent(12);
-        assert_eq!(outbox.mark_due(), None);
     }
 
     #[test]
     fn a_resuming_clients_position_passes_what_its_filter_skips() {
         let outbox = outbox(1, 100, Duration::from_secs(60));
-        outbox.resume(0, 0, crate::history::Replay::default());
+        outbox.resume(0, 0, 0, history(&HubConfig::default()));
         outbox
             .apply(&Change::Subscribe {
                 types: vec!["b".into()],
                 replace: true,
             })
             .unwrap();
-        assert_eq!(outbox.offer(&burst(2, &["a"]), 1).queued, 0);
+        assert_eq!(outbox.offer(&burst(2, &["a"]), 1, 0).queued, 0);
         // Its own events, too, are passed, not waited for.
-        assert_eq!(outbox.offer(&burst(1, &["b"]), 2).queued, 0);
+        assert_eq!(outbox.offer(&burst(1, &["b"]), 2, 0).queued, 0);
         assert!(taken(&outbox).is_empty());
         assert_eq!(outbox.mark_due(), Some(2));
     }

@@ -127,11 +127,14 @@ pub struct HubStats {
     /// Clients that presented a position that could not be recovered
     /// (another epoch, expired, or too many events): nothing was replayed.
     pub resumes_not_recovered: u64,
-    /// Events replayed to resuming clients.
+    /// Events after the positions resuming clients presented, when they
+    /// joined: what they read from the history (their filter and their
+    /// own events aside).
     pub events_replayed: u64,
-    /// Resuming clients closed with 1013 because their queue was full:
-    /// they resume from history instead of losing frames (also counted in
-    /// `disconnected_slow`).
+    /// Resuming clients closed with 1013 because the history forgot an
+    /// event not yet written to them (they lagged past its tail): they
+    /// resume and are told `expired`, instead of missing it silently
+    /// (also counted in `disconnected_slow`).
     pub closed_to_resume: u64,
     /// Events the history holds now. A gauge, like `clients`.
     pub history_events: u64,

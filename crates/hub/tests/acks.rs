@@ -270,3 +270,64 @@ async fn the_window_forgets_an_id_after_its_age() {
     let stats = hub.stats();
     assert_eq!((stats.duplicates_dropped, stats.dedup_window_ids), (0, 1));
 }
+
+/// Connects (presenting the identity `id`, if any) in ack mode, sends
+/// `frames` and waits for their ack; returns the connection.
+async fn publish_acked(hub: &watchtower_hub::Hub, id: Option<&str>, frames: &[String]) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut request = hub.url().into_client_request().unwrap();
+    if let Some(id) = id {
+        request
+            .headers_mut()
+            .insert("Watchtower-Client-Id", HeaderValue::from_str(id).unwrap());
+    }
+    let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    send(&mut client, HELLO).await;
+    for frame in frames {
+        client.feed(Message::text(frame.as_str())).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    acks_until(&mut client, frames.len() as u64).await;
+    client
+}
+
+fn junk(owner: u64, n: u64) -> Vec<String> {
+    (0..n).map(|i| event("junk", owner * 1_000 + i)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_cannot_flush_a_clients_ids_out_of_the_window() {
+    let mut config = HubConfig::default();
+    config.dedup_window_events = 1_000;
+    config.dedup_client_share = 100;
+    let hub = hub_with(config).await;
+    let original = event("order", 1);
+    drop(publish_acked(&hub, Some("victim"), std::slice::from_ref(&original)).await);
+    // Eleven connections at once, each filling its share: 1,100 ids for
+    // a window of 1,000.
+    let frames: Vec<Vec<String>> = (0..11).map(|owner| junk(owner, 100)).collect();
+    let _flooders =
+        futures_util::future::join_all(frames.iter().map(|f| publish_acked(&hub, None, f))).await;
+    assert_eq!(hub.stats().dedup_window_ids, 1_000);
+    // The victim's resend, on a new connection: still recognised.
+    publish_acked(&hub, Some("victim"), &[original]).await;
+    assert_eq!(hub.stats().duplicates_dropped, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_one_address_do_not_share_a_pool_in_the_window() {
+    let mut config = HubConfig::default();
+    config.dedup_client_share = 100;
+    let hub = hub_with(config).await;
+    let original = event("order", 1);
+    drop(publish_acked(&hub, Some("victim"), std::slice::from_ref(&original)).await);
+    // Three other clients from the same address come and go, each with
+    // a full share.
+    for owner in 0..3 {
+        let id = format!("neighbour-{owner}");
+        drop(publish_acked(&hub, Some(&id), &junk(owner, 100)).await);
+    }
+    publish_acked(&hub, Some("victim"), &[original]).await;
+    assert_eq!(hub.stats().duplicates_dropped, 1);
+}

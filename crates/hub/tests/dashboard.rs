@@ -138,7 +138,12 @@ async fn hub_clients(hub: &Hub) -> Vec<Value> {
         .await
         .unwrap()
         .unwrap();
-    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    if head.starts_with("HTTP/1.1 429") {
+        // Paced, hub-wide: ask again shortly.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        return Box::pin(hub_clients(hub)).await;
+    }
     let json: Value = serde_json::from_str(body).unwrap();
     json["clients"].as_array().unwrap().clone()
 }

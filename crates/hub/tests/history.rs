@@ -214,3 +214,89 @@ async fn a_long_replay_marks_the_position_as_it_goes() {
         "{marks_inside} position frames inside the replay"
     );
 }
+
+/// The `n` in an event frame's payload.
+fn n_of(frame: &str) -> u64 {
+    let value: serde_json::Value = serde_json::from_str(frame).unwrap();
+    value["payload"]["n"].as_u64().unwrap()
+}
+
+/// A subscriber that comes back after missing 3,000 events (three times
+/// what one replay used to be allowed, `max_replay`) gets every one of
+/// them, in order, from a hub with default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_recovers_however_many_events_the_history_holds() {
+    let hub = hub().await;
+    let mut publisher = clients(&hub, 1).await.remove(0);
+    let (_, response) = connect_async(hub.url()).await.unwrap();
+    let start = position_of(&response);
+    for n in 0..3_000 {
+        send(&mut publisher, &event("t", n)).await;
+    }
+    stats_until(&hub, "relayed", |s| s.events_in == 3_000).await;
+    let (mut back, response) = resume_with(&hub.url(), &start.to_string()).await;
+    assert_eq!(recovered_of(&response), Some(Ok(3_000)));
+    assert!(matches!(
+        next_control(&mut back).await,
+        ControlFrame::Resumed {
+            recovered: true,
+            replayed: 3_000,
+            ..
+        }
+    ));
+    let mut seq = 0;
+    for n in 0..3_000 {
+        assert_eq!(n_of(&next_event(&mut back, &mut seq).await), n);
+    }
+    // Live events follow the catch-up, with nothing missing or repeated.
+    send(&mut publisher, &event("t", 3_000)).await;
+    assert_eq!(n_of(&next_event(&mut back, &mut seq).await), 3_000);
+}
+
+/// A resuming subscriber that reads nothing while more than its queue
+/// budget flows (14 MiB, default `client_queue_bytes` 8 MiB) is neither
+/// dropped from nor closed: it lags inside the history, then gets every
+/// event, in order, from a hub with default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resuming_subscriber_that_stops_reading_lags_inside_the_history() {
+    let hub = hub().await;
+    let mut publisher = clients(&hub, 1).await.remove(0);
+    // A 4 KiB receive buffer: the hub's writes back up at once.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(hub.local_addr()).await.unwrap();
+    let mut request = hub.url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert(RESUME_HEADER, HeaderValue::from_static("new"));
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    stats_until(&hub, "both connected", |s| s.clients == 2).await;
+    let pad = "x".repeat(2048);
+    let big = |n: u64| {
+        watchtower_core::Event::new(
+            "t",
+            serde_json::json!({ "n": n, "pad": pad }),
+            watchtower_core::EventMetadata::default(),
+        )
+        .to_json()
+        .unwrap()
+    };
+    const EVENTS: u64 = 7_000;
+    for n in 0..EVENTS {
+        send(&mut publisher, &big(n)).await;
+    }
+    stats_until(&hub, "relayed", |s| s.events_in == EVENTS).await;
+    assert!(matches!(
+        next_control(&mut slow).await,
+        ControlFrame::Resumed { .. }
+    ));
+    let mut seq = 0;
+    for n in 0..EVENTS {
+        assert_eq!(n_of(&next_event(&mut slow, &mut seq).await), n);
+    }
+    let stats = hub.stats();
+    assert_eq!((stats.closed_to_resume, stats.dropped_frames), (0, 0));
+}

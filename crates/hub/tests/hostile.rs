@@ -258,11 +258,9 @@ async fn a_client_reconnecting_cannot_flush_the_dedup_window() {
         drop(attacker);
         stats_until(&hub, "the attacker's connection gone", |s| s.clients == 1).await;
     }
-    let stats = hub.stats();
-    assert!(
-        stats.dedup_window_ids <= 2 * SHARE + 1,
-        "the attacker's address holds about one share: {stats:?}"
-    );
+    // The window is full of junk, the victim's one id among it: a full
+    // window takes from whoever holds the most, never the victim's.
+    assert_eq!(hub.stats().dedup_window_ids, 1000);
 
     // The victim resends on a new connection, and the resend is still
     // recognised.

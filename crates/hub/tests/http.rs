@@ -894,3 +894,62 @@ async fn a_connection_counts_as_a_client_or_a_failure_never_both() {
     .await;
     assert_eq!(counted(&s), ATTEMPTS, "{s:?}");
 }
+
+/// Same origin means the `Host` is one of the hub's own names: a page on a
+/// name rebound to the hub's address (Origin and Host agree, the name is
+/// someone else's) gets 403, on the HTTP side and on the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_name_is_not_the_hubs_own_origin() {
+    let hub = hub().await;
+    let addr = hub.local_addr();
+    let port = addr.port();
+    let ask = |host: String, path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n{extra}\r\n")
+    };
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let rebound = format!("rebound.example:{port}");
+    for (path, extra) in [("/api/clients", ""), ("/events", upgrade)] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let reply = exchange(tcp, ask(rebound.clone(), path, extra).as_bytes()).await;
+        assert_eq!(reply.status, 403, "{path}");
+    }
+    assert_eq!(hub.stats().clients, 0);
+    // `localhost` and the address are the hub's own names.
+    for host in [format!("localhost:{port}"), addr.to_string()] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let reply = exchange(tcp, ask(host.clone(), "/api/stats", "").as_bytes()).await;
+        assert_eq!(reply.status, 200, "{host}");
+    }
+}
+
+/// `/api/clients` is paced hub-wide (10 answers a second, in bursts of as
+/// many): past it, 429 with `Retry-After`, and a refused request does not
+/// push the next answer further away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_api_is_paced() {
+    let hub = hub().await;
+    let addr = hub.local_addr();
+    let started = tokio::time::Instant::now();
+    let (mut answered, mut paced) = (0u64, 0u64);
+    for _ in 0..60 {
+        let reply = get(addr, "/api/clients").await;
+        match reply.status {
+            200 => answered += 1,
+            429 => {
+                paced += 1;
+                let secs: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+                assert!(secs >= 1, "{reply:?}");
+            }
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+    // The burst, plus what the time taken refilled.
+    let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!(
+        answered <= 10 + refilled,
+        "{answered} answered, {paced} paced in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answered + paced, 60);
+}

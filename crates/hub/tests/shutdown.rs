@@ -78,3 +78,69 @@ async fn dropping_the_hub_drops_every_connection() {
     .await;
     assert!(ended.is_ok(), "the connection outlived the hub");
 }
+
+/// A stop stops every reader (and so every ack) before any subscriber's
+/// queue closes: each event a publisher was acknowledged for reaches the
+/// subscriber that stayed connected and reading until the 1001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_reach_reading_subscribers_through_a_stop() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use watchtower_core::ControlFrame;
+
+    let hub = hub().await;
+    let mut c = clients(&hub, 2).await;
+    let (mut subscriber, publisher) = (c.pop().unwrap(), c.pop().unwrap());
+    let received = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&received);
+    let subscriber = tokio::spawn(async move {
+        // Every event, until the close frame.
+        while let Some(Ok(message)) = subscriber.next().await {
+            match message {
+                Message::Text(_) => {
+                    count.fetch_add(1, SeqCst);
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let (mut sink, mut stream) = publisher.split();
+    sink.send(Message::text(r#"{"type":"hello","acks":true}"#))
+        .await
+        .unwrap();
+    let acked = Arc::new(AtomicU64::new(0));
+    let upto = Arc::clone(&acked);
+    let acks = tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Text(text) = message
+                && let Some(ControlFrame::Ack { upto: n }) =
+                    ControlFrame::from_json(text.as_bytes())
+            {
+                upto.fetch_max(n, SeqCst);
+            }
+        }
+    });
+    let publishing = tokio::spawn(async move {
+        let mut n = 0;
+        // Flat out, until the hub stops reading and the socket fills or
+        // closes.
+        while sink.send(Message::text(event("t", n))).await.is_ok() {
+            n += 1;
+        }
+    });
+    until("events flow", || received.load(SeqCst) >= 2_000).await;
+    let stats = hub.shutdown().await;
+    subscriber.await.unwrap();
+    publishing.abort();
+    let _ = acks.await;
+    assert_eq!(stats.dropped_frames, 0, "the subscriber kept up");
+    let (acked, received) = (acked.load(SeqCst), received.load(SeqCst));
+    assert!(
+        acked <= received,
+        "{acked} events acknowledged, {received} reached the subscriber"
+    );
+}

@@ -12,6 +12,7 @@ mod filters;
 mod history;
 mod hostile;
 mod http;
+mod identity;
 mod keepalive;
 mod malformed;
 mod oversize;

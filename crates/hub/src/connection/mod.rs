@@ -101,21 +101,40 @@ async fn serve<S>(
     }
     let mut pending = VecDeque::new();
     let mut lifecycle = shared.lifecycle.subscribe();
+    let reading = shared.start_reading();
     // Unbiased on purpose: a client that publishes flat out must not starve
     // its own writer of the task's I/O budget.
-    let end = tokio::select! {
-        deadline = draining(&mut lifecycle) => End::Shutdown(deadline),
-        () = outbox.became_slow() => End::Slow,
-        () = outbox.backplane_lost() => End::Backplane,
-        end = keepalive(&shared, &clock) => end,
-        end = read_loop(&shared, &outbox, &clock, &mut stream) => end,
-        end = write_loop(&shared, &outbox, &clock, &mut pending, &mut sink) => end,
+    let end = match reading {
+        // The hub is stopping already: nothing is read from this client.
+        None => End::Shutdown(draining(&mut lifecycle).await),
+        Some(_) => tokio::select! {
+            deadline = draining(&mut lifecycle) => End::Shutdown(deadline),
+            () = outbox.became_slow() => End::Slow,
+            () = outbox.backplane_lost() => End::Backplane,
+            end = keepalive(&shared, &clock) => end,
+            end = read_loop(&shared, &outbox, &clock, &mut stream) => end,
+            end = write_loop(&shared, &outbox, &clock, &mut pending, &mut sink) => end,
+        },
     };
+    // Nothing more is read from this client, or acknowledged to it.
+    drop(reading);
+    if let End::Shutdown(deadline) = end {
+        // A stop stops every reader before any queue closes: an event
+        // acknowledged to its publisher is then in the queue of every
+        // subscriber still connected, which goes on being written
+        // meanwhile (see `goodbye`).
+        let _ = timeout_at(deadline, async {
+            tokio::select! {
+                () = shared.readers_stopped() => {}
+                _ = write_loop(&shared, &outbox, &clock, &mut pending, &mut sink) => {}
+            }
+        })
+        .await;
+    }
     // From here on nothing new is queued for this client, and it no longer
     // counts as connected while it is being closed.
     outbox.close();
     drop(member);
-    shared.dedup.leave(id, peer.ip());
     if matches!(end, End::Slow) && outbox.overflowed() {
         bump(&shared.counters.closed_to_resume);
     }

@@ -15,6 +15,7 @@ use crate::dedup::{DedupWindow, Key};
 use crate::fanout::{Burst, MAX_BURST};
 use crate::filter::{FilterLimits, OverLimit};
 use crate::hub::Shared;
+use crate::outbox::FrameSet;
 use crate::outbox::Outbox;
 use crate::pace::Pace;
 use crate::stats::{Counters, add, bump, high_water};
@@ -65,6 +66,7 @@ where
         control_pace: Pace::per_second(shared.config.control_bytes_per_second),
         control_wait: None,
     };
+    let history = shared.config.history_size > 0;
     loop {
         let message = stream.next().await;
         reader.burst_bytes = 0;
@@ -85,33 +87,21 @@ where
             // without waiting, so its end is when its frames arrived.
             clock.alive();
         }
-        if !reader.keyed.is_empty() {
-            reader.drop_duplicates();
-        }
-        // The ack covers every frame counted so far; the fan-out sends it
-        // once they are relayed (or, with a backplane, stored), which is
-        // what an ack promises.
-        let ack = (reader.acks && reader.data_frames > reader.acked).then(|| {
-            reader.acked = reader.data_frames;
-            reader.acked
-        });
-        let burst = (!reader.frames.is_empty()).then(|| {
-            Arc::new(Burst::new(
-                outbox.id(),
-                reader.frames.take(),
-                reader.types.take(),
-            ))
-        });
-        if burst.is_some() || ack.is_some() {
-            let counters = &shared.counters;
-            let events = burst.as_ref().map_or(0, |b| b.frames.len() as u64);
-            let delivery = shared.fanout.relay(burst, outbox, ack);
-            // Counted once relayed (and in the history): a test that waits
-            // for `events_in` may then rely on both.
-            add(&counters.events_in, events);
-            add(&counters.frames_queued, delivery.queued);
-            add(&counters.dropped_frames, delivery.dropped);
-            high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
+        if reader.keyed.is_empty() {
+            reader.relay(shared, history);
+        } else {
+            // Checked against the window and relayed in one step: a
+            // resend on another connection can neither be taken for a
+            // duplicate before its original is relayed, nor overtake it.
+            let keyed = std::mem::take(&mut reader.keyed);
+            shared
+                .dedup
+                .check_then(outbox.origin(), &keyed, |duplicates| {
+                    reader.drop_duplicates(&duplicates);
+                    reader.relay(shared, history);
+                });
+            reader.keyed = keyed;
+            reader.keyed.clear();
         }
         if let Some(end) = end {
             return end;
@@ -134,7 +124,7 @@ where
 struct Reader<'a> {
     clock: &'a Clock,
     counters: &'a Counters,
-    outbox: &'a Outbox,
+    outbox: &'a Arc<Outbox>,
     dedup: &'a DedupWindow,
     limits: FilterLimits,
     /// A data frame was read in the current burst: the client is alive.
@@ -288,17 +278,43 @@ impl Reader<'_> {
         add(&self.counters.bytes_in, len as u64);
     }
 
-    /// Checks the burst's ack-mode events against the window (one lock for
-    /// the whole burst) and takes out the duplicates.
-    fn drop_duplicates(&mut self) {
-        let duplicates = self.dedup.duplicates(self.outbox.id(), &self.keyed);
-        self.keyed.clear();
+    /// Takes the duplicates out of the burst.
+    fn drop_duplicates(&mut self, duplicates: &FrameSet) {
         if duplicates.is_empty() {
             return;
         }
         add(&self.counters.duplicates_dropped, duplicates.len() as u64);
-        self.frames.remove(&duplicates);
-        self.types.remove(&duplicates);
+        self.frames.remove(duplicates);
+        self.types.remove(duplicates);
+    }
+
+    /// Relays the burst read (if any) and, in ack mode, queues the ack for
+    /// every frame counted so far: the fan-out sends it once they are
+    /// relayed (or, with a backplane, stored), which is what an ack
+    /// promises.
+    fn relay(&mut self, shared: &Shared, history: bool) {
+        let ack = (self.acks && self.data_frames > self.acked).then(|| {
+            self.acked = self.data_frames;
+            self.acked
+        });
+        let burst = (!self.frames.is_empty()).then(|| {
+            let burst = Burst::new(self.outbox.origin(), self.frames.take(), self.types.take());
+            // The keys positions name events by, made here, outside the
+            // history's lock.
+            Arc::new(if history { burst.keyed() } else { burst })
+        });
+        if burst.is_none() && ack.is_none() {
+            return;
+        }
+        let counters = &shared.counters;
+        let events = burst.as_ref().map_or(0, |b| b.frames.len() as u64);
+        let delivery = shared.fanout.relay(burst, self.outbox, ack);
+        // Counted once relayed (and in the history): a test that waits
+        // for `events_in` may then rely on both.
+        add(&counters.events_in, events);
+        add(&counters.frames_queued, delivery.queued);
+        add(&counters.dropped_frames, delivery.dropped);
+        high_water(&counters.client_bytes_high_water, delivery.max_held as u64);
     }
 
     /// A control frame updates this client's filter or, for `hello`, its

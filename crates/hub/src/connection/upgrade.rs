@@ -252,6 +252,15 @@ where
                         position as the hub gave it\n";
             return Err(refusal(StatusCode::BAD_REQUEST, body));
         };
+        let Ok(identity) = presented_identity(request) else {
+            refused = Some(Refused::BadClientId);
+            let body = "bad request: send at most one Watchtower-Client-Id (or ?client_id=): 1 to \
+                        128 letters, digits, '-', '_' or '.'\n";
+            return Err(refusal(StatusCode::BAD_REQUEST, body));
+        };
+        if let Some(origin) = identity {
+            outbox.set_origin(origin);
+        }
         let sampler = match presented_sample(request) {
             Ok(sampler) => sampler,
             Err(()) => {
@@ -347,6 +356,11 @@ fn count_refusal(shared: &Shared, peer: SocketAddr, why: Refused) {
                 tracing::info!(%peer, suppressed, "client refused with 400: malformed sample request");
             }
         }
+        Refused::BadClientId => {
+            if let Some(suppressed) = shared.log_refusal() {
+                tracing::info!(%peer, suppressed, "client refused with 400: malformed client id");
+            }
+        }
     }
 }
 
@@ -364,6 +378,48 @@ enum Refused {
     /// A malformed, repeated or out-of-range sample rate, or one beside a
     /// resume position: 400.
     BadSample,
+    /// A malformed or repeated client identity: 400.
+    BadClientId,
+}
+
+/// Request header carrying the identity a client keeps across its
+/// connections (the transport sends a UUID), so the hub never sends it its
+/// own events: not in a replay after a resume, not from a frame its
+/// previous connection sent late.
+pub(crate) const CLIENT_ID_HEADER: &str = "watchtower-client-id";
+/// The same in the URL's query, for browsers: `?client_id=`.
+pub(crate) const CLIENT_ID_QUERY: &str = "client_id";
+
+/// Longest client identity accepted.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// The identity a client presented in [`CLIENT_ID_HEADER`] or
+/// `?client_id=`, as the sender its bursts carry; `Err` if it is malformed
+/// or there is more than one.
+///
+/// The sender is a stable hash of the identity (FNV-1a, as a position's
+/// key), with the top bit set so it never equals a connection's id (those
+/// count from 1): hubs of a group agree on it.
+fn presented_identity(request: &Request) -> Result<Option<ClientId>, ()> {
+    let mut found = None;
+    for value in presented(request, CLIENT_ID_HEADER, CLIENT_ID_QUERY) {
+        let value = value.ok_or(())?;
+        let id = value.trim();
+        let valid = (1..=MAX_CLIENT_ID_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return Err(());
+        }
+        let mut key = b"watchtower-client-id:".to_vec();
+        key.extend_from_slice(id.as_bytes());
+        let origin = watchtower_core::frame_key(&key) | (1 << 63);
+        if found.replace(origin).is_some() {
+            return Err(());
+        }
+    }
+    Ok(found)
 }
 
 /// The sample a client asked for in [`SAMPLE_HEADER`] or `?sample=`

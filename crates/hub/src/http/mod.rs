@@ -106,7 +106,21 @@ pub(crate) fn answer(shared: &Shared, route: Route) -> Answer {
             head_only: false,
         },
         Route::Stats => Answer::json(api::stats(&shared.stats(), shared.uptime())),
-        Route::Clients => Answer::json(api::clients(&shared.clients)),
+        Route::Clients => match shared.pace_clients_api() {
+            Ok(()) => Answer::json(api::clients(&shared.clients)),
+            Err(wait) => {
+                let mut answer = Answer::text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many requests: /api/clients is answered a few times a second, \
+                     hub-wide; retry later\n",
+                );
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                answer
+                    .headers
+                    .push(("retry-after", secs.max(1).to_string()));
+                answer
+            }
+        },
         Route::Dashboard => page::answer(),
     }
 }
