@@ -36,9 +36,10 @@ pub use watchtower_core::{
     Result, Subscriber, SubscriptionHandle, TlsErrorKind, Transport, WatchtowerError,
 };
 pub use watchtower_websocket_transport::{
-    AtLeastOnce, ConnectionState, ConnectionStats, Credentials, DeadEvent, Delivery,
-    MailboxOverflow, MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder,
-    TransportStats, WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
+    AtLeastOnce, CLIENT_ID_HEADER, CheckpointStore, ConnectionState, ConnectionStats, Credentials,
+    DEFAULT_CHECKPOINT_INTERVAL, DeadEvent, Delivery, FileCheckpoint, MailboxOverflow,
+    MalformedCounts, ResumeOutcome, ShutdownReport, TransportBuilder, TransportStats,
+    WebSocketConfig, WebSocketSubscriber, WebSocketTransport, redact_url,
 };
 
 /// Queue statistics.

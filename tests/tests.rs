@@ -11,6 +11,7 @@ mod auth;
 mod backpressure;
 mod bad_input;
 mod chaos;
+mod checkpoint;
 mod dispatch;
 mod edges;
 mod engine;

@@ -6,6 +6,7 @@
 mod process;
 mod support;
 
+mod checkpoint;
 mod errors;
 mod hub;
 mod pubsub;

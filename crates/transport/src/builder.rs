@@ -3,12 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use watchtower_core::{BoxError, Position, WatchtowerError};
 use watchtower_dlq::DlqConfig;
 use watchtower_reconnect::ReconnectPolicy;
 
+use crate::checkpoint::{
+    CheckpointSettings, CheckpointStore, DEFAULT_CHECKPOINT_INTERVAL, FileCheckpoint,
+};
 use crate::config::WebSocketConfig;
 use crate::connect::header_pair;
 use crate::credentials::{self, CredentialProvider, Credentials};
@@ -99,6 +103,8 @@ pub struct TransportBuilder {
     resume: bool,
     resume_from: Option<Position>,
     fallback_urls: Vec<String>,
+    checkpoint: Option<Arc<dyn CheckpointStore>>,
+    checkpoint_interval: Duration,
 }
 
 impl fmt::Debug for TransportBuilder {
@@ -144,6 +150,8 @@ impl TransportBuilder {
             resume: true,
             resume_from: None,
             fallback_urls: Vec::new(),
+            checkpoint: None,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 
@@ -464,14 +472,71 @@ impl TransportBuilder {
         self
     }
 
+    /// Stores the handled position ([`WebSocketTransport::position`]) in
+    /// the file at `path`, and continues from it at start: see
+    /// [`checkpoint`](Self::checkpoint). The file is replaced atomically
+    /// (a temporary file beside it, `fsync`, rename); its directory must
+    /// exist.
+    ///
+    /// ```no_run
+    /// use watchtower_websocket_transport::{WebSocketConfig, WebSocketTransport};
+    /// # async fn run() -> Result<(), watchtower_core::WatchtowerError> {
+    /// let transport = WebSocketTransport::builder(WebSocketConfig::new("ws://hub:8080/events"))
+    ///     .checkpoint_file("/var/lib/myapp/events.position")
+    ///     .connect()
+    ///     .await?;
+    /// // The first connect is made by the first subscribe, which gets every
+    /// // event after the stored position first.
+    /// # Ok(()) }
+    /// ```
+    pub fn checkpoint_file(self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint(FileCheckpoint::new(path))
+    }
+
+    /// Stores the handled position in `store` at most every
+    /// [`checkpoint_interval`](Self::checkpoint_interval) (when it moved)
+    /// and once more at `shutdown`, and continues from the stored one at
+    /// start: `connect` loads it and, if there is one, behaves as
+    /// [`resume_from`](Self::resume_from) it (a stored position wins over
+    /// `resume_from`, which then only says where a first run starts).
+    /// Turns [`resume`](Self::resume) on.
+    ///
+    /// The promise, with a hub whose history still holds the events: kill
+    /// the process at any moment (`kill -9` included), start it again with
+    /// the same store, and every event its handlers had not finished is
+    /// delivered; at most the events they finished in the last interval
+    /// before the kill are delivered again. A `shutdown` stores the
+    /// position after the subscriptions have stopped, so a clean restart
+    /// gets nothing twice.
+    pub fn checkpoint(mut self, store: impl CheckpointStore) -> Self {
+        self.resume = true;
+        self.checkpoint = Some(Arc::new(store));
+        self
+    }
+
+    /// How often the checkpoint is stored at most. Default 1 s
+    /// ([`DEFAULT_CHECKPOINT_INTERVAL`]); between 1 ms and 24 hours.
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
     /// Validates every setting, then connects. Must be called inside a
     /// tokio runtime.
     ///
-    /// Fails with a `Config` error before any I/O when a setting is wrong,
-    /// and with the last connection error when the first connect fails
-    /// after `max_reconnect_attempts` retries.
+    /// Fails with a `Config` error before any I/O when a setting is wrong
+    /// or a checkpoint cannot be loaded, and with the last connection
+    /// error when the first connect fails after `max_reconnect_attempts`
+    /// retries.
     pub async fn connect(self) -> Result<WebSocketTransport, WatchtowerError> {
-        let settings = self.into_settings()?;
+        let mut settings = self.into_settings()?;
+        if let Some(checkpoint) = &settings.checkpoint
+            && let Some(position) = checkpoint.load().await?
+        {
+            tracing::debug!(%position, "continuing from the checkpoint");
+            settings.resume = true;
+            settings.resume_from = Some(position);
+        }
         WebSocketTransport::start(settings).await
     }
 
@@ -502,11 +567,20 @@ impl TransportBuilder {
         if self.write_timeout.is_zero() {
             return config_error("write_timeout must be above zero");
         }
+        if self.checkpoint.is_some() && !self.resume {
+            return config_error(
+                "a checkpoint stores the position in the hub's history: it needs resume on",
+            );
+        }
+        if self.checkpoint_interval < Duration::from_millis(1) {
+            return config_error("checkpoint_interval must be at least 1 ms");
+        }
         let mut durations = vec![
             ("connect_timeout", self.connect_timeout),
             ("shutdown_timeout", self.shutdown_timeout),
             ("write_timeout", self.write_timeout),
             ("breaker_timeout", self.breaker_timeout),
+            ("checkpoint_interval", self.checkpoint_interval),
         ];
         if let Some(k) = self.keepalive {
             durations.push(("keepalive interval", k.interval));
@@ -618,6 +692,10 @@ impl TransportBuilder {
             dedup_window: self.dedup_window,
             resume: self.resume,
             resume_from: self.resume_from,
+            checkpoint: self.checkpoint.map(|store| CheckpointSettings {
+                store,
+                interval: self.checkpoint_interval,
+            }),
         })
     }
 }

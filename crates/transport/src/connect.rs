@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig as WireConfig};
 use watchtower_core::{RESUME_HEADER, TlsErrorKind, WatchtowerError};
 
+use crate::client_id::{CLIENT_ID_HEADER, ClientId};
 use crate::credentials::{CredentialProvider, Credentials};
 use crate::resume::Resume;
 use crate::settings::Settings;
@@ -92,12 +93,15 @@ impl AsyncWrite for Socket {
 pub(crate) type Ws = WebSocketStream<Socket>;
 
 /// Makes one connection attempt within the connect timeout, presenting
-/// the position in `resume` and taking in the hub's answer.
+/// the transport's identity and the position in `resume`, and taking in
+/// the hub's answer. TLS is decided by `url`'s scheme alone: in a list of
+/// `ws://` and `wss://` URLs, each gets what it says.
 pub(crate) async fn connect_once(
     settings: &Settings,
     url: &WsUrl,
     resume: &Resume,
     counters: &Counters,
+    client_id: &ClientId,
 ) -> Result<Ws, WatchtowerError> {
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = |stage: &'static str| WatchtowerError::Timeout {
@@ -112,6 +116,9 @@ pub(crate) async fn connect_once(
         None => None,
     };
     let mut request = build_request(settings, url, credentials.as_ref())?;
+    request
+        .headers_mut()
+        .insert(CLIENT_ID_HEADER, client_id.header().clone());
     if let Some(position) = resume.header() {
         request.headers_mut().insert(RESUME_HEADER, position);
     }
@@ -124,7 +131,17 @@ pub(crate) async fn connect_once(
     tcp.set_nodelay(true)
         .map_err(|e| WatchtowerError::connection_with("could not set TCP_NODELAY", e))?;
 
-    let socket = match &settings.tls {
+    let tls = if url.is_secure() {
+        // The builder makes a TLS config whenever one URL is `wss://`.
+        let tls = settings
+            .tls
+            .as_ref()
+            .ok_or_else(|| WatchtowerError::Config(format!("no TLS configuration for {url}")))?;
+        Some(tls)
+    } else {
+        None
+    };
+    let socket = match tls {
         None => Socket::Plain(tcp),
         Some(tls) => {
             let name =

@@ -39,6 +39,8 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod checkpoint;
+mod client_id;
 mod config;
 mod connect;
 mod connection;
@@ -62,6 +64,8 @@ pub use builder::{
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WRITE_BATCH, DEFAULT_WRITE_TIMEOUT, MAX_DURATION,
     TransportBuilder,
 };
+pub use checkpoint::{CheckpointStore, DEFAULT_CHECKPOINT_INTERVAL, FileCheckpoint};
+pub use client_id::CLIENT_ID_HEADER;
 pub use config::WebSocketConfig;
 pub use credentials::Credentials;
 pub use dead_event::DeadEvent;

@@ -1,13 +1,27 @@
 //! Resume: the subscriber's position in the hub's history, presented on
 //! every (re)connect, and what the hub answered.
 //!
-//! The position moves only as the reader reads: the hub's position frames
-//! move its `seq`, and the last event frame read since the last one is
-//! remembered (its key goes with the position), so a reconnect asks for
-//! exactly what was not read yet. Events read are already in the
-//! subscriptions' mailboxes, which survive reconnects.
+//! There are two positions. The *read* position moves only as the reader
+//! reads: the hub's position frames move its `seq`, and the last event
+//! frame read since the last one is remembered (its key goes with the
+//! position), so a reconnect asks for exactly what was not read yet.
+//! Events read are already in the subscriptions' mailboxes, which survive
+//! reconnects.
+//!
+//! The *handled* position — what [`position`](crate::WebSocketTransport::position)
+//! and checkpoints hand out — covers only what every subscription has
+//! handled (or dead-lettered). Every event frame read gets a read index;
+//! each subscription says up to which index it has finished (see
+//! [`Progress`](crate::subscription::Progress)), and the position frames
+//! are remembered with the index they came at ([`Mark`]), so the handled
+//! position is the last mark at or before the lowest finished index, plus
+//! the key of the event at that index. Keys are computed only when a
+//! position is asked for, never per event.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::collections::VecDeque;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -46,12 +60,20 @@ pub enum ResumeOutcome {
     NotSupported,
 }
 
-/// The position and the last answer. Locked by the reader per event read
+/// The positions and the last answer. Locked by the reader per event read
 /// (uncontended: only the reader and `position()` callers take it).
 #[derive(Debug)]
 pub(crate) struct Resume {
     enabled: bool,
+    /// A position was given at build (`resume_from` or a checkpoint): the
+    /// first connect waits for the first subscription.
+    deferred: bool,
     state: Mutex<State>,
+    /// The read index of the last event frame read *and handed to the
+    /// subscriptions* (0: none yet). Only the reader stores it, after the
+    /// hand-off, so every event up to it is counted in the mailboxes it
+    /// went to.
+    read: AtomicU64,
     /// Set by the first `subscribe`: a replay then has somewhere to go.
     subscribed: AtomicBool,
     first_subscription: Notify,
@@ -63,8 +85,28 @@ struct State {
     position: Option<Position>,
     /// The last event frame read since then.
     last: LastFrame,
+    /// The read index of the frame in `last`.
+    last_index: u64,
     outcome: Option<ResumeOutcome>,
+    /// Where the read position stood as events were read: for the handled
+    /// position, which trails it. Oldest first; pruned as the handled
+    /// position passes them.
+    marks: VecDeque<Mark>,
 }
+
+/// The read position when the reader had read `at` event frames (and a
+/// position frame or an answer set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    at: u64,
+    position: Position,
+}
+
+/// Marks kept at most while the handled position stands still (a stuck
+/// handler): older ones are thinned out. A thinned mark only makes a
+/// position without a key older (more is replayed); with the key of the
+/// event it stops at, a position is exact from any earlier mark.
+const MAX_MARKS: usize = 64;
 
 /// Frames up to this size are copied into [`LastFrame`]'s buffer; larger
 /// ones are shared.
@@ -115,20 +157,86 @@ impl LastFrame {
     }
 }
 
+impl State {
+    /// The read position moved to `position` after `at` event frames.
+    fn push_mark(&mut self, at: u64, position: Position) {
+        if let Some(last) = self.marks.back_mut()
+            && last.at == at
+        {
+            last.position = position;
+        } else {
+            self.marks.push_back(Mark { at, position });
+        }
+    }
+
+    /// The position that covers the first `upto` event frames read and
+    /// nothing after them. `key`: the key of frame `upto`, if known; without
+    /// it the position is the last mark at or before `upto` (which covers
+    /// less, never more).
+    fn position_at(&self, upto: u64, key: Option<u64>) -> Option<Position> {
+        let mark = self.marks.iter().rev().find(|m| m.at <= upto)?;
+        Some(match key {
+            Some(key) if mark.at < upto => mark.position.after(Some(key)),
+            _ => mark.position,
+        })
+    }
+
+    /// Forgets the marks the handled position (at `upto`) has passed,
+    /// keeping the last one at or before it; thins out older ones if too
+    /// many are left.
+    fn prune(&mut self, upto: u64) {
+        let keep_from = self.marks.iter().rposition(|m| m.at <= upto).unwrap_or(0);
+        self.marks.drain(..keep_from);
+        if self.marks.len() > MAX_MARKS {
+            // Drop every second mark but the first and the newest
+            // quarter, never one that starts a new epoch: a mark of another
+            // history would make an older position of the wrong epoch.
+            let keep_newest = MAX_MARKS / 4;
+            let end = self.marks.len() - keep_newest;
+            let mut index = 0;
+            let mut kept: VecDeque<Mark> = VecDeque::with_capacity(MAX_MARKS);
+            let mut previous_epoch = None;
+            for mark in self.marks.drain(..) {
+                let epoch = mark.position.epoch();
+                let boundary = previous_epoch != Some(epoch);
+                previous_epoch = Some(epoch);
+                if index == 0 || index >= end || boundary || index % 2 == 0 {
+                    kept.push_back(mark);
+                }
+                index += 1;
+            }
+            self.marks = kept;
+        } else if self.marks.len() <= 2 && self.marks.capacity() > 8 {
+            // A burst's marks are gone: an idle connection keeps no room
+            // for them.
+            self.marks.shrink_to(2);
+        }
+    }
+}
+
 impl Resume {
     /// `from`: a position given at build (it may carry the key of its
     /// last event, kept until the first position frame).
     pub(crate) fn new(enabled: bool, from: Option<Position>) -> Resume {
+        let mut state = State {
+            position: from,
+            ..State::default()
+        };
+        if let Some(from) = from {
+            state.push_mark(0, from);
+        }
         Resume {
             enabled,
-            state: Mutex::new(State {
-                position: from,
-                last: LastFrame::default(),
-                outcome: None,
-            }),
+            deferred: from.is_some(),
+            state: Mutex::new(state),
+            read: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             first_subscription: Notify::new(),
         }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// A subscription was added.
@@ -136,6 +244,12 @@ impl Resume {
         if !self.subscribed.swap(true, Relaxed) {
             self.first_subscription.notify_waiters();
         }
+    }
+
+    /// Whether the first connect waits for the first subscription (a
+    /// position given at build) and no subscription has come yet.
+    pub(crate) fn waiting_for_subscription(&self) -> bool {
+        self.deferred && !self.subscribed.load(Relaxed)
     }
 
     /// Resolves once there is a subscription: a connect that presents a
@@ -157,9 +271,9 @@ impl Resume {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The position now: the last position frame read, and the key of the
-    /// last event read past it.
-    pub(crate) fn position(&self) -> Option<Position> {
+    /// The read position now: the last position frame read, and the key of
+    /// the last event read past it. What a reconnect presents.
+    pub(crate) fn read_position(&self) -> Option<Position> {
         let state = self.lock();
         let position = state.position?;
         Some(match state.last.bytes() {
@@ -168,38 +282,94 @@ impl Resume {
         })
     }
 
+    /// The read index of the last event frame handed to the subscriptions.
+    pub(crate) fn read_index(&self) -> u64 {
+        self.read.load(Acquire)
+    }
+
+    /// The handled position: `handled(read)` says up to which read index
+    /// (at most `read`) every subscription has finished, and the key of
+    /// that event frame if a subscription still holds it. Prunes the marks
+    /// it has passed.
+    pub(crate) fn handled_position(
+        &self,
+        handled: impl FnOnce(u64) -> (u64, Option<u64>),
+    ) -> Option<Position> {
+        if !self.enabled {
+            return None;
+        }
+        let mut state = self.lock();
+        // Loaded under the lock: the reader cannot copy a newer frame into
+        // `last` meanwhile, so `last_index == read` means `last` is frame
+        // `read`.
+        let read = self.read.load(Acquire);
+        let (upto, key) = handled(read);
+        let key = key.or_else(|| {
+            (upto == read && state.last_index == read)
+                .then(|| state.last.bytes().map(frame_key))
+                .flatten()
+        });
+        let position = state.position_at(upto, key);
+        state.prune(upto);
+        position
+    }
+
     pub(crate) fn outcome(&self) -> Option<ResumeOutcome> {
         self.lock().outcome
     }
 
-    /// The request header to send: the position, or `new`.
+    /// The request header to send: the read position, or `new`.
     pub(crate) fn header(&self) -> Option<HeaderValue> {
         if !self.enabled {
             return None;
         }
         let text = self
-            .position()
+            .read_position()
             .map_or_else(|| RESUME_NEW.to_string(), |p| p.to_string());
         HeaderValue::from_str(&text).ok()
     }
 
-    /// An event frame was read.
-    pub(crate) fn read(&self, frame: &Utf8Bytes) {
+    /// The read index the next event frame gets.
+    pub(crate) fn next_index(&self) -> u64 {
+        // Only the reader stores `read`.
+        self.read.load(Relaxed) + 1
+    }
+
+    /// Event frame `index` was read (it is about to be handed to the
+    /// subscriptions).
+    pub(crate) fn read(&self, frame: &Utf8Bytes, index: u64) {
         if !self.enabled {
             return;
         }
         let mut state = self.lock();
         if state.position.is_some() {
             state.last.set(frame);
+            state.last_index = index;
         }
     }
 
-    /// A position frame: everything up to `seq` was read.
-    pub(crate) fn mark(&self, seq: u64) {
+    /// Event frame `index` is in every mailbox it goes to (or settled
+    /// without one): the handled position may count it from now on.
+    pub(crate) fn handed_off(&self, index: u64) {
+        self.read.store(index, Release);
+    }
+
+    /// A position frame: everything up to `seq` was read. `handled` says
+    /// up to which read index every subscription has finished (see
+    /// [`handled_position`](Self::handled_position)), to forget the marks
+    /// behind it.
+    pub(crate) fn mark(&self, seq: u64, handled: impl FnOnce(u64) -> (u64, Option<u64>)) {
         let mut state = self.lock();
         if let Some(p) = state.position {
-            state.position = Some(Position::new(p.epoch(), seq));
+            let position = Position::new(p.epoch(), seq);
+            state.position = Some(position);
             state.last.clear();
+            let read = self.read.load(Relaxed);
+            state.push_mark(read, position);
+            if state.marks.len() > 1 {
+                let (upto, _) = handled(read);
+                state.prune(upto);
+            }
         }
     }
 
@@ -213,17 +383,20 @@ impl Resume {
         let now = text(POSITION_HEADER).and_then(|v| v.parse::<Position>().ok());
         let answer = text(RECOVERED_HEADER).and_then(parse_recovered_header);
         let mut state = self.lock();
+        let read = self.read.load(Relaxed);
         let outcome = match (now, answer) {
             (None, _) => ResumeOutcome::NotSupported,
             (Some(now), None) => {
                 state.position = Some(now);
                 state.last.clear();
+                state.push_mark(read, now);
                 ResumeOutcome::Started
             }
             (Some(_), Some(Ok(replayed))) => ResumeOutcome::Recovered { replayed },
             (Some(now), Some(Err(reason))) => {
                 state.position = Some(now);
                 state.last.clear();
+                state.push_mark(read, now);
                 ResumeOutcome::NotRecovered { reason }
             }
         };
@@ -276,24 +449,24 @@ mod tests {
         assert_eq!(resume.header().unwrap(), RESUME_NEW);
         resume.answered(&HeaderMap::new(), &counters, "u");
         assert_eq!(resume.outcome(), Some(ResumeOutcome::NotSupported));
-        assert_eq!(resume.position(), None);
+        assert_eq!(resume.read_position(), None);
 
         resume.answered(&headers("00000000000000aa:5", None), &counters, "u");
         assert_eq!(resume.outcome(), Some(ResumeOutcome::Started));
-        assert_eq!(resume.position(), Some(Position::new(0xaa, 5)));
+        assert_eq!(resume.read_position(), Some(Position::new(0xaa, 5)));
         let frame = Utf8Bytes::from_static(r#"{"id":"x","event_type":"t"}"#);
-        resume.read(&frame);
+        resume.read(&frame, 1);
         let key = frame_key(frame.as_bytes());
         assert_eq!(
-            resume.position(),
+            resume.read_position(),
             Some(Position::new(0xaa, 5).after(Some(key)))
         );
         assert_eq!(
             resume.header().unwrap().to_str().unwrap(),
             Position::new(0xaa, 5).after(Some(key)).to_string()
         );
-        resume.mark(9);
-        assert_eq!(resume.position(), Some(Position::new(0xaa, 9)));
+        resume.mark(9, |read| (read, None));
+        assert_eq!(resume.read_position(), Some(Position::new(0xaa, 9)));
 
         resume.answered(
             &headers("00000000000000aa:12", Some("true; replayed=3")),
@@ -305,14 +478,14 @@ mod tests {
             Some(ResumeOutcome::Recovered { replayed: 3 })
         );
         // Recovered: the position moves with the replay's position frames.
-        assert_eq!(resume.position(), Some(Position::new(0xaa, 9)));
+        assert_eq!(resume.read_position(), Some(Position::new(0xaa, 9)));
 
         resume.answered(
             &headers("00000000000000bb:2", Some("false; reason=epoch")),
             &counters,
             "u",
         );
-        assert_eq!(resume.position(), Some(Position::new(0xbb, 2)));
+        assert_eq!(resume.read_position(), Some(Position::new(0xbb, 2)));
         let stats = counters.snapshot();
         assert_eq!(
             (
@@ -339,32 +512,159 @@ mod tests {
         drop(read);
         let large = Utf8Bytes::from(large_text);
 
-        resume.read(&small);
+        resume.read(&small, 1);
         // Nothing of the read buffer is held: its count is left to the
         // reader and the subscriptions.
         let small = bytes::Bytes::from(small);
         assert!(small.is_unique());
         let key = |b: &[u8]| Some(Position::new(7, 1).after(Some(frame_key(b))));
-        assert_eq!(resume.position(), key(&small));
+        assert_eq!(resume.read_position(), key(&small));
 
-        resume.read(&large);
-        assert_eq!(resume.position(), key(large.as_bytes()));
+        resume.read(&large, 2);
+        assert_eq!(resume.read_position(), key(large.as_bytes()));
         // A large frame is shared, not copied.
         let large = bytes::Bytes::from(large);
         assert!(!large.is_unique());
 
         // Read after a large one, a small one is copied again.
         let again = Utf8Bytes::try_from(small.clone()).unwrap();
-        resume.read(&again);
-        assert_eq!(resume.position(), key(&small));
+        resume.read(&again, 3);
+        assert_eq!(resume.read_position(), key(&small));
 
-        resume.mark(4);
-        assert_eq!(resume.position(), Some(Position::new(7, 4)));
+        resume.mark(4, |read| (read, None));
+        assert_eq!(resume.read_position(), Some(Position::new(7, 4)));
     }
 
     #[test]
     fn off_sends_nothing() {
         let resume = Resume::new(false, Some(Position::new(1, 1)));
         assert!(resume.header().is_none());
+    }
+
+    /// Reads event frame `index` and hands it off, as the reader does.
+    fn read(resume: &Resume, index: u64) -> Utf8Bytes {
+        let frame = Utf8Bytes::from(format!(r#"{{"id":"e{index}","event_type":"t"}}"#));
+        assert_eq!(resume.next_index(), index);
+        resume.read(&frame, index);
+        resume.handed_off(index);
+        frame
+    }
+
+    fn key(frame: &Utf8Bytes) -> Option<u64> {
+        Some(frame_key(frame.as_bytes()))
+    }
+
+    /// The handled position trails the read one: it stops at the lowest
+    /// index every subscription has finished, with the key of that frame
+    /// when one is known, and at the mark before it otherwise.
+    #[test]
+    fn the_handled_position_stops_at_what_was_handled() {
+        let counters = Counters::default();
+        let resume = Resume::new(true, None);
+        resume.answered(&headers("00000000000000aa:5", None), &counters, "u");
+        let at = |seq| Position::new(0xaa, seq);
+        let f1 = read(&resume, 1);
+        let f2 = read(&resume, 2);
+        // Everything handled: the read position.
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            Some(at(5).after(key(&f2)))
+        );
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            resume.read_position()
+        );
+        // Only the first handled, its frame known: exactly past it.
+        assert_eq!(
+            resume.handled_position(|_| (1, key(&f1))),
+            Some(at(5).after(key(&f1)))
+        );
+        // Its frame not known: the mark before it, which covers less.
+        assert_eq!(resume.handled_position(|_| (1, None)), Some(at(5)));
+        // Nothing handled: the answer's position.
+        assert_eq!(resume.handled_position(|_| (0, None)), Some(at(5)));
+
+        // A position frame after frame 2, then frame 3.
+        resume.mark(9, |_| (0, None));
+        let f3 = read(&resume, 3);
+        // (The handled position only moves on: asking for less is for
+        // this test, before it passes a mark.)
+        assert_eq!(
+            resume.handled_position(|_| (1, key(&f1))),
+            Some(at(5).after(key(&f1)))
+        );
+        assert_eq!(resume.handled_position(|_| (2, None)), Some(at(9)));
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            Some(at(9).after(key(&f3)))
+        );
+        // Past mark 9 now: the older marks are forgotten.
+        assert_eq!(resume.handled_position(|_| (2, None)), Some(at(9)));
+        assert_eq!(resume.lock().marks.len(), 1);
+
+        // A hub restart: the new epoch's position applies only from where
+        // it was answered.
+        resume.answered(
+            &headers("00000000000000bb:1", Some("false; reason=epoch")),
+            &counters,
+            "u",
+        );
+        let f4 = read(&resume, 4);
+        // Frame 3 not handled yet: still the old history's position.
+        assert_eq!(resume.handled_position(|_| (2, key(&f2))), Some(at(9)));
+        // Everything before the answer handled: the new history's.
+        assert_eq!(
+            resume.handled_position(|_| (3, key(&f3))),
+            Some(Position::new(0xbb, 1))
+        );
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            Some(Position::new(0xbb, 1).after(key(&f4)))
+        );
+    }
+
+    /// A position given at build is where the handled position starts,
+    /// key included, until something past it is handled.
+    #[test]
+    fn the_handled_position_starts_at_the_one_given() {
+        let from = Position::new(0xcc, 3).after(Some(77));
+        let resume = Resume::new(true, Some(from));
+        assert!(resume.waiting_for_subscription());
+        assert_eq!(resume.handled_position(|read| (read, None)), Some(from));
+        let f1 = read(&resume, 1);
+        assert_eq!(resume.handled_position(|_| (0, None)), Some(from));
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            Some(Position::new(0xcc, 3).after(key(&f1)))
+        );
+        resume.subscribed();
+        assert!(!resume.waiting_for_subscription());
+    }
+
+    /// While the handled position stands still the marks are thinned out,
+    /// never across an epoch, and the newest ones are kept.
+    #[test]
+    fn marks_are_bounded_while_nothing_is_handled() {
+        let counters = Counters::default();
+        let resume = Resume::new(true, None);
+        resume.answered(&headers("00000000000000aa:0", None), &counters, "u");
+        for n in 1..=1000 {
+            read(&resume, n);
+            resume.mark(n, |_| (0, None));
+        }
+        let marks = resume.lock().marks.clone();
+        assert!(marks.len() <= MAX_MARKS + 1, "{} marks", marks.len());
+        assert_eq!(marks[0].at, 0, "the one the handled position needs");
+        assert_eq!(marks.back().unwrap().at, 1000);
+        assert_eq!(
+            resume.handled_position(|_| (0, None)),
+            Some(Position::new(0xaa, 0))
+        );
+        // Once everything is handled, one mark is left.
+        assert_eq!(
+            resume.handled_position(|read| (read, None)),
+            Some(Position::new(0xaa, 1000))
+        );
+        assert_eq!(resume.lock().marks.len(), 1);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use watchtower_dlq::DlqConfig;
 use watchtower_reconnect::ReconnectPolicy;
 
+use crate::checkpoint::CheckpointSettings;
 use crate::config::WebSocketConfig;
 use crate::credentials::{CredentialProvider, Credentials};
 use crate::delivery::Acks;
@@ -59,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) resume: bool,
     /// The position to present on the first connect.
     pub(crate) resume_from: Option<watchtower_core::Position>,
+    /// Where to store the handled position, and how often.
+    pub(crate) checkpoint: Option<CheckpointSettings>,
 }
 
 impl Settings {

@@ -14,6 +14,8 @@ use watchtower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use watchtower_core::WatchtowerError;
 use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
 
+use crate::checkpoint::Checkpointer;
+use crate::client_id::ClientId;
 use crate::connection::{Carry, DedupWindow};
 use crate::resume::Resume;
 use crate::settings::Settings;
@@ -127,6 +129,13 @@ pub(crate) struct Shared {
     circuit_open: AtomicBool,
     /// The position in the hub's history and the last resume answer.
     pub(crate) resume: Resume,
+    /// This transport's identity, sent on every upgrade as
+    /// [`CLIENT_ID_HEADER`](crate::CLIENT_ID_HEADER): a UUID v7 made when
+    /// the transport is built, the same across its connections.
+    pub(crate) client_id: ClientId,
+    /// Where the handled position is stored (`None` unless a checkpoint is
+    /// set): boxed, so others do not carry its room.
+    pub(crate) checkpoint: Option<Box<Checkpointer>>,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -168,6 +177,10 @@ impl Shared {
             .acks
             .map(|_| Box::new(Mutex::new(DedupWindow::new(settings.dedup_window))));
         let (settings_resume, settings_resume_from) = (settings.resume, settings.resume_from);
+        let checkpoint = settings
+            .checkpoint
+            .clone()
+            .map(|c| Box::new(Checkpointer::new(c)));
         Ok(Shared {
             instance: NEXT_INSTANCE.fetch_add(1, Relaxed),
             subs: Registry::new(settings.mailbox_size, settings.mailbox_overflow),
@@ -195,7 +208,16 @@ impl Shared {
             crash: OnceLock::new(),
             circuit_open: AtomicBool::new(false),
             resume: Resume::new(settings_resume, settings_resume_from),
+            client_id: ClientId::new(),
+            checkpoint,
         })
+    }
+
+    /// The handled position: every event up to it was handled (or
+    /// dead-lettered) by every subscription. See [`Resume`].
+    pub(crate) fn handled_position(&self) -> Option<watchtower_core::Position> {
+        self.resume
+            .handled_position(|read| self.subs.handled_upto(read))
     }
 
     pub(crate) fn set_state(&self, state: ConnectionState) {

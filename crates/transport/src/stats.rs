@@ -144,6 +144,12 @@ pub struct ConnectionStats {
     /// [`WebSocketTransport::url`](crate::WebSocketTransport::url) gives
     /// the URL itself. A gauge.
     pub url_index: u64,
+    /// With a [checkpoint](crate::TransportBuilder::checkpoint): positions
+    /// stored.
+    pub checkpoints_saved: u64,
+    /// With a checkpoint: saves that failed (logged; the next interval
+    /// tries again, and `shutdown` once more).
+    pub checkpoint_failures: u64,
 }
 
 /// Every statistic of a transport at one moment.
@@ -311,6 +317,8 @@ impl Counters {
             resumes_not_supported: l(&self.resumes_not_supported),
             // Kept by `Shared`; see `WebSocketTransport::connection_stats`.
             url_index: 0,
+            checkpoints_saved: 0,
+            checkpoint_failures: 0,
         }
     }
 }

@@ -4,14 +4,14 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use futures_util::FutureExt;
 use futures_util::future::{AbortHandle, Abortable};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use watchtower_core::{ControlFrame, Event, EventHandler};
+use watchtower_core::{ControlFrame, Event, EventHandler, frame_key};
 use watchtower_dlq::DeadLetterReason;
 
 use crate::shared::Shared;
@@ -47,6 +47,71 @@ pub(crate) struct Delivery {
     /// subscription takes frames unread), the subscription classifies,
     /// filters and counts it itself.
     routed: bool,
+    /// Its read index (see [`Resume`](crate::resume::Resume)): once
+    /// handled, the subscription has finished everything up to it.
+    index: u64,
+}
+
+/// How far one subscription has got, for the handled position: the
+/// events it holds, and the read index of the last one it finished.
+///
+/// Shared by the registry's entry, the subscription's task and — once
+/// `shutdown` stopped it — the registry's list of stopped subscriptions,
+/// whose progress still bounds the position.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Events this subscription holds: queued in the mailbox, taken by its
+    /// task, or being handled. The mailbox bound is on this count, so it
+    /// is exact even though the task takes its mailbox in batches.
+    held: AtomicUsize,
+    finished: Mutex<Finished>,
+}
+
+#[derive(Debug, Default)]
+struct Finished {
+    /// Every delivery with a read index up to this one is handled or
+    /// dead-lettered.
+    upto: u64,
+    /// The frame of delivery `upto`, kept (only while more are held) for
+    /// the key of a position that stops at it.
+    frame: Option<Utf8Bytes>,
+    /// Stopped with deliveries unhandled: it never gets past `upto`.
+    abandoned: bool,
+}
+
+impl Progress {
+    fn new(read: u64) -> Progress {
+        Progress {
+            held: AtomicUsize::new(0),
+            finished: Mutex::new(Finished {
+                upto: read,
+                ..Finished::default()
+            }),
+        }
+    }
+
+    /// Events held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Relaxed)
+    }
+
+    fn finished(&self) -> MutexGuard<'_, Finished> {
+        self.finished.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Up to which read index (at most `read`) this subscription has
+    /// finished, and the key of that event's frame if it still has it.
+    fn covered(&self, read: u64) -> (u64, Option<u64>) {
+        // `held` is read under the lock: a task that abandons deliveries
+        // says so under it before it lets go of them.
+        let finished = self.finished();
+        let held = self.held.load(Relaxed);
+        if (held == 0 && !finished.abandoned) || finished.upto >= read {
+            return (read, None);
+        }
+        let key = finished.frame.as_ref().map(|f| frame_key(f.as_bytes()));
+        (finished.upto, key)
+    }
 }
 
 enum Filter {
@@ -71,10 +136,7 @@ pub(crate) struct Entry {
     id: u64,
     filter: Arc<Filter>,
     mailbox: mpsc::UnboundedSender<Delivery>,
-    /// Events this subscription holds: queued in the mailbox, taken by its
-    /// task, or being handled. The mailbox bound is on this count, so it
-    /// is exact even though the task takes its mailbox in batches.
-    held: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
     capacity: usize,
     /// Woken when a handled event makes room (only in `Block` mode).
     room: Arc<Notify>,
@@ -115,6 +177,9 @@ impl Stopper {
 
 pub(crate) struct Registry {
     entries: RwLock<Vec<Arc<Entry>>>,
+    /// Subscriptions `shutdown` stopped: what they did not handle still
+    /// bounds the handled position.
+    stopped: Mutex<Vec<Arc<Progress>>>,
     next_id: AtomicU64,
     mailbox_size: usize,
     overflow: MailboxOverflow,
@@ -124,6 +189,7 @@ impl Registry {
     pub(crate) fn new(mailbox_size: usize, overflow: MailboxOverflow) -> Registry {
         Registry {
             entries: RwLock::new(Vec::new()),
+            stopped: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             mailbox_size,
             overflow,
@@ -145,7 +211,8 @@ impl Registry {
         };
         let filter = Arc::new(filter);
         let (tx, rx) = mpsc::unbounded_channel();
-        let held = Arc::new(AtomicUsize::new(0));
+        // It has finished everything read before it existed.
+        let progress = Arc::new(Progress::new(shared.resume.read_index()));
         let room = Arc::new(Notify::new());
         let after_current = Arc::new(AtomicBool::new(false));
         let (interrupt, registration) = AbortHandle::new_pair();
@@ -153,7 +220,8 @@ impl Registry {
             id,
             filter: Arc::clone(&filter),
             deliveries: rx,
-            held: Arc::clone(&held),
+            progress: Arc::clone(&progress),
+            track: shared.resume.enabled(),
             room: (self.overflow == MailboxOverflow::Block).then(|| Arc::clone(&room)),
             after_current: Arc::clone(&after_current),
         };
@@ -162,7 +230,7 @@ impl Registry {
             id,
             filter,
             mailbox: tx,
-            held,
+            progress,
             capacity: self.mailbox_size,
             room,
             task: Mutex::new(Some(Stopper {
@@ -192,10 +260,17 @@ impl Registry {
             .take()
     }
 
-    /// Removes every subscription; returns their tasks.
+    /// Removes every subscription (shutdown); returns their tasks. Unlike
+    /// an unsubscribed one, what they hold and do not handle still bounds
+    /// the handled position: the events are not handled, and a process
+    /// that continues from the position gets them again.
     pub(crate) fn remove_all(&self) -> Vec<Stopper> {
         let entries =
             std::mem::take(&mut *self.entries.write().unwrap_or_else(PoisonError::into_inner));
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(entries.iter().map(|e| Arc::clone(&e.progress)));
         entries
             .iter()
             .filter_map(|e| e.task.lock().unwrap_or_else(PoisonError::into_inner).take())
@@ -216,12 +291,43 @@ impl Registry {
 
     /// In `Block` mode: the first subscription with a full mailbox, and the
     /// notification that it has room again.
-    pub(crate) fn first_full(&self) -> Option<(Arc<Notify>, Arc<AtomicUsize>, usize)> {
+    pub(crate) fn first_full(&self) -> Option<(Arc<Notify>, Arc<Progress>, usize)> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
             .iter()
-            .find(|e| e.held.load(Relaxed) >= e.capacity)
-            .map(|e| (Arc::clone(&e.room), Arc::clone(&e.held), e.capacity))
+            .find(|e| e.progress.held.load(Relaxed) >= e.capacity)
+            .map(|e| (Arc::clone(&e.room), Arc::clone(&e.progress), e.capacity))
+    }
+
+    /// Up to which read index (at most `read`) every subscription —
+    /// and every one `shutdown` stopped — has finished, and the key of
+    /// that event's frame if one of them still holds it.
+    pub(crate) fn handled_upto(&self, read: u64) -> (u64, Option<u64>) {
+        let mut lowest = (read, None);
+        let mut take = |(upto, key): (u64, Option<u64>)| {
+            if upto < lowest.0 {
+                lowest = (upto, key);
+            } else if upto == lowest.0 && lowest.1.is_none() {
+                lowest.1 = key;
+            }
+        };
+        for entry in self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            take(entry.progress.covered(read));
+        }
+        for progress in self
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            take(progress.covered(read));
+        }
+        lowest
     }
 
     /// The event types the subscriptions want together: `None` for every
@@ -271,7 +377,13 @@ impl Registry {
     /// Hands the frame of an event of `event_type` to every matching
     /// subscription without waiting: a full mailbox dead-letters the event
     /// for that subscription and counts it. False if nothing matched.
-    pub(crate) fn dispatch(&self, shared: &Shared, event_type: &str, frame: Utf8Bytes) -> bool {
+    pub(crate) fn dispatch(
+        &self,
+        shared: &Shared,
+        event_type: &str,
+        frame: Utf8Bytes,
+        index: u64,
+    ) -> bool {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let mut matching = entries.iter().filter(|e| e.filter.matches(event_type));
         let Some(mut current) = matching.next() else {
@@ -280,11 +392,11 @@ impl Registry {
         // A reference-counted copy for all but the last match.
         let mut counts_errors = true;
         for next in matching {
-            deliver(shared, current, frame.clone(), counts_errors, true);
+            deliver(shared, current, frame.clone(), counts_errors, true, index);
             counts_errors = false;
             current = next;
         }
-        deliver(shared, current, frame, counts_errors, true);
+        deliver(shared, current, frame, counts_errors, true, index);
         true
     }
 
@@ -297,11 +409,12 @@ impl Registry {
         &self,
         shared: &Shared,
         frame: Utf8Bytes,
+        index: u64,
     ) -> Result<(), Utf8Bytes> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         match entries.as_slice() {
             [only] if only.filter.is_all() => {
-                deliver(shared, only, frame, true, false);
+                deliver(shared, only, frame, true, false, index);
                 Ok(())
             }
             _ => Err(frame),
@@ -309,9 +422,17 @@ impl Registry {
     }
 }
 
-fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool, routed: bool) {
-    if entry.held.fetch_add(1, Relaxed) >= entry.capacity {
-        entry.held.fetch_sub(1, Relaxed);
+fn deliver(
+    shared: &Shared,
+    entry: &Entry,
+    frame: Utf8Bytes,
+    counts_errors: bool,
+    routed: bool,
+    index: u64,
+) {
+    let held = &entry.progress.held;
+    if held.fetch_add(1, Relaxed) >= entry.capacity {
+        held.fetch_sub(1, Relaxed);
         bump(&shared.counters.mailbox_overflow);
         shared.dead_letter_received(
             frame,
@@ -328,6 +449,7 @@ fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool
         frame,
         counts_errors,
         routed,
+        index,
     };
     match entry.mailbox.send(delivery) {
         Ok(()) if routed => bump(&shared.counters.events_dispatched),
@@ -335,7 +457,7 @@ fn deliver(shared: &Shared, entry: &Entry, frame: Utf8Bytes, counts_errors: bool
         // The subscription's task has ended (it was stopped, or it died):
         // the event cannot be handled; say so rather than drop it.
         Err(mpsc::error::SendError(delivery)) => {
-            entry.held.fetch_sub(1, Relaxed);
+            held.fetch_sub(1, Relaxed);
             bump(&shared.counters.mailbox_abandoned);
             shared.dead_letter_received(
                 delivery.frame,
@@ -354,7 +476,9 @@ struct Mailbox {
     id: u64,
     filter: Arc<Filter>,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
-    held: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
+    /// Whether the handled position is kept (resume on).
+    track: bool,
     /// `Block` mode: told when a handled event makes room.
     room: Option<Arc<Notify>>,
     /// Stop after the current event (see [`Stopper`]).
@@ -364,10 +488,35 @@ struct Mailbox {
 impl Mailbox {
     /// One event fewer held: room for one more.
     fn release(&self, n: usize) {
-        self.held.fetch_sub(n, Relaxed);
+        self.progress.held.fetch_sub(n, Relaxed);
         if let Some(room) = &self.room {
             room.notify_one();
         }
+    }
+
+    /// `delivery` is handled (or dead-lettered): one fewer held, and
+    /// everything up to its read index is finished. Its frame is kept for
+    /// a position's key while more are held; an idle subscription keeps
+    /// none (the handled position then counts it as caught up).
+    fn finished(&self, delivery: &mut Delivery) {
+        let left = self.progress.held.fetch_sub(1, Relaxed) - 1;
+        if self.track {
+            let frame = std::mem::replace(&mut delivery.frame, Utf8Bytes::from_static(""));
+            let mut finished = self.progress.finished();
+            finished.upto = delivery.index;
+            finished.frame = (left > 0).then_some(frame);
+        }
+        if let Some(room) = &self.room {
+            room.notify_one();
+        }
+    }
+
+    /// Stopped with `n` deliveries unhandled: the handled position never
+    /// passes them. Said before they are let go of, under the lock that
+    /// [`Progress::covered`] reads `held` under.
+    fn abandon(&self, n: usize) {
+        self.progress.finished().abandoned = true;
+        self.release(n);
     }
 }
 
@@ -419,7 +568,7 @@ async fn run(
         return;
     }
     let n = frames.len();
-    mailbox.release(n);
+    mailbox.abandon(n);
     add(&shared.counters.mailbox_abandoned, n as u64);
     tracing::warn!(
         subscription = mailbox.id,
@@ -458,8 +607,8 @@ async fn handle_all(
         while taken.next < taken.deliveries.len() {
             let delivery = &taken.deliveries[taken.next];
             handle(shared, mailbox.id, &mailbox.filter, handler, delivery).await;
+            mailbox.finished(&mut taken.deliveries[taken.next]);
             taken.next += 1;
-            mailbox.release(1);
             if mailbox.after_current.load(Relaxed) {
                 return false;
             }
@@ -480,6 +629,7 @@ async fn handle(
         frame: raw,
         counts_errors,
         routed,
+        index: _,
     } = delivery;
     let (counts_errors, routed) = (*counts_errors, *routed);
     let event = match Event::from_json(raw.as_bytes()) {

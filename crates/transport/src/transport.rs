@@ -20,6 +20,7 @@ use watchtower_core::{
 use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats};
 
 use crate::builder::TransportBuilder;
+use crate::checkpoint;
 use crate::config::WebSocketConfig;
 use crate::connection::{self, Failed, First};
 use crate::dead_event::DeadEvent;
@@ -58,6 +59,8 @@ pub struct ShutdownReport {
 pub struct WebSocketTransport {
     shared: Arc<Shared>,
     connection: Mutex<Option<JoinHandle<()>>>,
+    /// The task that stores the checkpoint every interval, if one is set.
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     /// The report of the one shutdown: a second caller waits for the first.
     shutdown: OnceCell<ShutdownReport>,
 }
@@ -94,6 +97,7 @@ impl WebSocketTransport {
         WebSocketTransport {
             shared,
             connection: Mutex::new(None),
+            checkpointer: Mutex::new(None),
             shutdown: OnceCell::new(),
         }
     }
@@ -130,8 +134,13 @@ impl WebSocketTransport {
             }
         };
         let connected = matches!(first, First::Connected(_));
-        let task =
-            tokio::spawn(connection::supervised(Arc::clone(&shared), first).instrument(span));
+        let task = tokio::spawn(
+            connection::supervised(Arc::clone(&shared), first).instrument(span.clone()),
+        );
+        let checkpointer = shared
+            .checkpoint
+            .is_some()
+            .then(|| tokio::spawn(checkpoint::run(Arc::clone(&shared)).instrument(span)));
         if connected {
             // With server filters, the hub applies the first filter before
             // `connect` returns: from then on it sends only what the
@@ -141,6 +150,7 @@ impl WebSocketTransport {
         Ok(WebSocketTransport {
             shared,
             connection: Mutex::new(Some(task)),
+            checkpointer: Mutex::new(checkpointer),
             shutdown: OnceCell::new(),
         })
     }
@@ -282,6 +292,14 @@ impl WebSocketTransport {
             }
             if self.state() == ConnectionState::Closed {
                 return Err(WatchtowerError::Closed);
+            }
+            if shared.resume.waiting_for_subscription() {
+                return Err(WatchtowerError::connection(
+                    "nothing can be written before the first subscribe: with a position to \
+                     continue from (resume_from or a checkpoint) the transport connects when the \
+                     first subscription is made, so that the replay has somewhere to go; \
+                     subscribe first (the events stay queued)",
+                ));
             }
             progress.await;
         }
@@ -446,17 +464,39 @@ impl WebSocketTransport {
             .shared
             .url_index
             .load(std::sync::atomic::Ordering::Relaxed) as u64;
+        if let Some(checkpoint) = self.shared.checkpoint.as_deref() {
+            stats.checkpoints_saved = checkpoint.saved.load(Relaxed);
+            stats.checkpoint_failures = checkpoint.failures.load(Relaxed);
+        }
         stats
     }
 
-    /// This transport's position in the hub's history: where a new
+    /// This transport's position in the hub's history, counted in events
+    /// *handled*: every event up to it has been handled (or
+    /// dead-lettered) by every subscription, and none after it has been
+    /// counted — not one still in a mailbox, nor one a stopped
+    /// subscription left unhandled at `shutdown`. It is where a new
     /// transport (a restarted process) continues from with
-    /// [`TransportBuilder::resume_from`](crate::TransportBuilder::resume_from).
-    /// It covers every event read from the socket (handed to the
-    /// subscriptions' mailboxes). `None` until a hub with history has
-    /// answered, or with resume off.
+    /// [`TransportBuilder::resume_from`](crate::TransportBuilder::resume_from),
+    /// and what a [checkpoint](crate::TransportBuilder::checkpoint) stores.
+    ///
+    /// Reconnects of this transport do not use it: they continue from what
+    /// was read (what was read is in the mailboxes, which survive
+    /// reconnects), so within one process nothing is delivered twice.
+    /// `None` until a hub with history has answered, or with resume off.
     pub fn position(&self) -> Option<Position> {
-        self.shared.resume.position()
+        self.shared.handled_position()
+    }
+
+    /// This transport's identity: a UUID v7 (hyphenated, lowercase) made
+    /// when it was built, sent on every upgrade request of every
+    /// connection as the [`CLIENT_ID_HEADER`](crate::CLIENT_ID_HEADER)
+    /// header (`Watchtower-Client-Id`). A hub uses it to know its
+    /// reconnects from other clients (it skips a client's own events when
+    /// it replays history to it). A new transport — a restarted process —
+    /// has a new one.
+    pub fn client_id(&self) -> &str {
+        self.shared.client_id.as_str()
     }
 
     /// What the hub answered to the position presented on the latest
@@ -539,6 +579,11 @@ impl WebSocketTransport {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
+                let checkpointer = self
+                    .checkpointer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
                 if let Some(task) = task {
                     let abort = task.abort_handle();
                     if timeout_at(deadline + FINISH_GRACE, task).await.is_err() {
@@ -550,6 +595,15 @@ impl WebSocketTransport {
                 connection::finish(shared);
                 for stopper in shared.subs.remove_all() {
                     stop_subscription(stopper, deadline).await;
+                }
+                // The subscriptions have stopped: the position is final.
+                // A save of the periodic task still running cannot
+                // overwrite this one (see `Checkpointer`).
+                if let Some(task) = checkpointer {
+                    task.abort();
+                }
+                if let Some(checkpoint) = shared.checkpoint.as_deref() {
+                    checkpoint.save(shared, true).await;
                 }
                 shared.dlq.close();
                 shared.lifecycle.set(Lifecycle::Stopped);
@@ -595,6 +649,14 @@ impl Drop for WebSocketTransport {
         shared.queue.close();
         if let Some(task) = self
             .connection
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        if let Some(task) = self
+            .checkpointer
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take()

@@ -266,7 +266,13 @@ async fn attempt_connect(shared: &Shared) -> Result<Box<Ws>, WatchtowerError> {
     // bytes that every future it passes through would keep room for.
     // Two allocations per attempt instead, of which the stream's lives
     // only until the session splits it.
-    let connecting = connect_once(&shared.settings, url, &shared.resume, &shared.counters);
+    let connecting = connect_once(
+        &shared.settings,
+        url,
+        &shared.resume,
+        &shared.counters,
+        &shared.client_id,
+    );
     match Box::pin(connecting).await.map(Box::new) {
         Ok(ws) => {
             permit.success();

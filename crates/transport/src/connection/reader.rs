@@ -125,7 +125,7 @@ async fn wait_for_room(shared: &Shared, conn: &SessionState) {
         let notified = room.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if held.load(Relaxed) < capacity {
+        if held.held() < capacity {
             continue;
         }
         if !paused {
@@ -143,12 +143,7 @@ async fn wait_for_room(shared: &Shared, conn: &SessionState) {
 
 /// A binary frame holding JSON: events are UTF-8, so check that once and
 /// treat it as text.
-pub(super) fn on_binary(
-    shared: &Shared,
-    conn: &SessionState,
-    bytes: Bytes,
-    warn: &mut WarnLimiter,
-) {
+fn on_binary(shared: &Shared, conn: &SessionState, bytes: Bytes, warn: &mut WarnLimiter) {
     match Utf8Bytes::try_from(bytes) {
         Ok(text) => on_frame(shared, conn, text, warn),
         Err(_) => {
@@ -171,14 +166,26 @@ pub(super) fn on_binary(
 ///
 /// Only the header is read here (each subscription decodes its own copy),
 /// so the reader stays cheap however much the payload holds.
-pub(super) fn on_frame(
+fn on_frame(shared: &Shared, conn: &SessionState, text: Utf8Bytes, warn: &mut WarnLimiter) {
+    bump(&shared.counters.frames_in);
+    add(&shared.counters.bytes_in, text.len() as u64);
+    // Every frame but a control frame is an event frame read, with a read
+    // index; once it is in every mailbox it goes to (or settled without
+    // one), the handled position may count it.
+    let index = shared.resume.next_index();
+    if route(shared, conn, text, warn, index) {
+        shared.resume.handed_off(index);
+    }
+}
+
+/// [`on_frame`]'s routing; false for a control frame.
+fn route(
     shared: &Shared,
     conn: &SessionState,
     text: Utf8Bytes,
     warn: &mut WarnLimiter,
-) {
-    bump(&shared.counters.frames_in);
-    add(&shared.counters.bytes_in, text.len() as u64);
+    index: u64,
+) -> bool {
     let at_least_once = shared.settings.acks.is_some();
     // A lone subscription reads the frame itself. Control frames (the hub
     // writes them `{"type":…` first) are handled here in any case, and at
@@ -186,48 +193,48 @@ pub(super) fn on_frame(
     let control_shaped = text.starts_with(r#"{"type":"#);
     if !control_shaped {
         // Read: a reconnect asks only for what comes after it.
-        shared.resume.read(&text);
+        shared.resume.read(&text, index);
     }
     let text = if control_shaped || at_least_once {
         text
     } else {
-        match shared.subs.deliver_unread(shared, text) {
-            Ok(()) => return,
+        match shared.subs.deliver_unread(shared, text, index) {
+            Ok(()) => return true,
             Err(text) => text,
         }
     };
     let error = match EventHeader::peek(&text) {
         Ok(header) => {
             if control_shaped {
-                shared.resume.read(&text);
+                shared.resume.read(&text, index);
             }
             bump(&shared.counters.events_received);
             if at_least_once && shared.is_duplicate(text.as_bytes()) {
                 bump(&shared.counters.duplicates_dropped);
-                return;
+                return true;
             }
             // The header borrows the frame; dispatch shares a counted copy.
             if shared
                 .subs
-                .dispatch(shared, &header.event_type, text.clone())
+                .dispatch(shared, &header.event_type, text.clone(), index)
             {
-                return;
+                return true;
             }
             bump(&shared.counters.events_unmatched);
             // Nobody decodes it, so check it strictly here, to count it if bad.
             match EventHeader::parse(text.as_bytes()) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(error) => error,
             }
         }
         Err(error) => match ControlFrame::from_json(text.as_bytes()) {
             Some(control) => {
                 on_control(shared, conn, control);
-                return;
+                return false;
             }
             None => {
                 if control_shaped {
-                    shared.resume.read(&text);
+                    shared.resume.read(&text, index);
                 }
                 error
             }
@@ -235,6 +242,7 @@ pub(super) fn on_frame(
     };
     shared.counters.malformed.record(error.kind());
     warn_malformed(warn, &error, text.len());
+    true
 }
 
 /// A control frame from the server: acknowledgements settle in-flight
@@ -242,7 +250,9 @@ pub(super) fn on_frame(
 fn on_control(shared: &Shared, conn: &SessionState, control: ControlFrame) {
     bump(&shared.counters.control_frames_in);
     if let ControlFrame::Position { seq } = control {
-        shared.resume.mark(seq);
+        shared
+            .resume
+            .mark(seq, |read| shared.subs.handled_upto(read));
         return;
     }
     if let ControlFrame::Ack { upto } = control

@@ -14,11 +14,10 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use watchtower_core::WarnLimiter;
 use watchtower_dlq::DeadLetterReason;
 
 use super::acks::{InFlight, Outgoing};
-use super::reader::{on_binary, on_frame, read_loop};
+use super::reader::read_loop;
 use super::writer::write_loop;
 use crate::connect::Ws;
 use crate::shared::{Lifecycle, Shared};
@@ -292,7 +291,7 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
     };
     let ended = match end {
         End::Drained => {
-            let clean = close_gracefully(shared, &conn, &mut sink, &mut stream).await;
+            let clean = close_gracefully(shared, &mut sink, &mut stream).await;
             if clean {
                 // The close handshake proves the server read everything.
                 add(&shared.counters.frames_confirmed, unconfirmed);
@@ -418,12 +417,12 @@ async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink
 /// Sends a normal close and waits for the server's, by the shutdown
 /// deadline. True if the handshake completed: the server then has read
 /// every frame we wrote.
-async fn close_gracefully(
-    shared: &Shared,
-    conn: &SessionState,
-    sink: &mut Sink,
-    stream: &mut Stream,
-) -> bool {
+///
+/// What arrives meanwhile is not taken: no event is dispatched (nor
+/// dead-lettered by a full mailbox) and no position frame moves the
+/// position. Those events were never handled, so the position does not
+/// cover them and a process that continues from it gets them again.
+async fn close_gracefully(shared: &Shared, sink: &mut Sink, stream: &mut Stream) -> bool {
     let deadline = match shared.lifecycle() {
         Lifecycle::Draining { deadline } => deadline,
         _ => Instant::now(),
@@ -432,13 +431,16 @@ async fn close_gracefully(
         code: CloseCode::Normal,
         reason: "shutdown".into(),
     };
+    let mut ignored = 0u64;
     let handshake = async {
         sink.send(Message::Close(Some(frame))).await.ok()?;
         while let Some(message) = stream.next().await {
             match message {
                 Ok(Message::Close(_)) => return Some(()),
-                Ok(Message::Text(t)) => on_frame(shared, conn, t, &mut WarnLimiter::default()),
-                Ok(Message::Binary(b)) => on_binary(shared, conn, b, &mut WarnLimiter::default()),
+                Ok(Message::Text(_) | Message::Binary(_)) => {
+                    bump(&shared.counters.frames_in);
+                    ignored += 1;
+                }
                 Ok(_) => {}
                 // tungstenite reports the end of a completed handshake this way.
                 Err(tungstenite::Error::ConnectionClosed) => return Some(()),
@@ -447,11 +449,18 @@ async fn close_gracefully(
         }
         None
     };
-    timeout_at(deadline, handshake)
+    let clean = timeout_at(deadline, handshake)
         .await
         .ok()
         .flatten()
-        .is_some()
+        .is_some();
+    if ignored > 0 {
+        tracing::debug!(
+            frames = ignored,
+            "frames that arrived during the close handshake were not taken"
+        );
+    }
+    clean
 }
 
 async fn shutdown_deadline(shared: &Shared) -> End {
