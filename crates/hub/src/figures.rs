@@ -237,6 +237,13 @@ const TABLE: &[Row] = &[
         value: |s| s.malformed.wrong_type,
     },
     Row {
+        name: "malformed_frames_total",
+        help: MALFORMED_HELP,
+        kind: Counter,
+        label: Some(("reason", "too_long")),
+        value: |s| s.malformed.too_long,
+    },
+    Row {
         name: "frames_queued_total",
         help: "Frames queued for delivery to clients, one per event per recipient.",
         kind: Counter,

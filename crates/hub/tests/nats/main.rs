@@ -11,6 +11,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod bounded;
 mod group;
 
 mod ordering;
