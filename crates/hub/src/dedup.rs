@@ -59,8 +59,15 @@ pub(crate) struct DedupWindow {
     max_ids: usize,
     share: usize,
     max_age: Duration,
+    /// Set by a backplane that acknowledges only what it stored (see
+    /// [`DedupWindow::confirm_when_stored`]).
+    confirming: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
+
+/// Marks a key in [`State::seen`] whose event is not yet known stored:
+/// the top bit of its sequence number (which never gets near it).
+const UNCONFIRMED: u64 = 1 << 63;
 
 type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 
@@ -92,7 +99,7 @@ const MAX_DEPARTED_PEERS: usize = 65_536;
 
 impl State {
     fn is_live(seen: &KeyMap<u64>, key: Key, seq: u64) -> bool {
-        seen.get(&key) == Some(&seq)
+        seen.get(&key).map(|s| s & !UNCONFIRMED) == Some(seq)
     }
 
     /// Forgets keys first seen `max_age` or longer before `now`.
@@ -118,6 +125,7 @@ impl State {
         now: Instant,
         share: usize,
         max_ids: usize,
+        confirming: bool,
     ) -> FrameSet {
         use std::collections::hash_map::Entry;
         let mut duplicates = FrameSet::default();
@@ -126,12 +134,16 @@ impl State {
         for &(index, key) in keyed {
             let seq = self.next_seq;
             match self.seen.entry(key) {
+                // Its first copy is not known stored yet: this one goes
+                // on too (the backplane drops whichever comes second), so
+                // its ack waits for a store, never for a publish in flight.
+                Entry::Occupied(slot) if slot.get() & UNCONFIRMED != 0 => continue,
                 Entry::Occupied(_) => {
                     duplicates.insert(index);
                     continue;
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert(seq);
+                    slot.insert(if confirming { seq | UNCONFIRMED } else { seq });
                 }
             }
             self.next_seq += 1;
@@ -205,7 +217,29 @@ impl DedupWindow {
             max_ids,
             share: share.clamp(1, max_ids.max(1)),
             max_age,
+            confirming: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
+        }
+    }
+
+    /// From now on a key is a duplicate's only once [`DedupWindow::confirm`]
+    /// said its event was stored: until then a resend is passed on as new
+    /// (a backplane whose store drops repeats, as JetStream's does by
+    /// message id, stores it once). Otherwise a resend arriving while the
+    /// first copy's store is still in flight would be acknowledged as a
+    /// duplicate, and never stored if that store then failed.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn confirm_when_stored(&self) {
+        self.confirming
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `frame`'s event is stored: a resend of it is a duplicate now.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn confirm(&self, frame: &[u8]) {
+        let key = self.key(frame);
+        if let Some(seq) = self.lock().seen.get_mut(&key) {
+            *seq &= !UNCONFIRMED;
         }
     }
 
@@ -243,7 +277,8 @@ impl DedupWindow {
         let now = Instant::now();
         let mut state = self.lock();
         state.expire(now, self.max_age);
-        state.check(owner, keyed, now, self.share, self.max_ids)
+        let confirming = self.confirming.load(std::sync::atomic::Ordering::Relaxed);
+        state.check(owner, keyed, now, self.share, self.max_ids, confirming)
     }
 
     /// `owner`, connected from `peer`, disconnected: its keys stay in the
@@ -434,6 +469,18 @@ mod tests {
         assert_eq!(indices(w.duplicates(99, &keyed(&w, &["victim"]))), [0]);
         // Leftovers are swept: memory stays bounded.
         assert!(w.lock().departed_len <= 2 * 100 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resend_is_a_duplicate_only_once_its_first_copy_is_stored() {
+        let w = window(10, 10, Duration::from_secs(60));
+        w.confirm_when_stored();
+        assert!(w.duplicates(1, &keyed(&w, &["a"])).is_empty());
+        // Its store is in flight: the resend goes on, on any connection.
+        assert!(w.duplicates(2, &keyed(&w, &["a", "a"])).is_empty());
+        w.confirm(b"a");
+        assert_eq!(indices(w.duplicates(2, &keyed(&w, &["a"]))), [0]);
+        assert_eq!(w.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

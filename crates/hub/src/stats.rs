@@ -138,10 +138,11 @@ pub struct HubStats {
     /// With a NATS backplane (feature `nats`): events JetStream
     /// acknowledged as stored (duplicates it dropped included).
     pub backplane_stored: u64,
-    /// With a NATS backplane: events that were not stored (the server was
-    /// unreachable, the publish failed or timed out, or the publisher's
-    /// queue was full). An at-most-once event counted here is lost; an
-    /// ack-mode sender was closed with 1013 and resends.
+    /// With a NATS backplane: events that were not stored (JetStream
+    /// refused them, or the publisher's queues were full). A publish that
+    /// failed or timed out is not counted: the hub publishes it again, in
+    /// order, until JetStream answers. An at-most-once event counted here
+    /// is lost; an ack-mode sender was closed with 1013 and resends.
     pub backplane_failures: u64,
     /// With a NATS backplane: events read from the stream and delivered to
     /// this hub's clients.

@@ -4,6 +4,7 @@
 //! Stream sequences are the history's seqs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -47,6 +48,10 @@ pub(super) struct Consumer {
     pub(super) counters: Arc<Counters>,
     /// The last stream sequence delivered.
     pub(super) caught_up: watch::Sender<u64>,
+    /// How to make the stream anew if it vanished.
+    pub(super) config: jetstream::stream::Config,
+    /// When the stream this hub started on was made: its identity.
+    pub(super) created_nanos: i128,
 }
 
 /// One event read from the stream.
@@ -60,6 +65,11 @@ struct Read {
 pub(super) async fn run(mut c: Consumer) {
     loop {
         if let Err(error) = c.read().await {
+            if c.tally.replaced.load(Relaxed) {
+                // Said once, loudly, where it was found; `/healthz` says
+                // 503 from now on. Nothing here is read again.
+                return;
+            }
             tracing::warn!(%error, next = c.next, "backplane: reading the stream failed; retrying");
         }
         tokio::time::sleep(RETRY).await;
@@ -67,10 +77,47 @@ pub(super) async fn run(mut c: Consumer) {
 }
 
 impl Consumer {
+    /// The shared stream, made anew if it vanished (NATS lost its store, or
+    /// someone deleted it), checked to be the one this hub started on:
+    /// another one (another creation time) is another epoch, whose seqs
+    /// are not this history's.
+    async fn open_stream(&mut self) -> Result<jetstream::stream::Stream, async_nats::Error> {
+        let stream = match self.js.get_stream(&self.stream).await {
+            Ok(stream) => stream,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                tracing::warn!(%error, stream = %self.stream, "backplane: the stream is gone; making it anew");
+                self.js.get_or_create_stream(self.config.clone()).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.check_identity(stream.cached_info().created.unix_timestamp_nanos())?;
+        Ok(stream)
+    }
+
+    /// Fails, for good, if the stream is not the one this hub started on.
+    fn check_identity(&self, created_nanos: i128) -> Result<(), async_nats::Error> {
+        if created_nanos == self.created_nanos {
+            return Ok(());
+        }
+        if !self.tally.replaced.swap(true, Relaxed) {
+            tracing::error!(
+                stream = %self.stream,
+                "backplane: the stream was deleted and made anew, a new epoch: this hub's history and positions are of the old one, so it delivers nothing more and /healthz says 503; restart it (its clients resuming elsewhere are told `epoch`)"
+            );
+        }
+        Err("the stream was made anew".into())
+    }
+
     /// Reads until the consumer fails; it is then opened again from
     /// `self.next`.
     async fn read(&mut self) -> Result<(), async_nats::Error> {
-        let stream = self.js.get_stream(&self.stream).await?;
+        let stream = self.open_stream().await?;
         // From a given sequence: when that was evicted, JetStream starts
         // silently at the first one it has; the history sees the gap.
         let consumer = stream
@@ -92,9 +139,16 @@ impl Consumer {
             let first = tokio::select! {
                 message = messages.next() => message,
                 _ = retention.tick() => {
-                    let Ok(info) = stream.get_info().await else {
-                        continue;
+                    let info = match stream.get_info().await {
+                        Ok(info) => info,
+                        Err(error) if error.kind() == jetstream::context::RequestErrorKind::Other => {
+                            // Gone (JetStream answered): reopened, made anew.
+                            return Err(error.into());
+                        }
+                        Err(_) => continue,
                     };
+                    self.check_identity(info.created.unix_timestamp_nanos())?;
+                    self.tally.answered();
                     self.local.retain_from(info.state.first_sequence);
                     if info.state.last_sequence < self.next {
                         waiting_since = None;

@@ -34,6 +34,8 @@ use crate::history::History;
 use crate::outbox::Outbox;
 use crate::stats::{Counters, HubStats, add};
 
+use subject::MessageIdKey;
+
 /// The stream name used unless [`NatsConfig::stream`] says otherwise.
 pub const DEFAULT_NATS_STREAM: &str = "watchtower";
 
@@ -171,12 +173,83 @@ struct Tally {
     failures: AtomicU64,
     /// Events read from the stream and delivered to this node's clients.
     delivered: AtomicU64,
-    /// The connection to NATS is down now.
+    /// The connection to NATS is down now, or NATS stopped answering (see
+    /// [`watch_connection`]).
     down: AtomicBool,
-    /// Bytes of the bursts queued for the publisher (see
-    /// [`OUTGOING_BYTES`]).
+    /// Bytes of the events queued for the publisher or waiting for their
+    /// store (see [`OUTGOING_BYTES`]).
     queued_bytes: AtomicUsize,
+    /// The publisher has a connection to publish on.
+    link_up: AtomicBool,
+    /// When the time counters below count from.
+    base: Option<tokio::time::Instant>,
+    /// Milliseconds after `base`, plus one, since the oldest publish not
+    /// yet answered waits (or events wait with no connection); 0: none.
+    waiting_since: AtomicU64,
+    /// Milliseconds after `base` when the stream last answered a request
+    /// (the consumer asks for its state twice a second).
+    answered_at: AtomicU64,
+    /// The stream was deleted and made anew since this hub started: a new
+    /// epoch this hub does not serve (see `consumer`).
+    replaced: AtomicBool,
 }
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            base: Some(tokio::time::Instant::now()),
+            ..Tally::default()
+        }
+    }
+
+    fn millis(&self, at: tokio::time::Instant) -> u64 {
+        self.base.map_or(0, |base| {
+            at.saturating_duration_since(base).as_millis() as u64
+        })
+    }
+
+    fn since(&self, millis: u64) -> Duration {
+        let now = self.millis(tokio::time::Instant::now());
+        Duration::from_millis(now.saturating_sub(millis))
+    }
+
+    /// The publisher's oldest unanswered publish (see `waiting_since`).
+    fn set_waiting_since(&self, at: Option<tokio::time::Instant>) {
+        let value = at.map_or(0, |at| self.millis(at) + 1);
+        self.waiting_since.store(value, Relaxed);
+    }
+
+    /// The stream answered a request now.
+    fn answered(&self) {
+        self.answered_at
+            .store(self.millis(tokio::time::Instant::now()), Relaxed);
+    }
+
+    /// Why the backplane is not working now, if it is not.
+    fn trouble(&self, connected: bool) -> Option<&'static str> {
+        if self.replaced.load(Relaxed) {
+            return Some("the stream was made anew: restart this hub");
+        }
+        if !connected {
+            return Some("the connection to NATS is lost");
+        }
+        let waiting = self.waiting_since.load(Relaxed);
+        if waiting > 0 && self.since(waiting - 1) >= UNANSWERED {
+            return Some("publishes are not answered");
+        }
+        if self.since(self.answered_at.load(Relaxed)) >= UNANSWERED {
+            return Some("the stream does not answer");
+        }
+        None
+    }
+}
+
+/// How long a publish may wait for its ack, or the stream for an answer to
+/// the consumer's state requests (asked twice a second), before the
+/// backplane counts as down and `/healthz` says 503: NATS hanging with its
+/// connections open is noticed in seconds, not after the client library's
+/// two missed pings (minutes).
+const UNANSWERED: Duration = Duration::from_secs(3);
 
 /// One bursts' worth of work for the publisher task.
 #[derive(Debug)]
@@ -279,15 +352,24 @@ impl NatsFanout {
         }
         let js = jetstream::new(client.clone());
         let prefix = subject::prefix(&nats.stream);
-        let stream = js
-            .get_or_create_stream(jetstream::stream::Config {
-                name: nats.stream.clone(),
-                subjects: vec![format!("{prefix}.>")],
-                max_messages: nats.max_messages,
-                max_age: nats.max_age,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+        let (_, description) = MessageIdKey::generate()
+            .ok_or_else(|| backplane("no random numbers for the message-id key".into(), None))?;
+        // JetStream's duplicate window is the hub's: a resend on another
+        // hub within `dedup_window_age` is dropped there too. It cannot be
+        // longer than the stream keeps events.
+        let duplicate_window = config.dedup_window_age.min(nats.max_age);
+        let stream_config = jetstream::stream::Config {
+            name: nats.stream.clone(),
+            description: Some(description),
+            subjects: vec![format!("{prefix}.>")],
+            max_messages: nats.max_messages,
+            max_age: nats.max_age,
+            duplicate_window,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(stream_config.clone())
             .await
             .map_err(|e| {
                 backplane(
@@ -298,7 +380,36 @@ impl NatsFanout {
                     Some(Box::new(e)),
                 )
             })?;
-        let info = stream.cached_info();
+        let info = stream.info().await.map_err(|e| {
+            backplane(
+                format!("could not read the JetStream stream `{}`", nats.stream),
+                Some(Box::new(e)),
+            )
+        })?;
+        let info = info.clone();
+        if info.config.duplicate_window < config.dedup_window_age.min(info.config.max_age) {
+            tracing::warn!(
+                stream = %nats.stream,
+                stream_duplicate_window = ?info.config.duplicate_window,
+                dedup_window_age = ?config.dedup_window_age,
+                "the stream drops resends for less long than this hub's de-duplication window: a resend to another hub after that is stored twice; raise the stream's duplicate window (nats stream edit --dupe-window) or recreate it"
+            );
+        }
+        let key = match info
+            .config
+            .description
+            .as_deref()
+            .and_then(MessageIdKey::from_description)
+        {
+            Some(key) => key,
+            None => {
+                tracing::warn!(
+                    stream = %nats.stream,
+                    "the stream carries no message-id key (made before keyed message ids): message ids are predictable; recreate the stream to key them"
+                );
+                MessageIdKey::unkeyed(&nats.stream)
+            }
+        };
         let epoch = epoch(&nats.stream, info.created.unix_timestamp_nanos());
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         // The history starts with the stream's recent past, so a client
@@ -312,17 +423,19 @@ impl NatsFanout {
         };
         let history = History::numbered(config, epoch, start - 1);
         let local = Arc::new(LocalFanout::new(history));
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally::new());
+        tally.answered();
         let node = node_id();
         let (outgoing, queue) = mpsc::channel(OUTGOING_BURSTS);
-        let publisher = tokio::spawn(publisher::run(
-            js.clone(),
+        let publisher = tokio::spawn(publisher::run(publisher::Publisher {
+            open: opener(nats),
             prefix,
             node,
+            key,
             queue,
-            Arc::clone(&tally),
-            Arc::clone(&dedup),
-        ));
+            tally: Arc::clone(&tally),
+            dedup: Arc::clone(&dedup),
+        }));
         let (caught_up, mut reached) = watch::channel(start - 1);
         let consumer = tokio::spawn(consumer::run(consumer::Consumer {
             js,
@@ -333,6 +446,8 @@ impl NatsFanout {
             tally: Arc::clone(&tally),
             counters,
             caught_up,
+            config: stream_config,
+            created_nanos: info.created.unix_timestamp_nanos(),
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
@@ -476,19 +591,51 @@ impl NatsFanout {
     }
 }
 
-/// Keeps [`Tally::down`] current from the client's connection events.
+/// Keeps [`Tally::down`] current: the connection is lost, or NATS stopped
+/// answering publishes or the consumer's requests.
 async fn watch_connection(client: async_nats::Client, tally: Arc<Tally>) {
     loop {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
-        if tally.down.swap(!connected, Relaxed) == connected {
-            if connected {
-                tracing::info!("backplane: connected to NATS");
-            } else {
-                tracing::warn!("backplane: NATS connection lost; reconnecting");
+        let trouble = tally.trouble(connected);
+        if tally.down.swap(trouble.is_some(), Relaxed) != trouble.is_some() {
+            match trouble {
+                None => tracing::info!("backplane: NATS answers again"),
+                Some(why) => tracing::warn!(why, "backplane: down; events are not stored"),
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How the publisher opens its connections: like the hub's own, but one
+/// that never reconnects by itself (see `publisher`). After connecting,
+/// its server pool is replaced by an address nothing listens on, and it
+/// may try once: when the connection is lost, that one try fails and the
+/// library drops whatever it still queued, instead of writing it to a new
+/// connection after events lost with the old one.
+fn opener(nats: &NatsConfig) -> publisher::Opener {
+    let url = nats.url.clone();
+    let credentials = nats.credentials.clone();
+    Arc::new(move || {
+        let url = url.clone();
+        let credentials = credentials.clone();
+        Box::pin(async move {
+            let mut options = async_nats::ConnectOptions::new()
+                .name("watchtower-hub-publisher")
+                .client_capacity(CLIENT_CAPACITY)
+                .connection_timeout(Duration::from_secs(2))
+                .ignore_discovered_servers()
+                .max_reconnects(1)
+                .reconnect_delay_callback(|_| Duration::ZERO);
+            if let Some(path) = &credentials {
+                options = options.credentials_file(path).await?;
+            }
+            let client = options.connect(url.as_str()).await?;
+            let nowhere: async_nats::ServerAddr = "nats://127.0.0.1:0".parse()?;
+            client.set_server_pool(vec![nowhere]).await?;
+            Ok(client)
+        })
+    })
 }
 
 /// The epoch of positions on a stream: its name and creation time, so a

@@ -12,6 +12,7 @@
 mod support;
 
 mod bounded;
+mod faults;
 mod group;
 
 mod ordering;

@@ -1,0 +1,334 @@
+//! Issue 27: the backplane under NATS faults. Acknowledged means stored
+//! (#1), one order per publisher across `kill -9` of nats-server (#2),
+//! and `not_stored` means not stored (#10).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::time::timeout;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+use watchtower_hub::HubConfig;
+use watchtower_test_support::NatsServer;
+
+use crate::group::{
+    AckPublisher, Outcome, frame, hub_on, join, once_in_order, read_events, read_events_into,
+    stream_name,
+};
+use crate::support::{LIMIT, stats_until};
+
+fn signal(nats: &NatsServer, signal: &str) {
+    let pid = nats.pid().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// #1: a resend that reaches the hub while its original's publish is still
+/// in flight is not acknowledged on the strength of that publish. At
+/// f945df2 the hub's window dropped the resend as a duplicate and acked it
+/// when the original's publish ended, failed (5 s, NATS stopped): the
+/// event was acknowledged and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_while_the_original_is_in_flight_is_acked_only_once_stored() {
+    let Some(mut nats) =
+        NatsServer::start_or_skip("a_resend_while_the_original_is_in_flight").await
+    else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut sub = join(&b, "").await;
+    signal(&nats, "-STOP");
+    let frames: Vec<String> = (0..10).map(|n| frame("t", 1, n)).collect();
+    let mut first = AckPublisher::new(frames.clone());
+    let (mut original, _) = first.open(&a.url()).await.unwrap();
+    stats_until(&a, "the originals read", |s| s.events_in == 10).await;
+    // The same events again, on a new connection, while the originals'
+    // publishes wait for a server that does not answer.
+    let mut resend = AckPublisher::new(frames);
+    let (mut again, from) = resend.open(&a.url()).await.unwrap();
+    // Past the publishes' 5 s timeout: no ack may come, on either.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for ws in [&mut original, &mut again] {
+        while let Some(Some(Ok(message))) = ws.next().now_or_never() {
+            if let Message::Text(t) = message {
+                assert!(
+                    !t.contains(r#""type":"ack""#),
+                    "acknowledged, but nothing was stored: {t}"
+                );
+            }
+        }
+    }
+    // The originals die with the server; it comes back.
+    nats.kill();
+    nats.restart().await;
+    if resend.read_acks(&mut again, from).await != Outcome::AllAcked {
+        resend.run_until_acked(&a.url()).await;
+    }
+    let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
+    marker.run_until_acked(&b.url()).await;
+    let mut want: Vec<(u64, u64)> = (0..10).map(|n| (1, n)).collect();
+    want.push((2, 0));
+    assert_eq!(read_events(&mut sub, 11).await, want);
+}
+
+/// An at-least-once publisher that keeps up to `window` events unacked on
+/// the wire (as the transport does), resending from the first unacked one
+/// on its next connection.
+async fn stream_events(url: String, p: u64, n: u64, window: u64, acked: Arc<AtomicU64>) {
+    let frames: Vec<String> = (0..n).map(|i| frame("t", p, i)).collect();
+    let mut connections = 0;
+    while acked.load(Relaxed) < n {
+        connections += 1;
+        assert!(connections < 500, "publisher {p}: too many connections");
+        let Ok((ws, _)) = connect_async(url.as_str()).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (mut sink, mut stream) = ws.split();
+        let base = acked.load(Relaxed);
+        let hello = Message::text(r#"{"type":"hello","acks":true}"#);
+        if sink.send(hello).await.is_err() {
+            continue;
+        }
+        let mut sent = base;
+        loop {
+            let done = acked.load(Relaxed);
+            if done >= n {
+                let _ = sink.close().await;
+                break;
+            }
+            if sent < n && sent < done + window {
+                let upto = n.min(done + window).min(sent + 50);
+                for f in &frames[sent as usize..upto as usize] {
+                    if sink.feed(Message::text(f.as_str())).await.is_err() {
+                        break;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+                sent = upto;
+            }
+            let wait = if sent < n.min(done + window) {
+                Duration::from_millis(1)
+            } else {
+                LIMIT
+            };
+            match timeout(wait, stream.next()).await {
+                Err(_) if wait == LIMIT => {
+                    panic!("publisher {p}: no ack or close within {LIMIT:?}")
+                }
+                Err(_) => {}
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ack" {
+                        acked.fetch_max(base + v["upto"].as_u64().unwrap(), Relaxed);
+                    }
+                }
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// #2: `kill -9` of nats-server under steady at-least-once streams with
+/// many events in flight, twice: every hub delivers each publisher's
+/// events once and in the order sent. At f945df2 the events lost in
+/// flight were resent after later ones had been stored (the client
+/// library wrote what it still queued to its new connection first), and
+/// every hub delivered them out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_nats_under_streaming_publishers_keeps_each_ones_order() {
+    let Some(mut nats) = NatsServer::start_or_skip("kill_9_of_nats_under_streaming").await else {
+        return;
+    };
+    let stream = stream_name();
+    let mut config = HubConfig::default();
+    config.client_queue_frames = 65_536;
+    let a = hub_on(&nats, &stream, config.clone()).await;
+    let b = hub_on(&nats, &stream, config).await;
+    let mut sub = join(&b, "").await;
+    const N: u64 = 4_000;
+    let acked = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    let publishers: Vec<_> = [(a.url(), 1), (b.url(), 2)]
+        .into_iter()
+        .zip(&acked)
+        .map(|((url, p), acked)| tokio::spawn(stream_events(url, p, N, 1_000, Arc::clone(acked))))
+        .collect();
+    let mut got = Vec::new();
+    for at in [800u64, 2_400] {
+        while acked.iter().map(|a| a.load(Relaxed)).min().unwrap() < at {
+            assert!(
+                read_events_into(&mut sub, 1, &mut got).await,
+                "stalled before kill at {at}"
+            );
+        }
+        nats.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nats.restart().await;
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let want = 2 * N as usize;
+    if !read_events_into(&mut sub, want - got.len(), &mut got).await {
+        panic!(
+            "{} of {want} events; A: {:?}; B: {:?}",
+            got.len(),
+            a.stats(),
+            b.stats()
+        );
+    }
+    once_in_order(&got);
+    for p in [1, 2] {
+        let mine: Vec<u64> = got.iter().filter(|e| e.0 == p).map(|e| e.1).collect();
+        assert_eq!(mine, (0..N).collect::<Vec<_>>(), "publisher {p}");
+    }
+}
+
+/// #10: a publish whose ack timed out while NATS hung (SIGSTOP for longer
+/// than the 5 s ack timeout) but which NATS stored once it went on is
+/// counted stored, not `not stored`. At f945df2 all 50 were counted as
+/// failures although all 50 were in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_stored_counts_only_what_was_not_stored() {
+    let Some(nats) = NatsServer::start_or_skip("not_stored_counts_only_what").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    signal(&nats, "-STOP");
+    let mut publisher = AckPublisher::new((0..50).map(|n| frame("t", 1, n)).collect());
+    let (mut ws, from) = publisher.open(&a.url()).await.unwrap();
+    stats_until(&a, "read", |s| s.events_in == 50).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    signal(&nats, "-CONT");
+    if publisher.read_acks(&mut ws, from).await != Outcome::AllAcked {
+        publisher.run_until_acked(&a.url()).await;
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut s = js.get_stream(&stream).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 50);
+    let stats = a.stats();
+    assert_eq!(stats.backplane_failures, 0, "{stats:?}");
+}
+
+/// #6: the stream's duplicate window is the hub's `dedup_window_age`, so a
+/// resend to another hub within it is dropped there too. At f945df2 it was
+/// JetStream's default, 2 minutes, whatever the hub's window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_duplicate_window_is_the_hubs_dedup_window() {
+    let Some(nats) = NatsServer::start_or_skip("the_streams_duplicate_window").await else {
+        return;
+    };
+    let stream = stream_name();
+    let mut config = HubConfig::default();
+    config.dedup_window_age = Duration::from_secs(900);
+    let _a = hub_on(&nats, &stream, config).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut s = js.get_stream(&stream).await.unwrap();
+    let info = s.info().await.unwrap();
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(900));
+}
+
+/// #8: NATS hanging with its connections open (SIGSTOP) makes `/healthz`
+/// say 503 within seconds, and 200 again once it goes on. At f945df2 it
+/// stayed 200 until the client library missed two pings (minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_says_503_within_seconds_of_nats_hanging() {
+    let Some(nats) = NatsServer::start_or_skip("healthz_says_503_within_seconds").await else {
+        return;
+    };
+    let a = hub_on(&nats, &stream_name(), HubConfig::default()).await;
+    let addr = a.local_addr();
+    assert_eq!(health(addr).await, 200);
+    signal(&nats, "-STOP");
+    let stopped = tokio::time::Instant::now();
+    while health(addr).await != 503 {
+        assert!(
+            stopped.elapsed() < LIMIT,
+            "still healthy {LIMIT:?} after NATS hung"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(a.stats().backplane_down, 1);
+    signal(&nats, "-CONT");
+    let went_on = tokio::time::Instant::now();
+    while health(addr).await != 200 {
+        assert!(
+            went_on.elapsed() < LIMIT,
+            "still 503 {LIMIT:?} after NATS went on"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status of `GET /healthz`.
+async fn health(addr: std::net::SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(LIMIT, tcp.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// #3: NATS comes back on an empty store: a running hub notices that its
+/// stream vanished, makes it anew, and — the new stream being another
+/// epoch, whose seqs are not its history's — says 503 instead of carrying
+/// its clients across silently; a hub started now serves the new stream.
+/// At f945df2 the running hubs never made the stream again, every publish
+/// failed while `/healthz` said 200, and once another hub made it they
+/// skipped its first events silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_stream_is_noticed_and_made_anew_as_a_new_epoch() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_vanished_stream_is_noticed").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut publisher = AckPublisher::new((0..20).map(|n| frame("t", 1, n)).collect());
+    publisher.run_until_acked(&a.url()).await;
+    nats.kill();
+    std::fs::remove_dir_all(nats.store().join("js")).unwrap();
+    nats.restart().await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let made_anew = js.get_stream(&stream).await.is_ok();
+        if made_anew && health(a.local_addr()).await == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "made anew: {made_anew}; A: {:?}",
+            a.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(a.stats().backplane_down, 1);
+    // A new hub serves the new stream from its start.
+    let c = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut sub = join(&c, "").await;
+    let mut next = AckPublisher::new((0..5).map(|n| frame("t", 2, n)).collect());
+    next.run_until_acked(&c.url()).await;
+    assert_eq!(
+        read_events(&mut sub, 5).await,
+        (0..5).map(|n| (2, n)).collect::<Vec<_>>()
+    );
+    assert_eq!(health(c.local_addr()).await, 200);
+}
