@@ -43,16 +43,31 @@ pub const DEFAULT_NATS_STREAM: &str = "watchtower";
 /// `max_payload`: an event may be at most that much smaller.
 const HEADER_ROOM: usize = 1024;
 
-/// Bursts waiting for the publisher task, at most. A reader never waits on
-/// the backplane: past this, events are counted as backplane failures
-/// (and an ack-mode sender is closed to resend).
-const OUTGOING_BURSTS: usize = 1024;
-
-/// Bytes of events waiting for the publisher task, at most, hub-wide:
-/// while NATS is slow or away, what clients send beyond this is not
-/// stored (counted as backplane failures; ack-mode senders are closed and
-/// resend), so an outage cannot grow the hub's memory without bound.
+/// Bytes of events waiting for their store, at most, hub-wide: while NATS
+/// is slow or away, what clients send beyond this is not stored (counted
+/// as backplane failures; ack-mode senders are closed and resend), so an
+/// outage cannot grow the hub's memory without bound. Each client is held
+/// to its `client_queue_bytes` within it, and nothing else is counted per
+/// hub: a bound on bursts (1,024 at f945df2) let one client's many small
+/// bursts, far within its own budget, crowd every other client out.
 const OUTGOING_BYTES: usize = 64 << 20;
+
+/// What the publisher keeps beside each event's frame until it is stored
+/// (subject, message id, bookkeeping), counted against the budgets with it.
+pub(super) const EVENT_COST: usize = 256;
+
+/// What one hand-off to the publisher costs beside its events (an ack
+/// alone, when every event of a burst was a duplicate, costs only this).
+pub(super) const OUTGOING_COST: usize = 64;
+
+/// What `outgoing` counts against the budgets until it is settled.
+fn cost(outgoing: &Outgoing) -> usize {
+    OUTGOING_COST
+        + outgoing
+            .burst
+            .as_ref()
+            .map_or(0, |b| b.bytes + b.frames.len() * EVENT_COST)
+}
 
 /// Commands (publishes) the NATS client library queues while its
 /// connection is busy or down; each holds one event, so this bounds what
@@ -270,7 +285,7 @@ pub(crate) struct NatsFanout {
     /// `client_queue_bytes`, so one client flooding while NATS is slow
     /// cannot take the whole hub-wide budget.
     client_budget: usize,
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
     /// The hub's de-duplication window: an ack-mode event refused here
@@ -426,7 +441,7 @@ impl NatsFanout {
         let tally = Arc::new(Tally::new());
         tally.answered();
         let node = node_id();
-        let (outgoing, queue) = mpsc::channel(OUTGOING_BURSTS);
+        let (outgoing, queue) = mpsc::unbounded_channel();
         let publisher = tokio::spawn(publisher::run(publisher::Publisher {
             open: opener(nats),
             prefix,
@@ -549,11 +564,11 @@ impl Fanout for NatsFanout {
 }
 
 impl NatsFanout {
-    /// Hands work to the publisher without waiting; when its queue is
-    /// full, the events are counted as failures and an ack-mode sender is
-    /// closed, so it resends them.
+    /// Hands work to the publisher without waiting; past the budgets, the
+    /// events are counted as failures and an ack-mode sender is closed, so
+    /// it resends them.
     fn send(&self, outgoing: Outgoing) {
-        let bytes = outgoing.burst.as_ref().map_or(0, |b| b.bytes);
+        let bytes = cost(&outgoing);
         // Both budgets are checked before the burst is queued: they bound
         // what waits, hub-wide and per client.
         let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
@@ -561,20 +576,17 @@ impl NatsFanout {
             .from
             .as_ref()
             .is_none_or(|from| from.reserve_backplane(bytes, self.client_budget));
-        let refused = if bytes > 0 && (queued + bytes > OUTGOING_BYTES || !client_ok) {
+        let refused = if queued + bytes > OUTGOING_BYTES || !client_ok {
             if client_ok && let Some(from) = &outgoing.from {
                 from.release_backplane(bytes);
             }
             Some(outgoing)
         } else {
-            self.outgoing.try_send(outgoing).err().map(|refused| {
-                let o = match refused {
-                    mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
-                };
-                if let Some(from) = &o.from {
+            self.outgoing.send(outgoing).err().map(|closed| {
+                if let Some(from) = &closed.0.from {
                     from.release_backplane(bytes);
                 }
-                o
+                closed.0
             })
         };
         if let Some(outgoing) = refused {

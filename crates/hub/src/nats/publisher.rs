@@ -41,7 +41,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 use watchtower_core::EventHeader;
 
 use super::subject::{MessageIdKey, subject};
-use super::{Outgoing, Tally};
+use super::{EVENT_COST, OUTGOING_COST, Outgoing, Tally};
 use crate::dedup::DedupWindow;
 use crate::fanout::ClientId;
 use crate::outbox::Outbox;
@@ -72,7 +72,7 @@ pub(super) struct Publisher {
     pub(super) prefix: String,
     pub(super) node: u64,
     pub(super) key: MessageIdKey,
-    pub(super) queue: mpsc::Receiver<Outgoing>,
+    pub(super) queue: mpsc::UnboundedReceiver<Outgoing>,
     pub(super) tally: Arc<Tally>,
     pub(super) dedup: Arc<DedupWindow>,
 }
@@ -173,6 +173,11 @@ impl Publisher {
     /// Queues a burst's events in its sender's lane, and the ack due after
     /// them.
     fn accept(&self, s: &mut State, outgoing: Outgoing) {
+        // The hand-off's own cost; its events' stay counted until settled.
+        self.tally.queued_bytes.fetch_sub(OUTGOING_COST, Relaxed);
+        if let Some(from) = &outgoing.from {
+            from.release_backplane(OUTGOING_COST);
+        }
         let lane_id = outgoing.burst.as_ref().map_or_else(
             || outgoing.from.as_ref().map_or(0, |f| f.id()),
             |b| b.sender,
@@ -323,9 +328,10 @@ impl Publisher {
     }
 
     fn settled(&self, s: &mut State, item: Item) {
-        self.tally.queued_bytes.fetch_sub(item.frame.len(), Relaxed);
+        let cost = item.frame.len() + EVENT_COST;
+        self.tally.queued_bytes.fetch_sub(cost, Relaxed);
         if let Some(from) = &item.from {
-            from.release_backplane(item.frame.len());
+            from.release_backplane(cost);
         }
         if let Some(lane) = s.lanes.get_mut(&item.lane) {
             debug_assert_eq!(lane.settled + 1, item.index, "a lane settles in order");

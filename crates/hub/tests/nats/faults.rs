@@ -332,3 +332,42 @@ async fn a_vanished_stream_is_noticed_and_made_anew_as_a_new_epoch() {
     );
     assert_eq!(health(c.local_addr()).await, 200);
 }
+
+/// #9: while NATS hangs, one client's many small bursts, well within its
+/// own budget, do not make the hub refuse another client's event. At
+/// f945df2 they filled the hub-wide queue of 1,024 bursts, and the other
+/// client's event was refused at once (counted not stored, its sender
+/// closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_small_bursts_do_not_crowd_out_another_client() {
+    let Some(nats) = NatsServer::start_or_skip("one_clients_small_bursts").await else {
+        return;
+    };
+    let mut config = HubConfig::default();
+    config.client_queue_bytes = 48 << 20;
+    let a = hub_on(&nats, &stream_name(), config).await;
+    signal(&nats, "-STOP");
+    // First 40 MB in large frames, more than the sockets to a stopped
+    // server hold (up to 4 MiB sent and 32 MiB received by default on
+    // Linux), so the hub's publishes back up; then 1,100 small events, each
+    // read on its own (a burst each): well within the client's 48 MiB.
+    let mut flood = join(&a, "").await;
+    let pad = "x".repeat(100_000);
+    for n in 0..400u64 {
+        let frame = frame("t", 1, n).replace(
+            r#""metadata":{}"#,
+            &format!(r#""metadata":{{"pad":"{pad}"}}"#),
+        );
+        flood.send(Message::text(frame)).await.unwrap();
+    }
+    for n in 400..1_500u64 {
+        flood.send(Message::text(frame("t", 1, n))).await.unwrap();
+        stats_until(&a, "read", |s| s.events_in == n + 1).await;
+    }
+    let mut other = AckPublisher::new(vec![frame("t", 2, 0)]);
+    let (mut ws, from) = other.open(&a.url()).await.unwrap();
+    let stats = stats_until(&a, "the other read", |s| s.events_in == 1_501).await;
+    signal(&nats, "-CONT");
+    assert_eq!(stats.backplane_failures, 0, "{stats:?}");
+    assert_eq!(other.read_acks(&mut ws, from).await, Outcome::AllAcked);
+}
