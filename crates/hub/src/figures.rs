@@ -377,6 +377,13 @@ const TABLE: &[Row] = &[
         value: |s| s.backplane_delivered,
     },
     Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "missed")),
+        value: |s| s.backplane_missed,
+    },
+    Row {
         name: "backplane_down",
         help: "1 while the connection to the backplane (NATS) is down, else 0.",
         kind: Gauge,

@@ -150,6 +150,10 @@ pub struct HubStats {
     /// With a NATS backplane: 1 while the connection to NATS is down
     /// (reconnecting), else 0. A gauge: summed, the hubs cut off now.
     pub backplane_down: u64,
+    /// With a NATS backplane: events the stream evicted (or lost) before
+    /// this hub read them: a gap it cannot fill, which none of its clients
+    /// got (resuming ones are told; plain subscribers only through this).
+    pub backplane_missed: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -195,6 +199,7 @@ impl std::ops::Add for HubStats {
             backplane_failures: self.backplane_failures + o.backplane_failures,
             backplane_delivered: self.backplane_delivered + o.backplane_delivered,
             backplane_down: self.backplane_down + o.backplane_down,
+            backplane_missed: self.backplane_missed + o.backplane_missed,
         }
     }
 }
@@ -300,6 +305,7 @@ impl Counters {
             backplane_failures: 0,
             backplane_delivered: 0,
             backplane_down: 0,
+            backplane_missed: 0,
         }
     }
 }

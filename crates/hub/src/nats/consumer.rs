@@ -14,7 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use watchtower_core::EventHeader;
+use watchtower_core::{EventHeader, WarnLimiter};
 
 use super::Tally;
 use super::publisher::ORIGIN_HEADER;
@@ -52,6 +52,7 @@ pub(super) struct Consumer {
     pub(super) config: jetstream::stream::Config,
     /// When the stream this hub started on was made: its identity.
     pub(super) created_nanos: i128,
+    pub(super) warn: WarnLimiter,
 }
 
 /// One event read from the stream.
@@ -195,6 +196,21 @@ impl Consumer {
         let seq = info.stream_sequence;
         if seq < self.next {
             return;
+        }
+        if seq > self.next {
+            // Evicted (or lost) before this node read them: a gap no client
+            // of this node will get. Resuming clients are closed and told
+            // (the history sees the gap); the rest only learn it here.
+            let missed = seq - self.next;
+            add(&self.tally.missed, missed);
+            if let Some(suppressed) = self.warn.allow() {
+                tracing::warn!(
+                    missed,
+                    from = self.next,
+                    suppressed,
+                    "backplane: the stream evicted events before this hub read them; its clients miss them"
+                );
+            }
         }
         self.next = seq + 1;
         let sender = message

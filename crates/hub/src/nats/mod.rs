@@ -24,7 +24,7 @@ use async_nats::jetstream;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use watchtower_core::Position;
+use watchtower_core::{Position, WarnLimiter};
 
 use crate::config::HubConfig;
 use crate::dedup::DedupWindow;
@@ -188,6 +188,8 @@ struct Tally {
     failures: AtomicU64,
     /// Events read from the stream and delivered to this node's clients.
     delivered: AtomicU64,
+    /// Events the stream no longer held when this node came to read them.
+    missed: AtomicU64,
     /// The connection to NATS is down now, or NATS stopped answering (see
     /// [`watch_connection`]).
     down: AtomicBool,
@@ -463,6 +465,7 @@ impl NatsFanout {
             caught_up,
             config: stream_config,
             created_nanos: info.created.unix_timestamp_nanos(),
+            warn: WarnLimiter::default(),
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
@@ -560,6 +563,7 @@ impl Fanout for NatsFanout {
         stats.backplane_failures = self.tally.failures.load(Relaxed);
         stats.backplane_delivered = self.tally.delivered.load(Relaxed);
         stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
+        stats.backplane_missed = self.tally.missed.load(Relaxed);
     }
 }
 

@@ -10,12 +10,12 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::timeout;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_hub::HubConfig;
+use watchtower_hub::{HubConfig, NatsConfig};
 use watchtower_test_support::NatsServer;
 
 use crate::group::{
-    AckPublisher, Outcome, frame, hub_on, join, once_in_order, read_events, read_events_into,
-    stream_name,
+    AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
+    read_events, read_events_into, stream_name,
 };
 use crate::support::{LIMIT, stats_until};
 
@@ -370,4 +370,62 @@ async fn one_clients_small_bursts_do_not_crowd_out_another_client() {
     signal(&nats, "-CONT");
     assert_eq!(stats.backplane_failures, 0, "{stats:?}");
     assert_eq!(other.read_acks(&mut ws, from).await, Outcome::AllAcked);
+}
+
+/// #12: a hub that fell behind the stream's eviction counts (and logs)
+/// the events its clients will never get, in `/metrics`
+/// (`backplane_events_total{result="missed"}`). At f945df2 its plain
+/// subscribers silently missed them, with no counter and no log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_behind_the_streams_eviction_counts_what_it_missed() {
+    let Some(nats) = NatsServer::start_or_skip("a_hub_behind_the_streams_eviction").await else {
+        return;
+    };
+    let stream = stream_name();
+    let small = || NatsConfig::new(nats.url()).stream(&stream).max_messages(50);
+    let a = hub_on_config(small(), HubConfig::default()).await;
+    let b = ThreadHub::start(small()).await;
+    let b_addr: std::net::SocketAddr = b
+        .url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let thaw = b.freeze().await;
+    let mut publisher = AckPublisher::new((0..2_000).map(|n| frame("t", 1, n)).collect());
+    publisher.run_until_acked(&a.url()).await;
+    drop(thaw);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let missed = metric(b_addr, r#"backplane_events_total{result="missed"}"#).await;
+        if missed >= 1_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B counted {missed} missed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A counter from `GET /metrics`, by its name less the `watchtower_hub_`
+/// prefix, with its labels; 0 when absent.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(LIMIT, tcp.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    let full = format!("watchtower_hub_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(full.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
