@@ -97,17 +97,19 @@ impl MessageIdKey {
     /// frame and is stored, and without the key no client can make a frame
     /// whose message id is another's.
     pub(crate) fn message_id(&self, event_id: &str, frame: &[u8]) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let tag = ring::hmac::sign(&self.0, frame);
-        let hash: String = tag.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let printable = event_id.len() <= 128 && event_id.bytes().all(|b| b.is_ascii_graphic());
-        if printable {
-            format!("{event_id}:{hash}")
-        } else {
-            format!("~:{hash}")
+        let event_id = if printable { event_id } else { "~" };
+        // Built in place: once per event, on the publisher's hot path.
+        let mut id = String::with_capacity(event_id.len() + 33);
+        id.push_str(event_id);
+        id.push(':');
+        for &byte in &tag.as_ref()[..16] {
+            id.push(char::from(HEX[usize::from(byte >> 4)]));
+            id.push(char::from(HEX[usize::from(byte & 15)]));
         }
+        id
     }
 }
 
