@@ -154,6 +154,9 @@ pub struct HubStats {
     /// this hub read them: a gap it cannot fill, which none of its clients
     /// got (resuming ones are told; plain subscribers only through this).
     pub backplane_missed: u64,
+    /// With a NATS backplane: messages on the stream's subjects that are
+    /// not events (not sent by a hub), skipped.
+    pub backplane_foreign: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -200,6 +203,7 @@ impl std::ops::Add for HubStats {
             backplane_delivered: self.backplane_delivered + o.backplane_delivered,
             backplane_down: self.backplane_down + o.backplane_down,
             backplane_missed: self.backplane_missed + o.backplane_missed,
+            backplane_foreign: self.backplane_foreign + o.backplane_foreign,
         }
     }
 }
@@ -306,6 +310,7 @@ impl Counters {
             backplane_delivered: 0,
             backplane_down: 0,
             backplane_missed: 0,
+            backplane_foreign: 0,
         }
     }
 }

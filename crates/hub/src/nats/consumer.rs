@@ -222,21 +222,25 @@ impl Consumer {
             .and_then(|(_, client)| client.parse().ok())
             // Client ids start at 1: 0 is nobody here.
             .unwrap_or(0);
-        let Ok(frame) = Utf8Bytes::try_from(message.payload.clone()) else {
-            tracing::warn!(
-                seq,
-                "backplane: a message on the stream is not UTF-8; skipped"
-            );
+        let decoded = Utf8Bytes::try_from(message.payload.clone())
+            .ok()
+            .and_then(|frame| {
+                let event_type = Arc::from(&*EventHeader::parse(frame.as_bytes()).ok()?.event_type);
+                Some((frame, event_type))
+            });
+        let Some((frame, event_type)) = decoded else {
+            // Not from a hub (or from a newer one): counted and skipped, and
+            // logged at most once a second, whoever keeps sending them.
+            add(&self.tally.foreign, 1);
+            if let Some(suppressed) = self.warn.allow() {
+                tracing::warn!(
+                    seq,
+                    suppressed,
+                    "backplane: a message on the stream is not an event; skipped"
+                );
+            }
             return;
         };
-        let Ok(header) = EventHeader::parse(frame.as_bytes()) else {
-            tracing::warn!(
-                seq,
-                "backplane: a message on the stream is not an event; skipped"
-            );
-            return;
-        };
-        let event_type = Arc::from(&*header.event_type);
         batch.push(Read {
             seq,
             sender,

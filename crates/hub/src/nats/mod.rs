@@ -190,6 +190,8 @@ struct Tally {
     delivered: AtomicU64,
     /// Events the stream no longer held when this node came to read them.
     missed: AtomicU64,
+    /// Messages on the stream that are not events (not from a hub).
+    foreign: AtomicU64,
     /// The connection to NATS is down now, or NATS stopped answering (see
     /// [`watch_connection`]).
     down: AtomicBool,
@@ -564,6 +566,7 @@ impl Fanout for NatsFanout {
         stats.backplane_delivered = self.tally.delivered.load(Relaxed);
         stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
         stats.backplane_missed = self.tally.missed.load(Relaxed);
+        stats.backplane_foreign = self.tally.foreign.load(Relaxed);
     }
 }
 
