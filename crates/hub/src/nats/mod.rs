@@ -639,19 +639,35 @@ fn opener(nats: &NatsConfig) -> publisher::Opener {
         let url = url.clone();
         let credentials = credentials.clone();
         Box::pin(async move {
+            // Until connected, the usual choice among the servers; after,
+            // the one address left in the pool, at once (this path, unlike
+            // the usual one, does not log an error when the tries run out).
+            let connected = Arc::new(AtomicBool::new(false));
+            let fenced = Arc::clone(&connected);
             let mut options = async_nats::ConnectOptions::new()
                 .name("watchtower-hub-publisher")
                 .client_capacity(CLIENT_CAPACITY)
                 .connection_timeout(Duration::from_secs(2))
                 .ignore_discovered_servers()
                 .max_reconnects(1)
-                .reconnect_delay_callback(|_| Duration::ZERO);
+                .reconnect_delay_callback(|_| Duration::ZERO)
+                .reconnect_to_server_callback(move |servers, _| {
+                    let fenced = fenced.load(Relaxed);
+                    async move {
+                        let nowhere = servers.into_iter().next().filter(|_| fenced)?;
+                        Some(async_nats::ReconnectToServer {
+                            addr: nowhere.addr,
+                            delay: Some(Duration::ZERO),
+                        })
+                    }
+                });
             if let Some(path) = &credentials {
                 options = options.credentials_file(path).await?;
             }
             let client = options.connect(url.as_str()).await?;
             let nowhere: async_nats::ServerAddr = "nats://127.0.0.1:0".parse()?;
             client.set_server_pool(vec![nowhere]).await?;
+            connected.store(true, Relaxed);
             Ok(client)
         })
     })
