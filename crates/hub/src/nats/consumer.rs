@@ -53,6 +53,8 @@ pub(super) struct Consumer {
     /// When the stream this hub started on was made: its identity.
     pub(super) created_nanos: i128,
     pub(super) warn: WarnLimiter,
+    /// A message before `next` arrived (see [`Consumer::read`]).
+    pub(super) rewound: bool,
 }
 
 /// One event read from the stream.
@@ -186,6 +188,17 @@ impl Consumer {
                 }
             }
             self.deliver(&mut batch);
+            if std::mem::take(&mut self.rewound) {
+                // The client library made its consumer anew from the
+                // stream's start (it does when the old one had delivered
+                // nothing yet): opened again from where this node stands
+                // rather than reading the whole stream to skip it.
+                return Err(format!(
+                    "the consumer went back to the stream's start; reopening at seq {}",
+                    self.next
+                )
+                .into());
+            }
         }
     }
 
@@ -195,6 +208,9 @@ impl Consumer {
         };
         let seq = info.stream_sequence;
         if seq < self.next {
+            // Behind what was read: only a consumer made anew from further
+            // back sends this.
+            self.rewound = true;
             return;
         }
         if seq > self.next {

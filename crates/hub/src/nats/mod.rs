@@ -468,6 +468,7 @@ impl NatsFanout {
             config: stream_config,
             created_nanos: info.created.unix_timestamp_nanos(),
             warn: WarnLimiter::default(),
+            rewound: false,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {

@@ -460,3 +460,81 @@ async fn a_foreign_message_on_the_stream_is_counted_and_skipped() {
     .await;
     assert_eq!(missed, 2);
 }
+
+/// #13: when the client library makes a hub's consumer anew before it
+/// delivered anything, it starts at the stream's first event
+/// (`DeliverPolicy::All`) and the hub would read the whole stream again to
+/// skip it; the hub opens its consumer again from where it stands. At
+/// f945df2 the consumer reading from the start stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_made_anew_starts_where_the_hub_stands() {
+    use async_nats::jetstream::consumer::DeliverPolicy;
+    let Some(nats) = NatsServer::start_or_skip("a_consumer_made_anew_starts_where").await else {
+        return;
+    };
+    let stream = stream_name();
+    let writer = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut publisher = AckPublisher::new((0..500).map(|n| frame("t", 1, n)).collect());
+    publisher.run_until_acked(&writer.url()).await;
+    drop(writer);
+    // History off: this hub starts after the stream's last event and has
+    // delivered nothing when its consumer goes.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let s = js.get_stream(&stream).await.unwrap();
+    let names = || async {
+        let mut out = Vec::new();
+        let mut list = s.consumer_names();
+        while let Some(name) = list.next().await {
+            out.push(name.unwrap());
+        }
+        out
+    };
+    // The writer's consumer may linger a while after it stopped.
+    let theirs = names().await;
+    let mut config = HubConfig::default();
+    config.history_size = 0;
+    let a = hub_on(&nats, &stream, config).await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let before = loop {
+        let mine: Vec<String> = names()
+            .await
+            .into_iter()
+            .filter(|n| !theirs.contains(n))
+            .collect();
+        if !mine.is_empty() {
+            break mine;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A made no consumer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(before.len(), 1, "{before:?}");
+    s.delete_consumer(&before[0]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let mut policies = Vec::new();
+        for name in names().await.into_iter().filter(|n| !theirs.contains(n)) {
+            if let Ok(mut c) = s
+                .get_consumer::<async_nats::jetstream::consumer::pull::OrderedConfig>(&name)
+                .await
+                && let Ok(info) = c.info().await
+            {
+                policies.push(info.config.deliver_policy);
+            }
+        }
+        let from_here = DeliverPolicy::ByStartSequence {
+            start_sequence: 501,
+        };
+        if policies.contains(&from_here) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumers of the stream: {policies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut sub = join(&a, "").await;
+    let mut next = AckPublisher::new(vec![frame("t", 2, 0)]);
+    next.run_until_acked(&a.url()).await;
+    assert_eq!(read_events(&mut sub, 1).await, [(2, 0)]);
+}
