@@ -192,6 +192,11 @@ struct Tally {
     missed: AtomicU64,
     /// Messages on the stream that are not events (not from a hub).
     foreign: AtomicU64,
+    /// Events queued for the publisher and not yet settled (stored or
+    /// given up), for what a stop drops.
+    unsettled: AtomicU64,
+    /// Of those, handed to NATS and not yet answered.
+    unconfirmed: AtomicU64,
     /// The connection to NATS is down now, or NATS stopped answering (see
     /// [`watch_connection`]).
     down: AtomicBool,
@@ -559,6 +564,20 @@ impl Fanout for NatsFanout {
         for task in &self.tasks {
             task.abort();
         }
+        // What the publisher still held is dropped: said, and what was
+        // never handed to NATS counted as not stored (what was handed and
+        // not yet answered may have been stored; it is said apart). Once,
+        // though a hub stops its backplane on shutdown and on drop.
+        let left = self.tally.unsettled.swap(0, Relaxed);
+        if left > 0 && left < u64::MAX / 2 {
+            let unconfirmed = self.tally.unconfirmed.load(Relaxed).min(left);
+            add(&self.tally.failures, left - unconfirmed);
+            tracing::warn!(
+                not_stored = left - unconfirmed,
+                unconfirmed,
+                "backplane: stopped with events not yet stored; at-least-once senders resend theirs, at-most-once ones are lost"
+            );
+        }
     }
 
     fn backplane_stats(&self, stats: &mut HubStats) {
@@ -577,6 +596,9 @@ impl NatsFanout {
     /// it resends them.
     fn send(&self, outgoing: Outgoing) {
         let bytes = cost(&outgoing);
+        let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len() as u64);
+        // Counted before the hand-off: the publisher may settle them first.
+        add(&self.tally.unsettled, events);
         // Both budgets are checked before the burst is queued: they bound
         // what waits, hub-wide and per client.
         let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
@@ -599,8 +621,8 @@ impl NatsFanout {
         };
         if let Some(outgoing) = refused {
             self.tally.queued_bytes.fetch_sub(bytes, Relaxed);
-            let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len());
-            add(&self.tally.failures, events as u64);
+            self.tally.unsettled.fetch_sub(events, Relaxed);
+            add(&self.tally.failures, events);
             if let (Some(from), Some(_)) = (&outgoing.from, outgoing.ack) {
                 from.lose_backplane();
                 for frame in outgoing.burst.iter().flat_map(|b| &b.frames) {

@@ -328,6 +328,7 @@ impl Publisher {
     }
 
     fn settled(&self, s: &mut State, item: Item) {
+        self.tally.unsettled.fetch_sub(1, Relaxed);
         let cost = item.frame.len() + EVENT_COST;
         self.tally.queued_bytes.fetch_sub(cost, Relaxed);
         if let Some(from) = &item.from {
@@ -370,6 +371,7 @@ impl Publisher {
             .map(|(_, at)| *at)
             .or_else(|| (s.link.is_none() && !s.waiting.is_empty()).then_some(s.relink_at));
         self.tally.set_waiting_since(oldest);
+        self.tally.unconfirmed.store(s.handed.len() as u64, Relaxed);
     }
 }
 

@@ -538,3 +538,26 @@ async fn a_consumer_made_anew_starts_where_the_hub_stands() {
     next.run_until_acked(&a.url()).await;
     assert_eq!(read_events(&mut sub, 1).await, [(2, 0)]);
 }
+
+/// #14: a hub stopped while NATS is away counts the at-most-once events it
+/// still held for NATS as not stored (and says so). At f945df2 they were
+/// dropped uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_dropped_at_shutdown_are_counted_not_stored() {
+    let Some(mut nats) = NatsServer::start_or_skip("events_dropped_at_shutdown").await else {
+        return;
+    };
+    let a = hub_on(&nats, &stream_name(), HubConfig::default()).await;
+    nats.kill();
+    stats_until(&a, "A sees NATS down", |s| s.backplane_down == 1).await;
+    let mut client = join(&a, "").await;
+    for n in 0..100 {
+        client.feed(Message::text(frame("t", 1, n))).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    stats_until(&a, "read", |s| s.events_in == 100).await;
+    let handle = a.handle();
+    a.shutdown().await;
+    let stats = handle.stats();
+    assert_eq!(stats.backplane_failures, 100, "{stats:?}");
+}
