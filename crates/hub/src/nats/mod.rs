@@ -203,8 +203,6 @@ struct Tally {
     /// Bytes of the events queued for the publisher or waiting for their
     /// store (see [`OUTGOING_BYTES`]).
     queued_bytes: AtomicUsize,
-    /// The publisher has a connection to publish on.
-    link_up: AtomicBool,
     /// When the time counters below count from.
     base: Option<tokio::time::Instant>,
     /// Milliseconds after `base`, plus one, since the oldest publish not

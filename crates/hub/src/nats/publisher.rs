@@ -124,6 +124,8 @@ struct State {
     /// Links that failed in a row, for the wait before the next.
     failures: u32,
     relink_at: Instant,
+    /// Since when there is no working link (after one failed).
+    unlinked_since: Option<Instant>,
 }
 
 pub(super) async fn run(mut p: Publisher) {
@@ -136,6 +138,7 @@ pub(super) async fn run(mut p: Publisher) {
         link: None,
         failures: 0,
         relink_at: Instant::now(),
+        unlinked_since: None,
     };
     loop {
         while let Some(Some(result)) = s.acks.next().now_or_never() {
@@ -226,7 +229,7 @@ impl Publisher {
                     _client: client,
                 });
                 s.failures = 0;
-                self.tally.link_up.store(true, Relaxed);
+                s.unlinked_since = None;
             }
             Err(error) => {
                 tracing::debug!(%error, "backplane: could not open a publishing connection");
@@ -241,7 +244,7 @@ impl Publisher {
             .saturating_mul(1 << s.failures.min(8).saturating_sub(1))
             .min(RELINK_MAX);
         s.relink_at = Instant::now() + wait;
-        self.tally.link_up.store(false, Relaxed);
+        s.unlinked_since.get_or_insert_with(Instant::now);
     }
 
     /// Hands the oldest waiting event to the link.
@@ -365,11 +368,11 @@ impl Publisher {
     /// What `/healthz` needs: since when the oldest unconfirmed publish
     /// waits, or whether events wait with no link.
     fn report(&self, s: &State) {
-        let oldest = s
-            .handed
-            .front()
-            .map(|(_, at)| *at)
-            .or_else(|| (s.link.is_none() && !s.waiting.is_empty()).then_some(s.relink_at));
+        let oldest = s.handed.front().map(|(_, at)| *at).or_else(|| {
+            (s.link.is_none() && !s.waiting.is_empty())
+                .then_some(s.unlinked_since)
+                .flatten()
+        });
         self.tally.set_waiting_since(oldest);
         self.tally.unconfirmed.store(s.handed.len() as u64, Relaxed);
     }
