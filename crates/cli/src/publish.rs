@@ -84,9 +84,39 @@ pub(crate) async fn run(args: PublishArgs) -> Result<(), CliError> {
         }
         _ => {}
     }
+    // Every event this run was given and the transport gave up on (dead-
+    // lettered: with --at-least-once, not acknowledged after its resends;
+    // or left at shutdown) fails the run, whenever it happened. `flush`
+    // alone only sees those given up while it waited, not those given up
+    // while stdin was still being read.
+    let given_up = transport.dlq_stats().total_pushed;
+    if let Some(error) = not_delivered(given_up, args.connection.at_least_once) {
+        return Err(match written {
+            Err(first) => CliError::Runtime(format!("{first}; {error}")),
+            Ok(_) => CliError::Runtime(error),
+        });
+    }
     let n = written?;
     tracing::info!(events = n, url = %transport.url(), "published");
     Ok(())
+}
+
+/// The error for `given_up` events not delivered, if any.
+fn not_delivered(given_up: u64, at_least_once: bool) -> Option<String> {
+    (given_up > 0).then(|| {
+        let (events, were) = if given_up == 1 {
+            ("event", "was")
+        } else {
+            ("events", "were")
+        };
+        let what = if at_least_once {
+            "not acknowledged by the hub (dead-lettered after their resends timed out, \
+             or still unacknowledged at shutdown)"
+        } else {
+            "not written (dead-lettered)"
+        };
+        format!("{given_up} {events} {were} {what}; publish them again")
+    })
 }
 
 /// A missing hub should fail within seconds: an immediate attempt, then
@@ -252,6 +282,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("stdin line 8") && e.contains("--type"), "{e}");
+    }
+
+    #[test]
+    fn events_given_up_are_counted_in_the_error() {
+        assert_eq!(not_delivered(0, true), None);
+        let e = not_delivered(256, true).unwrap();
+        assert!(e.starts_with("256 events were not acknowledged"), "{e}");
+        let e = not_delivered(1, false).unwrap();
+        assert!(e.starts_with("1 event was not written"), "{e}");
     }
 
     #[test]

@@ -76,3 +76,97 @@ async fn two_hub_processes_share_a_nats_stream() {
     );
     interrupt(b, stderr_b).await;
 }
+
+/// Issue 27 #16: `publish --at-least-once --stdin` exits non-zero, saying
+/// how many, when events it was given were dead-lettered unacknowledged
+/// while it was still reading stdin. At f945df2 it exited 0: its final
+/// flush only counted events given up while the flush waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_at_least_once_fails_when_an_event_was_not_acknowledged() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let Some(nats) = NatsServer::start_or_skip("publish_at_least_once_fails_when").await else {
+        return;
+    };
+    let stream = format!("cliack{}", std::process::id());
+    let nats_url = nats.url();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--nats",
+        &nats_url,
+        "--nats-stream",
+        &stream,
+    ];
+    let (hub, url, stderr_hub) = start_hub(&args).await;
+    // NATS hangs (SIGSTOP): the hub stores nothing, so it acknowledges
+    // nothing, and the publisher's resends time out until it gives up.
+    let pid = nats.pid().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut publisher = process::Reap(
+        Command::new(env!("CARGO_BIN_EXE_watchtower"))
+            .args([
+                "publish",
+                "--at-least-once",
+                "--stdin",
+                "--type",
+                "t",
+                "--url",
+                &url,
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    for n in 0..5 {
+        writeln!(stdin, "{{\"n\":{n}}}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Stdin stays open until the transport says it gave the events up.
+    let stderr = BufReader::new(publisher.0.stderr.take().unwrap());
+    let (given_up, rest) = tokio::task::spawn_blocking(move || {
+        let mut lines = stderr.lines();
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("dead-lettered") {
+                return (true, lines);
+            }
+        }
+        panic!("the publisher ended without giving events up:\n{seen}");
+    })
+    .await
+    .unwrap();
+    assert!(given_up);
+    drop(stdin);
+    let status = tokio::task::spawn_blocking(move || publisher.0.wait().unwrap())
+        .await
+        .unwrap();
+    let rest: Vec<String> = rest.map(Result::unwrap).collect();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("5 events were not acknowledged")),
+        "{rest:?}"
+    );
+    drop(hub);
+    drop(stderr_hub);
+}

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::event::Event;
+use crate::protocol::MAX_EVENT_TYPE_LEN;
 
 /// Why a frame could not be decoded as an [`Event`].
 ///
@@ -54,6 +55,17 @@ pub enum DecodeError {
         /// What it should have been.
         expected: &'static str,
     },
+    /// A field is longer than every receiver accepts: an `event_type`
+    /// over [`MAX_EVENT_TYPE_LEN`](crate::MAX_EVENT_TYPE_LEN) bytes.
+    #[error("event field \"{field}\" is {len} bytes long; at most {limit} are accepted")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes (after JSON unescaping).
+        len: usize,
+        /// The longest accepted.
+        limit: usize,
+    },
 }
 
 /// A `Copy` tag for each [`DecodeError`] variant, for counting by reason.
@@ -72,6 +84,8 @@ pub enum DecodeErrorKind {
     EmptyField,
     /// [`DecodeError::WrongType`].
     WrongType,
+    /// [`DecodeError::TooLong`].
+    TooLong,
 }
 
 /// Malformed frames counted by reason: what transports and the hub report.
@@ -90,6 +104,9 @@ pub struct MalformedCounts {
     pub empty_field: u64,
     /// Fields of the wrong type or format.
     pub wrong_type: u64,
+    /// Fields longer than accepted (an `event_type` over
+    /// [`MAX_EVENT_TYPE_LEN`](crate::MAX_EVENT_TYPE_LEN) bytes).
+    pub too_long: u64,
 }
 
 impl MalformedCounts {
@@ -101,6 +118,7 @@ impl MalformedCounts {
             + self.missing_field
             + self.empty_field
             + self.wrong_type
+            + self.too_long
     }
 
     /// The counter for one reason.
@@ -112,6 +130,7 @@ impl MalformedCounts {
             DecodeErrorKind::MissingField => &mut self.missing_field,
             DecodeErrorKind::EmptyField => &mut self.empty_field,
             DecodeErrorKind::WrongType => &mut self.wrong_type,
+            DecodeErrorKind::TooLong => &mut self.too_long,
         }
     }
 
@@ -127,13 +146,14 @@ impl MalformedCounts {
     }
 
     /// Every reason, for building counts from other counters.
-    pub const KINDS: [DecodeErrorKind; 6] = [
+    pub const KINDS: [DecodeErrorKind; 7] = [
         DecodeErrorKind::InvalidUtf8,
         DecodeErrorKind::InvalidJson,
         DecodeErrorKind::NotAnObject,
         DecodeErrorKind::MissingField,
         DecodeErrorKind::EmptyField,
         DecodeErrorKind::WrongType,
+        DecodeErrorKind::TooLong,
     ];
 }
 
@@ -188,6 +208,7 @@ impl DecodeError {
             // limit); only `Event::validate` names it.
             DecodeError::TooDeep { .. } => DecodeErrorKind::InvalidJson,
             DecodeError::WrongType { .. } => DecodeErrorKind::WrongType,
+            DecodeError::TooLong { .. } => DecodeErrorKind::TooLong,
         }
     }
 }
@@ -257,11 +278,24 @@ pub(crate) fn value_deeper_than(value: &Value, limit: usize) -> bool {
 }
 
 pub(crate) fn check_not_empty(event: &Event) -> Result<(), DecodeError> {
-    if event.id.is_empty() {
+    check_fields(&event.id, &event.event_type)
+}
+
+/// The rules every decoder applies to `id` and `event_type`: both
+/// non-empty, and the type at most [`MAX_EVENT_TYPE_LEN`] bytes.
+pub(crate) fn check_fields(id: &str, event_type: &str) -> Result<(), DecodeError> {
+    if id.is_empty() {
         return Err(DecodeError::EmptyField("id"));
     }
-    if event.event_type.is_empty() {
+    if event_type.is_empty() {
         return Err(DecodeError::EmptyField("event_type"));
+    }
+    if event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(DecodeError::TooLong {
+            field: "event_type",
+            len: event_type.len(),
+            limit: MAX_EVENT_TYPE_LEN,
+        });
     }
     Ok(())
 }
@@ -481,7 +515,7 @@ mod tests {
         }
         live.record(DecodeErrorKind::WrongType);
         let counts = live.load();
-        assert_eq!(counts.total(), 7);
+        assert_eq!(counts.total(), MalformedCounts::KINDS.len() as u64 + 1);
         assert_eq!(counts.get(DecodeErrorKind::WrongType), 2);
         assert_eq!(counts.invalid_utf8, 1);
         let mut other = MalformedCounts::default();

@@ -71,7 +71,8 @@ impl Event {
     }
 
     /// Checks that every receiver will decode this event: `id` and
-    /// `event_type` are non-empty and the payload nests at most
+    /// `event_type` are non-empty, `event_type` is at most
+    /// [`MAX_EVENT_TYPE_LEN`](crate::MAX_EVENT_TYPE_LEN) bytes, and the payload nests at most
     /// [`MAX_PAYLOAD_DEPTH`] arrays and objects deep — the same rules
     /// [`Event::from_json`] applies on the other side. Publishers call it
     /// before sending, so an event no subscriber could read fails where it
@@ -415,12 +416,13 @@ impl<'a> EventHeader<'a> {
             metadata: EventMetadata,
         }
         match serde_json::from_str::<Checked<'a>>(text) {
-            Ok(c) if c.id.is_empty() => Err(DecodeError::EmptyField("id")),
-            Ok(c) if c.event_type.is_empty() => Err(DecodeError::EmptyField("event_type")),
-            Ok(c) => Ok(EventHeader {
-                id: c.id,
-                event_type: c.event_type,
-            }),
+            Ok(c) => {
+                decode::check_fields(&c.id, &c.event_type)?;
+                Ok(EventHeader {
+                    id: c.id,
+                    event_type: c.event_type,
+                })
+            }
             Err(error) => Err(decode::explain(text.as_bytes(), &error)),
         }
     }
@@ -444,12 +446,13 @@ impl<'a> EventHeader<'a> {
             event_type: std::borrow::Cow<'a, str>,
         }
         match serde_json::from_str::<Peeked<'a>>(text) {
-            Ok(p) if p.id.is_empty() => Err(DecodeError::EmptyField("id")),
-            Ok(p) if p.event_type.is_empty() => Err(DecodeError::EmptyField("event_type")),
-            Ok(p) => Ok(EventHeader {
-                id: p.id,
-                event_type: p.event_type,
-            }),
+            Ok(p) => {
+                decode::check_fields(&p.id, &p.event_type)?;
+                Ok(EventHeader {
+                    id: p.id,
+                    event_type: p.event_type,
+                })
+            }
             Err(error) => Err(decode::explain(text.as_bytes(), &error)),
         }
     }
@@ -460,6 +463,47 @@ mod header_tests {
     use super::*;
     use serde_json::json;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn an_event_type_over_the_limit_is_refused_by_every_decoder() {
+        use crate::{DecodeErrorKind, MAX_EVENT_TYPE_LEN};
+        let frame = |len: usize| format!(r#"{{"id":"e","event_type":"{}"}}"#, "a".repeat(len));
+        let ok = frame(MAX_EVENT_TYPE_LEN);
+        assert!(Event::from_json(ok.as_bytes()).is_ok());
+        assert!(EventHeader::parse(ok.as_bytes()).is_ok());
+        assert!(EventHeader::peek(&ok).is_ok());
+        let long = frame(MAX_EVENT_TYPE_LEN + 1);
+        let want = DecodeError::TooLong {
+            field: "event_type",
+            len: MAX_EVENT_TYPE_LEN + 1,
+            limit: MAX_EVENT_TYPE_LEN,
+        };
+        assert_eq!(Event::from_json(long.as_bytes()), Err(want.clone()));
+        assert_eq!(
+            EventHeader::parse(long.as_bytes()).err(),
+            Some(want.clone())
+        );
+        assert_eq!(EventHeader::peek(&long).err(), Some(want.clone()));
+        assert_eq!(want.kind(), DecodeErrorKind::TooLong);
+        assert!(want.to_string().contains("at most 256"), "{want}");
+        // Escapes count as the bytes they stand for, and a deep payload
+        // (the full decoder's path) is refused the same way.
+        let escaped = format!(
+            r#"{{"id":"e","event_type":"{}","payload":{}{}}}"#,
+            "\\u0061".repeat(MAX_EVENT_TYPE_LEN + 1),
+            "[".repeat(110),
+            "]".repeat(110)
+        );
+        assert_eq!(
+            EventHeader::parse(escaped.as_bytes())
+                .map_err(|e| e.kind())
+                .err(),
+            Some(DecodeErrorKind::TooLong)
+        );
+        let mut event = Event::new("t", Value::Null, EventMetadata::default());
+        event.event_type = "a".repeat(MAX_EVENT_TYPE_LEN + 1);
+        assert_eq!(event.validate(), Err(want));
+    }
 
     #[test]
     fn header_agrees_with_full_decoding() {

@@ -38,7 +38,9 @@ pub use decode::{DecodeError, DecodeErrorKind, MalformedCounters, MalformedCount
 pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
 pub use event::{Event, EventHeader, EventMetadata, MAX_PAYLOAD_DEPTH, new_event_id};
 pub use limit::WarnLimiter;
-pub use protocol::{ControlFrame, MAX_FILTER_BYTES, MAX_FILTER_TYPE_LEN, MAX_FILTER_TYPES};
+pub use protocol::{
+    ControlFrame, MAX_EVENT_TYPE_LEN, MAX_FILTER_BYTES, MAX_FILTER_TYPE_LEN, MAX_FILTER_TYPES,
+};
 pub use resume::{
     NotRecoveredReason, POSITION_HEADER, Position, PositionParseError, RECOVERED_HEADER,
     RESUME_HEADER, RESUME_NEW, RESUME_QUERY, frame_key, parse_recovered_header, recovered_header,

@@ -10,6 +10,16 @@ pub const MAX_FILTER_TYPES: usize = 4096;
 /// Longest event type, in bytes, a filter may name by default.
 pub const MAX_FILTER_TYPE_LEN: usize = 256;
 
+/// Longest event type, in bytes, an event may have: every decoder
+/// ([`Event::from_json`](crate::Event::from_json),
+/// [`EventHeader::parse`](crate::EventHeader::parse), [`Event::validate`](crate::Event::validate))
+/// refuses a longer one with [`DecodeError::TooLong`](crate::DecodeError::TooLong),
+/// so a hub drops it when the frame is read. The same as a filter's
+/// [`MAX_FILTER_TYPE_LEN`], so every type an event can have can be
+/// subscribed to; it keeps the subject a NATS backplane derives from the
+/// type well within the server's limits.
+pub const MAX_EVENT_TYPE_LEN: usize = MAX_FILTER_TYPE_LEN;
+
 /// Most bytes of event types (summed) one client's filter may hold by
 /// default.
 pub const MAX_FILTER_BYTES: usize = 64 * 1024;

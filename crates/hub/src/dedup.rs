@@ -20,7 +20,7 @@
 //!   each holding no more than it does, so flushing a client that holds
 //!   `k` keys takes `max_ids / k` identities.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -64,6 +64,9 @@ pub(crate) struct DedupWindow {
     max_ids: usize,
     share: usize,
     max_age: Duration,
+    /// Set by a backplane that acknowledges only what it stored (see
+    /// [`DedupWindow::confirm_when_stored`]).
+    confirming: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     /// Held from a burst's check to the end of its relay (see
     /// [`DedupWindow::check_then`]); never under `state`'s lock.
@@ -71,6 +74,7 @@ pub(crate) struct DedupWindow {
 }
 
 type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+type KeySet = HashSet<Key, BuildHasherDefault<KeyHasher>>;
 
 /// The keys one client holds in the window.
 #[derive(Debug, Default)]
@@ -99,6 +103,10 @@ struct State {
     /// `(live keys, owner)` of every owner: when the window is full, the
     /// owner holding the most gives up its oldest key.
     sizes: BTreeSet<(usize, ClientId)>,
+    /// Live keys whose event a backplane has not yet said it stored (see
+    /// [`DedupWindow::confirm_when_stored`]): a resend of one is passed on,
+    /// not dropped. Always a subset of `seen`.
+    unconfirmed: KeySet,
     next_seq: u64,
 }
 
@@ -108,6 +116,7 @@ impl State {
         let Some((_, owner)) = self.seen.remove(&key) else {
             return;
         };
+        self.unconfirmed.remove(&key);
         let Some(held) = self.owners.get_mut(&owner) else {
             return;
         };
@@ -169,16 +178,25 @@ impl State {
         now: Instant,
         share: usize,
         max_ids: usize,
+        confirming: bool,
     ) -> FrameSet {
         let mut duplicates = FrameSet::default();
         for &(index, key) in keyed {
             if self.seen.contains_key(&key) {
-                duplicates.insert(index);
+                // A first copy not known stored yet: this one goes on too
+                // (the backplane drops whichever comes second), so its ack
+                // waits for a store, never for a publish in flight.
+                if !self.unconfirmed.contains(&key) {
+                    duplicates.insert(index);
+                }
                 continue;
             }
             let seq = self.next_seq;
             self.next_seq += 1;
             self.seen.insert(key, (seq, owner));
+            if confirming {
+                self.unconfirmed.insert(key);
+            }
             self.order.push_back((key, seq, now));
             let held = self.owners.entry(owner).or_default();
             self.sizes.remove(&(held.live, owner));
@@ -220,9 +238,29 @@ impl DedupWindow {
             max_ids,
             share: share.clamp(1, max_ids.max(1)),
             max_age,
+            confirming: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State::default()),
             relaying: Mutex::new(()),
         }
+    }
+
+    /// From now on a key is a duplicate's only once [`DedupWindow::confirm`]
+    /// said its event was stored: until then a resend is passed on as new
+    /// (a backplane whose store drops repeats, as JetStream's does by
+    /// message id, stores it once). Otherwise a resend arriving while the
+    /// first copy's store is still in flight would be acknowledged as a
+    /// duplicate, and never stored if that store then failed.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn confirm_when_stored(&self) {
+        self.confirming
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `frame`'s event is stored: a resend of it is a duplicate now.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn confirm(&self, frame: &[u8]) {
+        let key = self.key(frame);
+        self.lock().unconfirmed.remove(&key);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -259,7 +297,8 @@ impl DedupWindow {
         let now = Instant::now();
         let mut state = self.lock();
         state.expire(now, self.max_age);
-        state.check(owner, keyed, now, self.share, self.max_ids)
+        let confirming = self.confirming.load(std::sync::atomic::Ordering::Relaxed);
+        state.check(owner, keyed, now, self.share, self.max_ids, confirming)
     }
 
     /// Checks one burst's keys as [`DedupWindow::duplicates`] does, then
@@ -460,6 +499,18 @@ mod tests {
             state.sizes.iter().map(|&(live, _)| live).sum::<usize>(),
             100
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resend_is_a_duplicate_only_once_its_first_copy_is_stored() {
+        let w = window(10, 10, Duration::from_secs(60));
+        w.confirm_when_stored();
+        assert!(w.duplicates(1, &keyed(&w, &["a"])).is_empty());
+        // Its store is in flight: the resend goes on, on any connection.
+        assert!(w.duplicates(2, &keyed(&w, &["a", "a"])).is_empty());
+        w.confirm(b"a");
+        assert_eq!(indices(w.duplicates(2, &keyed(&w, &["a"]))), [0]);
+        assert_eq!(w.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,7 +66,7 @@ const HANDSHAKE_HELP: &str = "Connections refused or failed before becoming a cl
 const CONTROL_HELP: &str = "Control frames (filter changes, hellos), by result; a rejected one \
      closed its sender with 1008.";
 const MALFORMED_HELP: &str = "Frames that were neither an event nor a control frame, by reason.";
-const BACKPLANE_HELP: &str = "With a NATS backplane: events stored in the stream, not stored (refused or failed), and read from it and delivered to this hub's clients.";
+const BACKPLANE_HELP: &str = "With a NATS backplane: events stored in the stream, not stored (refused by JetStream or by the hub's queues), read from it and delivered to this hub's clients, missed (evicted before this hub read them), and foreign messages on the stream skipped.";
 const RESUME_HELP: &str =
     "Clients that presented a history position, by whether every event after it could be replayed.";
 const DISCONNECT_HELP: &str = "Clients closed by the hub, by reason (1008 and 1007 closes are \
@@ -237,6 +237,13 @@ const TABLE: &[Row] = &[
         value: |s| s.malformed.wrong_type,
     },
     Row {
+        name: "malformed_frames_total",
+        help: MALFORMED_HELP,
+        kind: Counter,
+        label: Some(("reason", "too_long")),
+        value: |s| s.malformed.too_long,
+    },
+    Row {
         name: "frames_queued_total",
         help: "Frames queued for delivery to clients, one per event per recipient.",
         kind: Counter,
@@ -368,6 +375,20 @@ const TABLE: &[Row] = &[
         kind: Counter,
         label: Some(("result", "delivered")),
         value: |s| s.backplane_delivered,
+    },
+    Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "missed")),
+        value: |s| s.backplane_missed,
+    },
+    Row {
+        name: "backplane_events_total",
+        help: BACKPLANE_HELP,
+        kind: Counter,
+        label: Some(("result", "foreign")),
+        value: |s| s.backplane_foreign,
     },
     Row {
         name: "backplane_down",

@@ -141,10 +141,11 @@ pub struct HubStats {
     /// With a NATS backplane (feature `nats`): events JetStream
     /// acknowledged as stored (duplicates it dropped included).
     pub backplane_stored: u64,
-    /// With a NATS backplane: events that were not stored (the server was
-    /// unreachable, the publish failed or timed out, or the publisher's
-    /// queue was full). An at-most-once event counted here is lost; an
-    /// ack-mode sender was closed with 1013 and resends.
+    /// With a NATS backplane: events that were not stored (JetStream
+    /// refused them, or the publisher's queues were full). A publish that
+    /// failed or timed out is not counted: the hub publishes it again, in
+    /// order, until JetStream answers. An at-most-once event counted here
+    /// is lost; an ack-mode sender was closed with 1013 and resends.
     pub backplane_failures: u64,
     /// With a NATS backplane: events read from the stream and delivered to
     /// this hub's clients.
@@ -152,6 +153,13 @@ pub struct HubStats {
     /// With a NATS backplane: 1 while the connection to NATS is down
     /// (reconnecting), else 0. A gauge: summed, the hubs cut off now.
     pub backplane_down: u64,
+    /// With a NATS backplane: events the stream evicted (or lost) before
+    /// this hub read them: a gap it cannot fill, which none of its clients
+    /// got (resuming ones are told; plain subscribers only through this).
+    pub backplane_missed: u64,
+    /// With a NATS backplane: messages on the stream's subjects that are
+    /// not events (not sent by a hub), skipped.
+    pub backplane_foreign: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -197,6 +205,8 @@ impl std::ops::Add for HubStats {
             backplane_failures: self.backplane_failures + o.backplane_failures,
             backplane_delivered: self.backplane_delivered + o.backplane_delivered,
             backplane_down: self.backplane_down + o.backplane_down,
+            backplane_missed: self.backplane_missed + o.backplane_missed,
+            backplane_foreign: self.backplane_foreign + o.backplane_foreign,
         }
     }
 }
@@ -302,6 +312,8 @@ impl Counters {
             backplane_failures: 0,
             backplane_delivered: 0,
             backplane_down: 0,
+            backplane_missed: 0,
+            backplane_foreign: 0,
         }
     }
 }

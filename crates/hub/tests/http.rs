@@ -219,6 +219,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             "watchtower_hub_malformed_frames_total{reason=\"wrong_type\"}",
             m.wrong_type,
         ),
+        (
+            "watchtower_hub_malformed_frames_total{reason=\"too_long\"}",
+            m.too_long,
+        ),
         ("watchtower_hub_frames_queued_total", s.frames_queued),
         ("watchtower_hub_frames_out_total", s.frames_out),
         ("watchtower_hub_frames_dropped_total", s.dropped_frames),
@@ -273,6 +277,14 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
         (
             "watchtower_hub_backplane_events_total{result=\"delivered\"}",
             s.backplane_delivered,
+        ),
+        (
+            "watchtower_hub_backplane_events_total{result=\"missed\"}",
+            s.backplane_missed,
+        ),
+        (
+            "watchtower_hub_backplane_events_total{result=\"foreign\"}",
+            s.backplane_foreign,
         ),
         ("watchtower_hub_backplane_down", s.backplane_down),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),

@@ -4,6 +4,7 @@
 //! Stream sequences are the history's seqs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -13,7 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use watchtower_core::EventHeader;
+use watchtower_core::{EventHeader, WarnLimiter};
 
 use super::Tally;
 use super::publisher::ORIGIN_HEADER;
@@ -47,6 +48,13 @@ pub(super) struct Consumer {
     pub(super) counters: Arc<Counters>,
     /// The last stream sequence delivered.
     pub(super) caught_up: watch::Sender<u64>,
+    /// How to make the stream anew if it vanished.
+    pub(super) config: jetstream::stream::Config,
+    /// When the stream this hub started on was made: its identity.
+    pub(super) created_nanos: i128,
+    pub(super) warn: WarnLimiter,
+    /// A message before `next` arrived (see [`Consumer::read`]).
+    pub(super) rewound: bool,
 }
 
 /// One event read from the stream.
@@ -60,6 +68,11 @@ struct Read {
 pub(super) async fn run(mut c: Consumer) {
     loop {
         if let Err(error) = c.read().await {
+            if c.tally.replaced.load(Relaxed) {
+                // Said once, loudly, where it was found; `/healthz` says
+                // 503 from now on. Nothing here is read again.
+                return;
+            }
             tracing::warn!(%error, next = c.next, "backplane: reading the stream failed; retrying");
         }
         tokio::time::sleep(RETRY).await;
@@ -67,10 +80,47 @@ pub(super) async fn run(mut c: Consumer) {
 }
 
 impl Consumer {
+    /// The shared stream, made anew if it vanished (NATS lost its store, or
+    /// someone deleted it), checked to be the one this hub started on:
+    /// another one (another creation time) is another epoch, whose seqs
+    /// are not this history's.
+    async fn open_stream(&mut self) -> Result<jetstream::stream::Stream, async_nats::Error> {
+        let stream = match self.js.get_stream(&self.stream).await {
+            Ok(stream) => stream,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                tracing::warn!(%error, stream = %self.stream, "backplane: the stream is gone; making it anew");
+                self.js.get_or_create_stream(self.config.clone()).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.check_identity(stream.cached_info().created.unix_timestamp_nanos())?;
+        Ok(stream)
+    }
+
+    /// Fails, for good, if the stream is not the one this hub started on.
+    fn check_identity(&self, created_nanos: i128) -> Result<(), async_nats::Error> {
+        if created_nanos == self.created_nanos {
+            return Ok(());
+        }
+        if !self.tally.replaced.swap(true, Relaxed) {
+            tracing::error!(
+                stream = %self.stream,
+                "backplane: the stream was deleted and made anew, a new epoch: this hub's history and positions are of the old one, so it delivers nothing more and /healthz says 503; restart it (its clients resuming elsewhere are told `epoch`)"
+            );
+        }
+        Err("the stream was made anew".into())
+    }
+
     /// Reads until the consumer fails; it is then opened again from
     /// `self.next`.
     async fn read(&mut self) -> Result<(), async_nats::Error> {
-        let stream = self.js.get_stream(&self.stream).await?;
+        let stream = self.open_stream().await?;
         // From a given sequence: when that was evicted, JetStream starts
         // silently at the first one it has; the history sees the gap.
         let consumer = stream
@@ -92,9 +142,16 @@ impl Consumer {
             let first = tokio::select! {
                 message = messages.next() => message,
                 _ = retention.tick() => {
-                    let Ok(info) = stream.get_info().await else {
-                        continue;
+                    let info = match stream.get_info().await {
+                        Ok(info) => info,
+                        Err(error) if error.kind() == jetstream::context::RequestErrorKind::Other => {
+                            // Gone (JetStream answered): reopened, made anew.
+                            return Err(error.into());
+                        }
+                        Err(_) => continue,
                     };
+                    self.check_identity(info.created.unix_timestamp_nanos())?;
+                    self.tally.answered();
                     self.local.retain_from(info.state.first_sequence);
                     if info.state.last_sequence < self.next {
                         waiting_since = None;
@@ -131,6 +188,17 @@ impl Consumer {
                 }
             }
             self.deliver(&mut batch);
+            if std::mem::take(&mut self.rewound) {
+                // The client library made its consumer anew from the
+                // stream's start (it does when the old one had delivered
+                // nothing yet): opened again from where this node stands
+                // rather than reading the whole stream to skip it.
+                return Err(format!(
+                    "the consumer went back to the stream's start; reopening at seq {}",
+                    self.next
+                )
+                .into());
+            }
         }
     }
 
@@ -140,7 +208,25 @@ impl Consumer {
         };
         let seq = info.stream_sequence;
         if seq < self.next {
+            // Behind what was read: only a consumer made anew from further
+            // back sends this.
+            self.rewound = true;
             return;
+        }
+        if seq > self.next {
+            // Evicted (or lost) before this node read them: a gap no client
+            // of this node will get. Resuming clients are closed and told
+            // (the history sees the gap); the rest only learn it here.
+            let missed = seq - self.next;
+            add(&self.tally.missed, missed);
+            if let Some(suppressed) = self.warn.allow() {
+                tracing::warn!(
+                    missed,
+                    from = self.next,
+                    suppressed,
+                    "backplane: the stream evicted events before this hub read them; its clients miss them"
+                );
+            }
         }
         self.next = seq + 1;
         let sender = message
@@ -152,21 +238,25 @@ impl Consumer {
             .and_then(|(_, client)| client.parse().ok())
             // Client ids start at 1: 0 is nobody here.
             .unwrap_or(0);
-        let Ok(frame) = Utf8Bytes::try_from(message.payload.clone()) else {
-            tracing::warn!(
-                seq,
-                "backplane: a message on the stream is not UTF-8; skipped"
-            );
+        let decoded = Utf8Bytes::try_from(message.payload.clone())
+            .ok()
+            .and_then(|frame| {
+                let event_type = Arc::from(&*EventHeader::parse(frame.as_bytes()).ok()?.event_type);
+                Some((frame, event_type))
+            });
+        let Some((frame, event_type)) = decoded else {
+            // Not from a hub (or from a newer one): counted and skipped, and
+            // logged at most once a second, whoever keeps sending them.
+            add(&self.tally.foreign, 1);
+            if let Some(suppressed) = self.warn.allow() {
+                tracing::warn!(
+                    seq,
+                    suppressed,
+                    "backplane: a message on the stream is not an event; skipped"
+                );
+            }
             return;
         };
-        let Ok(header) = EventHeader::parse(frame.as_bytes()) else {
-            tracing::warn!(
-                seq,
-                "backplane: a message on the stream is not an event; skipped"
-            );
-            return;
-        };
-        let event_type = Arc::from(&*header.event_type);
         batch.push(Read {
             seq,
             sender,

@@ -24,7 +24,7 @@ use async_nats::jetstream;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use watchtower_core::Position;
+use watchtower_core::{Position, WarnLimiter};
 
 use crate::config::HubConfig;
 use crate::dedup::DedupWindow;
@@ -34,6 +34,8 @@ use crate::history::History;
 use crate::outbox::Outbox;
 use crate::stats::{Counters, HubStats, add};
 
+use subject::MessageIdKey;
+
 /// The stream name used unless [`NatsConfig::stream`] says otherwise.
 pub const DEFAULT_NATS_STREAM: &str = "watchtower";
 
@@ -41,16 +43,31 @@ pub const DEFAULT_NATS_STREAM: &str = "watchtower";
 /// `max_payload`: an event may be at most that much smaller.
 const HEADER_ROOM: usize = 1024;
 
-/// Bursts waiting for the publisher task, at most. A reader never waits on
-/// the backplane: past this, events are counted as backplane failures
-/// (and an ack-mode sender is closed to resend).
-const OUTGOING_BURSTS: usize = 1024;
-
-/// Bytes of events waiting for the publisher task, at most, hub-wide:
-/// while NATS is slow or away, what clients send beyond this is not
-/// stored (counted as backplane failures; ack-mode senders are closed and
-/// resend), so an outage cannot grow the hub's memory without bound.
+/// Bytes of events waiting for their store, at most, hub-wide: while NATS
+/// is slow or away, what clients send beyond this is not stored (counted
+/// as backplane failures; ack-mode senders are closed and resend), so an
+/// outage cannot grow the hub's memory without bound. Each client is held
+/// to its `client_queue_bytes` within it, and nothing else is counted per
+/// hub: a bound on bursts (1,024 at f945df2) let one client's many small
+/// bursts, far within its own budget, crowd every other client out.
 const OUTGOING_BYTES: usize = 64 << 20;
+
+/// What the publisher keeps beside each event's frame until it is stored
+/// (subject, message id, bookkeeping), counted against the budgets with it.
+pub(super) const EVENT_COST: usize = 256;
+
+/// What one hand-off to the publisher costs beside its events (an ack
+/// alone, when every event of a burst was a duplicate, costs only this).
+pub(super) const OUTGOING_COST: usize = 64;
+
+/// What `outgoing` counts against the budgets until it is settled.
+fn cost(outgoing: &Outgoing) -> usize {
+    OUTGOING_COST
+        + outgoing
+            .burst
+            .as_ref()
+            .map_or(0, |b| b.bytes + b.frames.len() * EVENT_COST)
+}
 
 /// Commands (publishes) the NATS client library queues while its
 /// connection is busy or down; each holds one event, so this bounds what
@@ -171,12 +188,90 @@ struct Tally {
     failures: AtomicU64,
     /// Events read from the stream and delivered to this node's clients.
     delivered: AtomicU64,
-    /// The connection to NATS is down now.
+    /// Events the stream no longer held when this node came to read them.
+    missed: AtomicU64,
+    /// Messages on the stream that are not events (not from a hub).
+    foreign: AtomicU64,
+    /// Events queued for the publisher and not yet settled (stored or
+    /// given up), for what a stop drops.
+    unsettled: AtomicU64,
+    /// Of those, handed to NATS and not yet answered.
+    unconfirmed: AtomicU64,
+    /// The connection to NATS is down now, or NATS stopped answering (see
+    /// [`watch_connection`]).
     down: AtomicBool,
-    /// Bytes of the bursts queued for the publisher (see
-    /// [`OUTGOING_BYTES`]).
+    /// Bytes of the events queued for the publisher or waiting for their
+    /// store (see [`OUTGOING_BYTES`]).
     queued_bytes: AtomicUsize,
+    /// When the time counters below count from.
+    base: Option<tokio::time::Instant>,
+    /// Milliseconds after `base`, plus one, since the oldest publish not
+    /// yet answered waits (or events wait with no connection); 0: none.
+    waiting_since: AtomicU64,
+    /// Milliseconds after `base` when the stream last answered a request
+    /// (the consumer asks for its state twice a second).
+    answered_at: AtomicU64,
+    /// The stream was deleted and made anew since this hub started: a new
+    /// epoch this hub does not serve (see `consumer`).
+    replaced: AtomicBool,
 }
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            base: Some(tokio::time::Instant::now()),
+            ..Tally::default()
+        }
+    }
+
+    fn millis(&self, at: tokio::time::Instant) -> u64 {
+        self.base.map_or(0, |base| {
+            at.saturating_duration_since(base).as_millis() as u64
+        })
+    }
+
+    fn since(&self, millis: u64) -> Duration {
+        let now = self.millis(tokio::time::Instant::now());
+        Duration::from_millis(now.saturating_sub(millis))
+    }
+
+    /// The publisher's oldest unanswered publish (see `waiting_since`).
+    fn set_waiting_since(&self, at: Option<tokio::time::Instant>) {
+        let value = at.map_or(0, |at| self.millis(at) + 1);
+        self.waiting_since.store(value, Relaxed);
+    }
+
+    /// The stream answered a request now.
+    fn answered(&self) {
+        self.answered_at
+            .store(self.millis(tokio::time::Instant::now()), Relaxed);
+    }
+
+    /// Why the backplane is not working now, if it is not.
+    fn trouble(&self, connected: bool) -> Option<&'static str> {
+        if self.replaced.load(Relaxed) {
+            return Some("the stream was made anew: restart this hub");
+        }
+        if !connected {
+            return Some("the connection to NATS is lost");
+        }
+        let waiting = self.waiting_since.load(Relaxed);
+        if waiting > 0 && self.since(waiting - 1) >= UNANSWERED {
+            return Some("publishes are not answered");
+        }
+        if self.since(self.answered_at.load(Relaxed)) >= UNANSWERED {
+            return Some("the stream does not answer");
+        }
+        None
+    }
+}
+
+/// How long a publish may wait for its ack, or the stream for an answer to
+/// the consumer's state requests (asked twice a second), before the
+/// backplane counts as down and `/healthz` says 503: NATS hanging with its
+/// connections open is noticed in seconds, not after the client library's
+/// two missed pings (minutes).
+const UNANSWERED: Duration = Duration::from_secs(3);
 
 /// One bursts' worth of work for the publisher task.
 #[derive(Debug)]
@@ -197,7 +292,7 @@ pub(crate) struct NatsFanout {
     /// `client_queue_bytes`, so one client flooding while NATS is slow
     /// cannot take the whole hub-wide budget.
     client_budget: usize,
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     tally: Arc<Tally>,
     tasks: Vec<AbortHandle>,
     /// The hub's de-duplication window: an ack-mode event refused here
@@ -279,15 +374,24 @@ impl NatsFanout {
         }
         let js = jetstream::new(client.clone());
         let prefix = subject::prefix(&nats.stream);
-        let stream = js
-            .get_or_create_stream(jetstream::stream::Config {
-                name: nats.stream.clone(),
-                subjects: vec![format!("{prefix}.>")],
-                max_messages: nats.max_messages,
-                max_age: nats.max_age,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+        let (_, description) = MessageIdKey::generate()
+            .ok_or_else(|| backplane("no random numbers for the message-id key".into(), None))?;
+        // JetStream's duplicate window is the hub's: a resend on another
+        // hub within `dedup_window_age` is dropped there too. It cannot be
+        // longer than the stream keeps events.
+        let duplicate_window = config.dedup_window_age.min(nats.max_age);
+        let stream_config = jetstream::stream::Config {
+            name: nats.stream.clone(),
+            description: Some(description),
+            subjects: vec![format!("{prefix}.>")],
+            max_messages: nats.max_messages,
+            max_age: nats.max_age,
+            duplicate_window,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(stream_config.clone())
             .await
             .map_err(|e| {
                 backplane(
@@ -298,7 +402,36 @@ impl NatsFanout {
                     Some(Box::new(e)),
                 )
             })?;
-        let info = stream.cached_info();
+        let info = stream.info().await.map_err(|e| {
+            backplane(
+                format!("could not read the JetStream stream `{}`", nats.stream),
+                Some(Box::new(e)),
+            )
+        })?;
+        let info = info.clone();
+        if info.config.duplicate_window < config.dedup_window_age.min(info.config.max_age) {
+            tracing::warn!(
+                stream = %nats.stream,
+                stream_duplicate_window = ?info.config.duplicate_window,
+                dedup_window_age = ?config.dedup_window_age,
+                "the stream drops resends for less long than this hub's de-duplication window: a resend to another hub after that is stored twice; raise the stream's duplicate window (nats stream edit --dupe-window) or recreate it"
+            );
+        }
+        let key = match info
+            .config
+            .description
+            .as_deref()
+            .and_then(MessageIdKey::from_description)
+        {
+            Some(key) => key,
+            None => {
+                tracing::warn!(
+                    stream = %nats.stream,
+                    "the stream carries no message-id key (made before keyed message ids): message ids are predictable; recreate the stream to key them"
+                );
+                MessageIdKey::unkeyed(&nats.stream)
+            }
+        };
         let epoch = epoch(&nats.stream, info.created.unix_timestamp_nanos());
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         // The history starts with the stream's recent past, so a client
@@ -312,17 +445,19 @@ impl NatsFanout {
         };
         let history = History::numbered(config, epoch, start - 1);
         let local = Arc::new(LocalFanout::new(history));
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally::new());
+        tally.answered();
         let node = node_id();
-        let (outgoing, queue) = mpsc::channel(OUTGOING_BURSTS);
-        let publisher = tokio::spawn(publisher::run(
-            js.clone(),
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let publisher = tokio::spawn(publisher::run(publisher::Publisher {
+            open: opener(nats),
             prefix,
             node,
+            key,
             queue,
-            Arc::clone(&tally),
-            Arc::clone(&dedup),
-        ));
+            tally: Arc::clone(&tally),
+            dedup: Arc::clone(&dedup),
+        }));
         let (caught_up, mut reached) = watch::channel(start - 1);
         let consumer = tokio::spawn(consumer::run(consumer::Consumer {
             js,
@@ -333,6 +468,10 @@ impl NatsFanout {
             tally: Arc::clone(&tally),
             counters,
             caught_up,
+            config: stream_config,
+            created_nanos: info.created.unix_timestamp_nanos(),
+            warn: WarnLimiter::default(),
+            rewound: false,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
@@ -423,6 +562,20 @@ impl Fanout for NatsFanout {
         for task in &self.tasks {
             task.abort();
         }
+        // What the publisher still held is dropped: said, and what was
+        // never handed to NATS counted as not stored (what was handed and
+        // not yet answered may have been stored; it is said apart). Once,
+        // though a hub stops its backplane on shutdown and on drop.
+        let left = self.tally.unsettled.swap(0, Relaxed);
+        if left > 0 && left < u64::MAX / 2 {
+            let unconfirmed = self.tally.unconfirmed.load(Relaxed).min(left);
+            add(&self.tally.failures, left - unconfirmed);
+            tracing::warn!(
+                not_stored = left - unconfirmed,
+                unconfirmed,
+                "backplane: stopped with events not yet stored; at-least-once senders resend theirs, at-most-once ones are lost"
+            );
+        }
     }
 
     fn backplane_stats(&self, stats: &mut HubStats) {
@@ -430,15 +583,20 @@ impl Fanout for NatsFanout {
         stats.backplane_failures = self.tally.failures.load(Relaxed);
         stats.backplane_delivered = self.tally.delivered.load(Relaxed);
         stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
+        stats.backplane_missed = self.tally.missed.load(Relaxed);
+        stats.backplane_foreign = self.tally.foreign.load(Relaxed);
     }
 }
 
 impl NatsFanout {
-    /// Hands work to the publisher without waiting; when its queue is
-    /// full, the events are counted as failures and an ack-mode sender is
-    /// closed, so it resends them.
+    /// Hands work to the publisher without waiting; past the budgets, the
+    /// events are counted as failures and an ack-mode sender is closed, so
+    /// it resends them.
     fn send(&self, outgoing: Outgoing) {
-        let bytes = outgoing.burst.as_ref().map_or(0, |b| b.bytes);
+        let bytes = cost(&outgoing);
+        let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len() as u64);
+        // Counted before the hand-off: the publisher may settle them first.
+        add(&self.tally.unsettled, events);
         // Both budgets are checked before the burst is queued: they bound
         // what waits, hub-wide and per client.
         let queued = self.tally.queued_bytes.fetch_add(bytes, Relaxed);
@@ -446,26 +604,23 @@ impl NatsFanout {
             .from
             .as_ref()
             .is_none_or(|from| from.reserve_backplane(bytes, self.client_budget));
-        let refused = if bytes > 0 && (queued + bytes > OUTGOING_BYTES || !client_ok) {
+        let refused = if queued + bytes > OUTGOING_BYTES || !client_ok {
             if client_ok && let Some(from) = &outgoing.from {
                 from.release_backplane(bytes);
             }
             Some(outgoing)
         } else {
-            self.outgoing.try_send(outgoing).err().map(|refused| {
-                let o = match refused {
-                    mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
-                };
-                if let Some(from) = &o.from {
+            self.outgoing.send(outgoing).err().map(|closed| {
+                if let Some(from) = &closed.0.from {
                     from.release_backplane(bytes);
                 }
-                o
+                closed.0
             })
         };
         if let Some(outgoing) = refused {
             self.tally.queued_bytes.fetch_sub(bytes, Relaxed);
-            let events = outgoing.burst.as_ref().map_or(0, |b| b.frames.len());
-            add(&self.tally.failures, events as u64);
+            self.tally.unsettled.fetch_sub(events, Relaxed);
+            add(&self.tally.failures, events);
             if let (Some(from), Some(_)) = (&outgoing.from, outgoing.ack) {
                 from.lose_backplane();
                 for frame in outgoing.burst.iter().flat_map(|b| &b.frames) {
@@ -476,19 +631,67 @@ impl NatsFanout {
     }
 }
 
-/// Keeps [`Tally::down`] current from the client's connection events.
+/// Keeps [`Tally::down`] current: the connection is lost, or NATS stopped
+/// answering publishes or the consumer's requests.
 async fn watch_connection(client: async_nats::Client, tally: Arc<Tally>) {
     loop {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
-        if tally.down.swap(!connected, Relaxed) == connected {
-            if connected {
-                tracing::info!("backplane: connected to NATS");
-            } else {
-                tracing::warn!("backplane: NATS connection lost; reconnecting");
+        let trouble = tally.trouble(connected);
+        if tally.down.swap(trouble.is_some(), Relaxed) != trouble.is_some() {
+            match trouble {
+                None => tracing::info!("backplane: NATS answers again"),
+                Some(why) => tracing::warn!(why, "backplane: down; events are not stored"),
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How the publisher opens its connections: like the hub's own, but one
+/// that never reconnects by itself (see `publisher`). After connecting,
+/// its server pool is replaced by an address nothing listens on, and it
+/// may try once: when the connection is lost, that one try fails and the
+/// library drops whatever it still queued, instead of writing it to a new
+/// connection after events lost with the old one.
+fn opener(nats: &NatsConfig) -> publisher::Opener {
+    let url = nats.url.clone();
+    let credentials = nats.credentials.clone();
+    Arc::new(move || {
+        let url = url.clone();
+        let credentials = credentials.clone();
+        Box::pin(async move {
+            // Until connected, the usual choice among the servers; after,
+            // the one address left in the pool, at once (this path, unlike
+            // the usual one, does not log an error when the tries run out).
+            let connected = Arc::new(AtomicBool::new(false));
+            let fenced = Arc::clone(&connected);
+            let mut options = async_nats::ConnectOptions::new()
+                .name("watchtower-hub-publisher")
+                .client_capacity(CLIENT_CAPACITY)
+                .connection_timeout(Duration::from_secs(2))
+                .ignore_discovered_servers()
+                .max_reconnects(1)
+                .reconnect_delay_callback(|_| Duration::ZERO)
+                .reconnect_to_server_callback(move |servers, _| {
+                    let fenced = fenced.load(Relaxed);
+                    async move {
+                        let nowhere = servers.into_iter().next().filter(|_| fenced)?;
+                        Some(async_nats::ReconnectToServer {
+                            addr: nowhere.addr,
+                            delay: Some(Duration::ZERO),
+                        })
+                    }
+                });
+            if let Some(path) = &credentials {
+                options = options.credentials_file(path).await?;
+            }
+            let client = options.connect(url.as_str()).await?;
+            let nowhere: async_nats::ServerAddr = "nats://127.0.0.1:0".parse()?;
+            client.set_server_pool(vec![nowhere]).await?;
+            connected.store(true, Relaxed);
+            Ok(client)
+        })
+    })
 }
 
 /// The epoch of positions on a stream: its name and creation time, so a

@@ -11,6 +11,8 @@
 #[allow(dead_code)]
 mod support;
 
+mod bounded;
+mod faults;
 mod group;
 
 mod ordering;
