@@ -4,9 +4,9 @@ use std::fmt;
 
 use tokio::net::ToSocketAddrs;
 
-use crate::auth::{Auth, Token};
 use crate::config::HubConfig;
 use crate::error::HubError;
+use crate::gates::auth::{Auth, Token};
 use crate::hub::{Backplane, Hub};
 use crate::tls::HubTls;
 

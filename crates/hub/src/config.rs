@@ -485,12 +485,12 @@ impl HubConfig {
             ));
         }
         for origin in &self.allowed_origins {
-            crate::origin::validate(origin).map_err(HubError::Config)?;
+            crate::gates::origin::validate(origin).map_err(HubError::Config)?;
         }
-        if !(1..=crate::auth::MAX_TOKEN_LEN).contains(&self.min_token_len) {
+        if !(1..=crate::gates::auth::MAX_TOKEN_LEN).contains(&self.min_token_len) {
             return fail(format!(
                 "min_token_len must be between 1 and {}, not {}",
-                crate::auth::MAX_TOKEN_LEN,
+                crate::gates::auth::MAX_TOKEN_LEN,
                 self.min_token_len
             ));
         }

@@ -18,19 +18,19 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tracing::Instrument;
 use watchtower_core::WarnLimiter;
 
-use crate::auth::{Auth, Token};
 use crate::builder::HubBuilder;
 use crate::clients::ClientList;
 use crate::config::HubConfig;
 use crate::connection;
-use crate::dedup::DedupWindow;
 use crate::error::HubError;
-use crate::fanout::{Fanout, LocalFanout};
-use crate::history::History;
-use crate::origin::Origins;
+use crate::gates::auth::{Auth, Token};
+use crate::gates::origin::Origins;
+use crate::gates::throttle::Throttle;
 use crate::pace::Pace;
+use crate::relay::dedup::DedupWindow;
+use crate::relay::fanout::{Fanout, LocalFanout};
+use crate::relay::history::History;
 use crate::stats::{Counters, HubStats, bump};
-use crate::throttle::Throttle;
 use crate::tls::{HubTls, TlsSlot};
 
 /// After the shutdown deadline, how long connection tasks get to finish
