@@ -249,3 +249,26 @@ fn the_hubs_relay_and_gates_import_nothing_above_them() {
         }
     }
 }
+
+#[test]
+fn only_the_backplane_file_reaches_into_a_backplane() {
+    let src = root().join("crates/hub/src");
+    let mut checked = 0;
+    for file in rust_files(&src) {
+        let relative = file.strip_prefix(&src).expect("under src");
+        if relative.starts_with("nats")
+            || relative == std::path::Path::new("backplane.rs")
+            || relative == std::path::Path::new("lib.rs")
+        {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("read a source file");
+        assert!(
+            !crate_paths(&text).iter().any(|name| name == "nats"),
+            "{} names crate::nats: a backplane is started and named only in backplane.rs",
+            file.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} files checked");
+}

@@ -230,6 +230,7 @@
 
 #![deny(missing_docs)]
 
+mod backplane;
 mod builder;
 mod clients;
 mod config;
@@ -243,6 +244,7 @@ mod hub;
 mod nats;
 mod pace;
 mod relay;
+mod shared;
 mod stats;
 mod tls;
 

@@ -10,7 +10,6 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use watchtower_core::{DecodeError, EventHeader, WarnLimiter};
 
-use crate::hub::Shared;
 use crate::pace::Pace;
 use crate::relay::control::{self, Control, Parsed};
 use crate::relay::dedup::{DedupWindow, Key};
@@ -18,6 +17,7 @@ use crate::relay::fanout::{Burst, MAX_BURST};
 use crate::relay::filter::{FilterLimits, OverLimit};
 use crate::relay::outbox::FrameSet;
 use crate::relay::outbox::Outbox;
+use crate::shared::Shared;
 use crate::stats::{Counters, add, bump, high_water};
 
 use super::liveness::Clock;

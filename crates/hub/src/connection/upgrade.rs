@@ -24,10 +24,10 @@ use watchtower_core::{
 use crate::gates::auth::{PROTOCOL, Refusal, offered_protocols};
 use crate::gates::origin::OriginRefusal;
 use crate::http::{self, Head, Replay, read_head};
-use crate::hub::{Admission, Shared};
 use crate::relay::fanout::{ClientId, Cursor, Joined};
 use crate::relay::outbox::Outbox;
 use crate::relay::sample::{SAMPLE_HEADER, SAMPLE_QUERY, Sampler};
+use crate::shared::{Admission, Shared};
 use crate::stats::{add, bump};
 
 use super::{linger, serve};
