@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use watchtower_hub::{Hub, HubConfig};
 use watchtower_test_support::{FaultProxy, Mode, wait_until};
 use watchtower_websocket::prelude::*;
@@ -22,7 +24,7 @@ use crate::support::{Collector, LIMIT, event, init_logs};
 
 /// A subscriber builder: reconnects every 20 ms forever, gives up an
 /// attempt that gets no answer (a blackholed link) after 250 ms.
-fn subscriber(url: &str) -> TransportBuilder {
+pub(crate) fn subscriber(url: &str) -> TransportBuilder {
     init_logs();
     WebSocketTransport::builder(WebSocketConfig::new(url))
         .reconnect_policy(ReconnectPolicy::fixed(
@@ -40,7 +42,7 @@ fn publisher_config(url: &str) -> WebSocketConfig {
     config
 }
 
-async fn publisher(url: &str) -> WebSocketTransport {
+pub(crate) async fn publisher(url: &str) -> WebSocketTransport {
     WebSocketTransport::builder(publisher_config(url))
         .resume(false)
         .connect()
@@ -56,14 +58,14 @@ fn hub_config(configure: impl FnOnce(&mut HubConfig)) -> HubConfig {
 
 /// Takes the subscriber's link down (new attempts get no answer) and
 /// breaks the connection it has.
-fn cut(proxy: &FaultProxy) {
+pub(crate) fn cut(proxy: &FaultProxy) {
     proxy.set_mode(Mode::Blackhole);
     proxy.reset_all();
 }
 
 /// Brings the link back and waits until the subscriber has answered
 /// `resumes` resumes in all.
-async fn restore(proxy: &FaultProxy, sub: &WebSocketTransport, resumes: u64) {
+pub(crate) async fn restore(proxy: &FaultProxy, sub: &WebSocketTransport, resumes: u64) {
     proxy.set_mode(Mode::Pass);
     wait_until("resumed", LIMIT, || {
         let s = sub.connection_stats();
@@ -73,7 +75,7 @@ async fn restore(proxy: &FaultProxy, sub: &WebSocketTransport, resumes: u64) {
 }
 
 /// Waits until the hub has relayed `n` events in all.
-async fn relayed(hub: &Hub, n: u64) {
+pub(crate) async fn relayed(hub: &Hub, n: u64) {
     wait_until("hub relayed", LIMIT, || hub.stats().events_in >= n).await;
 }
 
@@ -81,7 +83,7 @@ async fn relayed(hub: &Hub, n: u64) {
 /// Waits until `n` events arrived, for as long as they keep arriving:
 /// LIMIT without progress fails (a backlog in a debug build on a loaded
 /// machine may need longer than LIMIT in all).
-async fn received(got: &Collector, n: usize) {
+pub(crate) async fn received(got: &Collector, n: usize) {
     let mut seen = got.len();
     let mut deadline = tokio::time::Instant::now() + LIMIT;
     while got.len() < n {
@@ -99,7 +101,7 @@ async fn received(got: &Collector, n: usize) {
 }
 
 /// The payload numbers received, which must be exactly `expected`.
-fn assert_exactly(got: &Collector, expected: impl IntoIterator<Item = u64>) {
+pub(crate) fn assert_exactly(got: &Collector, expected: impl IntoIterator<Item = u64>) {
     let expected: Vec<u64> = expected.into_iter().collect();
     let ns = got.ns();
     assert_eq!(ns.len(), expected.len(), "count");
@@ -122,15 +124,9 @@ async fn soak_cut_links_recover_every_event() {
 }
 
 async fn blinks_run(events: u64, cuts: u64, down_ms: std::ops::Range<u64>, seed: u64) {
-    let hub = Hub::bind_with(
-        "127.0.0.1:0",
-        hub_config(|c| {
-            c.max_replay = 10_000;
-            c.history_size = 50_000;
-        }),
-    )
-    .await
-    .unwrap();
+    // Default settings: however long the subscriber stays away, what it
+    // missed is recovered while the history holds it.
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
     let proxy = FaultProxy::start(hub.local_addr()).await;
     let got = Collector::default();
     let sub = subscriber(&proxy.url("/events")).connect().await.unwrap();
@@ -359,39 +355,6 @@ async fn a_filtered_subscriber_recovers() {
     sub.shutdown().await.unwrap();
 }
 
-/// Done when 4 (all or nothing): more missed events than `max_replay`:
-/// not recovered (`too_many`), nothing of them replayed, live ones flow.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_missed_replays_nothing() {
-    let hub = Hub::bind_with("127.0.0.1:0", hub_config(|c| c.max_replay = 50))
-        .await
-        .unwrap();
-    let proxy = FaultProxy::start(hub.local_addr()).await;
-    let got = Collector::default();
-    let sub = subscriber(&proxy.url("/events")).connect().await.unwrap();
-    sub.subscribe(vec![], got.handler()).await.unwrap();
-    let publisher = publisher(&hub.url()).await;
-    wait_until("both connected", LIMIT, || hub.stats().clients == 2).await;
-    cut(&proxy);
-    for n in 0..51 {
-        publisher.publish(event("missed", n)).await.unwrap();
-    }
-    relayed(&hub, 51).await;
-    restore(&proxy, &sub, 1).await;
-    assert_eq!(
-        sub.last_resume(),
-        Some(ResumeOutcome::NotRecovered {
-            reason: NotRecoveredReason::TooMany
-        })
-    );
-    publisher.publish(event("live", 51)).await.unwrap();
-    received(&got, 1).await;
-    assert_exactly(&got, [51]);
-    let stats = hub.stats();
-    assert_eq!((stats.resumes_not_recovered, stats.events_replayed), (1, 0));
-    sub.shutdown().await.unwrap();
-}
-
 /// Done when 5: a publisher at full speed while the subscriber's
 /// connection is reset again and again: exactly once, in order, across
 /// every seam.
@@ -415,7 +378,6 @@ async fn seams_run(resets: u64, seed: u64) {
         "127.0.0.1:0",
         hub_config(|c| {
             c.history_size = 1_000_000;
-            c.max_replay = 1_000_000;
             c.history_bytes = 512 << 20;
             c.client_queue_bytes = 256 << 20;
             c.client_queue_frames = 1_000_000;
@@ -499,26 +461,64 @@ async fn seams_run(resets: u64, seed: u64) {
     sub.shutdown().await.unwrap();
 }
 
-/// Done when 6: a subscriber too slow for its queue is closed (1013)
-/// instead of losing frames, resumes, and gets every event: the hub drops
-/// nothing from it.
+/// Done when 4 (no cliff): a subscriber away for more events than a
+/// replay used to be allowed (`max_replay`, here 50; its queue 64 frames)
+/// is recovered, and gets every one of them, in order, then live ones.
+/// `too_many` is never the answer: `max_replay` is only how many events
+/// its writer takes from the history at a time. (Was `too_many` at
+/// f945df2.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_subscriber_is_closed_to_resume_and_misses_nothing() {
-    const EVENTS: u64 = 2_000;
+async fn however_many_missed_events_the_history_holds_are_all_recovered() {
+    const MISSED: u64 = 3_000;
     let hub = Hub::bind_with(
         "127.0.0.1:0",
         hub_config(|c| {
+            c.max_replay = 50;
             c.client_queue_frames = 64;
-            c.client_queue_bytes = 64 << 20;
-            c.history_bytes = 128 << 20;
-            c.max_replay = EVENTS as usize;
         }),
     )
     .await
     .unwrap();
+    let proxy = FaultProxy::start(hub.local_addr()).await;
     let got = Collector::default();
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let sub = subscriber(&hub.url())
+    let sub = subscriber(&proxy.url("/events")).connect().await.unwrap();
+    sub.subscribe(vec![], got.handler()).await.unwrap();
+    let publisher = publisher(&hub.url()).await;
+    wait_until("both connected", LIMIT, || hub.stats().clients == 2).await;
+    cut(&proxy);
+    for n in 0..MISSED {
+        publisher.publish(event("missed", n)).await.unwrap();
+    }
+    relayed(&hub, MISSED).await;
+    restore(&proxy, &sub, 1).await;
+    assert_eq!(
+        sub.last_resume(),
+        Some(ResumeOutcome::Recovered { replayed: MISSED })
+    );
+    received(&got, MISSED as usize).await;
+    publisher.publish(event("live", MISSED)).await.unwrap();
+    received(&got, MISSED as usize + 1).await;
+    assert_exactly(&got, 0..=MISSED);
+    let stats = hub.stats();
+    assert_eq!(
+        (stats.resumes_recovered, stats.resumes_not_recovered),
+        (1, 0)
+    );
+    assert_eq!(stats.events_replayed, MISSED);
+    assert_eq!(sub.connection_stats().events_replayed, MISSED);
+    sub.shutdown().await.unwrap();
+}
+
+/// A subscriber whose handler holds the first event, with a mailbox of
+/// one that stops the transport reading (`MailboxOverflow::Block`): it
+/// reads nothing until `gate` is notified, then handles each event and
+/// lets the next one through.
+pub(crate) async fn gated_subscriber(
+    url: &str,
+    got: &Collector,
+) -> (WebSocketTransport, Arc<Notify>) {
+    let gate = Arc::new(Notify::new());
+    let sub = subscriber(url)
         .mailbox_size(1)
         .mailbox_overflow(MailboxOverflow::Block)
         .connect()
@@ -536,35 +536,134 @@ async fn a_slow_subscriber_is_closed_to_resume_and_misses_nothing() {
         }
     };
     sub.subscribe(vec![], handler).await.unwrap();
+    (sub, gate)
+}
+
+/// An event of `n` with 16 KiB of padding: a few hundred fill the
+/// sockets' buffers, 64 the hub's queue of the tests below.
+fn big_event(n: u64) -> Event {
+    Event::new(
+        "big",
+        serde_json::json!({ "n": n, "pad": "x".repeat(16 * 1024) }),
+        EventMetadata::default(),
+    )
+}
+
+/// Done when 6: a subscriber too slow for its hub queue (64 frames, while
+/// 2,000 16 KiB events, 32 MiB, flow) lags inside the history: the hub
+/// neither drops a frame for it nor closes it, and once it reads again it
+/// gets every event, in order, on the connection it had. (Was closed with
+/// 1013 to resume at f945df2, and, with the defaults, not recovered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_lags_inside_the_history_and_misses_nothing() {
+    const EVENTS: u64 = 2_000;
+    let hub = Hub::bind_with("127.0.0.1:0", hub_config(|c| c.client_queue_frames = 64))
+        .await
+        .unwrap();
+    let got = Collector::default();
+    let (sub, gate) = gated_subscriber(&hub.url(), &got).await;
     let publisher = publisher(&hub.url()).await;
     wait_until("both connected", LIMIT, || hub.stats().clients == 2).await;
 
-    // 16 KiB events: the sockets' buffers fill after a few hundred, then
-    // the hub's queue of 64 frames.
-    let payload = "x".repeat(16 * 1024);
     for n in 0..EVENTS {
-        let e = Event::new(
-            "big",
-            serde_json::json!({ "n": n, "pad": payload }),
-            EventMetadata::default(),
-        );
-        publisher.publish(e).await.unwrap();
+        publisher.publish(big_event(n)).await.unwrap();
     }
     publisher.flush().await.unwrap();
     relayed(&hub, EVENTS).await;
-    wait_until("closed to resume", LIMIT, || {
-        hub.stats().closed_to_resume >= 1
-    })
-    .await;
-    // The handler may go on now.
+    // Everything is relayed while the handler still holds the first
+    // event: at most the sockets' buffers went out, the rest waits in
+    // the history. The handler may go on now.
     gate.notify_one();
     received(&got, EVENTS as usize).await;
 
     assert_exactly(&got, 0..EVENTS);
     let stats = hub.stats();
-    assert_eq!(stats.dropped_frames, 0, "{stats:?}");
-    assert!(sub.connection_stats().resumes_recovered >= 1);
-    assert_eq!(sub.connection_stats().resumes_not_recovered, 0);
+    assert_eq!(
+        (
+            stats.dropped_frames,
+            stats.closed_to_resume,
+            stats.disconnected_slow
+        ),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    let stats = sub.connection_stats();
+    assert_eq!((stats.disconnects, stats.reconnects), (0, 0), "{stats:?}");
+    assert_eq!(sub.dlq_stats().total_pushed, 0);
+    sub.shutdown().await.unwrap();
+}
+
+/// Done when 6: a slow subscriber whose hub forgot events it had not
+/// been sent yet (a history of 200 events, while 2,000 flow) is closed at
+/// once, with 1013, and resumes; it is told `expired`, never a silent
+/// gap: it gets what it was sent before, in order, then live events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_the_history_forgot_is_closed_to_resume_and_told_expired() {
+    const EVENTS: u64 = 2_000;
+    let hub = Hub::bind_with(
+        "127.0.0.1:0",
+        hub_config(|c| {
+            c.client_queue_frames = 64;
+            c.history_size = 200;
+        }),
+    )
+    .await
+    .unwrap();
+    let got = Collector::default();
+    let (sub, gate) = gated_subscriber(&hub.url(), &got).await;
+    let publisher = publisher(&hub.url()).await;
+    wait_until("both connected", LIMIT, || hub.stats().clients == 2).await;
+
+    for n in 0..EVENTS {
+        publisher.publish(big_event(n)).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+    relayed(&hub, EVENTS).await;
+    wait_until("closed to resume", LIMIT, || {
+        hub.stats().closed_to_resume == 1
+    })
+    .await;
+    gate.notify_one();
+    wait_until("resumed", LIMIT, || {
+        sub.connection_stats().resumes_not_recovered == 1 && sub.state().is_connected()
+    })
+    .await;
+    assert_eq!(
+        sub.last_resume(),
+        Some(ResumeOutcome::NotRecovered {
+            reason: NotRecoveredReason::Expired
+        })
+    );
+    for n in EVENTS..EVENTS + 10 {
+        publisher.publish(event("live", n)).await.unwrap();
+    }
+    wait_until("the live events", LIMIT, || {
+        got.ns().iter().filter(|n| **n >= EVENTS).count() == 10
+    })
+    .await;
+
+    // What it was sent before the close, in order, then the live events:
+    // the gap between them is the one its `expired` answer tells of.
+    let ns = got.ns();
+    let old = ns.iter().take_while(|n| **n < EVENTS).count();
+    assert!(old > 0 && old < EVENTS as usize, "{old}");
+    assert_eq!(ns[..old], (0..old as u64).collect::<Vec<_>>());
+    assert_eq!(ns[old..], (EVENTS..EVENTS + 10).collect::<Vec<_>>());
+    let stats = hub.stats();
+    assert_eq!(
+        (
+            stats.closed_to_resume,
+            stats.resumes_not_recovered,
+            stats.dropped_frames
+        ),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    let stats = sub.connection_stats();
+    assert_eq!(
+        (stats.resumes_recovered, stats.resumes_not_recovered),
+        (0, 1)
+    );
     assert_eq!(sub.dlq_stats().total_pushed, 0);
     sub.shutdown().await.unwrap();
 }

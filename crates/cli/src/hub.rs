@@ -112,8 +112,10 @@ pub(crate) struct HubArgs {
           value_parser = crate::connect::parse_seconds_f64)]
     history_ttl: f64,
 
-    /// Most events replayed to one resuming subscriber; one further behind
-    /// is told "not recovered" (too_many) instead.
+    /// Most events a catching-up subscriber's writer takes from the
+    /// history at a time (capped at 256). It does not bound a replay: a
+    /// subscriber gets everything the history holds after its position,
+    /// however many events.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REPLAY)]
     max_replay: usize,
 

@@ -132,8 +132,13 @@ pub enum NotRecoveredReason {
     /// The history no longer holds every event after the position (too
     /// old, or pushed out by newer events).
     Expired,
-    /// More events after the position than the hub replays at once
-    /// (`max_replay`, or the client's queue budget).
+    /// More events after the position than the hub would replay.
+    ///
+    /// No longer sent by `watchtower-hub`: a client whose position the
+    /// history still holds gets every event after it, however many, and a
+    /// slow one lags inside the history until it forgets an event not yet
+    /// sent (then `Expired`). Kept so that a client still understands an
+    /// older hub, or another server, that sends `too_many`.
     TooMany,
 }
 

@@ -4,10 +4,11 @@ use std::fmt;
 
 use tokio::net::ToSocketAddrs;
 
-use crate::auth::{Auth, Token};
+use crate::backplane::Backplane;
 use crate::config::HubConfig;
 use crate::error::HubError;
-use crate::hub::{Backplane, Hub};
+use crate::gates::auth::{Auth, Token};
+use crate::hub::Hub;
 use crate::tls::HubTls;
 
 /// Builds a [`Hub`] that serves `wss://`, requires a bearer token, or

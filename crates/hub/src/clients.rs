@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use crate::fanout::ClientId;
-use crate::outbox::{Outbox, OutboxView};
+use crate::relay::fanout::ClientId;
+use crate::relay::outbox::{Outbox, OutboxView};
 
 /// At most this many rows in one `/api/clients` answer (the rest are
 /// counted, not listed), so one request costs bounded time and memory

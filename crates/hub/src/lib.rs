@@ -230,30 +230,27 @@
 
 #![deny(missing_docs)]
 
-mod auth;
+mod backplane;
 mod builder;
 mod clients;
-mod collect;
 mod config;
 mod connection;
-mod control;
-mod dedup;
 mod error;
-mod fanout;
 mod figures;
-mod filter;
-mod history;
+mod gates;
 mod http;
 mod hub;
 #[cfg(feature = "nats")]
 mod nats;
-mod origin;
-mod outbox;
 mod pace;
-mod sample;
+mod relay;
+mod shared;
 mod stats;
-mod throttle;
 mod tls;
+
+// The backplane still names the relay's modules from the crate's root.
+#[cfg(feature = "nats")]
+use relay::{dedup, fanout, history, outbox};
 
 pub use builder::HubBuilder;
 pub use config::{

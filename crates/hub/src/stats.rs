@@ -125,7 +125,7 @@ pub struct HubStats {
     /// (replayed, then live).
     pub resumes_recovered: u64,
     /// Clients that presented a position that could not be recovered
-    /// (another epoch, expired, or too many events): nothing was replayed.
+    /// (another epoch, or expired): nothing was replayed.
     pub resumes_not_recovered: u64,
     /// Events after the positions resuming clients presented, when they
     /// joined: what they read from the history (their filter and their

@@ -38,10 +38,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
-use crate::fanout::ClientId;
-use crate::filter::OverLimit;
-use crate::hub::{Admission, Shared, draining};
-use crate::outbox::{Entry, Outbox};
+use crate::relay::fanout::ClientId;
+use crate::relay::filter::OverLimit;
+use crate::relay::outbox::{Entry, Outbox};
+use crate::shared::{Admission, Shared, draining};
 use crate::stats::{Counters, add, bump};
 
 use liveness::{Clock, keepalive};

@@ -10,19 +10,19 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use watchtower_core::{DecodeError, EventHeader, WarnLimiter};
 
-use crate::control::{self, Control, Parsed};
-use crate::dedup::{DedupWindow, Key};
-use crate::fanout::{Burst, MAX_BURST};
-use crate::filter::{FilterLimits, OverLimit};
-use crate::hub::Shared;
-use crate::outbox::FrameSet;
-use crate::outbox::Outbox;
 use crate::pace::Pace;
+use crate::relay::control::{self, Control, Parsed};
+use crate::relay::dedup::{DedupWindow, Key};
+use crate::relay::fanout::{Burst, MAX_BURST};
+use crate::relay::filter::{FilterLimits, OverLimit};
+use crate::relay::outbox::FrameSet;
+use crate::relay::outbox::Outbox;
+use crate::shared::Shared;
 use crate::stats::{Counters, add, bump, high_water};
 
 use super::liveness::Clock;
 use super::{End, Stream};
-use crate::collect::{Frames, Types};
+use crate::relay::collect::{Frames, Types};
 
 /// Bytes one read burst may take before it is fanned out and the task
 /// yields: 1 MiB, four times a burst of 256 typical events, so only

@@ -21,13 +21,13 @@ use watchtower_core::{
     recovered_header,
 };
 
-use crate::auth::{PROTOCOL, Refusal, offered_protocols};
-use crate::fanout::{ClientId, Cursor, Joined};
+use crate::gates::auth::{PROTOCOL, Refusal, offered_protocols};
+use crate::gates::origin::OriginRefusal;
 use crate::http::{self, Head, Replay, read_head};
-use crate::hub::{Admission, Shared};
-use crate::origin::OriginRefusal;
-use crate::outbox::Outbox;
-use crate::sample::{SAMPLE_HEADER, SAMPLE_QUERY, Sampler};
+use crate::relay::fanout::{ClientId, Cursor, Joined};
+use crate::relay::outbox::Outbox;
+use crate::relay::sample::{SAMPLE_HEADER, SAMPLE_QUERY, Sampler};
+use crate::shared::{Admission, Shared};
 use crate::stats::{add, bump};
 
 use super::{linger, serve};
@@ -423,7 +423,7 @@ fn presented_identity(request: &Request) -> Result<Option<ClientId>, ()> {
 }
 
 /// The sample a client asked for in [`SAMPLE_HEADER`] or `?sample=`
-/// (see [`crate::sample`]); `Err` if it is not a whole number within the
+/// (see [`crate::relay::sample`]); `Err` if it is not a whole number within the
 /// budget, or there is more than one.
 fn presented_sample(request: &Request) -> Result<Option<Sampler>, ()> {
     let mut found = None;

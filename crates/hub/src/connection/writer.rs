@@ -11,9 +11,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use watchtower_core::ControlFrame;
 
-use crate::hub::Shared;
-use crate::outbox::{Entry, Outbox};
-use crate::sample::Due;
+use crate::relay::outbox::{Entry, Outbox};
+use crate::relay::sample::Due;
+use crate::shared::Shared;
 use crate::stats::{Counters, add, bump};
 
 use super::liveness::Clock;

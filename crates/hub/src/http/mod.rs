@@ -25,7 +25,7 @@ mod page;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use tokio_tungstenite::tungstenite::http::{Method, StatusCode, header};
 
-use crate::hub::Shared;
+use crate::shared::Shared;
 
 pub(crate) use head::{Head, HeadError, Replay, read_head};
 

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use watchtower_core::{NotRecoveredReason, Position};
 
-use crate::collect::Frames;
-use crate::history::History;
-use crate::outbox::{FrameSet, Offered, Outbox};
+use crate::relay::collect::Frames;
+use crate::relay::history::History;
+use crate::relay::outbox::{FrameSet, Offered, Outbox};
 
 /// Identifies one client connection within a hub.
 pub(crate) type ClientId = u64;

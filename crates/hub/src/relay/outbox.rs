@@ -10,10 +10,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::HubConfig;
-use crate::fanout::{Burst, ClientId, MAX_BURST};
-use crate::filter::{Change, Coverage, Filter, FilterLimits, FilterSummary, OverLimit};
-use crate::history::History;
-use crate::sample::{Due, Sampler};
+use crate::relay::fanout::{Burst, ClientId, MAX_BURST};
+use crate::relay::filter::{Change, Coverage, Filter, FilterLimits, FilterSummary, OverLimit};
+use crate::relay::history::History;
+use crate::relay::sample::{Due, Sampler};
 
 /// A set of frame indices within one burst: which of its frames this client
 /// still has to receive. A burst holds at most [`MAX_BURST`] frames, so a
@@ -649,7 +649,7 @@ impl Outbox {
         }
     }
 
-    /// Makes this a sampled client (see [`crate::sample`]), before it
+    /// Makes this a sampled client (see [`crate::relay::sample`]), before it
     /// joins the fan-out. Never a resuming one: the upgrade refuses both.
     pub(crate) fn sample(&self, sampler: Sampler) {
         let _ = self.sample.set(Box::new(sampler));

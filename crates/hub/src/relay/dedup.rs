@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::fanout::ClientId;
-use crate::outbox::FrameSet;
+use crate::relay::fanout::ClientId;
+use crate::relay::outbox::FrameSet;
 
 /// An event frame as the window stores it: a 128-bit keyed hash, 16 bytes
 /// whatever the frame's length.

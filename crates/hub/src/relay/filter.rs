@@ -55,7 +55,7 @@ impl OverLimit {
 }
 
 /// A filter change, parsed from a control frame (see
-/// [`control`](crate::control)). Its list is sorted and has no repeats.
+/// [`control`](crate::relay::control)). Its list is sorted and has no repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
     /// Add these types (`[]`: every type); with `replace`, set them.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 
-use crate::outbox::FrameSet;
+use crate::relay::outbox::FrameSet;
 
 /// The event frames of one read burst.
 ///

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use watchtower_core::{NotRecoveredReason, Position, frame_key};
 
 use crate::config::HubConfig;
-use crate::fanout::Burst;
+use crate::relay::fanout::Burst;
 
 /// One relayed burst as stored.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::outbox::FrameSet;
+use crate::relay::outbox::FrameSet;
 
 /// The header a client asks for a sample with (`?sample=N` in the URL
 /// works too, for browsers).

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::filter::{Change, FilterLimits, OverLimit};
+use crate::relay::filter::{Change, FilterLimits, OverLimit};
 
 /// A control frame a client may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
