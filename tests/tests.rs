@@ -18,6 +18,7 @@ mod engine;
 mod failover;
 mod handlers;
 mod hub;
+mod identity;
 mod keepalive;
 mod malformed;
 mod misuse;
