@@ -194,9 +194,16 @@ async fn a_reconnect_continues_from_what_was_read() {
         sub.connection_stats().resumes_recovered == 1
     })
     .await;
-    assert_eq!(
-        sub.last_resume(),
-        Some(ResumeOutcome::Recovered { replayed: 5 })
+    // The ten read (and still in the mailbox) are not asked for again;
+    // the five published meanwhile are, unless the proxy let them through
+    // before the reset took effect.
+    assert!(
+        matches!(
+            sub.last_resume(),
+            Some(ResumeOutcome::Recovered { replayed: 0 | 5 })
+        ),
+        "{:?}",
+        sub.last_resume()
     );
     gate.add_permits(100);
     handled(&got, 15).await;

@@ -1,7 +1,14 @@
 //! Client failover: with `fallback_urls`, a failed connect attempt moves
 //! on to the next hub, and the transport says which one it is on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use watchtower_hub::Hub;
 use watchtower_test_support::{unused_addr, wait_until};
@@ -75,4 +82,80 @@ async fn a_malformed_fallback_url_is_a_config_error() {
         matches!(result, Err(WatchtowerError::Config(_))),
         "{result:?}"
     );
+}
+
+/// A server that accepts every WebSocket connection and, after `after`,
+/// closes it with `code`.
+async fn closing_server(after: Duration, code: u16) -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/events", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                counter.fetch_add(1, SeqCst);
+                tokio::time::sleep(after).await;
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: "".into(),
+                };
+                let _ = ws.close(Some(frame)).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    (url, accepted)
+}
+
+/// N6: a primary that accepts and at once closes is left for the healthy
+/// fallback, which the transport then stays on. (At f945df2 it stayed on
+/// the primary: url index 0 after 12 connects and 7 breaker openings.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_accepts_and_closes_is_left_for_the_fallback() {
+    let (primary, accepted) = closing_server(Duration::ZERO, 1000).await;
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let transport = builder(&primary, &[hub.url()])
+        .connect_lazily(true)
+        .connect()
+        .await
+        .unwrap();
+    wait_until("on the fallback", LIMIT, || {
+        transport.state().is_connected() && transport.connection_stats().url_index == 1
+    })
+    .await;
+    assert_eq!(transport.url(), hub.url());
+    let tried = accepted.load(SeqCst);
+    // It stays there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(transport.connection_stats().url_index, 1);
+    assert_eq!(accepted.load(SeqCst), tried);
+    assert_eq!(hub.stats().clients, 1);
+    transport.health_check().await.unwrap();
+    transport.shutdown().await.unwrap();
+}
+
+/// N6: a hub that closes with 1001 ("going away") after a long, stable
+/// session is left for the next URL at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_away_moves_to_the_next_url() {
+    let (primary, accepted) = closing_server(Duration::from_millis(2_200), 1001).await;
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let transport = builder(&primary, &[hub.url()]).connect().await.unwrap();
+    assert_eq!(transport.connection_stats().url_index, 0);
+    wait_until("on the fallback", LIMIT, || {
+        transport.state().is_connected() && transport.connection_stats().url_index == 1
+    })
+    .await;
+    assert_eq!(accepted.load(SeqCst), 1, "not back to the primary");
+    // What it says about itself names the URL in use.
+    assert!(
+        format!("{transport:?}").contains(&hub.url()),
+        "{transport:?}"
+    );
+    transport.shutdown().await.unwrap();
 }

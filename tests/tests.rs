@@ -19,6 +19,7 @@ mod failover;
 mod handlers;
 mod hub;
 mod hub_defaults;
+mod identity;
 mod keepalive;
 mod malformed;
 mod misuse;

@@ -212,3 +212,50 @@ async fn mtls_admits_a_client_with_a_certificate_and_refuses_one_without() {
     subscriber.shutdown().await.unwrap();
     publisher.shutdown().await.unwrap();
 }
+
+/// N3: TLS is decided per URL. A plain `ws://` hub first and a `wss://`
+/// one as its fallback: the transport reaches the plain one without TLS
+/// and, once it is gone, the TLS one with it. (At f945df2 one `wss://` in
+/// the list put TLS on every URL: the plain server could not be reached,
+/// and `connect` failed with a TLS error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_decided_per_url_in_a_mixed_list() {
+    let plain = watchtower_test_support::RawServer::start().await;
+    let ca = TestCa::new("watchtower test CA");
+    let secure = tls_hub(&ca.server_cert()).await;
+    let transport = fast(&plain.url(), 20)
+        .fallback_urls([secure.url()])
+        .add_root_certificate_pem(ca.cert_pem())
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(transport.url(), plain.url());
+    assert_eq!(transport.connection_stats().url_index, 0);
+    assert_eq!(plain.accepted(), 1);
+
+    plain.stop().await;
+    wait_until("moved to the TLS hub", LIMIT, || {
+        transport.state().is_connected() && transport.connection_stats().url_index == 1
+    })
+    .await;
+    assert_eq!(transport.url(), secure.url());
+    let stats = secure.stats();
+    assert_eq!((stats.clients, stats.tls_failures), (1, 0));
+    transport.shutdown().await.unwrap();
+}
+
+/// N3, the other way round: a `wss://` URL first that is down, then a
+/// plain one: the fallback is reached without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_fallback_after_a_wss_url_is_reached_without_tls() {
+    let plain = watchtower_test_support::RawServer::start().await;
+    let dead = format!("wss://{}/events", watchtower_test_support::unused_addr());
+    let transport = fast(&dead, 3)
+        .fallback_urls([plain.url()])
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(transport.url(), plain.url());
+    assert_eq!(plain.accepted(), 1);
+    transport.shutdown().await.unwrap();
+}

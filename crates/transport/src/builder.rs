@@ -449,7 +449,9 @@ impl TransportBuilder {
     /// [`WebSocketTransport::url`] and
     /// [`ConnectionStats::url_index`](crate::ConnectionStats::url_index)
     /// say which one it is on. The same headers, token and TLS settings
-    /// are used for all. Default: none.
+    /// are used for all; whether a connection uses TLS is decided by each
+    /// URL's own scheme, so `ws://` and `wss://` hubs can be mixed.
+    /// Default: none.
     pub fn fallback_urls<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -460,8 +462,11 @@ impl TransportBuilder {
     }
 
     /// Continue from `position` (as read from
-    /// [`WebSocketTransport::position`] by an earlier process): the first
-    /// connect asks the hub for every event after it. Turns
+    /// [`WebSocketTransport::position`] by an earlier process: what its
+    /// handlers had handled): the first connect asks the hub for every
+    /// event after it. `flush` fails until the first subscribe (nothing is
+    /// written before it). See also [`checkpoint`](Self::checkpoint).
+    /// Turns
     /// [`resume`](Self::resume) on. `connect` then returns at once (as with
     /// [`connect_lazily`](Self::connect_lazily)) and the first connection
     /// is made once the first `subscribe` is called, so the replay has a

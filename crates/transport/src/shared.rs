@@ -149,8 +149,9 @@ impl Shared {
         self.settings.url_at(self.url_index.load(Relaxed))
     }
 
-    /// A connect attempt failed: the next goes to the next URL, if there
-    /// are fallbacks.
+    /// A connect attempt failed, or a connection ended soon after it was
+    /// made or at the server's request (1001, 1013): the next attempt goes
+    /// to the next URL, if there are fallbacks.
     pub(crate) fn next_url(&self) {
         if !self.settings.fallbacks.is_empty() {
             let count = 1 + self.settings.fallbacks.len();

@@ -68,7 +68,7 @@ pub struct WebSocketTransport {
 impl fmt::Debug for WebSocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocketTransport")
-            .field("url", &self.shared.settings.url)
+            .field("url", self.shared.current_url())
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -104,11 +104,9 @@ impl WebSocketTransport {
 
     pub(crate) async fn start(settings: Settings) -> Result<Self> {
         let shared = Arc::new(Shared::new(settings)?);
-        let span = tracing::info_span!(
-            "watchtower_ws",
-            url = %shared.settings.url,
-            transport = shared.instance
-        );
+        // Not the URL: with fallbacks the connection moves between URLs,
+        // and each log line about a connection names the one in use.
+        let span = tracing::info_span!("watchtower_ws", transport = shared.instance);
         // A position given at build is presented once a subscription can
         // take the replay: the first connect waits for `subscribe`.
         let first = if shared.settings.lazy || shared.settings.resume_from.is_some() {
@@ -272,7 +270,10 @@ impl WebSocketTransport {
     /// Fails if any of them was dead-lettered instead (evicted, or
     /// abandoned because the breaker opened or the transport shut down).
     /// While disconnected it waits for the reconnect; wrap it in
-    /// `tokio::time::timeout` to bound the wait.
+    /// `tokio::time::timeout` to bound the wait. With a position to
+    /// continue from ([`resume_from`](crate::TransportBuilder::resume_from)
+    /// or a checkpoint) nothing is connected before the first `subscribe`:
+    /// until then `flush` fails at once rather than wait.
     pub async fn flush(&self) -> Result<()> {
         let shared = &*self.shared;
         let counters = &shared.counters;
@@ -549,11 +550,11 @@ impl WebSocketTransport {
             ConnectionState::Closed => Err(WatchtowerError::Closed),
             ConnectionState::Reconnecting { attempt } => Err(WatchtowerError::connection(format!(
                 "not connected to {}: reconnecting (attempt {attempt})",
-                self.shared.settings.url
+                self.shared.current_url()
             ))),
             _ => Err(WatchtowerError::connection(format!(
                 "not connected to {} yet",
-                self.shared.settings.url
+                self.shared.current_url()
             ))),
         }
     }
@@ -613,7 +614,7 @@ impl WebSocketTransport {
                         - abandoned_before,
                     closed_cleanly: shared.clean_close.load(Relaxed),
                 };
-                tracing::info!(url = %shared.settings.url, ?report, "shut down");
+                tracing::info!(url = %shared.current_url(), ?report, "shut down");
                 report
             })
             .await;

@@ -95,7 +95,7 @@ pub(crate) async fn supervised(shared: Arc<Shared>, first: First) {
 /// everything in it and in the carry.
 fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
     let message = panic_message(panic);
-    tracing::error!(url = %shared.settings.url, panic = %message,
+    tracing::error!(url = %shared.current_url(), panic = %message,
         "the connection task panicked; the transport is stopped");
     shared.set_crashed(message);
     shared.queue.close();
@@ -139,18 +139,27 @@ async fn run(shared: Arc<Shared>, first: First) {
         let reconnect = sessions > 0;
         sessions += 1;
         let began = Instant::now();
-        if let SessionEnd::Finished = session(&shared, ws, reconnect).await {
-            break;
-        }
+        let move_on = match session(&shared, ws, reconnect).await {
+            SessionEnd::Finished => break,
+            SessionEnd::Lost { move_on } => move_on,
+        };
         let lasted = began.elapsed();
-        if lasted >= STABLE_AFTER {
+        let stable = lasted >= STABLE_AFTER;
+        if stable {
             schedule.reset();
         } else {
             tracing::debug!(
+                url = %shared.current_url(),
                 ?lasted,
                 attempt = schedule.attempt(),
                 "the connection dropped soon after it was made; backoff continues"
             );
+        }
+        // A hub that accepts and drops us, or says it is going away or too
+        // busy, is left for the next URL (with fallbacks), as a failed
+        // connect is: another hub of the group may be healthy.
+        if move_on || !stable {
+            shared.next_url();
         }
     }
     finish(&shared);
@@ -301,7 +310,7 @@ async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Box<Ws
     );
     let abandoned = abandon_carry(shared, DeadLetterReason::SendFailed, &why)
         + shared.abandon_queue(DeadLetterReason::SendFailed, &why);
-    tracing::error!(url = %shared.settings.url, %error, dead_lettered = abandoned,
+    tracing::error!(url = %shared.current_url(), %error, dead_lettered = abandoned,
         "giving up: the circuit breaker is open; publish fails fast until a trial connect succeeds");
     loop {
         // A floor, so a zero timeout (or a breaker not open yet) cannot spin us.
@@ -313,15 +322,17 @@ async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Box<Ws
         if !sleep_unless_stopped(shared, wait).await {
             return None;
         }
+        // Named before the attempt: a failed one moves on to the next URL.
+        let url = shared.current_url().to_string();
         match attempt_connect(shared).await {
             Ok(ws) => {
-                tracing::info!(url = %shared.settings.url, "trial connect succeeded; the circuit breaker is closed");
+                tracing::info!(%url, "trial connect succeeded; the circuit breaker is closed");
                 return Some(ws);
             }
             Err(WatchtowerError::CircuitOpen { .. }) => {}
             Err(error) => {
                 bump(&shared.counters.failed_connects);
-                tracing::warn!(url = %shared.settings.url, %error, "trial connect failed; the circuit breaker stays open");
+                tracing::warn!(%url, %error, "trial connect failed; the circuit breaker stays open");
             }
         }
     }

@@ -24,8 +24,10 @@ use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, add, bump};
 
 pub(crate) enum SessionEnd {
-    /// The connection was lost; reconnect.
-    Lost,
+    /// The connection was lost; reconnect. `move_on`: the server asked us
+    /// to go elsewhere or come back later (closed with 1001 "going away"
+    /// or 1013 "try again later"): with fallbacks, try the next URL.
+    Lost { move_on: bool },
     /// Shut down; stop.
     Finished,
 }
@@ -56,6 +58,17 @@ pub(super) enum Reason {
 }
 
 impl Reason {
+    /// Whether the server said it is going away (1001) or too busy (1013).
+    fn asks_to_move_on(&self) -> bool {
+        matches!(
+            self,
+            Reason::ServerClosed {
+                code: Some(1001 | 1013),
+                ..
+            }
+        )
+    }
+
     /// Whether the server closed the connection to refuse what we sent:
     /// protocol error, unsupported or invalid data, policy, too big.
     fn is_refusal(&self) -> bool {
@@ -388,6 +401,7 @@ fn unacked_to_resend(shared: &Shared, conn: &SessionState, reason: &Reason) -> V
 /// it to.
 async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink) -> SessionEnd {
     tracing::warn!(url = %shared.current_url(), %reason, unconfirmed, "connection lost");
+    let move_on = reason.asks_to_move_on();
     let close = match &reason {
         Reason::Oversize(_) => Some(CloseFrame {
             code: CloseCode::Size,
@@ -395,7 +409,7 @@ async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink
         }),
         // The reply to the server's close is already queued; flushing sends it.
         Reason::ServerClosed { .. } => None,
-        _ => return SessionEnd::Lost,
+        _ => return SessionEnd::Lost { move_on },
     };
     let grace = shared
         .settings
@@ -411,7 +425,7 @@ async fn lost(shared: &Shared, reason: Reason, unconfirmed: u64, sink: &mut Sink
         }
     })
     .await;
-    SessionEnd::Lost
+    SessionEnd::Lost { move_on }
 }
 
 /// Sends a normal close and waits for the server's, by the shutdown
