@@ -79,6 +79,22 @@ pub(super) async fn run(mut c: Consumer) {
     }
 }
 
+/// The sender an event's origin header (`<node>-<client>`, see
+/// `publisher`) names on this node (`node`): a client identity
+/// (`Watchtower-Client-Id`, top bit set) is the same on every node, so its
+/// events are never sent back to it wherever it is connected; a
+/// connection's id means something only on the node that numbered it.
+fn sender(origin: &str, node: u64) -> Option<ClientId> {
+    let (from, client) = origin.split_once('-')?;
+    let client: ClientId = client.parse().ok()?;
+    let here = u64::from_str_radix(from, 16).ok() == Some(node);
+    (here || client & IDENTITY_BIT != 0).then_some(client)
+}
+
+/// Set in every sender that is a client identity rather than a
+/// connection's id (see `connection::upgrade`).
+const IDENTITY_BIT: ClientId = 1 << 63;
+
 impl Consumer {
     /// The shared stream, made anew if it vanished (NATS lost its store, or
     /// someone deleted it), checked to be the one this hub started on:
@@ -233,9 +249,7 @@ impl Consumer {
             .headers
             .as_ref()
             .and_then(|h| h.get(ORIGIN_HEADER))
-            .and_then(|origin| origin.as_str().split_once('-'))
-            .filter(|(node, _)| u64::from_str_radix(node, 16).ok() == Some(self.node))
-            .and_then(|(_, client)| client.parse().ok())
+            .and_then(|origin| sender(origin.as_str(), self.node))
             // Client ids start at 1: 0 is nobody here.
             .unwrap_or(0);
         let decoded = Utf8Bytes::try_from(message.payload.clone())
