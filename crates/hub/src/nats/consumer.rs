@@ -55,6 +55,9 @@ pub(super) struct Consumer {
     pub(super) warn: WarnLimiter,
     /// A message before `next` arrived (see [`Consumer::read`]).
     pub(super) rewound: bool,
+    /// History is on: bursts are keyed before they are appended (see
+    /// [`burst`]).
+    pub(super) keyed: bool,
 }
 
 /// One event read from the stream.
@@ -77,6 +80,15 @@ pub(super) async fn run(mut c: Consumer) {
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// A burst of events read from the stream, with its frames' keys when
+/// `keyed` (history on): made here, outside any lock, as a connection's
+/// reader makes its own, so the history never hashes frames under the
+/// lock every relay takes.
+fn burst(sender: ClientId, frames: Vec<Utf8Bytes>, types: Vec<Arc<str>>, keyed: bool) -> Burst {
+    let burst = Burst::new(sender, frames, types);
+    if keyed { burst.keyed() } else { burst }
 }
 
 /// The sender an event's origin header (`<node>-<client>`, see
@@ -293,7 +305,7 @@ impl Consumer {
                 types.push(more.event_type);
             }
             let events = frames.len() as u64;
-            let burst = Arc::new(Burst::new(sender, frames, types));
+            let burst = Arc::new(burst(sender, frames, types, self.keyed));
             if let Some(delivery) = self.local.publish_at(&burst, first) {
                 add(&self.tally.delivered, events);
                 add(&self.counters.frames_queued, delivery.queued);
@@ -310,5 +322,41 @@ impl Consumer {
             let read = self.next.saturating_sub(1);
             (read > *reached).then(|| *reached = read).is_some()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> (Vec<Utf8Bytes>, Vec<Arc<str>>) {
+        let frames = ["a", "b", "c"]
+            .map(|n| Utf8Bytes::from(format!(r#"{{"id":"{n}","event_type":"t","payload":{{}}}}"#)));
+        (frames.to_vec(), vec![Arc::from("t"); 3])
+    }
+
+    #[test]
+    fn bursts_from_the_stream_are_keyed_before_the_history_lock() {
+        let (frames, types) = frames();
+        let want: Vec<u64> = frames
+            .iter()
+            .map(|f| watchtower_core::frame_key(f.as_bytes()))
+            .collect();
+        let keyed = burst(7, frames.clone(), types.clone(), true);
+        assert_eq!(keyed.keys, want, "one key per frame, made here");
+        // With history off, nothing uses keys: none are made.
+        assert!(burst(7, frames, types, false).keys.is_empty());
+    }
+
+    #[test]
+    fn a_client_identity_is_the_sender_on_every_node() {
+        let identity: ClientId = IDENTITY_BIT | 42;
+        let origin = format!("{:016x}-{identity}", 5u64);
+        assert_eq!(sender(&origin, 5), Some(identity));
+        assert_eq!(sender(&origin, 6), Some(identity));
+        // A connection's id is this node's only.
+        assert_eq!(sender(&format!("{:016x}-9", 5u64), 5), Some(9));
+        assert_eq!(sender(&format!("{:016x}-9", 5u64), 6), None);
+        assert_eq!(sender("nonsense", 5), None);
     }
 }

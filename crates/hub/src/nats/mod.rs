@@ -472,6 +472,7 @@ impl NatsFanout {
             created_nanos: info.created.unix_timestamp_nanos(),
             warn: WarnLimiter::default(),
             rewound: false,
+            keyed: config.history_size > 0,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
