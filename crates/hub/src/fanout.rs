@@ -167,6 +167,12 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+    /// Resolves once everything handed to the backplane so far is settled
+    /// (stored, or given up and counted); locally, at once. For a graceful
+    /// stop, once no reader relays any more; the caller bounds the wait.
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Adds what the backplane did (if there is one) to `stats`.
     fn backplane_stats(&self, _stats: &mut crate::HubStats) {}
     /// The hub stopped: stop the backplane's tasks (handles may keep the
