@@ -243,6 +243,24 @@ impl LocalFanout {
         Some(self.offer_all(burst, seq, history.oldest()))
     }
 
+    /// The stream sequence `seq` holds no event (see [`History::skip_at`]);
+    /// resuming members are interrupted only if a gap came before it.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn skip_at(&self, seq: u64) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let gap = history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .skip_at(seq);
+        if gap == Some(true) {
+            for member in self.snapshot().iter() {
+                member.interrupt();
+            }
+        }
+    }
+
     /// Whether the history is behind a client at `from` (see
     /// [`History::behind`]); `false` with history off.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]

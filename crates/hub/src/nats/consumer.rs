@@ -60,12 +60,13 @@ pub(super) struct Consumer {
     pub(super) keyed: bool,
 }
 
-/// One event read from the stream.
+/// One message read from the stream.
 struct Read {
     seq: u64,
     sender: ClientId,
-    frame: Utf8Bytes,
-    event_type: Arc<str>,
+    /// Its frame and event type; `None` for a message that is not an
+    /// event, whose seq the history skips.
+    event: Option<(Utf8Bytes, Arc<str>)>,
 }
 
 pub(super) async fn run(mut c: Consumer) {
@@ -270,9 +271,11 @@ impl Consumer {
                 let event_type = Arc::from(&*EventHeader::parse(frame.as_bytes()).ok()?.event_type);
                 Some((frame, event_type))
             });
-        let Some((frame, event_type)) = decoded else {
+        if decoded.is_none() {
             // Not from a hub (or from a newer one): counted and skipped, and
-            // logged at most once a second, whoever keeps sending them.
+            // logged at most once a second, whoever keeps sending them. Its
+            // seq is skipped in order, not taken for a gap: resuming
+            // clients go on.
             add(&self.tally.foreign, 1);
             if let Some(suppressed) = self.warn.allow() {
                 tracing::warn!(
@@ -281,13 +284,11 @@ impl Consumer {
                     "backplane: a message on the stream is not an event; skipped"
                 );
             }
-            return;
-        };
+        }
         batch.push(Read {
             seq,
             sender,
-            frame,
-            event_type,
+            event: decoded,
         });
     }
 
@@ -296,13 +297,22 @@ impl Consumer {
         let mut reads = batch.drain(..).peekable();
         while let Some(read) = reads.next() {
             let (first, sender) = (read.seq, read.sender);
+            let Some((frame, event_type)) = read.event else {
+                self.local.skip_at(first);
+                self.caught_up.send_replace(first);
+                continue;
+            };
             let mut last = first;
-            let mut frames = vec![read.frame];
-            let mut types = vec![read.event_type];
-            while let Some(more) = reads.next_if(|r| r.sender == sender && r.seq == last + 1) {
+            let mut frames = vec![frame];
+            let mut types = vec![event_type];
+            while let Some(more) =
+                reads.next_if(|r| r.event.is_some() && r.sender == sender && r.seq == last + 1)
+            {
                 last = more.seq;
-                frames.push(more.frame);
-                types.push(more.event_type);
+                if let Some((frame, event_type)) = more.event {
+                    frames.push(frame);
+                    types.push(event_type);
+                }
             }
             let events = frames.len() as u64;
             let burst = Arc::new(burst(sender, frames, types, self.keyed));
@@ -317,11 +327,6 @@ impl Consumer {
             }
             self.caught_up.send_replace(last);
         }
-        // Messages skipped (not events) were read too.
-        self.caught_up.send_if_modified(|reached| {
-            let read = self.next.saturating_sub(1);
-            (read > *reached).then(|| *reached = read).is_some()
-        });
     }
 }
 

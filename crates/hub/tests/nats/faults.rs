@@ -601,3 +601,50 @@ async fn events_waiting_for_nats_at_a_stop_are_stored_before_the_hub_exits() {
     let mut s = js.get_stream(&stream).await.unwrap();
     assert_eq!(s.info().await.unwrap().state.messages, 100);
 }
+
+/// #7: a message on the stream that is not an event does not close
+/// resuming clients: its seq holds no event, and nothing was missed. A
+/// resuming subscriber reads on, and a position from before it is
+/// recovered. Before, the history took the seq for a gap: every resuming
+/// client was closed and positions before it were `expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_does_not_close_resuming_clients() {
+    let Some(nats) = NatsServer::start_or_skip("a_foreign_message_does_not_close").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let (mut sub, response) = connect_async(format!("{}?resume=new", a.url()))
+        .await
+        .unwrap();
+    let start = response.headers()[watchtower_core::POSITION_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut publisher = AckPublisher::new(vec![frame("t", 1, 0)]);
+    publisher.run_until_acked(&a.url()).await;
+    js.publish(format!("wt.{stream}.t"), "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut publisher = AckPublisher::new(vec![frame("t", 1, 1)]);
+    publisher.run_until_acked(&a.url()).await;
+    // Read on, not closed.
+    assert_eq!(read_events(&mut sub, 2).await, [(1, 0), (1, 1)]);
+    let stats = a.stats();
+    assert_eq!(stats.backplane_foreign, 1, "{stats:?}");
+    assert_eq!(stats.closed_to_resume, 0, "{stats:?}");
+    // Both events are still recovered from before the foreign message.
+    let (mut back, response) = connect_async(format!("{}?resume={start}", a.url()))
+        .await
+        .unwrap();
+    let recovered = response.headers()[watchtower_core::RECOVERED_HEADER]
+        .to_str()
+        .unwrap();
+    let recovered = watchtower_core::parse_recovered_header(recovered);
+    assert!(matches!(recovered, Some(Ok(_))), "{recovered:?}");
+    assert_eq!(read_events(&mut back, 2).await, [(1, 0), (1, 1)]);
+}
