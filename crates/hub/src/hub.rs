@@ -197,25 +197,37 @@ impl Hub {
     /// acknowledged), and only then writes what is queued for each client,
     /// closes every client with 1001 (Going Away) and waits for their
     /// replies, all within [`HubConfig::shutdown_timeout`]; clients still
-    /// open after that are dropped. So an event acknowledged to its
+    /// open after that are dropped. With a backplane, the events it still
+    /// holds get the same time to be stored; those that were not are
+    /// counted in the returned stats (`backplane_failures`) and logged. So an event acknowledged to its
     /// publisher reaches every subscriber that stays connected and reading
     /// until its 1001.
     pub async fn shutdown(mut self) -> HubStats {
         let deadline = self.shared.begin_shutdown();
         tracing::info!(addr = %self.local_addr, clients = self.shared.counters.snapshot().clients, "hub shutting down");
-        if let Some(supervisor) = self.supervisor.take() {
-            let abort = supervisor.abort_handle();
-            // The supervisor enforces the deadline itself; this bound only
-            // guards against a bug there.
-            if timeout_at(deadline + 2 * FINISH_GRACE, supervisor)
-                .await
-                .is_err()
-            {
-                abort.abort();
+        let supervisor = self.supervisor.take();
+        let supervised = async {
+            if let Some(supervisor) = supervisor {
+                let abort = supervisor.abort_handle();
+                // The supervisor enforces the deadline itself; this bound
+                // only guards against a bug there.
+                if timeout_at(deadline + 2 * FINISH_GRACE, supervisor)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
             }
-        }
-        let stats = self.stats();
+        };
+        // Once nothing more is relayed, what a backplane still holds gets
+        // until the deadline to be stored; `stop` counts what was not.
+        let settled = timeout_at(deadline, async {
+            self.shared.readers_stopped().await;
+            self.shared.fanout.settle().await;
+        });
+        let ((), _) = tokio::join!(supervised, settled);
         self.shared.fanout.stop();
+        let stats = self.stats();
         tracing::info!(addr = %self.local_addr, ?stats, "hub stopped");
         stats
     }

@@ -55,14 +55,18 @@ pub(super) struct Consumer {
     pub(super) warn: WarnLimiter,
     /// A message before `next` arrived (see [`Consumer::read`]).
     pub(super) rewound: bool,
+    /// History is on: bursts are keyed before they are appended (see
+    /// [`burst`]).
+    pub(super) keyed: bool,
 }
 
-/// One event read from the stream.
+/// One message read from the stream.
 struct Read {
     seq: u64,
     sender: ClientId,
-    frame: Utf8Bytes,
-    event_type: Arc<str>,
+    /// Its frame and event type; `None` for a message that is not an
+    /// event, whose seq the history skips.
+    event: Option<(Utf8Bytes, Arc<str>)>,
 }
 
 pub(super) async fn run(mut c: Consumer) {
@@ -78,6 +82,31 @@ pub(super) async fn run(mut c: Consumer) {
         tokio::time::sleep(RETRY).await;
     }
 }
+
+/// A burst of events read from the stream, with its frames' keys when
+/// `keyed` (history on): made here, outside any lock, as a connection's
+/// reader makes its own, so the history never hashes frames under the
+/// lock every relay takes.
+fn burst(sender: ClientId, frames: Vec<Utf8Bytes>, types: Vec<Arc<str>>, keyed: bool) -> Burst {
+    let burst = Burst::new(sender, frames, types);
+    if keyed { burst.keyed() } else { burst }
+}
+
+/// The sender an event's origin header (`<node>-<client>`, see
+/// `publisher`) names on this node (`node`): a client identity
+/// (`Watchtower-Client-Id`, top bit set) is the same on every node, so its
+/// events are never sent back to it wherever it is connected; a
+/// connection's id means something only on the node that numbered it.
+fn sender(origin: &str, node: u64) -> Option<ClientId> {
+    let (from, client) = origin.split_once('-')?;
+    let client: ClientId = client.parse().ok()?;
+    let here = u64::from_str_radix(from, 16).ok() == Some(node);
+    (here || client & IDENTITY_BIT != 0).then_some(client)
+}
+
+/// Set in every sender that is a client identity rather than a
+/// connection's id (see `connection::upgrade`).
+const IDENTITY_BIT: ClientId = 1 << 63;
 
 impl Consumer {
     /// The shared stream, made anew if it vanished (NATS lost its store, or
@@ -233,9 +262,7 @@ impl Consumer {
             .headers
             .as_ref()
             .and_then(|h| h.get(ORIGIN_HEADER))
-            .and_then(|origin| origin.as_str().split_once('-'))
-            .filter(|(node, _)| u64::from_str_radix(node, 16).ok() == Some(self.node))
-            .and_then(|(_, client)| client.parse().ok())
+            .and_then(|origin| sender(origin.as_str(), self.node))
             // Client ids start at 1: 0 is nobody here.
             .unwrap_or(0);
         let decoded = Utf8Bytes::try_from(message.payload.clone())
@@ -244,9 +271,11 @@ impl Consumer {
                 let event_type = Arc::from(&*EventHeader::parse(frame.as_bytes()).ok()?.event_type);
                 Some((frame, event_type))
             });
-        let Some((frame, event_type)) = decoded else {
+        if decoded.is_none() {
             // Not from a hub (or from a newer one): counted and skipped, and
-            // logged at most once a second, whoever keeps sending them.
+            // logged at most once a second, whoever keeps sending them. Its
+            // seq is skipped in order, not taken for a gap: resuming
+            // clients go on.
             add(&self.tally.foreign, 1);
             if let Some(suppressed) = self.warn.allow() {
                 tracing::warn!(
@@ -255,13 +284,11 @@ impl Consumer {
                     "backplane: a message on the stream is not an event; skipped"
                 );
             }
-            return;
-        };
+        }
         batch.push(Read {
             seq,
             sender,
-            frame,
-            event_type,
+            event: decoded,
         });
     }
 
@@ -270,16 +297,25 @@ impl Consumer {
         let mut reads = batch.drain(..).peekable();
         while let Some(read) = reads.next() {
             let (first, sender) = (read.seq, read.sender);
+            let Some((frame, event_type)) = read.event else {
+                self.local.skip_at(first);
+                self.caught_up.send_replace(first);
+                continue;
+            };
             let mut last = first;
-            let mut frames = vec![read.frame];
-            let mut types = vec![read.event_type];
-            while let Some(more) = reads.next_if(|r| r.sender == sender && r.seq == last + 1) {
+            let mut frames = vec![frame];
+            let mut types = vec![event_type];
+            while let Some(more) =
+                reads.next_if(|r| r.event.is_some() && r.sender == sender && r.seq == last + 1)
+            {
                 last = more.seq;
-                frames.push(more.frame);
-                types.push(more.event_type);
+                if let Some((frame, event_type)) = more.event {
+                    frames.push(frame);
+                    types.push(event_type);
+                }
             }
             let events = frames.len() as u64;
-            let burst = Arc::new(Burst::new(sender, frames, types));
+            let burst = Arc::new(burst(sender, frames, types, self.keyed));
             if let Some(delivery) = self.local.publish_at(&burst, first) {
                 add(&self.tally.delivered, events);
                 add(&self.counters.frames_queued, delivery.queued);
@@ -291,10 +327,41 @@ impl Consumer {
             }
             self.caught_up.send_replace(last);
         }
-        // Messages skipped (not events) were read too.
-        self.caught_up.send_if_modified(|reached| {
-            let read = self.next.saturating_sub(1);
-            (read > *reached).then(|| *reached = read).is_some()
-        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> (Vec<Utf8Bytes>, Vec<Arc<str>>) {
+        let frames = ["a", "b", "c"]
+            .map(|n| Utf8Bytes::from(format!(r#"{{"id":"{n}","event_type":"t","payload":{{}}}}"#)));
+        (frames.to_vec(), vec![Arc::from("t"); 3])
+    }
+
+    #[test]
+    fn bursts_from_the_stream_are_keyed_before_the_history_lock() {
+        let (frames, types) = frames();
+        let want: Vec<u64> = frames
+            .iter()
+            .map(|f| watchtower_core::frame_key(f.as_bytes()))
+            .collect();
+        let keyed = burst(7, frames.clone(), types.clone(), true);
+        assert_eq!(keyed.keys, want, "one key per frame, made here");
+        // With history off, nothing uses keys: none are made.
+        assert!(burst(7, frames, types, false).keys.is_empty());
+    }
+
+    #[test]
+    fn a_client_identity_is_the_sender_on_every_node() {
+        let identity: ClientId = IDENTITY_BIT | 42;
+        let origin = format!("{:016x}-{identity}", 5u64);
+        assert_eq!(sender(&origin, 5), Some(identity));
+        assert_eq!(sender(&origin, 6), Some(identity));
+        // A connection's id is this node's only.
+        assert_eq!(sender(&format!("{:016x}-9", 5u64), 5), Some(9));
+        assert_eq!(sender(&format!("{:016x}-9", 5u64), 6), None);
+        assert_eq!(sender("nonsense", 5), None);
     }
 }

@@ -273,6 +273,10 @@ impl Tally {
 /// two missed pings (minutes).
 const UNANSWERED: Duration = Duration::from_secs(3);
 
+/// How often a stopping hub looks whether its publisher settled every
+/// event (see [`Fanout::settle`]).
+const SETTLE_POLL: Duration = Duration::from_millis(10);
+
 /// One bursts' worth of work for the publisher task.
 #[derive(Debug)]
 struct Outgoing {
@@ -472,6 +476,7 @@ impl NatsFanout {
             created_nanos: info.created.unix_timestamp_nanos(),
             warn: WarnLimiter::default(),
             rewound: false,
+            keyed: config.history_size > 0,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
         let fanout = NatsFanout {
@@ -556,6 +561,15 @@ impl Fanout for NatsFanout {
         });
         // Delivered (and counted) when the consumer reads it back.
         Delivery::default()
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Polled: only a stopping hub waits here.
+            while self.tally.unsettled.load(Relaxed) > 0 {
+                tokio::time::sleep(SETTLE_POLL).await;
+            }
+        })
     }
 
     fn stop(&self) {

@@ -47,8 +47,9 @@ use crate::fanout::ClientId;
 use crate::outbox::Outbox;
 use crate::stats::{add, bump};
 
-/// The header naming the node and client an event came from, so the
-/// origin's node does not echo it back to the sender.
+/// The header naming the node and client an event came from
+/// (`<node>-<client>`), so it is not echoed back to its sender: on the
+/// origin's node by connection, on every node by client identity.
 pub(super) const ORIGIN_HEADER: &str = "Watchtower-Origin";
 
 /// Publishes waiting for JetStream's ack, at most; the client library

@@ -167,6 +167,12 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+    /// Resolves once everything handed to the backplane so far is settled
+    /// (stored, or given up and counted); locally, at once. For a graceful
+    /// stop, once no reader relays any more; the caller bounds the wait.
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Adds what the backplane did (if there is one) to `stats`.
     fn backplane_stats(&self, _stats: &mut crate::HubStats) {}
     /// The hub stopped: stop the backplane's tasks (handles may keep the
@@ -235,6 +241,24 @@ impl LocalFanout {
             }
         }
         Some(self.offer_all(burst, seq, history.oldest()))
+    }
+
+    /// The stream sequence `seq` holds no event (see [`History::skip_at`]);
+    /// resuming members are interrupted only if a gap came before it.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn skip_at(&self, seq: u64) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let gap = history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .skip_at(seq);
+        if gap == Some(true) {
+            for member in self.snapshot().iter() {
+                member.interrupt();
+            }
+        }
     }
 
     /// Whether the history is behind a client at `from` (see

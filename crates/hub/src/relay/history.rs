@@ -173,6 +173,28 @@ impl History {
         if first <= self.head {
             return None;
         }
+        let gap = self.open_at(first);
+        Some((self.append(burst, now), gap))
+    }
+
+    /// Moves the head past `seq`, a stream sequence that holds no event (a
+    /// message on the stream that is not one): no gap, as nothing was
+    /// missed, so positions before it are still recovered. `None` if the
+    /// head is past it already; the flag is set when a gap came first (see
+    /// [`History::append_at`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn skip_at(&mut self, seq: u64) -> Option<bool> {
+        if seq <= self.head {
+            return None;
+        }
+        let gap = self.open_at(seq);
+        self.head = seq;
+        Some(gap)
+    }
+
+    /// Makes `first` the next seq; a gap if it is not the one after the
+    /// head, and then everything before it is forgotten.
+    fn open_at(&mut self, first: u64) -> bool {
         let gap = first > self.head + 1;
         if gap {
             self.ring.clear();
@@ -181,7 +203,7 @@ impl History {
             self.bytes = 0;
             self.head = first - 1;
         }
-        Some((self.append(burst, now), gap))
+        gap
     }
 
     /// Forgets the events before `first`: the stream no longer holds them
@@ -521,6 +543,25 @@ mod tests {
         }
         assert!(h.bytes <= 1024, "{}", h.bytes);
         assert!(h.len() < 100);
+    }
+
+    #[test]
+    fn a_seq_holding_no_event_is_skipped_not_taken_for_a_gap() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        let at10 = h.position();
+        h.append_at(&burst(&[11]), 11, now);
+        assert_eq!(h.skip_at(12), Some(false));
+        assert_eq!(h.skip_at(12), None, "once");
+        assert_eq!(h.append_at(&burst(&[13]), 13, now), Some((13, false)));
+        assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "13"]);
+        assert_eq!(replay(&mut h, &Position::new(7, 12), now).unwrap(), ["13"]);
+        // A skip after a gap is still a gap.
+        assert_eq!(h.skip_at(15), Some(true));
+        assert_eq!(
+            replay(&mut h, &at10, now).unwrap_err(),
+            NotRecoveredReason::Expired
+        );
     }
 
     #[test]

@@ -511,8 +511,12 @@ impl Outbox {
         }
         let origin = self.origin.load(Relaxed);
         let (mut events, mut bytes, mut frames) = (0, 0, 0);
+        // Read to the head unless a step's bound stops it first: then
+        // seqs past the last stored event that hold none are covered too.
+        let mut to_head = true;
         for (burst, first, last) in history.after(cursor) {
             if events >= self.step || bytes >= self.budget / 2 {
+                to_head = false;
                 break;
             }
             events += burst.frames.len() - first;
@@ -545,6 +549,9 @@ impl Outbox {
                 bytes: burst.bytes,
                 seq: last,
             });
+        }
+        if to_head {
+            cursor = cursor.max(history.head());
         }
         state.seen = cursor;
         state.catching_up = cursor < history.head();
@@ -1146,6 +1153,32 @@ mod tests {
             .await
             .expect("closed at once, no timer");
         assert!(outbox.overflowed());
+    }
+
+    #[tokio::test]
+    async fn a_resuming_client_catches_up_past_seqs_that_hold_no_event() {
+        let config = HubConfig {
+            client_queue_frames: 1,
+            ..HubConfig::default()
+        };
+        let history = history(&config);
+        let outbox = Outbox::new(1, &config);
+        outbox.resume(0, 0, 0, Arc::clone(&history));
+        assert_eq!(publish(&history, &outbox, &burst(2, &["a"])).queued, 1);
+        // The queue is full: seq 2 waits in the history; seq 3 holds no
+        // event (a backplane skipped it).
+        assert_eq!(
+            publish(&history, &outbox, &burst(2, &["a"])),
+            Offered::default()
+        );
+        history.lock().unwrap().skip_at(3);
+        assert_eq!(taken(&outbox).len(), 1);
+        let mut entries = VecDeque::new();
+        assert_eq!(outbox.take(&mut entries), 1);
+        // Caught up to the head, though no event is at it: live again.
+        assert!(!outbox.lock().catching_up);
+        assert_eq!(outbox.mark_due(), Some(3));
+        assert_eq!(publish(&history, &outbox, &burst(2, &["a"])).queued, 1);
     }
 
     #[test]

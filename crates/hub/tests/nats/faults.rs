@@ -540,14 +540,18 @@ async fn a_consumer_made_anew_starts_where_the_hub_stands() {
 }
 
 /// #14: a hub stopped while NATS is away counts the at-most-once events it
-/// still held for NATS as not stored (and says so). At f945df2 they were
-/// dropped uncounted.
+/// still held for NATS as not stored (and says so), in the stats its
+/// shutdown returns. At f945df2 they were dropped uncounted; then counted
+/// only after the returned stats were taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_dropped_at_shutdown_are_counted_not_stored() {
     let Some(mut nats) = NatsServer::start_or_skip("events_dropped_at_shutdown").await else {
         return;
     };
-    let a = hub_on(&nats, &stream_name(), HubConfig::default()).await;
+    let mut config = HubConfig::default();
+    // NATS never comes back: the stop waits all of it for nothing.
+    config.shutdown_timeout = Duration::from_secs(1);
+    let a = hub_on(&nats, &stream_name(), config).await;
     nats.kill();
     stats_until(&a, "A sees NATS down", |s| s.backplane_down == 1).await;
     let mut client = join(&a, "").await;
@@ -557,7 +561,90 @@ async fn events_dropped_at_shutdown_are_counted_not_stored() {
     client.flush().await.unwrap();
     stats_until(&a, "read", |s| s.events_in == 100).await;
     let handle = a.handle();
-    a.shutdown().await;
-    let stats = handle.stats();
+    let stats = a.shutdown().await;
     assert_eq!(stats.backplane_failures, 100, "{stats:?}");
+    assert_eq!(handle.stats().backplane_failures, 100);
+}
+
+/// #14: at-most-once events still waiting for NATS when a hub stops are
+/// stored before it exits, within its shutdown timeout: NATS hangs
+/// (SIGSTOP) while a client sends, the stop starts, NATS goes on, and all
+/// of them reach the stream, none counted as not stored. Before, the stop
+/// aborted the publisher at once: none stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_waiting_for_nats_at_a_stop_are_stored_before_the_hub_exits() {
+    let Some(nats) = NatsServer::start_or_skip("events_waiting_for_nats_at_a_stop").await else {
+        return;
+    };
+    let stream = stream_name();
+    let mut config = HubConfig::default();
+    // Generous: the bound of the wait, not its expected length.
+    config.shutdown_timeout = LIMIT;
+    let a = hub_on(&nats, &stream, config).await;
+    signal(&nats, "-STOP");
+    let mut client = join(&a, "").await;
+    for n in 0..100 {
+        client.feed(Message::text(frame("t", 1, n))).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    stats_until(&a, "read", |s| s.events_in == 100).await;
+    // Gone: the stop does not wait for it to answer its close.
+    drop(client);
+    let handle = a.handle();
+    let stopping = tokio::spawn(a.shutdown());
+    crate::support::until("the stop started", || handle.is_shutting_down()).await;
+    signal(&nats, "-CONT");
+    let stats = stopping.await.unwrap();
+    assert_eq!(stats.backplane_failures, 0, "{stats:?}");
+    assert_eq!(stats.backplane_stored, 100, "{stats:?}");
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut s = js.get_stream(&stream).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 100);
+}
+
+/// #7: a message on the stream that is not an event does not close
+/// resuming clients: its seq holds no event, and nothing was missed. A
+/// resuming subscriber reads on, and a position from before it is
+/// recovered. Before, the history took the seq for a gap: every resuming
+/// client was closed and positions before it were `expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_does_not_close_resuming_clients() {
+    let Some(nats) = NatsServer::start_or_skip("a_foreign_message_does_not_close").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let (mut sub, response) = connect_async(format!("{}?resume=new", a.url()))
+        .await
+        .unwrap();
+    let start = response.headers()[watchtower_core::POSITION_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut publisher = AckPublisher::new(vec![frame("t", 1, 0)]);
+    publisher.run_until_acked(&a.url()).await;
+    js.publish(format!("wt.{stream}.t"), "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut publisher = AckPublisher::new(vec![frame("t", 1, 1)]);
+    publisher.run_until_acked(&a.url()).await;
+    // Read on, not closed.
+    assert_eq!(read_events(&mut sub, 2).await, [(1, 0), (1, 1)]);
+    let stats = a.stats();
+    assert_eq!(stats.backplane_foreign, 1, "{stats:?}");
+    assert_eq!(stats.closed_to_resume, 0, "{stats:?}");
+    // Both events are still recovered from before the foreign message.
+    let (mut back, response) = connect_async(format!("{}?resume={start}", a.url()))
+        .await
+        .unwrap();
+    let recovered = response.headers()[watchtower_core::RECOVERED_HEADER]
+        .to_str()
+        .unwrap();
+    let recovered = watchtower_core::parse_recovered_header(recovered);
+    assert!(matches!(recovered, Some(Ok(_))), "{recovered:?}");
+    assert_eq!(read_events(&mut back, 2).await, [(1, 0), (1, 1)]);
 }

@@ -5,18 +5,23 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-use watchtower_core::{ControlFrame, NotRecoveredReason, Position, frame_key};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use watchtower_core::{
+    ControlFrame, NotRecoveredReason, POSITION_HEADER, Position, RESUME_HEADER, frame_key,
+};
 use watchtower_hub::{Hub, HubConfig, NatsConfig};
 use watchtower_test_support::NatsServer;
 
 use crate::group::{
-    AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, once_in_order, stream_name,
+    AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
+    stream_name,
 };
-use crate::support::{Client, LIMIT, stats_until};
+use crate::support::{Client, LIMIT, next_text, stats_until};
 
 /// A subscriber speaking the resume protocol over a raw socket: it keeps
 /// its position from the hub's position frames and the key of the last
@@ -461,4 +466,82 @@ async fn the_transport_fails_over_to_the_next_hub_and_resumes() {
     );
     let got = got.lock().unwrap().clone();
     assert_eq!(got, (0..600).collect::<Vec<u64>>());
+}
+
+/// The identity an at-least-once client presents on both hubs.
+const CLIENT_ID: &str = "0b6c7a52-3d1e-4f9a-8c2b-5e6f7a8b9c0d";
+
+/// Connects to `url` presenting [`CLIENT_ID`] and the resume cursor
+/// `resume`; returns the socket and the position the hub answered.
+async fn connect_as_me(url: &str, resume: &str) -> (Client, Position) {
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Watchtower-Client-Id", HeaderValue::from_static(CLIENT_ID));
+    headers.insert(RESUME_HEADER, HeaderValue::from_str(resume).unwrap());
+    let (ws, response) = connect_async(request).await.unwrap();
+    let position = response.headers()[POSITION_HEADER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (ws, position)
+}
+
+/// The next frame of `client` that is an event or an ack, as JSON.
+async fn next_event_or_ack(client: &mut Client) -> serde_json::Value {
+    loop {
+        let text = next_text(client).await;
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if value.get("id").is_some() || value["type"] == "ack" {
+            return value;
+        }
+    }
+}
+
+/// A client (one `Watchtower-Client-Id`) publishes at-least-once on hub
+/// A and resumes on hub B from the position it had before: B replays and
+/// relays the other client's events only, never its own. Before, events
+/// from another node's clients had no sender on B, so its own came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_another_hub_never_echoes_own_events() {
+    let Some(nats) = NatsServer::start_or_skip("a_resume_on_another_hub_never_echoes").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = hub_on(&nats, &stream, HubConfig::default()).await;
+    let mut other = join(&a, "").await;
+    let (mut me, start) = connect_as_me(&a.url(), "new").await;
+    stats_until(&a, "both connected", |s| s.clients == 2).await;
+    me.send(Message::text(r#"{"type":"hello","acks":true}"#))
+        .await
+        .unwrap();
+    // Mine and the other client's, interleaved.
+    for n in 0..5 {
+        me.send(Message::text(frame("t", 1, n))).await.unwrap();
+        other.send(Message::text(frame("t", 2, n))).await.unwrap();
+    }
+    // Mine are stored: acknowledged.
+    loop {
+        let value = next_event_or_ack(&mut me).await;
+        if value["type"] == "ack" && value["upto"].as_u64() == Some(5) {
+            break;
+        }
+    }
+    drop(me);
+    stats_until(&b, "all ten read on B", |s| s.backplane_delivered >= 10).await;
+
+    let (mut back, _) = connect_as_me(&b.url(), &start.to_string()).await;
+    stats_until(&b, "back on B", |s| s.clients == 1).await;
+    other.send(Message::text(frame("t", 2, 5))).await.unwrap();
+    // The other client's events only, replayed then live.
+    let mut got = Vec::new();
+    while got.last() != Some(&(2, 5)) {
+        let value = next_event_or_ack(&mut back).await;
+        let p = value["payload"]["p"].as_u64().unwrap();
+        let n = value["payload"]["n"].as_u64().unwrap();
+        assert_ne!(p, 1, "its own event p1-{n} was sent back; got {got:?}");
+        got.push((p, n));
+    }
+    assert_eq!(got, (0..6).map(|n| (2, n)).collect::<Vec<_>>());
 }
