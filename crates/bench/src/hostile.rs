@@ -62,6 +62,13 @@ pub struct Hostile {
     pub forged_keys: Percentiles,
     /// forged_keys p99 / alone p99.
     pub ratio_p99_forged_keys: f64,
+    /// The control for it: the same four clients upgrading in a loop
+    /// without a position (what connection churn alone costs the pair).
+    pub upgrade_churn: Percentiles,
+    /// upgrade_churn p99 / alone p99.
+    pub ratio_p99_upgrade_churn: f64,
+    /// Upgrades per second of the control.
+    pub churn_upgrades_per_second: f64,
     /// Events published just before that attack (the history held them).
     pub forged_held_events: u64,
     /// Upgrades with a forged key the hub accepted during the attack.
@@ -95,6 +102,7 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         ("alone", &h.alone),
         ("filter abuse", &h.filter_abuse),
         ("never-reading subscribers", &h.never_readers),
+        ("upgrade churn (control)", &h.upgrade_churn),
         ("forged resume keys", &h.forged_keys),
     ] {
         table.push_str(&format!(
@@ -105,6 +113,11 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
     table.push_str(&format!(
         "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}, forged keys {:.2}\n",
         h.ratio_p99_filter_abuse, h.ratio_p99_never_readers, h.ratio_p99_forged_keys
+    ));
+    table.push_str(&format!(
+        "   upgrade churn: {FORGERS} clients upgrading in a loop without a position ({:.0}/s): \
+         p99 ratio to alone {:.2}\n",
+        h.churn_upgrades_per_second, h.ratio_p99_upgrade_churn
     ));
     table.push_str(&format!(
         "   forged keys: {FORGERS} clients, {} upgrades ({:.0}/s), {} failed, {} answered recovered \
@@ -153,22 +166,12 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     let hub_rss_kib_never_readers = status_kib(hub.pid(), "VmRSS:").unwrap_or(0);
     let hub_peak_rss_kib = status_kib(hub.pid(), "VmHWM:").unwrap_or(0);
     attack.finish().await?;
-    let mut attack = under("forged-keys").await?;
+    let attack = under("upgrade-churn").await?;
+    let upgrade_churn = pair.round_trips(samples).await?;
+    let churn = ForgedTally::stop(attack).await?;
+    let attack = under("forged-keys").await?;
     let forged_keys = pair.round_trips(samples).await?;
-    // The attacker prints its tally once told to stop.
-    attack.close_stdin();
-    let forged = ForgedTally {
-        upgrades: number(attack.value("UPGRADES").await?)?,
-        failed: number(attack.value("FAILED").await?)?,
-        recovered: number(attack.value("RECOVERED").await?)?,
-        seconds: attack
-            .value("SECONDS")
-            .await?
-            .parse()
-            .map_err(|_| BenchError::Incomplete("bad SECONDS from the attacker".into()))?,
-        answer: attack.value("ANSWER").await?,
-    };
-    attack.finish().await?;
+    let forged = ForgedTally::stop(attack).await?;
     drop(pair);
     hub.finish().await?;
 
@@ -190,6 +193,9 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
         ratio_p99_never_readers: ratio(never_readers.p99_us, alone.p99_us),
         ratio_p99_forged_keys: ratio(forged_keys.p99_us, alone.p99_us),
         forged_keys,
+        ratio_p99_upgrade_churn: ratio(upgrade_churn.p99_us, alone.p99_us),
+        upgrade_churn,
+        churn_upgrades_per_second: ratio(churn.upgrades as f64, churn.seconds),
         forged_held_events: HELD_EVENTS,
         forged_upgrades: forged.upgrades,
         forged_upgrades_per_second: ratio(forged.upgrades as f64, forged.seconds),
@@ -210,7 +216,7 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     })
 }
 
-/// What the forged-key attacker tells the parent when it stops.
+/// What an upgrading attacker tells the parent when it stops.
 struct ForgedTally {
     upgrades: u64,
     failed: u64,
@@ -219,18 +225,40 @@ struct ForgedTally {
     answer: String,
 }
 
+impl ForgedTally {
+    /// Stops the attacker and reads the tally it prints as it stops.
+    async fn stop(mut attack: ChildProcess) -> Result<ForgedTally, BenchError> {
+        attack.close_stdin();
+        let tally = ForgedTally {
+            upgrades: number(attack.value("UPGRADES").await?)?,
+            failed: number(attack.value("FAILED").await?)?,
+            recovered: number(attack.value("RECOVERED").await?)?,
+            seconds: attack
+                .value("SECONDS")
+                .await?
+                .parse()
+                .map_err(|_| BenchError::Incomplete("bad SECONDS from the attacker".into()))?,
+            answer: attack.value("ANSWER").await?,
+        };
+        attack.finish().await?;
+        Ok(tally)
+    }
+}
+
 fn number(text: String) -> Result<u64, BenchError> {
     text.parse()
         .map_err(|_| BenchError::Incomplete(format!("bad count {text:?} from the attacker")))
 }
 
 /// Starts an attack on the hub at `addr` in this (child) process: its
-/// tasks run until the process exits. The forged-key attack returns its
-/// tally, to print (see [`Tally::print`]) once the parent stops it.
+/// tasks run until the process exits. The upgrading attacks (forged keys
+/// and their control, upgrade churn) return their tally, to print (see
+/// [`Tally::print`]) once the parent stops them.
 pub(crate) async fn attack(kind: &str, addr: &str) -> Result<Option<Arc<Tally>>, BenchError> {
     let url = format!("ws://{addr}/");
     match kind {
-        "forged-keys" => return forged_keys(&url).await.map(Some),
+        "forged-keys" => return upgrading(&url, true).await.map(Some),
+        "upgrade-churn" => return upgrading(&url, false).await.map(Some),
         "filter-abuse" => {
             let frame = abusive_filter();
             for _ in 0..FILTER_ATTACKERS {
@@ -442,8 +470,9 @@ async fn hub_position(url: &str) -> Result<Position, BenchError> {
 }
 
 /// Fills the hub's history with [`HELD_EVENTS`] events, then starts
-/// [`FORGERS`] clients upgrading in a loop with forged positions.
-async fn forged_keys(url: &str) -> Result<Arc<Tally>, BenchError> {
+/// [`FORGERS`] clients upgrading in a loop, with forged positions if
+/// `forged`, else without a position.
+async fn upgrading(url: &str, forged: bool) -> Result<Arc<Tally>, BenchError> {
     let before = hub_position(url).await?;
     let (mut publisher, _) = tokio_tungstenite::connect_async(url).await?;
     publisher
@@ -488,27 +517,37 @@ async fn forged_keys(url: &str) -> Result<Arc<Tally>, BenchError> {
             before,
             held,
             forger,
+            forged,
             Arc::clone(&tally),
         ));
     }
     Ok(tally)
 }
 
-/// Upgrades in a loop presenting positions of the hub's epoch, at sequence
-/// numbers from `from` up to `to` (so events follow each), with made-up
-/// keys; closes each connection at once.
-async fn forge(url: String, from: Position, to: Position, forger: u64, tally: Arc<Tally>) {
+/// Upgrades in a loop, if `forged` presenting positions of the hub's
+/// epoch at sequence numbers from `from` up to `to` (so events follow
+/// each) with made-up keys; closes each connection at once.
+async fn forge(
+    url: String,
+    from: Position,
+    to: Position,
+    forger: u64,
+    forged: bool,
+    tally: Arc<Tally>,
+) {
     let span = to.seq().saturating_sub(from.seq()).max(1);
     for i in 0u64.. {
         let seq = from.seq() + (i * 7_919 + forger * 1_237) % span;
-        let forged = Position::new(to.epoch(), seq).after(Some(made_up_key(forger << 40 | i)));
+        let position = Position::new(to.epoch(), seq).after(Some(made_up_key(forger << 40 | i)));
         let Ok(mut request) = url.as_str().into_client_request() else {
             return;
         };
-        let Ok(value) = HeaderValue::from_str(&forged.to_string()) else {
+        let Ok(value) = HeaderValue::from_str(&position.to_string()) else {
             return;
         };
-        request.headers_mut().insert(RESUME_HEADER, value);
+        if forged {
+            request.headers_mut().insert(RESUME_HEADER, value);
+        }
         match tokio_tungstenite::connect_async(request).await {
             Ok((mut ws, response)) => {
                 tally.upgrades.fetch_add(1, Relaxed);
