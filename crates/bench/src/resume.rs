@@ -74,9 +74,10 @@ impl std::fmt::Display for Resume {
     }
 }
 
-/// Runs both measurements: `options.runs` timed runs each, and one memory
-/// run holding `options.flood_events / 10` events (100,000 in the full
-/// benchmark).
+/// Runs the measurements: `options.runs` timed runs each of replay and
+/// live, one memory run holding `options.flood_events / 10` events
+/// (100,000 in the full benchmark), and one catch-up run beside its live
+/// run (see [`CatchUp`]).
 pub(crate) async fn section(options: &BenchOptions) -> Result<crate::SectionReport, BenchError> {
     let resume = run(options).await?;
     crate::SectionReport::new("resume", &resume, format!("{resume}\n"))
