@@ -48,9 +48,12 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             hub(config).await
         }
         ["attack", kind, addr] => {
-            crate::hostile::attack(kind, addr)?;
+            let tally = crate::hostile::attack(kind, addr).await?;
             println!("ATTACKING {kind}");
             wait_for_stdin_to_close().await;
+            if let Some(tally) = tally {
+                tally.print();
+            }
             Ok(())
         }
         ["raw-broadcast"] => {
@@ -247,6 +250,12 @@ impl ChildProcess {
         stdin.write_all(format!("{line}\n").as_bytes()).await?;
         stdin.flush().await?;
         Ok(())
+    }
+
+    /// Closes stdin, telling the child to stop, without waiting: what it
+    /// prints as it stops can still be read with [`value`](Self::value).
+    pub(crate) fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     /// Closes stdin (servers exit) and waits.

@@ -1,14 +1,21 @@
 //! Measurement 6: a legitimate pair under attack. Publisher → hub →
 //! subscriber latency alone, then while clients abuse filters, then while
-//! subscribers that never read are fed large events; and the hub's CPU
+//! subscribers that never read are fed large events, then while clients
+//! upgrade in a loop presenting resume positions with forged keys; and the
+//! hub's CPU
 //! time per costly control frame. The hub runs in a child process, so its
 //! CPU time (from `/proc/PID/stat`) is its own.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use watchtower_core::{POSITION_HEADER, Position, RECOVERED_HEADER, RESUME_HEADER, RESUME_NEW};
 
 use crate::child::{ChildProcess, status_kib};
 use crate::latency::Percentiles;
@@ -29,6 +36,11 @@ const NEVER_READERS: usize = 4;
 const LARGE_EVENT_BYTES: usize = 64 * 1024;
 /// Attacking clients sending abusive filters at once.
 const FILTER_ATTACKERS: usize = 2;
+/// Clients upgrading in a loop with forged resume keys.
+const FORGERS: u64 = 4;
+/// Events published before the forged-key attack, so the history holds
+/// something a forged key could have made the hub scan.
+const HELD_EVENTS: u64 = 5_000;
 
 /// Latency of a legitimate pair alone and under two attacks, and what a
 /// costly control frame costs the hub.
@@ -44,6 +56,31 @@ pub struct Hostile {
     pub ratio_p99_filter_abuse: f64,
     /// never_readers p99 / alone p99.
     pub ratio_p99_never_readers: f64,
+    /// The same while four clients upgrade in a loop, each presenting a
+    /// resume position with the hub's epoch, a sequence number inside its
+    /// history and a made-up key.
+    pub forged_keys: Percentiles,
+    /// forged_keys p99 / alone p99.
+    pub ratio_p99_forged_keys: f64,
+    /// The control for it: the same four clients upgrading in a loop
+    /// without a position (what connection churn alone costs the pair).
+    pub upgrade_churn: Percentiles,
+    /// upgrade_churn p99 / alone p99.
+    pub ratio_p99_upgrade_churn: f64,
+    /// Upgrades per second of the control.
+    pub churn_upgrades_per_second: f64,
+    /// Events published just before that attack (the history held them).
+    pub forged_held_events: u64,
+    /// Upgrades with a forged key the hub accepted during the attack.
+    pub forged_upgrades: u64,
+    /// The same per second of the attack.
+    pub forged_upgrades_per_second: f64,
+    /// Upgrades that failed (refused or cut) during the attack.
+    pub forged_failed: u64,
+    /// Forged positions the hub answered as recovered (it should be none).
+    pub forged_recovered: u64,
+    /// The hub's last `Watchtower-Recovered` answer to a forged position.
+    pub forged_answer: String,
     /// Bytes of one abusive `subscribe` frame (4096 types).
     pub control_frame_bytes: usize,
     /// Hub CPU time (user + system) per abusive control frame, µs.
@@ -65,6 +102,8 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         ("alone", &h.alone),
         ("filter abuse", &h.filter_abuse),
         ("never-reading subscribers", &h.never_readers),
+        ("upgrade churn (control)", &h.upgrade_churn),
+        ("forged resume keys", &h.forged_keys),
     ] {
         table.push_str(&format!(
             "   {name:<26} p50 {:>8.0}   p99 {:>8.0}   ({} samples)\n",
@@ -72,8 +111,23 @@ pub(crate) async fn section(options: &BenchOptions) -> Result<SectionReport, Ben
         ));
     }
     table.push_str(&format!(
-        "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}\n",
-        h.ratio_p99_filter_abuse, h.ratio_p99_never_readers
+        "   p99 ratios to alone: filter abuse {:.2}, never-readers {:.2}, forged keys {:.2}\n",
+        h.ratio_p99_filter_abuse, h.ratio_p99_never_readers, h.ratio_p99_forged_keys
+    ));
+    table.push_str(&format!(
+        "   upgrade churn: {FORGERS} clients upgrading in a loop without a position ({:.0}/s): \
+         p99 ratio to alone {:.2}\n",
+        h.churn_upgrades_per_second, h.ratio_p99_upgrade_churn
+    ));
+    table.push_str(&format!(
+        "   forged keys: {FORGERS} clients, {} upgrades ({:.0}/s), {} failed, {} answered recovered \
+         (last answer {:?}), {} events held before\n",
+        h.forged_upgrades,
+        h.forged_upgrades_per_second,
+        h.forged_failed,
+        h.forged_recovered,
+        h.forged_answer,
+        h.forged_held_events
     ));
     table.push_str(&format!(
         "   hub RSS at the end of the never-reader attack: {} KiB (peak {} KiB)\n",
@@ -112,6 +166,12 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     let hub_rss_kib_never_readers = status_kib(hub.pid(), "VmRSS:").unwrap_or(0);
     let hub_peak_rss_kib = status_kib(hub.pid(), "VmHWM:").unwrap_or(0);
     attack.finish().await?;
+    let attack = under("upgrade-churn").await?;
+    let upgrade_churn = pair.round_trips(samples).await?;
+    let churn = ForgedTally::stop(attack).await?;
+    let attack = under("forged-keys").await?;
+    let forged_keys = pair.round_trips(samples).await?;
+    let forged = ForgedTally::stop(attack).await?;
     drop(pair);
     hub.finish().await?;
 
@@ -131,6 +191,17 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     Ok(Hostile {
         ratio_p99_filter_abuse: ratio(filter_abuse.p99_us, alone.p99_us),
         ratio_p99_never_readers: ratio(never_readers.p99_us, alone.p99_us),
+        ratio_p99_forged_keys: ratio(forged_keys.p99_us, alone.p99_us),
+        forged_keys,
+        ratio_p99_upgrade_churn: ratio(upgrade_churn.p99_us, alone.p99_us),
+        upgrade_churn,
+        churn_upgrades_per_second: ratio(churn.upgrades as f64, churn.seconds),
+        forged_held_events: HELD_EVENTS,
+        forged_upgrades: forged.upgrades,
+        forged_upgrades_per_second: ratio(forged.upgrades as f64, forged.seconds),
+        forged_failed: forged.failed,
+        forged_recovered: forged.recovered,
+        forged_answer: forged.answer,
         alone,
         filter_abuse,
         never_readers,
@@ -145,11 +216,49 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Hostile, BenchError> {
     })
 }
 
+/// What an upgrading attacker tells the parent when it stops.
+struct ForgedTally {
+    upgrades: u64,
+    failed: u64,
+    recovered: u64,
+    seconds: f64,
+    answer: String,
+}
+
+impl ForgedTally {
+    /// Stops the attacker and reads the tally it prints as it stops.
+    async fn stop(mut attack: ChildProcess) -> Result<ForgedTally, BenchError> {
+        attack.close_stdin();
+        let tally = ForgedTally {
+            upgrades: number(attack.value("UPGRADES").await?)?,
+            failed: number(attack.value("FAILED").await?)?,
+            recovered: number(attack.value("RECOVERED").await?)?,
+            seconds: attack
+                .value("SECONDS")
+                .await?
+                .parse()
+                .map_err(|_| BenchError::Incomplete("bad SECONDS from the attacker".into()))?,
+            answer: attack.value("ANSWER").await?,
+        };
+        attack.finish().await?;
+        Ok(tally)
+    }
+}
+
+fn number(text: String) -> Result<u64, BenchError> {
+    text.parse()
+        .map_err(|_| BenchError::Incomplete(format!("bad count {text:?} from the attacker")))
+}
+
 /// Starts an attack on the hub at `addr` in this (child) process: its
-/// tasks run until the process exits.
-pub(crate) fn attack(kind: &str, addr: &str) -> Result<(), BenchError> {
+/// tasks run until the process exits. The upgrading attacks (forged keys
+/// and their control, upgrade churn) return their tally, to print (see
+/// [`Tally::print`]) once the parent stops them.
+pub(crate) async fn attack(kind: &str, addr: &str) -> Result<Option<Arc<Tally>>, BenchError> {
     let url = format!("ws://{addr}/");
     match kind {
+        "forged-keys" => return upgrading(&url, true).await.map(Some),
+        "upgrade-churn" => return upgrading(&url, false).await.map(Some),
         "filter-abuse" => {
             let frame = abusive_filter();
             for _ in 0..FILTER_ATTACKERS {
@@ -166,7 +275,7 @@ pub(crate) fn attack(kind: &str, addr: &str) -> Result<(), BenchError> {
             return Err(BenchError::Incomplete(format!("unknown attack {other}")));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Linux reports `/proc/PID/stat` times in USER_HZ, which is 100 on every
@@ -317,4 +426,161 @@ async fn feed_large_events(url: String) {
             return;
         }
     }
+}
+
+/// The forged-key attackers' counts.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    started: Instant,
+    upgrades: AtomicU64,
+    failed: AtomicU64,
+    recovered: AtomicU64,
+    answer: std::sync::Mutex<String>,
+}
+
+impl Tally {
+    /// Prints the counts as `KEY value` lines, in the order the parent
+    /// reads them.
+    pub(crate) fn print(&self) {
+        println!("UPGRADES {}", self.upgrades.load(Relaxed));
+        println!("FAILED {}", self.failed.load(Relaxed));
+        println!("RECOVERED {}", self.recovered.load(Relaxed));
+        println!("SECONDS {}", self.started.elapsed().as_secs_f64());
+        let answer = self.answer.lock().map(|a| a.clone()).unwrap_or_default();
+        println!("ANSWER {answer}");
+    }
+}
+
+/// Where the hub's history stands: the `Watchtower-Position` answer to an
+/// upgrade presenting `new`.
+async fn hub_position(url: &str) -> Result<Position, BenchError> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert(RESUME_HEADER, HeaderValue::from_static(RESUME_NEW));
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await?;
+    let position = response
+        .headers()
+        .get(POSITION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Position>().ok())
+        .ok_or_else(|| BenchError::Incomplete("the hub answered no position".into()))?;
+    let _ = ws.close(None).await;
+    Ok(position)
+}
+
+/// Fills the hub's history with [`HELD_EVENTS`] events, then starts
+/// [`FORGERS`] clients upgrading in a loop, with forged positions if
+/// `forged`, else without a position.
+async fn upgrading(url: &str, forged: bool) -> Result<Arc<Tally>, BenchError> {
+    let before = hub_position(url).await?;
+    let (mut publisher, _) = tokio_tungstenite::connect_async(url).await?;
+    publisher
+        .send(Message::text(
+            r#"{"type":"subscribe","event_types":["nothing"],"replace":true}"#,
+        ))
+        .await?;
+    for n in 0..HELD_EVENTS {
+        let frame = format!(
+            r#"{{"id":"held-{n}","event_type":"held","timestamp":"2026-11-30T00:00:00Z","payload":{{"n":{n}}},"metadata":{{}}}}"#
+        );
+        publisher.feed(Message::text(frame)).await?;
+    }
+    publisher.flush().await?;
+    // Kept open (and read, so its pings are answered) until the end.
+    tokio::spawn(async move { while let Some(Ok(_)) = publisher.next().await {} });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let now = hub_position(url).await?;
+        if now.seq() >= before.seq() + HELD_EVENTS {
+            break now;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Incomplete(format!(
+                "the history reached seq {} of {}",
+                now.seq(),
+                before.seq() + HELD_EVENTS
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let tally = Arc::new(Tally {
+        started: Instant::now(),
+        upgrades: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        recovered: AtomicU64::new(0),
+        answer: std::sync::Mutex::new(String::new()),
+    });
+    for forger in 0..FORGERS {
+        tokio::spawn(forge(
+            url.to_string(),
+            before,
+            held,
+            forger,
+            forged,
+            Arc::clone(&tally),
+        ));
+    }
+    Ok(tally)
+}
+
+/// Upgrades in a loop, if `forged` presenting positions of the hub's
+/// epoch at sequence numbers from `from` up to `to` (so events follow
+/// each) with made-up keys; closes each connection at once.
+async fn forge(
+    url: String,
+    from: Position,
+    to: Position,
+    forger: u64,
+    forged: bool,
+    tally: Arc<Tally>,
+) {
+    let span = to.seq().saturating_sub(from.seq()).max(1);
+    for i in 0u64.. {
+        let seq = from.seq() + (i * 7_919 + forger * 1_237) % span;
+        let position = Position::new(to.epoch(), seq).after(Some(made_up_key(forger << 40 | i)));
+        let Ok(mut request) = url.as_str().into_client_request() else {
+            return;
+        };
+        let Ok(value) = HeaderValue::from_str(&position.to_string()) else {
+            return;
+        };
+        if forged {
+            request.headers_mut().insert(RESUME_HEADER, value);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((mut ws, response)) => {
+                tally.upgrades.fetch_add(1, Relaxed);
+                let answer = response
+                    .headers()
+                    .get(RECOVERED_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                if answer.trim_start().starts_with("true") {
+                    tally.recovered.fetch_add(1, Relaxed);
+                }
+                if let Ok(mut last) = tally.answer.lock() {
+                    *last = answer;
+                }
+                let _ = ws.close(None).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+            }
+            Err(_) => {
+                tally.failed.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// A key no frame has (splitmix64 of `n`).
+fn made_up_key(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -1,6 +1,8 @@
 //! History and resume: how long a reconnecting subscriber takes to get
-//! 1,000 missed events replayed, against the same 1,000 arriving live; and
-//! what the hub's history costs in resident memory per event held.
+//! 1,000 missed events replayed, against the same 1,000 arriving live; how
+//! fast one catches up after a long absence (50,000 events over 30 s),
+//! against the same number arriving live; and what the hub's history costs
+//! in resident memory per event held.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -33,6 +35,8 @@ pub struct Resume {
     pub event_bytes: usize,
     /// The hub process's resident growth while its history filled.
     pub history_kib: u64,
+    /// Catch-up after a long absence, beside the same events live.
+    pub catch_up: CatchUp,
 }
 
 impl Resume {
@@ -65,13 +69,15 @@ impl std::fmt::Display for Resume {
             self.event_bytes,
             self.history_kib,
             self.overhead()
-        )
+        )?;
+        write!(f, "\n{}", self.catch_up)
     }
 }
 
-/// Runs both measurements: `options.runs` timed runs each, and one memory
-/// run holding `options.flood_events / 10` events (100,000 in the full
-/// benchmark).
+/// Runs the measurements: `options.runs` timed runs each of replay and
+/// live, one memory run holding `options.flood_events / 10` events
+/// (100,000 in the full benchmark), and one catch-up run beside its live
+/// run (see [`CatchUp`]).
 pub(crate) async fn section(options: &BenchOptions) -> Result<crate::SectionReport, BenchError> {
     let resume = run(options).await?;
     crate::SectionReport::new("resume", &resume, format!("{resume}\n"))
@@ -100,6 +106,7 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Resume, BenchError> {
         history_events,
         event_bytes: event_size(),
         history_kib: history_memory(history_events).await?,
+        catch_up: catch_up(options).await?,
     })
 }
 
@@ -224,4 +231,236 @@ pub(crate) async fn history_hub(events: &str) -> Result<(), BenchError> {
     let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
     hub.shutdown().await;
     Ok(())
+}
+
+/// Events published while the catch-up subscriber is away (full run).
+const ABSENT_EVENTS: usize = 50_000;
+/// How long it is away, publishing paced evenly over it (full run).
+const ABSENCE: Duration = Duration::from_secs(30);
+/// The same for `--quick`.
+const QUICK_ABSENT_EVENTS: usize = 2_000;
+/// The same for `--quick`.
+const QUICK_ABSENCE: Duration = Duration::from_secs(1);
+/// How long to wait for a catch-up (or the live run) with nothing new
+/// arriving before reporting what arrived.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Catch-up after an absence: a subscriber of a hub with default settings
+/// (a child process) records its position and goes away while events are
+/// published at an even pace, then comes back with `resume_from` that
+/// position; beside it, the same number of events published flat out to a
+/// connected subscriber.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CatchUp {
+    /// Events published during the absence.
+    pub events: usize,
+    /// Milliseconds the publishing took (the absence, until `flush`).
+    pub absence_ms: f64,
+    /// Milliseconds from the start of the reconnect until every event was
+    /// handled (or until it stopped waiting, when some never arrived).
+    pub catch_up_ms: f64,
+    /// `events` / `catch_up_ms`, per second.
+    pub catch_up_events_per_second: f64,
+    /// Distinct events the returning subscriber handled.
+    pub arrived: usize,
+    /// Events it handled more than once.
+    pub duplicates: usize,
+    /// The hub's answer to the resume, as the transport reports it.
+    pub answer: String,
+    /// Events the hub said it replayed (`None` unless recovered).
+    pub replayed: Option<u64>,
+    /// Milliseconds from the first publish until a connected subscriber
+    /// handled the same number of events, published flat out.
+    pub live_ms: f64,
+    /// `events` / `live_ms`, per second.
+    pub live_events_per_second: f64,
+    /// Distinct events the connected subscriber handled.
+    pub live_arrived: usize,
+    /// catch-up events/s ÷ live events/s.
+    pub ratio: f64,
+}
+
+impl std::fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "resume: catch-up after {:.1} s away ({} events published paced, default hub): \
+             {:.0} events/s ({:.0} ms), {} of {} arrived ({} duplicates), answer {}",
+            self.absence_ms / 1e3,
+            self.events,
+            self.catch_up_events_per_second,
+            self.catch_up_ms,
+            self.arrived,
+            self.events,
+            self.duplicates,
+            self.answer,
+        )?;
+        write!(
+            f,
+            "resume: the same {} events live (published flat out):   {:.0} events/s ({:.0} ms), \
+             {} of {} arrived; catch-up / live {:.2}",
+            self.events,
+            self.live_events_per_second,
+            self.live_ms,
+            self.live_arrived,
+            self.events,
+            self.ratio
+        )?;
+        if self.arrived < self.events || self.live_arrived < self.events {
+            write!(f, "\nresume: INCOMPLETE: events were missing (see above)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which of `n` events (by their `seq`) a subscriber handled.
+struct Seen {
+    seen: std::sync::Mutex<Vec<bool>>,
+    distinct: AtomicUsize,
+    duplicates: AtomicUsize,
+}
+
+impl Seen {
+    fn new(n: usize) -> Arc<Seen> {
+        Arc::new(Seen {
+            seen: std::sync::Mutex::new(vec![false; n]),
+            distinct: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+        })
+    }
+
+    fn mark(&self, event: &watchtower_websocket::Event) {
+        let Some(seq) = event.payload.get("seq").and_then(|s| s.as_u64()) else {
+            return;
+        };
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        match seen.get_mut(seq as usize) {
+            Some(slot) if !*slot => {
+                *slot = true;
+                self.distinct.fetch_add(1, Relaxed);
+            }
+            Some(_) => {
+                self.duplicates.fetch_add(1, Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    /// Waits until all `n` arrived, or nothing new arrived for [`STALL`]:
+    /// the distinct events handled by then.
+    async fn wait_for(&self, n: usize) -> usize {
+        let mut last = self.distinct.load(Relaxed);
+        let mut last_change = Instant::now();
+        loop {
+            let now = self.distinct.load(Relaxed);
+            if now >= n {
+                return now;
+            }
+            if now != last {
+                (last, last_change) = (now, Instant::now());
+            } else if last_change.elapsed() > STALL {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
+/// A subscription marking what it handles in `seen`.
+async fn marking(transport: &WebSocketTransport, seen: &Arc<Seen>) -> Result<(), BenchError> {
+    let seen = Arc::clone(seen);
+    transport
+        .subscribe(vec![], move |event| {
+            seen.mark(&event);
+            Box::pin(async { Ok(()) })
+        })
+        .await?;
+    Ok(())
+}
+
+/// The catch-up measurement (see [`CatchUp`]).
+async fn catch_up(options: &BenchOptions) -> Result<CatchUp, BenchError> {
+    let (events, absence) = if options.quick {
+        (QUICK_ABSENT_EVENTS, QUICK_ABSENCE)
+    } else {
+        (ABSENT_EVENTS, ABSENCE)
+    };
+    let mut hub = ChildProcess::spawn(&["hub"])?;
+    let url = format!("ws://{}/events", hub.value("ADDR").await?);
+    let mut config = WebSocketConfig::new(url.clone());
+    config.backpressure.strategy = BackpressureStrategy::Block;
+    let publisher = WebSocketTransport::builder(config)
+        .resume(false)
+        .connect()
+        .await?;
+    let subscriber = || {
+        WebSocketTransport::builder(WebSocketConfig::new(url.clone())).mailbox_size(events + 1024)
+    };
+
+    // Away: connect, record the position, go.
+    let gone = subscriber().connect().await?;
+    let position = gone
+        .position()
+        .ok_or_else(|| BenchError::Incomplete("the hub gave no position".into()))?;
+    gone.shutdown().await?;
+    let started = Instant::now();
+    for n in 0..events {
+        let due = started + absence.mul_f64(n as f64 / events as f64);
+        tokio::time::sleep_until(due.into()).await;
+        publisher.publish(event(n as u64)).await?;
+    }
+    publisher.flush().await?;
+    let absence_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    // Back: timed from the reconnect until all are handled.
+    let seen = Seen::new(events);
+    let started = Instant::now();
+    let back = subscriber().resume_from(position).connect().await?;
+    marking(&back, &seen).await?;
+    let arrived = seen.wait_for(events).await;
+    let catch_up_ms = started.elapsed().as_secs_f64() * 1e3;
+    let outcome = back.last_resume();
+    back.shutdown().await?;
+
+    // Live: the same number to a connected subscriber, flat out.
+    let here = subscriber().connect().await?;
+    let live = Seen::new(events);
+    marking(&here, &live).await?;
+    let started = Instant::now();
+    for n in 0..events {
+        publisher.publish(event(n as u64)).await?;
+    }
+    publisher.flush().await?;
+    let live_arrived = live.wait_for(events).await;
+    let live_ms = started.elapsed().as_secs_f64() * 1e3;
+    here.shutdown().await?;
+    publisher.shutdown().await?;
+    hub.finish().await?;
+
+    let per_second = |ms: f64| crate::stats::ratio(events as f64 * 1e3, ms);
+    Ok(CatchUp {
+        events,
+        absence_ms,
+        catch_up_ms,
+        catch_up_events_per_second: per_second(catch_up_ms),
+        arrived,
+        duplicates: seen.duplicates.load(Relaxed),
+        answer: match outcome {
+            Some(ResumeOutcome::Recovered { replayed }) => {
+                format!("recovered, {replayed} replayed")
+            }
+            Some(other) => format!("{other:?}"),
+            None => "none".to_string(),
+        },
+        replayed: match outcome {
+            Some(ResumeOutcome::Recovered { replayed }) => Some(replayed),
+            _ => None,
+        },
+        live_ms,
+        live_events_per_second: per_second(live_ms),
+        live_arrived,
+        ratio: crate::stats::ratio(per_second(catch_up_ms), per_second(live_ms)),
+    })
 }

@@ -71,7 +71,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     },
     Section {
         name: "resume",
-        about: "replay on reconnect against live, and hub memory with a full history",
+        about: "replay on reconnect and catch-up after an absence against live, and hub memory with a full history",
         run: |o| Box::pin(crate::resume::section(o)),
     },
     Section {
@@ -86,7 +86,7 @@ pub(crate) const SECTIONS: &[Section] = &[
     },
     Section {
         name: "hostile",
-        about: "a legitimate pair under attack, and hub CPU per control frame",
+        about: "a legitimate pair under attack (filters, never-readers, forged resume keys), and hub CPU per control frame",
         run: |o| Box::pin(crate::hostile::section(o)),
     },
 ];
