@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use watchtower_test_support::{FaultProxy, Mode, NatsServer, unused_addr};
 use watchtower_websocket::{
-    BackpressureConfig, BackpressureStrategy, Event, EventMetadata, Position, WebSocketConfig,
-    WebSocketTransport,
+    BackpressureConfig, BackpressureStrategy, Event, EventMetadata, MailboxOverflow, Position,
+    WebSocketConfig, WebSocketTransport,
 };
 
 use crate::check::{CheckConfig, Verdict, check};
@@ -291,13 +291,14 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
 
     // Subscribers first, so that they are owed every event.
     for (name, filter) in SUBSCRIBERS {
-        let transport = Arc::new(workload::connect(&urls(name)).await?);
+        let transport = Arc::new(workload::connect(&urls(name), MailboxOverflow::Block).await?);
         let filter: Vec<String> = filter.iter().map(|s| s.to_string()).collect();
         let instance = workload::subscribe(&transport, name, None, filter, &recorder).await?;
         watchers.push(tokio::spawn(workload::watch_transport(
             Arc::clone(&transport),
             Arc::from(name),
             Some(instance),
+            true,
             recorder.clone(),
             stop_rx.clone(),
         )));
@@ -320,12 +321,14 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
     let mut publishers: Vec<JoinHandle<()>> = Vec::new();
     {
         let (name, types, rate) = PUBSUB;
-        let transport = Arc::new(workload::connect(&urls(name)).await?);
+        let transport =
+            Arc::new(workload::connect(&urls(name), MailboxOverflow::DeadLetter).await?);
         let instance = workload::subscribe(&transport, name, Some(name), vec![], &recorder).await?;
         watchers.push(tokio::spawn(workload::watch_transport(
             Arc::clone(&transport),
             Arc::from(name),
             Some(instance),
+            false,
             recorder.clone(),
             stop_rx.clone(),
         )));
@@ -344,11 +347,13 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         transports.push(transport);
     }
     for (i, (name, types, rate)) in PUBLISHERS.into_iter().enumerate() {
-        let transport = Arc::new(workload::connect(&urls(name)).await?);
+        let transport =
+            Arc::new(workload::connect(&urls(name), MailboxOverflow::DeadLetter).await?);
         watchers.push(tokio::spawn(workload::watch_transport(
             Arc::clone(&transport),
             Arc::from(name),
             None,
+            false,
             recorder.clone(),
             stop_rx.clone(),
         )));
@@ -508,7 +513,7 @@ fn write_history(path: &Path, records: &[Record]) {
 
 /// The position a hub stands at now, read by a short-lived client.
 async fn probe_position(url: &str) -> Result<String, String> {
-    let transport = workload::connect(&[url.to_string()]).await?;
+    let transport = workload::connect(&[url.to_string()], MailboxOverflow::DeadLetter).await?;
     let position = transport.position();
     let _ = transport.shutdown().await;
     position
@@ -724,7 +729,9 @@ async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed:
     };
     let forge = tokio::spawn(async move {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let Ok(probe) = workload::connect(std::slice::from_ref(&url)).await else {
+        let Ok(probe) =
+            workload::connect(std::slice::from_ref(&url), MailboxOverflow::DeadLetter).await
+        else {
             return;
         };
         let epoch = probe.position().map(|p| p.epoch()).unwrap_or(0);

@@ -118,7 +118,7 @@ impl fmt::Display for Figures {
                 .collect();
             write!(
                 f,
-                "; owed deliveries excused by a justified not-recovered: {}",
+                "; owed deliveries excused (the subscriber was told, with a cause): {}",
                 parts.join(", ")
             )?;
         }
@@ -199,6 +199,14 @@ impl FaultSpan {
     }
 }
 
+/// An event: its publisher and number.
+type Key = (Arc<str>, u64);
+/// Offending events of one kind: when first, the first few with a line
+/// each, how many in all.
+type Sample = (Micros, Vec<Key>, u64, Vec<String>);
+/// Offending events of one kind: a note, the first few, how many.
+type Tally<N = String> = (N, Vec<Key>, u64);
+
 /// The history, indexed.
 struct Index<'a> {
     config: &'a CheckConfig,
@@ -208,6 +216,9 @@ struct Index<'a> {
     load: Vec<(Micros, u64)>,
     instances: BTreeMap<u32, Instance>,
     faults: Vec<FaultSpan>,
+    /// Received events a subscriber's transport dead-lettered (told, not
+    /// silent: excused for invariant 1; invariant 5 wants a cause).
+    dropped: HashSet<(Arc<str>, Arc<str>, u64)>,
 }
 
 impl<'a> Index<'a> {
@@ -218,6 +229,7 @@ impl<'a> Index<'a> {
             load: Vec::new(),
             instances: BTreeMap::new(),
             faults: Vec::new(),
+            dropped: HashSet::new(),
         };
         let mut fault_ids: HashMap<usize, usize> = HashMap::new();
         for record in records {
@@ -262,10 +274,14 @@ impl<'a> Index<'a> {
                     reason,
                     client,
                 } => {
-                    if **client == *key.0
-                        && let Some(e) = index.events.get_mut(key)
-                    {
-                        e.settled = Some((*t, format!("dead-lettered: {reason}")));
+                    if **client == *key.0 {
+                        if let Some(e) = index.events.get_mut(key) {
+                            e.settled = Some((*t, format!("dead-lettered: {reason}")));
+                        }
+                    } else {
+                        index
+                            .dropped
+                            .insert((Arc::clone(client), Arc::clone(&key.0), key.1));
                     }
                 }
                 Record::Untracked { t, events } => index.load.push((*t, *events)),
@@ -374,8 +390,7 @@ impl<'a> Index<'a> {
         self.faults
             .iter()
             .filter(|f| {
-                f.begin <= t + after && f.end.unwrap_or(Micros::MAX) + before >= t
-                    || f.begin + before >= t && f.begin <= t + after
+                f.begin <= t + after && f.end.unwrap_or(Micros::MAX).saturating_add(before) >= t
             })
             .map(FaultSpan::describe)
             .collect()
@@ -527,8 +542,7 @@ fn per_instance(index: &Index<'_>, violations: &mut Vec<Violation>) {
         let mut seen: HashSet<(Arc<str>, u64)> = HashSet::new();
         let mut highest: HashMap<Arc<str>, (u64, Micros)> = HashMap::new();
         // (invariant, what) → (first t, events, count)
-        let mut found: BTreeMap<(u8, String), (Micros, Vec<(Arc<str>, u64)>, u64, Vec<String>)> =
-            BTreeMap::new();
+        let mut found: BTreeMap<(u8, String), Sample> = BTreeMap::new();
         let mut note = |inv: u8, what: String, t: Micros, key: (Arc<str>, u64), line: String| {
             let entry = found
                 .entry((inv, what))
@@ -627,9 +641,13 @@ fn resume_lines(instance: &Instance) -> Vec<String> {
         lines.push(format!("resume at {}: {answer}", secs(*t)));
     }
     if let Some((t, how, exit, position)) = &instance.end {
-        let mut line = format!("stopped at {} by {how}", secs(*t));
+        let mut line = format!(
+            "stopped at {} by {how} after {} deliveries",
+            secs(*t),
+            instance.deliveries.len()
+        );
         if let Some(exit) = exit {
-            let _ = write!(line, ", exit {exit}");
+            let _ = write!(line, ", {exit}");
         }
         if let Some(position) = position {
             let _ = write!(line, ", printed position {position}");
@@ -638,6 +656,11 @@ fn resume_lines(instance: &Instance) -> Vec<String> {
     }
     lines
 }
+
+/// How far before the newest event a subscriber had a "not recovered"
+/// range is taken to start: events of several publishers cross on their
+/// way (one publisher's burst queued while another's events arrive).
+const COVER_MARGIN: Micros = 2_000_000;
 
 /// Invariant 1: every logical subscriber (its instances together) got
 /// every acknowledged event it was owed.
@@ -665,14 +688,25 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
         };
         let first = instances[0].1;
         let mut got: HashSet<(&str, u64)> = HashSet::new();
-        let mut times: Vec<Micros> = Vec::new();
+        // (delivered at, published at), by delivery time.
+        let mut timeline: Vec<(Micros, Micros)> = Vec::new();
         for (_, i) in &instances {
             for (t, p, s) in &i.deliveries {
                 got.insert((p, *s));
-                times.push(*t);
+                let published = index.events.get(&(Arc::clone(p), *s)).map_or(0, |e| e.t);
+                timeline.push((*t, published));
             }
         }
-        times.sort_unstable();
+        timeline.sort_unstable();
+        let times: Vec<Micros> = timeline.iter().map(|(t, _)| *t).collect();
+        // The newest event (by publish time) received up to each delivery.
+        let newest: Vec<Micros> = timeline
+            .iter()
+            .scan(0, |max, (_, p)| {
+                *max = (*max).max(*p);
+                Some(*max)
+            })
+            .collect();
         // Not-recovered answers to any of its instances, in time order,
         // each judged once: had the hub a cause?
         let mut answers: Vec<(Micros, u32, &str, Option<u64>)> = instances
@@ -686,6 +720,10 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             .collect();
         answers.sort_unstable();
         let mut judged: Vec<Result<String, String>> = Vec::new();
+        // Each answer covers the events published after the newest one
+        // the subscriber had (less a margin for events of several
+        // publishers crossing on their way) and before the answer.
+        let mut covers_from: Vec<Micros> = Vec::new();
         let mut epoch_since = claim;
         for (t, id, reason, gap) in &answers {
             let instance = index.instances.get(id);
@@ -706,6 +744,12 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             } else {
                 times[before - 1]
             };
+            let from = if before == 0 {
+                claim
+            } else {
+                newest[before - 1].saturating_sub(COVER_MARGIN)
+            };
+            covers_from.push(from);
             judged.push(index.justified(reason, *gap, last, epoch_since, *t));
             if *reason == "epoch" {
                 epoch_since = *t;
@@ -714,8 +758,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
         let mut lost: Vec<(Arc<str>, u64)> = Vec::new();
         let mut lost_count = 0u64;
         // (answer time, instance, reason) → (verdict text, events, count)
-        let mut unjustified: BTreeMap<(Micros, u32, String), (String, Vec<(Arc<str>, u64)>, u64)> =
-            BTreeMap::new();
+        let mut unjustified: BTreeMap<(Micros, u32, String), Tally> = BTreeMap::new();
         for (key, e) in &acked {
             if e.t < claim || first.own.as_ref() == Some(&key.0) || !first.wants(&e.event_type) {
                 continue;
@@ -724,9 +767,24 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             if got.contains(&(&*key.0, key.1)) {
                 continue;
             }
-            // The first "not recovered" after the event was published
-            // covers it (conservatively: it may have been live).
-            match answers.iter().position(|a| a.0 > e.t) {
+            if index
+                .dropped
+                .contains(&(Arc::clone(&name), Arc::clone(&key.0), key.1))
+            {
+                *verdict
+                    .figures
+                    .excused
+                    .entry("dead-lettered by the subscriber".to_string())
+                    .or_default() += 1;
+                continue;
+            }
+            // The first "not recovered" whose range covers it excuses it,
+            // if the hub had a cause.
+            let covering = answers
+                .iter()
+                .zip(&covers_from)
+                .position(|(a, from)| a.0 > e.t && e.t >= *from);
+            match covering {
                 Some(k) => {
                     let (t, instance, reason, _) = answers[k];
                     match &judged[k] {
@@ -805,7 +863,12 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
                     }
                 }
             }
+            // The instances alive around the first lost event.
             for (id, i) in &instances {
+                let ended = i.end.as_ref().map_or(Micros::MAX, |e| e.0);
+                if i.start > t + 5_000_000 || ended + 1_000_000 < t {
+                    continue;
+                }
                 let lines = resume_lines(i);
                 if !lines.is_empty() {
                     detail.push(format!("{}:", i.name(*id)));
@@ -835,8 +898,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
 /// Invariant 5: refusals, dead letters and bad exits need a cause.
 fn causes(index: &Index<'_>, records: &[Record], verdict: &mut Verdict) {
     // Uncaused ones, grouped by client and what happened.
-    let mut groups: BTreeMap<(String, String), (Micros, Vec<(Arc<str>, u64)>, u64)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), Tally<Micros>> = BTreeMap::new();
     for record in records {
         let (t, client, what, event) = match record {
             Record::Refused {

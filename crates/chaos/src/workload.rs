@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use watchtower_websocket::{
     AtLeastOnce, BackpressureConfig, BackpressureStrategy, ConnectionState, Event, EventMetadata,
-    Jitter, MaxAttempts, Position, ReconnectPolicy, ResumeOutcome, WebSocketConfig,
-    WebSocketTransport,
+    Jitter, MailboxOverflow, MaxAttempts, Position, ReconnectPolicy, ResumeOutcome,
+    WebSocketConfig, WebSocketTransport,
 };
 
 use crate::history::{Answer, Record, Recorder, parse_payload};
@@ -20,11 +20,17 @@ use crate::history::{Answer, Record, Recorder, parse_payload};
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Events each publisher sends per burst.
-pub const BURST: u64 = 1_500;
+pub const BURST: u64 = 500;
 
 /// What every in-process client connects with: reconnect forever (100 ms
-/// doubling to 5 s, jittered), at least once.
-pub async fn connect(urls: &[String]) -> Result<WebSocketTransport, String> {
+/// doubling to 5 s, jittered), at least once. `mailbox`: what a full
+/// subscription mailbox does — `Block` for the pure subscribers (the mode
+/// for a consumer that must see every event), the default (dead-letter,
+/// said and counted) for the client that also publishes.
+pub async fn connect(
+    urls: &[String],
+    mailbox: MailboxOverflow,
+) -> Result<WebSocketTransport, String> {
     let (first, rest) = urls.split_first().ok_or("no URL")?;
     let config = WebSocketConfig {
         url: first.clone(),
@@ -43,6 +49,7 @@ pub async fn connect(urls: &[String]) -> Result<WebSocketTransport, String> {
         .fallback_urls(rest.to_vec())
         .reconnect_policy(policy)
         .delivery(AtLeastOnce::default())
+        .mailbox_overflow(mailbox)
         .connect();
     match tokio::time::timeout(Duration::from_secs(30), connect).await {
         Ok(Ok(transport)) => Ok(transport),
@@ -100,11 +107,13 @@ pub async fn subscribe(
 /// Watches a transport until `stop`: records every resume answer (from
 /// its counters, so none is missed, woken by every state change so the
 /// time is right) with the gap the hub counted when both positions are
-/// known, and drains its dead-letter queue into the history.
+/// known, and (with `drain`: for a transport that does not publish)
+/// drains its dead-letter queue into the history.
 pub async fn watch_transport(
     transport: Arc<WebSocketTransport>,
     client: Arc<str>,
     instance: Option<u32>,
+    drain: bool,
     recorder: Recorder,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -157,7 +166,9 @@ pub async fn watch_transport(
         if transport.state() == ConnectionState::Connected {
             before = transport.position();
         }
-        drain_dead_letters(&transport, &client, &recorder);
+        if drain {
+            drain_dead_letters(&transport, &client, &recorder);
+        }
         if *stop.borrow() {
             return;
         }
@@ -211,9 +222,13 @@ pub struct PublisherPlan {
     pub seed: u64,
 }
 
-/// Publishes numbered events on `transport` until `stop`, in batches,
-/// each batch flushed (acknowledged) before the next; a burst (the
-/// counter moving) sends [`BURST`] events as fast as they go.
+/// Publishes numbered events on `transport` until `stop`: a steady
+/// stream (many events in flight, as a real at-least-once publisher has),
+/// with a [`BURST`] as fast as they go whenever the counter moves. A
+/// flusher beside it calls `flush` every 200 ms and records the events
+/// published before each successful one as acknowledged, less those
+/// dead-lettered; it is the only reader of this transport's dead-letter
+/// queue.
 pub async fn publish(
     transport: Arc<WebSocketTransport>,
     plan: PublisherPlan,
@@ -221,23 +236,28 @@ pub async fn publish(
     bursts: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let pending: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    let (done_tx, done_rx) = watch::channel(false);
+    let flusher = tokio::spawn(flusher(
+        Arc::clone(&transport),
+        Arc::clone(&plan.name),
+        Arc::clone(&pending),
+        recorder.clone(),
+        done_rx,
+    ));
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let mut seq = 0u64;
-    let mut pending: Vec<u64> = Vec::new();
     let mut burst_seen = bursts.load(Relaxed);
     let mut burst_left = 0u64;
     let types: Vec<Arc<str>> = plan.types.iter().map(|t| Arc::from(*t)).collect();
-    loop {
-        let stopping = *stop.borrow();
+    while !*stop.borrow() {
         let now = bursts.load(Relaxed);
         if now != burst_seen {
             burst_seen = now;
             burst_left += BURST;
         }
-        let n = if stopping {
-            0
-        } else if burst_left > 0 {
-            let n = burst_left.min(200);
+        let n = if burst_left > 0 {
+            let n = burst_left.min(100);
             burst_left -= n;
             n
         } else {
@@ -258,7 +278,10 @@ pub async fn publish(
                 event_type,
             });
             match transport.publish(event).await {
-                Ok(()) => pending.push(seq),
+                Ok(()) => pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(seq),
                 Err(e) => recorder.push(Record::Refused {
                     t: recorder.now(),
                     publisher: Arc::clone(&plan.name),
@@ -267,40 +290,80 @@ pub async fn publish(
                 }),
             }
         }
-        if !pending.is_empty() {
-            let flushed = tokio::time::timeout(FLUSH_DEADLINE, transport.flush()).await;
-            let dead = drain_dead_letters(&transport, &plan.name, &recorder);
-            pending.retain(|s| !dead.contains(s));
-            match flushed {
-                Ok(Ok(())) => {
-                    recorder.push(Record::Ack {
-                        t: recorder.now(),
-                        publisher: Arc::clone(&plan.name),
-                        seqs: std::mem::take(&mut pending),
-                    });
-                }
-                // Dead letters are recorded; the rest are acknowledged by
-                // the next flush that succeeds.
-                Ok(Err(_)) => {}
-                Err(_) => recorder.push(Record::Stalled {
-                    t: recorder.now(),
-                    what: format!(
-                        "{}: flush of {} events did not return within {FLUSH_DEADLINE:?}",
-                        plan.name,
-                        pending.len()
-                    ),
-                }),
-            }
-        }
-        if stopping {
-            return;
-        }
-        if burst_left == 0 {
-            let pause = Duration::from_secs_f64(n as f64 / plan.rate.max(1.0));
-            tokio::select! {
-                _ = stop.changed() => {}
-                () = tokio::time::sleep(pause) => {}
-            }
+        let pause = if burst_left > 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(n as f64 / plan.rate.max(1.0))
+        };
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
+    let _ = done_tx.send(true);
+    let _ = flusher.await;
+}
+
+/// See [`publish`]: acknowledges what each successful `flush` covers;
+/// after `done`, flushes until nothing is pending (or a flush times out).
+async fn flusher(
+    transport: Arc<WebSocketTransport>,
+    name: Arc<str>,
+    pending: Arc<std::sync::Mutex<Vec<u64>>>,
+    recorder: Recorder,
+    mut done: watch::Receiver<bool>,
+) {
+    let mut dead: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    loop {
+        let finishing = *done.borrow();
+        let batch = std::mem::take(
+            &mut *pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let flushed = if batch.is_empty() {
+            None
+        } else {
+            Some(tokio::time::timeout(FLUSH_DEADLINE, transport.flush()).await)
+        };
+        dead.extend(drain_dead_letters(&transport, &name, &recorder));
+        let keep: Vec<u64> = batch.into_iter().filter(|s| !dead.contains(s)).collect();
+        match flushed {
+            Some(Ok(Ok(()))) => recorder.push(Record::Ack {
+                t: recorder.now(),
+                publisher: Arc::clone(&name),
+                seqs: keep,
+            }),
+            // Dead letters are recorded; the rest wait for the next flush
+            // that succeeds.
+            Some(Ok(Err(_))) => requeue(&pending, keep),
+            Some(Err(_)) => {
+                recorder.push(Record::Stalled {
+                    t: recorder.now(),
+                    what: format!(
+                        "{name}: flush of {} events did not return within {FLUSH_DEADLINE:?}",
+                        keep.len()
+                    ),
+                });
+                if finishing {
+                    return;
+                }
+                requeue(&pending, keep);
+            }
+            None if finishing => return,
+            None => {}
+        }
+        tokio::select! {
+            _ = done.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+fn requeue(pending: &std::sync::Mutex<Vec<u64>>, mut seqs: Vec<u64>) {
+    let mut pending = pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    seqs.append(&mut pending);
+    *pending = seqs;
 }
