@@ -866,7 +866,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             // The instances alive around the first lost event.
             for (id, i) in &instances {
                 let ended = i.end.as_ref().map_or(Micros::MAX, |e| e.0);
-                if i.start > t + 5_000_000 || ended + 1_000_000 < t {
+                if i.start > t.saturating_add(5_000_000) || ended.saturating_add(1_000_000) < t {
                     continue;
                 }
                 let lines = resume_lines(i);

@@ -8,8 +8,8 @@
 //! publishes and subscribes, and `watchtower subscribe` / `watchtower
 //! publish` processes. A [`Schedule`] made from the seed injects the
 //! enabled [`FaultKind`]s; the [`Recorder`] keeps every publish, ack,
-//! delivery, resume answer, dead letter and exit; afterwards [`check`]
-//! judges the history against the guarantees (see [`check`]'s module
+//! delivery, resume answer, dead letter and exit; afterwards [`check()`]
+//! judges the history against the guarantees (see [`mod@check`]'s module
 //! docs for the six invariants) and [`report::render`] says what broke,
 //! with the events' history and the command that replays the run.
 //!
