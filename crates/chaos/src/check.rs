@@ -657,10 +657,12 @@ fn resume_lines(instance: &Instance) -> Vec<String> {
     lines
 }
 
-/// How far before the newest event a subscriber had a "not recovered"
-/// range is taken to start: events of several publishers cross on their
-/// way (one publisher's burst queued while another's events arrive).
-const COVER_MARGIN: Micros = 2_000_000;
+/// How long before a subscriber's last delivery an event may have been
+/// acknowledged and still be in the range a "not recovered" answer then
+/// covers (the hub acknowledges after it appended, and delivers in the
+/// order it appended: an event acknowledged well before the last delivery
+/// was before the subscriber's position).
+const COVER_MARGIN: Micros = 1_000_000;
 
 /// Invariant 1: every logical subscriber (its instances together) got
 /// every acknowledged event it was owed.
@@ -688,25 +690,14 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
         };
         let first = instances[0].1;
         let mut got: HashSet<(&str, u64)> = HashSet::new();
-        // (delivered at, published at), by delivery time.
-        let mut timeline: Vec<(Micros, Micros)> = Vec::new();
+        let mut times: Vec<Micros> = Vec::new();
         for (_, i) in &instances {
             for (t, p, s) in &i.deliveries {
                 got.insert((p, *s));
-                let published = index.events.get(&(Arc::clone(p), *s)).map_or(0, |e| e.t);
-                timeline.push((*t, published));
+                times.push(*t);
             }
         }
-        timeline.sort_unstable();
-        let times: Vec<Micros> = timeline.iter().map(|(t, _)| *t).collect();
-        // The newest event (by publish time) received up to each delivery.
-        let newest: Vec<Micros> = timeline
-            .iter()
-            .scan(0, |max, (_, p)| {
-                *max = (*max).max(*p);
-                Some(*max)
-            })
-            .collect();
+        times.sort_unstable();
         // Not-recovered answers to any of its instances, in time order,
         // each judged once: had the hub a cause?
         let mut answers: Vec<(Micros, u32, &str, Option<u64>)> = instances
@@ -720,9 +711,9 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             .collect();
         answers.sort_unstable();
         let mut judged: Vec<Result<String, String>> = Vec::new();
-        // Each answer covers the events published after the newest one
-        // the subscriber had (less a margin for events of several
-        // publishers crossing on their way) and before the answer.
+        // Each answer covers the events published before it and
+        // acknowledged (appended by a hub) after the subscriber's last
+        // delivery before it, less a margin: the range from its position.
         let mut covers_from: Vec<Micros> = Vec::new();
         let mut epoch_since = claim;
         for (t, id, reason, gap) in &answers {
@@ -744,12 +735,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             } else {
                 times[before - 1]
             };
-            let from = if before == 0 {
-                claim
-            } else {
-                newest[before - 1].saturating_sub(COVER_MARGIN)
-            };
-            covers_from.push(from);
+            covers_from.push(last.saturating_sub(COVER_MARGIN));
             judged.push(index.justified(reason, *gap, last, epoch_since, *t));
             if *reason == "epoch" {
                 epoch_since = *t;
@@ -783,7 +769,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             let covering = answers
                 .iter()
                 .zip(&covers_from)
-                .position(|(a, from)| a.0 > e.t && e.t >= *from);
+                .position(|(a, from)| a.0 > e.t && e.acked.is_some_and(|t| t >= *from));
             match covering {
                 Some(k) => {
                     let (t, instance, reason, _) = answers[k];
@@ -1121,6 +1107,39 @@ mod tests {
         let v = check(&sorted(r), &small);
         assert!(v.passed(), "{:?}", v.violations);
         assert_eq!(v.figures.excused.get("too_many"), Some(&3));
+    }
+
+    #[test]
+    fn a_not_recovered_answer_covers_only_its_range() {
+        // a#1 was acknowledged long before the subscriber's last delivery
+        // (a#2) and never arrived: a later justified answer does not excuse
+        // it; a#3, acknowledged after, is excused.
+        let config = CheckConfig {
+            history_size: 1,
+            ..CheckConfig::default()
+        };
+        let mut r = subscriber(0, 0, "s", None);
+        r.extend(publish(100, "a", 1, "t"));
+        r.extend(publish(5_000_000, "a", 2, "t"));
+        r.push(deliver(5_000_100, 0, "a", 2));
+        r.extend(publish(6_000_000, "a", 3, "t"));
+        r.push(Record::Resume {
+            t: 7_000_000,
+            instance: 0,
+            answer: Answer::NotRecovered {
+                reason: "expired".into(),
+                gap: Some(5),
+            },
+        });
+        let v = check(&sorted(r), &config);
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 1)]);
+        assert!(
+            v.violations[0].title.contains("never told"),
+            "{:?}",
+            v.violations
+        );
+        assert_eq!(v.figures.excused.get("expired"), Some(&1));
     }
 
     #[test]

@@ -132,7 +132,6 @@ impl FromStr for FaultKind {
 pub const DEFAULT_FAULTS: &[FaultKind] = &[
     FaultKind::Reset,
     FaultKind::Stall,
-    FaultKind::Slow,
     FaultKind::HubKill,
     FaultKind::HubRestart,
 ];
@@ -144,6 +143,12 @@ pub const EXCLUDED: &[(FaultKind, &str)] = &[
         FaultKind::Cut,
         "#25: a subscriber away long enough for more than max_replay (1,000) events is told \
          too_many although the history holds them (invariant 1)",
+    ),
+    (
+        FaultKind::Slow,
+        "#25: a subscriber on a slow link falls more than max_replay events behind; when its \
+         connection is replaced (a hub restart) it is told too_many although the history holds \
+         them (invariant 1)",
     ),
     (
         FaultKind::PubsubReset,
