@@ -916,12 +916,12 @@ fn causes(index: &Index<'_>, records: &[Record], verdict: &mut Verdict) {
                 status,
                 as_expected: false,
                 expected,
+                excusable,
             } => {
                 // A process's own client name is its name up to a dot
                 // (`cli-pub0.3` → `cli-pub0`).
                 let client = process.split('.').next().unwrap_or(process).to_string();
-                let is_hub = client.starts_with("hub") || client.starts_with("nats");
-                if is_hub || index.cause(&client, *t).is_none() {
+                if !excusable || index.cause(&client, *t).is_none() {
                     verdict.violations.push(Violation {
                         invariant: 5,
                         title: format!(

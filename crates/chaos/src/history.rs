@@ -193,6 +193,10 @@ pub enum Record {
         as_expected: bool,
         /// What was expected, for the report.
         expected: String,
+        /// Whether a fault that hit the process's client may explain a bad
+        /// exit (a publisher cut off from every hub); never for hubs, nor
+        /// for the final stop after the drain.
+        excusable: bool,
     },
     /// Events published by clients the checker does not track (the
     /// hostile flood): they take room in the hub's history.
@@ -311,8 +315,9 @@ impl Record {
                 status,
                 as_expected,
                 expected,
+                excusable,
             } => json!({"t": t, "exit": process, "pid": pid, "status": status,
-                "as_expected": as_expected, "expected": expected}),
+                "as_expected": as_expected, "expected": expected, "excusable": excusable}),
             Record::Untracked { t, events } => json!({"t": t, "untracked": events}),
             Record::Stalled { t, what } => json!({"t": t, "stalled": what}),
             Record::Phase { t, name } => json!({"t": t, "phase": name}),

@@ -205,6 +205,7 @@ impl HubProcess {
             status: describe(status),
             as_expected,
             expected: expected.to_string(),
+            excusable: false,
         });
     }
 
@@ -490,6 +491,7 @@ impl CliSubscriber {
                     } else {
                         "exit 0 (or 1, saying what it could not print) after SIGINT".to_string()
                     },
+                    excusable: !last,
                 });
             }
         }
@@ -579,6 +581,7 @@ pub async fn cli_publish(
             status: describe(&status),
             as_expected: false,
             expected: "exit 0 (every event acknowledged)".to_string(),
+            excusable: true,
         }),
         Ok(Err(_)) => {}
         Err(_) => {
