@@ -130,7 +130,6 @@ impl FromStr for FaultKind {
 /// guarantees hold on the code as merged, so CI stays green while the
 /// others wait for their fixes. See [`EXCLUDED`] for the rest and why.
 pub const DEFAULT_FAULTS: &[FaultKind] = &[
-    FaultKind::Reset,
     FaultKind::Stall,
     FaultKind::HubKill,
     FaultKind::HubRestart,
@@ -143,6 +142,12 @@ pub const EXCLUDED: &[(FaultKind, &str)] = &[
         FaultKind::Cut,
         "#25: a subscriber away long enough for more than max_replay (1,000) events is told \
          too_many although the history holds them (invariant 1)",
+    ),
+    (
+        FaultKind::Reset,
+        "#25: a subscriber whose backoff escalated (after a hub restart) comes back more than \
+         max_replay events later, during a burst, and is told too_many although the history \
+         holds them (invariant 1)",
     ),
     (
         FaultKind::Slow,
