@@ -21,7 +21,8 @@ pub enum FaultKind {
     /// a slow writer).
     Slow,
     /// The connections of the client that both publishes and subscribes
-    /// are reset once; it reconnects and resumes at once.
+    /// are reset once, in the middle of a burst; it reconnects and resumes
+    /// at once.
     PubsubReset,
     /// `kill -9` of a hub, restarted on the same port after 0.2–2 s.
     HubKill,
@@ -33,8 +34,8 @@ pub enum FaultKind {
     /// SIGINT (Ctrl-C) of a `watchtower subscribe` process in the middle
     /// of a burst, restarted with `--since` the position it printed.
     CliStop,
-    /// `kill -9` of the nats-server, restarted on the same port and store
-    /// after 0.5–4 s (`--backplane nats` only).
+    /// `kill -9` of the nats-server in the middle of a burst, restarted on
+    /// the same port and store after 0.5–4 s (`--backplane nats` only).
     NatsKill,
     /// A hostile client beside the workload for 3–10 s: a flood of
     /// at-most-once events and upgrades presenting forged resume
@@ -129,11 +130,8 @@ impl FromStr for FaultKind {
 /// The faults a campaign runs when `--faults` is not given: those whose
 /// guarantees hold on the code as merged, so CI stays green while the
 /// others wait for their fixes. See [`EXCLUDED`] for the rest and why.
-pub const DEFAULT_FAULTS: &[FaultKind] = &[
-    FaultKind::Stall,
-    FaultKind::HubKill,
-    FaultKind::HubRestart,
-];
+pub const DEFAULT_FAULTS: &[FaultKind] =
+    &[FaultKind::Stall, FaultKind::HubKill, FaultKind::HubRestart];
 
 /// The faults left out of [`DEFAULT_FAULTS`], each with the open issue
 /// whose fix it waits on. `--faults` runs them anyway.

@@ -91,7 +91,8 @@ const MARGIN: Duration = Duration::from_secs(3);
 impl Schedule {
     /// The schedule for `seed`: faults of the enabled `kinds` every 2–7 s
     /// (never two at once on one target), bursts every 8–16 s, and a
-    /// burst just before every `cli-stop` so that it lands mid-burst.
+    /// burst just before every `cli-stop`, `pubsub-reset` and `nats-kill`
+    /// so that it lands mid-burst.
     pub fn generate(
         seed: u64,
         duration: Duration,
@@ -118,8 +119,13 @@ impl Schedule {
             let kind = kinds[rng.usize(..kinds.len())];
             let (target, hold) = pick(&mut rng, kind, topology);
             let mut at = t;
-            if kind == FaultKind::CliStop {
-                // Mid-burst: the print queue is full then.
+            if matches!(
+                kind,
+                FaultKind::CliStop | FaultKind::PubsubReset | FaultKind::NatsKill
+            ) {
+                // Mid-burst: a CLI's print queue is full then, the client
+                // that publishes has its own events in flight, and so have
+                // the hubs towards NATS.
                 let burst = t + millis(&mut rng, 0, 400);
                 bursts.push(burst);
                 at = burst + millis(&mut rng, 100, 600);
