@@ -128,7 +128,13 @@ impl Schedule {
                 // the hubs towards NATS.
                 let burst = t + millis(&mut rng, 0, 400);
                 bursts.push(burst);
-                at = burst + millis(&mut rng, 100, 600);
+                // A CLI's print queue takes a while to fill; a burst of
+                // events in flight is over in tens of milliseconds.
+                at = if kind == FaultKind::CliStop {
+                    burst + millis(&mut rng, 100, 600)
+                } else {
+                    burst + millis(&mut rng, 10, 60)
+                };
             }
             let free = busy.iter().all(|(b, until)| *b != target || *until <= at);
             // Whole-system faults do not overlap each other either.
