@@ -76,6 +76,23 @@ impl FaultKind {
         }
     }
 
+    /// One line on what it does, for `--help`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            FaultKind::Cut => "a client's link cut for 0.2-4 s (reset, then reconnects unanswered)",
+            FaultKind::Reset => "a client's connections reset",
+            FaultKind::Stall => "a client's link holds every byte for 1-8 s",
+            FaultKind::Slow => "a client's link at 16 KiB/s for 2-10 s",
+            FaultKind::PubsubReset => "the publishing subscriber's connections reset mid-burst",
+            FaultKind::HubKill => "kill -9 of a hub, restarted after 0.2-2 s",
+            FaultKind::HubRestart => "SIGTERM to a hub, restarted once it exited",
+            FaultKind::CliKill => "kill -9 of `watchtower subscribe`, restarted --since",
+            FaultKind::CliStop => "Ctrl-C of `watchtower subscribe` mid-burst, restarted --since",
+            FaultKind::NatsKill => "kill -9 of nats-server mid-burst, restarted after 0.5-4 s",
+            FaultKind::Hostile => "a flood and upgrades with forged resume positions",
+        }
+    }
+
     /// Whether the fault acts on one client's link (through its proxy);
     /// these never hit the client that publishes and subscribes, which
     /// has [`FaultKind::PubsubReset`] of its own.

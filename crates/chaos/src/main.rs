@@ -64,11 +64,15 @@ fn faults_help() -> String {
         } else {
             ""
         };
-        text.push_str(&format!("  {:<12}{}\n", kind.name(), default));
+        text.push_str(&format!(
+            "  {:<14}{}{default}\n",
+            kind.name(),
+            kind.summary()
+        ));
     }
     text.push_str("\nLeft out of the default set until their issue is fixed:\n");
     for (kind, why) in fault::EXCLUDED {
-        text.push_str(&format!("  {:<12}{why}\n", kind.name()));
+        text.push_str(&format!("  {:<14}{why}\n", kind.name()));
     }
     text
 }
