@@ -722,12 +722,21 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             // this instance started if it had none since (a restart with
             // --since), else shortly before the answer (recorded a little
             // after the fact).
-            let start = instance.map_or(claim, |i| i.start);
             let had = instance.is_some_and(|i| i.deliveries.iter().any(|d| d.0 < *t));
             let bound = if had {
                 t.saturating_sub(250_000)
             } else {
-                start
+                // Its first connect: the position it started from is as old
+                // as the instance that printed it (after a kill -9, an
+                // older one than its last delivery), or the chain's start.
+                let since = instance.and_then(|i| i.since.as_deref());
+                instances
+                    .iter()
+                    .filter_map(|(_, i)| i.end.as_ref())
+                    .filter(|end| end.3.is_some() && end.3.as_deref() == since && end.0 <= *t)
+                    .map(|end| end.0)
+                    .max()
+                    .unwrap_or(claim)
             };
             let before = times.partition_point(|d| *d < bound);
             let last = if before == 0 {
