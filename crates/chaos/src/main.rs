@@ -86,7 +86,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.backplane == Backplane::None && faults.contains(&FaultKind::NatsKill) {
+    // Named on its own it needs NATS; within `default` or `all` it is
+    // simply not scheduled on one hub.
+    let named_nats_kill = args.faults.split(',').any(|f| f.trim() == "nats-kill");
+    if args.backplane == Backplane::None && named_nats_kill {
         eprintln!("chaos: nats-kill needs --backplane nats");
         return ExitCode::from(2);
     }
