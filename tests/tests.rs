@@ -10,6 +10,7 @@ mod at_least_once;
 mod auth;
 mod backpressure;
 mod bad_input;
+mod block;
 mod chaos;
 mod checkpoint;
 mod dispatch;

@@ -193,17 +193,15 @@ impl State {
             // history would make an older position of the wrong epoch.
             let keep_newest = MAX_MARKS / 4;
             let end = self.marks.len() - keep_newest;
-            let mut index = 0;
             let mut kept: VecDeque<Mark> = VecDeque::with_capacity(MAX_MARKS);
             let mut previous_epoch = None;
-            for mark in self.marks.drain(..) {
+            for (index, mark) in self.marks.drain(..).enumerate() {
                 let epoch = mark.position.epoch();
                 let boundary = previous_epoch != Some(epoch);
                 previous_epoch = Some(epoch);
-                if index == 0 || index >= end || boundary || index % 2 == 0 {
+                if index >= end || boundary || index.is_multiple_of(2) {
                     kept.push_back(mark);
                 }
-                index += 1;
             }
             self.marks = kept;
         } else if self.marks.len() <= 2 && self.marks.capacity() > 8 {

@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     /// Where the handled position is stored (`None` unless a checkpoint is
     /// set): boxed, so others do not carry its room.
     pub(crate) checkpoint: Option<Box<Checkpointer>>,
+    /// `Block` mode: since when the reader has been waiting for a full
+    /// mailbox, and whose. Set and cleared by the reader as it pauses.
+    paused: Mutex<Option<(Instant, u64)>>,
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -211,6 +214,7 @@ impl Shared {
             resume: Resume::new(settings_resume, settings_resume_from),
             client_id: ClientId::new(),
             checkpoint,
+            paused: Mutex::new(None),
         })
     }
 
@@ -219,6 +223,27 @@ impl Shared {
     pub(crate) fn handled_position(&self) -> Option<watchtower_core::Position> {
         self.resume
             .handled_position(|read| self.subs.handled_upto(read))
+    }
+
+    /// The reader began waiting for subscription `id`'s full mailbox
+    /// (`Some`), or reads again (`None`). A pause wakes `flush` callers:
+    /// one of them may be the very handler the reader waits for.
+    pub(crate) fn reading_paused_for(&self, id: Option<u64>) {
+        let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        match id {
+            Some(id) => {
+                *paused = Some((Instant::now(), id));
+                drop(paused);
+                self.progress.notify_waiters();
+            }
+            None => *paused = None,
+        }
+    }
+
+    /// Since when the reader has been waiting for a full mailbox, and for
+    /// which subscription's.
+    pub(crate) fn reading_paused(&self) -> Option<(Instant, u64)> {
+        *self.paused.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn set_state(&self, state: ConnectionState) {

@@ -291,12 +291,31 @@ impl Registry {
 
     /// In `Block` mode: the first subscription with a full mailbox, and the
     /// notification that it has room again.
-    pub(crate) fn first_full(&self) -> Option<(Arc<Notify>, Arc<Progress>, usize)> {
+    pub(crate) fn first_full(&self) -> Option<(u64, Arc<Notify>, Arc<Progress>, usize)> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
             .iter()
             .find(|e| e.progress.held.load(Relaxed) >= e.capacity)
-            .map(|e| (Arc::clone(&e.room), Arc::clone(&e.progress), e.capacity))
+            .map(|e| {
+                (
+                    e.id,
+                    Arc::clone(&e.room),
+                    Arc::clone(&e.progress),
+                    e.capacity,
+                )
+            })
+    }
+
+    /// Whether the caller is subscription `id`'s own task (its handler).
+    pub(crate) fn is_task_of(&self, id: u64) -> bool {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().find(|e| e.id == id).is_some_and(|e| {
+            e.task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(Stopper::is_current_task)
+        })
     }
 
     /// Up to which read index (at most `read`) every subscription —

@@ -294,6 +294,16 @@ impl WebSocketTransport {
             if self.state() == ConnectionState::Closed {
                 return Err(WatchtowerError::Closed);
             }
+            if let Some((_, id)) = shared.reading_paused()
+                && shared.subs.is_task_of(id)
+            {
+                return Err(WatchtowerError::connection(format!(
+                    "flush inside the handler of subscription {id}, whose mailbox is full \
+                     (MailboxOverflow::Block): the reader waits for this handler to make room, so \
+                     it cannot read the server's confirmation; the events stay queued and are \
+                     sent — flush after the handler returns, or use a larger mailbox"
+                )));
+            }
             if shared.resume.waiting_for_subscription() {
                 return Err(WatchtowerError::connection(
                     "nothing can be written before the first subscribe: with a position to \
@@ -540,10 +550,24 @@ impl WebSocketTransport {
     }
 
     /// `Ok` only while connected with a live keepalive (a connection whose
-    /// keepalive expires is dropped and reconnected at once).
+    /// keepalive expires is dropped and reconnected at once) and reading.
+    /// In [`MailboxOverflow::Block`](crate::MailboxOverflow::Block) mode
+    /// the reader waits while a subscription's mailbox is full; once it has
+    /// waited longer than the pong timeout (10 s without keepalive), this
+    /// fails and names the subscription.
     pub async fn health_check(&self) -> Result<()> {
         match self.state() {
-            ConnectionState::Connected => Ok(()),
+            ConnectionState::Connected => match self.shared.reading_paused() {
+                Some((since, id)) if since.elapsed() > self.stalled_after() => {
+                    Err(WatchtowerError::connection(format!(
+                        "connected to {}, but not reading for {:?}: subscription {id}'s mailbox \
+                         is full (MailboxOverflow::Block) and its handler has not made room",
+                        self.shared.current_url(),
+                        since.elapsed()
+                    )))
+                }
+                _ => Ok(()),
+            },
             ConnectionState::CircuitOpen => Err(WatchtowerError::CircuitOpen {
                 retry_after: self.shared.breaker.retry_after(),
             }),
@@ -557,6 +581,15 @@ impl WebSocketTransport {
                 self.shared.current_url()
             ))),
         }
+    }
+
+    /// How long the reader may wait for a full mailbox before
+    /// `health_check` says so.
+    fn stalled_after(&self) -> Duration {
+        self.shared
+            .settings
+            .keepalive
+            .map_or(Duration::from_secs(10), |k| k.pong_timeout)
     }
 
     /// Flushes what is queued (within the builder's shutdown timeout),

@@ -36,6 +36,8 @@ pub(crate) struct Pending {
     /// Its place among the data frames of this connection (1-based), which
     /// is what a cumulative ack counts.
     seq: u64,
+    /// When it was sent, on the session's reading clock
+    /// (`SessionState::reading_clock`).
     sent_at: Instant,
     pub(crate) outgoing: Outgoing,
 }

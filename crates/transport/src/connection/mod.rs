@@ -234,15 +234,17 @@ pub(crate) async fn connect_with_retries(
                 return Err(Failed::Stopped);
             }
         }
+        // Named before the attempt: a failed one moves on to the next URL.
+        let url = shared.current_url().to_string();
         match attempt_connect(shared).await {
             Ok(ws) => return Ok(ws),
             Err(error) => {
                 bump(&shared.counters.failed_connects);
                 if initial {
                     // `connect()` returns the final error to its caller.
-                    tracing::debug!(%error, "connect failed");
+                    tracing::debug!(%url, %error, "connect failed");
                 } else {
-                    tracing::warn!(%error, "reconnect failed");
+                    tracing::warn!(%url, %error, "reconnect failed");
                 }
                 if let WatchtowerError::Auth { .. } = error {
                     // Rejected credentials: ask the provider for fresh ones

@@ -118,26 +118,54 @@ pub(super) async fn read_loop(shared: &Shared, conn: &SessionState, stream: &mut
 
 /// `Block` mode: reads nothing while a subscription's mailbox is full, so
 /// no event has to be dropped; TCP then pushes back to the server. The
-/// silence is ours, so the keepalive watch is told to ignore it.
+/// silence is ours, so the keepalive watch is told to ignore it, acks are
+/// not timed meanwhile (they may be waiting unread behind events), and
+/// the transport says whose mailbox it waits for: `health_check` once the
+/// pause lasts, and a `flush` by that very handler at once (it would wait
+/// for a confirmation the reader cannot read until the handler returns).
 async fn wait_for_room(shared: &Shared, conn: &SessionState) {
-    let mut paused = false;
-    while let Some((room, held, capacity)) = shared.subs.first_full() {
+    let mut paused: Option<Paused<'_>> = None;
+    while let Some((id, room, held, capacity)) = shared.subs.first_full() {
         let notified = room.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if held.held() < capacity {
             continue;
         }
-        if !paused {
-            paused = true;
-            conn.reading_paused.store(true, Relaxed);
+        if paused.as_ref().is_none_or(|p| p.subscription != id) {
+            // The pause for another mailbox ends before this one begins.
+            drop(paused.take());
+            paused = Some(Paused::new(shared, conn, id));
         }
         // Look again now and then: the subscription may have been removed.
         let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
     }
-    if paused {
-        conn.reading_paused.store(false, Relaxed);
-        conn.touch();
+}
+
+/// A pause of the reader for subscription `subscription`'s mailbox; ends
+/// when dropped (room, or the connection ended meanwhile).
+struct Paused<'a> {
+    shared: &'a Shared,
+    conn: &'a SessionState,
+    subscription: u64,
+}
+
+impl<'a> Paused<'a> {
+    fn new(shared: &'a Shared, conn: &'a SessionState, subscription: u64) -> Paused<'a> {
+        conn.pause_reading();
+        shared.reading_paused_for(Some(subscription));
+        Paused {
+            shared,
+            conn,
+            subscription,
+        }
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.shared.reading_paused_for(None);
+        self.conn.resume_reading();
     }
 }
 

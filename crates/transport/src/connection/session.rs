@@ -132,8 +132,13 @@ pub(super) struct SessionState {
     /// At least once: the events of this connection awaiting an ack.
     in_flight: Mutex<InFlight>,
     /// Set while the reader waits for a full mailbox (`Block` mode): the
-    /// silence is ours, so keepalive does not count it.
+    /// silence is ours, so keepalive does not count it, and acks are not
+    /// timed (see [`reading_clock`](Self::reading_clock)).
     pub(super) reading_paused: AtomicBool,
+    /// When the current pause began (nanoseconds since `epoch`).
+    paused_at: AtomicU64,
+    /// How long the pauses that have ended lasted, in all (nanoseconds).
+    paused_for: AtomicU64,
 }
 
 /// What a ping's pong proves: the server has read everything we wrote
@@ -162,7 +167,40 @@ impl SessionState {
             wake_writer: Notify::new(),
             in_flight: Mutex::new(InFlight::default()),
             reading_paused: AtomicBool::new(false),
+            paused_at: AtomicU64::new(0),
+            paused_for: AtomicU64::new(0),
         }
+    }
+
+    /// The reader stops reading (a mailbox is full).
+    pub(super) fn pause_reading(&self) {
+        self.paused_at.store(self.since_epoch(), Relaxed);
+        self.reading_paused.store(true, Relaxed);
+    }
+
+    /// The reader reads again. The writer is woken to time acks again.
+    pub(super) fn resume_reading(&self) {
+        if self.reading_paused.swap(false, Relaxed) {
+            let paused = self
+                .since_epoch()
+                .saturating_sub(self.paused_at.load(Relaxed));
+            self.paused_for.fetch_add(paused, Relaxed);
+        }
+        self.touch();
+        self.wake_writer.notify_one();
+    }
+
+    /// The time the reader has been reading: the clock, less every pause
+    /// for a full mailbox. Acks are timed on it: while the reader waits
+    /// for a handler it cannot read an ack that came, so an event whose
+    /// ack may be there unread is never called unacknowledged for it.
+    pub(super) fn reading_clock(&self) -> Instant {
+        let now = self.since_epoch();
+        let mut paused = self.paused_for.load(Relaxed);
+        if self.reading_paused.load(Relaxed) {
+            paused += now.saturating_sub(self.paused_at.load(Relaxed));
+        }
+        self.epoch + Duration::from_nanos(now.saturating_sub(paused))
     }
 
     pub(super) fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -362,7 +400,7 @@ fn unacked_to_resend(shared: &Shared, conn: &SessionState, reason: &Reason) -> V
         return Vec::new();
     };
     let timed_out_before = match reason {
-        Reason::AckTimeout(after) => Instant::now().checked_sub(*after),
+        Reason::AckTimeout(after) => conn.reading_clock().checked_sub(*after),
         _ => None,
     };
     let unacked = conn

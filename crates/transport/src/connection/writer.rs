@@ -120,17 +120,35 @@ impl Writer<'_> {
     }
 
     /// At least once: an ack overdue means the connection is stalled (TCP
-    /// retransmits on it already); end it, and resend on the next.
+    /// retransmits on it already); end it, and resend on the next. Acks
+    /// are timed on the reader's clock: not while it waits for a full
+    /// mailbox (`Block`), when the ack may be there, unread.
     fn check_acks(&self) -> Result<(), End> {
         let Some(acks) = self.shared.settings.acks else {
             return Ok(());
         };
+        if self.conn.reading_paused.load(Relaxed) {
+            return Ok(());
+        }
         match self.conn.in_flight().next_timeout(acks.ack_timeout) {
-            Some(at) if Instant::now() >= at => {
+            Some(at) if self.conn.reading_clock() >= at => {
                 Err(End::Lost(Reason::AckTimeout(acks.ack_timeout)))
             }
             _ => Ok(()),
         }
+    }
+
+    /// When the oldest ack falls due, on the real clock; `None` with
+    /// nothing in flight or while the reader is paused (it wakes the
+    /// writer when it reads again).
+    fn ack_due(&self) -> Option<Instant> {
+        let acks = self.shared.settings.acks?;
+        if self.conn.reading_paused.load(Relaxed) {
+            return None;
+        }
+        let due = self.conn.in_flight().next_timeout(acks.ack_timeout)?;
+        let left = due.saturating_duration_since(self.conn.reading_clock());
+        Some(Instant::now() + left)
     }
 
     /// Idle: waits for frames, a filter change, a ping to answer, an ack,
@@ -146,12 +164,11 @@ impl Writer<'_> {
         let room = self.room(batch);
         let drained =
             shared.queue.is_closed() && shared.queue.is_empty() && shared.carry().is_empty();
-        let ack_at = settings
-            .acks
-            .and_then(|a| self.conn.in_flight().next_timeout(a.ack_timeout));
-        if drained && ack_at.is_none() {
+        let unacked = settings.acks.is_some() && self.conn.in_flight().len() > 0;
+        if drained && !unacked {
             return Err(End::Drained);
         }
+        let ack_at = self.ack_due();
         let ping_at = next_ping_at(shared, self.conn);
         if let Some(at) = ping_at {
             ping_timer.as_mut().reset(at);
@@ -240,9 +257,10 @@ impl Writer<'_> {
                     batch.first_bytes += frame.len() as u64;
                 }
                 if at_least_once {
+                    let sent_at = self.conn.reading_clock();
                     self.conn
                         .in_flight()
-                        .sent(batch.frames[batch.fed].clone(), Instant::now());
+                        .sent(batch.frames[batch.fed].clone(), sent_at);
                 }
                 batch.fed += 1;
                 self.sink.feed(Message::Text(frame)).await?;
