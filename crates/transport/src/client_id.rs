@@ -12,27 +12,28 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 /// [`WebSocketTransport::client_id`](crate::WebSocketTransport::client_id).
 pub const CLIENT_ID_HEADER: &str = "watchtower-client-id";
 
-/// A transport's identity, kept as the header value it is sent as.
+/// A transport's identity: its text, kept inline (no allocation for a
+/// value every idle connection holds).
 #[derive(Debug)]
 pub(crate) struct ClientId {
-    value: HeaderValue,
+    text: [u8; uuid::fmt::Hyphenated::LENGTH],
 }
 
 impl ClientId {
     pub(crate) fn new() -> ClientId {
-        let text = uuid::Uuid::now_v7().hyphenated().to_string();
-        ClientId {
-            // A hyphenated UUID is always a valid header value.
-            value: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
-        }
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        ClientId { text }
     }
 
-    pub(crate) fn header(&self) -> &HeaderValue {
-        &self.value
+    /// The header value, made for each upgrade request.
+    pub(crate) fn header(&self) -> HeaderValue {
+        // A hyphenated UUID is always a valid header value.
+        HeaderValue::from_bytes(&self.text).unwrap_or(HeaderValue::from_static(""))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        self.value.to_str().unwrap_or_default()
+        std::str::from_utf8(&self.text).unwrap_or_default()
     }
 }
 

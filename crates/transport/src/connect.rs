@@ -118,7 +118,7 @@ pub(crate) async fn connect_once(
     let mut request = build_request(settings, url, credentials.as_ref())?;
     request
         .headers_mut()
-        .insert(CLIENT_ID_HEADER, client_id.header().clone());
+        .insert(CLIENT_ID_HEADER, client_id.header());
     if let Some(position) = resume.header() {
         request.headers_mut().insert(RESUME_HEADER, position);
     }

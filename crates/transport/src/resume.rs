@@ -18,7 +18,6 @@
 //! the key of the event at that index. Keys are computed only when a
 //! position is asked for, never per event.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{
     AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
@@ -81,17 +80,21 @@ pub(crate) struct Resume {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The epoch and seq of the last position frame (or answer).
+    /// The epoch and seq of the last position frame (or answer): the
+    /// newest mark.
     position: Option<Position>,
+    /// The read index `position` was set at.
+    position_at: u64,
     /// The last event frame read since then.
     last: LastFrame,
     /// The read index of the frame in `last`.
     last_index: u64,
     outcome: Option<ResumeOutcome>,
-    /// Where the read position stood as events were read: for the handled
-    /// position, which trails it. Oldest first; pruned as the handled
-    /// position passes them.
-    marks: VecDeque<Mark>,
+    /// Where the read position stood before `position`, as events were
+    /// read: for the handled position, which trails it. Oldest first;
+    /// pruned as the handled position passes them, so a connection whose
+    /// handlers have caught up keeps none (and no room for them).
+    marks: Vec<Mark>,
 }
 
 /// The read position when the reader had read `at` event frames (and a
@@ -159,13 +162,30 @@ impl LastFrame {
 
 impl State {
     /// The read position moved to `position` after `at` event frames.
-    fn push_mark(&mut self, at: u64, position: Position) {
-        if let Some(last) = self.marks.back_mut()
-            && last.at == at
+    /// `handled`: up to which read index the handled position is, if
+    /// known; the mark before is kept only if it may still need it.
+    fn push_mark(&mut self, at: u64, position: Position, handled: Option<u64>) {
+        if let Some(previous) = self.position
+            && self.position_at < at
+            && handled.is_none_or(|upto| upto < at)
         {
-            last.position = position;
-        } else {
-            self.marks.push_back(Mark { at, position });
+            self.marks.push(Mark {
+                at: self.position_at,
+                position: previous,
+            });
+        }
+        self.position = Some(position);
+        self.position_at = at;
+    }
+
+    /// The newest mark at or before read index `upto`.
+    fn mark_at(&self, upto: u64) -> Option<Mark> {
+        match self.position {
+            Some(position) if self.position_at <= upto => Some(Mark {
+                at: self.position_at,
+                position,
+            }),
+            _ => self.marks.iter().rev().find(|m| m.at <= upto).copied(),
         }
     }
 
@@ -174,7 +194,7 @@ impl State {
     /// it the position is the last mark at or before `upto` (which covers
     /// less, never more).
     fn position_at(&self, upto: u64, key: Option<u64>) -> Option<Position> {
-        let mark = self.marks.iter().rev().find(|m| m.at <= upto)?;
+        let mark = self.mark_at(upto)?;
         Some(match key {
             Some(key) if mark.at < upto => mark.position.after(Some(key)),
             _ => mark.position,
@@ -185,6 +205,11 @@ impl State {
     /// keeping the last one at or before it; thins out older ones if too
     /// many are left.
     fn prune(&mut self, upto: u64) {
+        if self.position_at <= upto {
+            // Caught up: the newest mark is all the handled position needs.
+            self.marks = Vec::new();
+            return;
+        }
         let keep_from = self.marks.iter().rposition(|m| m.at <= upto).unwrap_or(0);
         self.marks.drain(..keep_from);
         if self.marks.len() > MAX_MARKS {
@@ -193,21 +218,16 @@ impl State {
             // history would make an older position of the wrong epoch.
             let keep_newest = MAX_MARKS / 4;
             let end = self.marks.len() - keep_newest;
-            let mut kept: VecDeque<Mark> = VecDeque::with_capacity(MAX_MARKS);
             let mut previous_epoch = None;
-            for (index, mark) in self.marks.drain(..).enumerate() {
+            let mut index = 0;
+            self.marks.retain(|mark| {
                 let epoch = mark.position.epoch();
                 let boundary = previous_epoch != Some(epoch);
                 previous_epoch = Some(epoch);
-                if index >= end || boundary || index.is_multiple_of(2) {
-                    kept.push_back(mark);
-                }
-            }
-            self.marks = kept;
-        } else if self.marks.len() <= 2 && self.marks.capacity() > 8 {
-            // A burst's marks are gone: an idle connection keeps no room
-            // for them.
-            self.marks.shrink_to(2);
+                let keep = index >= end || boundary || index % 2 == 0;
+                index += 1;
+                keep
+            });
         }
     }
 }
@@ -216,13 +236,10 @@ impl Resume {
     /// `from`: a position given at build (it may carry the key of its
     /// last event, kept until the first position frame).
     pub(crate) fn new(enabled: bool, from: Option<Position>) -> Resume {
-        let mut state = State {
+        let state = State {
             position: from,
             ..State::default()
         };
-        if let Some(from) = from {
-            state.push_mark(0, from);
-        }
         Resume {
             enabled,
             deferred: from.is_some(),
@@ -359,13 +376,11 @@ impl Resume {
     pub(crate) fn mark(&self, seq: u64, handled: impl FnOnce(u64) -> (u64, Option<u64>)) {
         let mut state = self.lock();
         if let Some(p) = state.position {
-            let position = Position::new(p.epoch(), seq);
-            state.position = Some(position);
-            state.last.clear();
             let read = self.read.load(Relaxed);
-            state.push_mark(read, position);
-            if state.marks.len() > 1 {
-                let (upto, _) = handled(read);
+            let (upto, _) = handled(read);
+            state.push_mark(read, Position::new(p.epoch(), seq), Some(upto));
+            state.last.clear();
+            if !state.marks.is_empty() {
                 state.prune(upto);
             }
         }
@@ -385,16 +400,14 @@ impl Resume {
         let outcome = match (now, answer) {
             (None, _) => ResumeOutcome::NotSupported,
             (Some(now), None) => {
-                state.position = Some(now);
+                state.push_mark(read, now, None);
                 state.last.clear();
-                state.push_mark(read, now);
                 ResumeOutcome::Started
             }
             (Some(_), Some(Ok(replayed))) => ResumeOutcome::Recovered { replayed },
             (Some(now), Some(Err(reason))) => {
-                state.position = Some(now);
+                state.push_mark(read, now, None);
                 state.last.clear();
-                state.push_mark(read, now);
                 ResumeOutcome::NotRecovered { reason }
             }
         };
@@ -596,9 +609,9 @@ mod tests {
             resume.handled_position(|read| (read, None)),
             Some(at(9).after(key(&f3)))
         );
-        // Past mark 9 now: the older marks are forgotten.
+        // Past mark 9 now, the newest: the older marks are forgotten.
         assert_eq!(resume.handled_position(|_| (2, None)), Some(at(9)));
-        assert_eq!(resume.lock().marks.len(), 1);
+        assert!(resume.lock().marks.is_empty());
 
         // A hub restart: the new epoch's position applies only from where
         // it was answered.
@@ -653,16 +666,18 @@ mod tests {
         let marks = resume.lock().marks.clone();
         assert!(marks.len() <= MAX_MARKS + 1, "{} marks", marks.len());
         assert_eq!(marks[0].at, 0, "the one the handled position needs");
-        assert_eq!(marks.back().unwrap().at, 1000);
+        assert_eq!(marks.last().unwrap().at, 999);
+        assert_eq!(resume.lock().position_at, 1000);
         assert_eq!(
             resume.handled_position(|_| (0, None)),
             Some(Position::new(0xaa, 0))
         );
-        // Once everything is handled, one mark is left.
+        // Once everything is handled, only the newest is left.
         assert_eq!(
             resume.handled_position(|read| (read, None)),
             Some(Position::new(0xaa, 1000))
         );
-        assert_eq!(resume.lock().marks.len(), 1);
+        let state = resume.lock();
+        assert!(state.marks.is_empty() && state.marks.capacity() == 0);
     }
 }

@@ -136,9 +136,19 @@ pub(crate) struct Shared {
     /// Where the handled position is stored (`None` unless a checkpoint is
     /// set): boxed, so others do not carry its room.
     pub(crate) checkpoint: Option<Box<Checkpointer>>,
-    /// `Block` mode: since when the reader has been waiting for a full
-    /// mailbox, and whose. Set and cleared by the reader as it pauses.
-    paused: Mutex<Option<(Instant, u64)>>,
+    /// `Block` mode: the subscription whose full mailbox the reader waits
+    /// for (0: none), and since when (see [`clock`]). Set and cleared by
+    /// the reader as it pauses.
+    paused_for: AtomicU64,
+    paused_since: AtomicU64,
+}
+
+/// Nanoseconds since the first call in this process: a clock in an
+/// atomic.
+fn clock() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -214,7 +224,8 @@ impl Shared {
             resume: Resume::new(settings_resume, settings_resume_from),
             client_id: ClientId::new(),
             checkpoint,
-            paused: Mutex::new(None),
+            paused_for: AtomicU64::new(0),
+            paused_since: AtomicU64::new(0),
         })
     }
 
@@ -229,21 +240,29 @@ impl Shared {
     /// (`Some`), or reads again (`None`). A pause wakes `flush` callers:
     /// one of them may be the very handler the reader waits for.
     pub(crate) fn reading_paused_for(&self, id: Option<u64>) {
-        let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
         match id {
             Some(id) => {
-                *paused = Some((Instant::now(), id));
-                drop(paused);
+                self.paused_since.store(clock(), Relaxed);
+                self.paused_for.store(id, Relaxed);
                 self.progress.notify_waiters();
             }
-            None => *paused = None,
+            None => self.paused_for.store(0, Relaxed),
         }
     }
 
-    /// Since when the reader has been waiting for a full mailbox, and for
+    /// How long the reader has been waiting for a full mailbox, and for
     /// which subscription's.
-    pub(crate) fn reading_paused(&self) -> Option<(Instant, u64)> {
-        *self.paused.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn reading_paused(&self) -> Option<(std::time::Duration, u64)> {
+        match self.paused_for.load(Relaxed) {
+            0 => None,
+            id => {
+                let since = self.paused_since.load(Relaxed);
+                Some((
+                    std::time::Duration::from_nanos(clock().saturating_sub(since)),
+                    id,
+                ))
+            }
+        }
     }
 
     pub(crate) fn set_state(&self, state: ConnectionState) {

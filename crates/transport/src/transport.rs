@@ -558,12 +558,12 @@ impl WebSocketTransport {
     pub async fn health_check(&self) -> Result<()> {
         match self.state() {
             ConnectionState::Connected => match self.shared.reading_paused() {
-                Some((since, id)) if since.elapsed() > self.stalled_after() => {
+                Some((paused, id)) if paused > self.stalled_after() => {
                     Err(WatchtowerError::connection(format!(
-                        "connected to {}, but not reading for {:?}: subscription {id}'s mailbox \
-                         is full (MailboxOverflow::Block) and its handler has not made room",
+                        "connected to {}, but not reading for {paused:?}: subscription {id}'s \
+                         mailbox is full (MailboxOverflow::Block) and its handler has not made \
+                         room",
                         self.shared.current_url(),
-                        since.elapsed()
                     )))
                 }
                 _ => Ok(()),

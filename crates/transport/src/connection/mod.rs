@@ -234,12 +234,13 @@ pub(crate) async fn connect_with_retries(
                 return Err(Failed::Stopped);
             }
         }
-        // Named before the attempt: a failed one moves on to the next URL.
-        let url = shared.current_url().to_string();
+        // Noted before the attempt: a failed one moves on to the next URL.
+        let index = shared.url_index.load(std::sync::atomic::Ordering::Relaxed);
         match attempt_connect(shared).await {
             Ok(ws) => return Ok(ws),
             Err(error) => {
                 bump(&shared.counters.failed_connects);
+                let url = shared.settings.url_at(index);
                 if initial {
                     // `connect()` returns the final error to its caller.
                     tracing::debug!(%url, %error, "connect failed");
@@ -324,8 +325,10 @@ async fn circuit_open(shared: &Shared, error: &WatchtowerError) -> Option<Box<Ws
         if !sleep_unless_stopped(shared, wait).await {
             return None;
         }
-        // Named before the attempt: a failed one moves on to the next URL.
-        let url = shared.current_url().to_string();
+        // Noted before the attempt: a failed one moves on to the next URL.
+        let url = shared
+            .settings
+            .url_at(shared.url_index.load(std::sync::atomic::Ordering::Relaxed));
         match attempt_connect(shared).await {
             Ok(ws) => {
                 tracing::info!(%url, "trial connect succeeded; the circuit breaker is closed");
