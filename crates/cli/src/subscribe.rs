@@ -58,7 +58,7 @@ pub(crate) struct SubscribeArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
 
-    /// With --checkpoint: write it at most this often.
+    /// With --checkpoint: write it at most this often [default: 1].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, requires = "checkpoint")]
     checkpoint_interval: Option<Duration>,
 }
@@ -82,6 +82,17 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<(), CliError> {
         builder = builder.resume_from(position);
     }
     if let Some(file) = &args.checkpoint {
+        let dir = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(CliError::Usage(format!(
+                "--checkpoint {}: the directory {} does not exist",
+                file.display(),
+                dir.display()
+            )));
+        }
         builder = builder.checkpoint_file(file);
         if let Some(interval) = args.checkpoint_interval {
             builder = builder.checkpoint_interval(interval);

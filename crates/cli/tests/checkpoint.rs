@@ -371,3 +371,30 @@ async fn sigkill_and_restart_from_a_checkpoint_prints_everything_in_order() {
     let repeated = printed_by_run.iter().map(Vec::len).sum::<usize>() - N as usize;
     eprintln!("{KILLS} kills: {repeated} events printed twice");
 }
+
+/// A checkpoint that cannot be read, or whose directory does not exist,
+/// is a usage error before anything is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_checkpoint_is_a_usage_error() {
+    let dir = TempDir::new();
+    let bad = dir.write("position", "not a position\n");
+    let bad = bad.to_str().unwrap();
+    let missing = dir.path().join("nowhere/position");
+    let missing = missing.to_str().unwrap();
+    for (file, says) in [
+        (bad, "does not hold a position"),
+        (missing, "does not exist"),
+    ] {
+        let out = crate::support::output(crate::support::watchtower(&[
+            "subscribe",
+            "--url",
+            "ws://127.0.0.1:9/events",
+            "--checkpoint",
+            file,
+        ]))
+        .await;
+        assert_eq!(crate::support::code(&out), 2);
+        let line = crate::support::one_line_of_stderr(&out);
+        assert!(line.contains(says), "{line}");
+    }
+}
