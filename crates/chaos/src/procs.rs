@@ -267,6 +267,9 @@ impl HubProcess {
     }
 }
 
+/// How often `watchtower subscribe` writes its checkpoint (`--checkpoint-interval`).
+const CHECKPOINT_SECONDS: &str = "0.2";
+
 /// One running `watchtower subscribe`.
 #[derive(Debug)]
 struct RunningCli {
@@ -278,7 +281,8 @@ struct RunningCli {
 }
 
 /// A `watchtower subscribe` client: one logical subscriber, restarted as
-/// new processes (instances) with `--since`.
+/// new processes (instances) from its checkpoint file (`--checkpoint`),
+/// or `--since` the position it printed before there is one.
 #[derive(Debug)]
 pub struct CliSubscriber {
     /// Its name (`cli-sub0`).
@@ -334,6 +338,20 @@ impl CliSubscriber {
         }
         if let Some(p) = &self.position {
             command.arg("--since").arg(p);
+        }
+        // The checkpoint, once written, wins over --since: it is where a
+        // process killed with -9 (which prints nothing) continues from.
+        let checkpoint = self.dir.join(format!("{}.checkpoint", self.name));
+        command
+            .arg("--checkpoint")
+            .arg(&checkpoint)
+            .arg("--checkpoint-interval")
+            .arg(CHECKPOINT_SECONDS);
+        if let Ok(text) = std::fs::read_to_string(&checkpoint) {
+            let stored = text.trim();
+            if !stored.is_empty() {
+                self.position = Some(stored.to_string());
+            }
         }
         let mut child = command
             .stdin(Stdio::null())
