@@ -213,21 +213,11 @@ impl History {
     pub(crate) fn retain_from(&mut self, first: u64) {
         while let Some(oldest) = self.ring.front_mut() {
             if oldest.last() < first {
-                unindex_frames(
-                    &mut self.index,
-                    oldest,
-                    oldest.skip,
-                    oldest.burst.frames.len(),
-                );
-                self.events -= oldest.events();
-                self.bytes -= oldest.burst.bytes;
-                self.ring.pop_front();
+                self.pop_oldest();
             } else {
                 let over =
                     (first.saturating_sub(oldest.first) as usize).saturating_sub(oldest.skip);
-                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
-                oldest.skip += over;
-                self.events -= over;
+                self.trim_oldest(over);
                 break;
             }
         }
@@ -278,27 +268,39 @@ impl History {
         self.head
     }
 
+    /// Forgets the oldest stored burst, whatever of it is still held.
+    fn pop_oldest(&mut self) {
+        if let Some(oldest) = self.ring.pop_front() {
+            unindex_frames(
+                &mut self.index,
+                &oldest,
+                oldest.skip,
+                oldest.burst.frames.len(),
+            );
+            self.events -= oldest.events();
+            self.bytes -= oldest.burst.bytes;
+        }
+    }
+
+    /// Forgets the oldest `over` events still held of the oldest burst.
+    fn trim_oldest(&mut self, over: usize) {
+        if let Some(oldest) = self.ring.front_mut() {
+            unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
+            oldest.skip += over;
+            self.events -= over;
+        }
+    }
+
     /// Forgets events past the size, byte or age bound, oldest first.
     fn forget(&mut self, now: Instant) {
         while let Some(oldest) = self.ring.front_mut() {
             let too_old = now.saturating_duration_since(oldest.at) >= self.ttl;
             if too_old || self.bytes > self.budget || self.events - oldest.events() >= self.size {
                 // The whole burst goes.
-                unindex_frames(
-                    &mut self.index,
-                    oldest,
-                    oldest.skip,
-                    oldest.burst.frames.len(),
-                );
-                self.events -= oldest.events();
-                self.bytes -= oldest.burst.bytes;
-                self.ring.pop_front();
+                self.pop_oldest();
             } else if self.events > self.size {
                 // Part of it: its oldest frames.
-                let over = self.events - self.size;
-                unindex_frames(&mut self.index, oldest, oldest.skip, oldest.skip + over);
-                oldest.skip += over;
-                self.events -= over;
+                self.trim_oldest(self.events - self.size);
             } else {
                 break;
             }

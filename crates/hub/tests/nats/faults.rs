@@ -272,18 +272,23 @@ async fn healthz_says_503_within_seconds_of_nats_hanging() {
     }
 }
 
-/// The status of `GET /healthz`.
-async fn health(addr: std::net::SocketAddr) -> u16 {
+/// The whole answer to `GET path` on the hub's HTTP side.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut reply = Vec::new();
     timeout(LIMIT, tcp.read_to_end(&mut reply))
         .await
         .unwrap()
         .unwrap();
-    let text = String::from_utf8_lossy(&reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The status of `GET /healthz`.
+async fn health(addr: std::net::SocketAddr) -> u16 {
+    let text = get(addr, "/healthz").await;
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -414,16 +419,7 @@ async fn a_hub_behind_the_streams_eviction_counts_what_it_missed() {
 /// A counter from `GET /metrics`, by its name less the `watchtower_hub_`
 /// prefix, with its labels; 0 when absent.
 async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
-    timeout(LIMIT, tcp.read_to_end(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&reply);
+    let text = get(addr, "/metrics").await;
     let full = format!("watchtower_hub_{name} ");
     text.lines()
         .find_map(|l| l.strip_prefix(full.as_str()))
