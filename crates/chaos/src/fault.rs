@@ -102,11 +102,6 @@ impl FaultKind {
             FaultKind::Cut | FaultKind::Reset | FaultKind::Stall | FaultKind::Slow
         )
     }
-
-    /// Whether the fault needs `--backplane nats`.
-    pub fn needs_nats(self) -> bool {
-        self == FaultKind::NatsKill
-    }
 }
 
 impl fmt::Display for FaultKind {
