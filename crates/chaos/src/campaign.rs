@@ -324,51 +324,37 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         let transport =
             Arc::new(workload::connect(&urls(name), MailboxOverflow::DeadLetter).await?);
         let instance = workload::subscribe(&transport, name, Some(name), vec![], &recorder).await?;
-        watchers.push(tokio::spawn(workload::watch_transport(
-            Arc::clone(&transport),
-            Arc::from(name),
+        let plan = PublisherPlan {
+            name: Arc::from(name),
+            types: types.to_vec(),
+            rate,
+            seed: options.seed ^ 0x5eed_0002,
+        };
+        let (watcher, publisher) = spawn_publisher(
+            &transport,
+            plan,
             Some(instance),
-            false,
-            recorder.clone(),
-            stop_rx.clone(),
-        )));
-        publishers.push(tokio::spawn(workload::publish(
-            Arc::clone(&transport),
-            PublisherPlan {
-                name: Arc::from(name),
-                types: types.to_vec(),
-                rate,
-                seed: options.seed ^ 0x5eed_0002,
-            },
-            recorder.clone(),
-            Arc::clone(&bursts),
-            stop_rx.clone(),
-        )));
+            &recorder,
+            &bursts,
+            &stop_rx,
+        );
+        watchers.push(watcher);
+        publishers.push(publisher);
         transports.push(transport);
     }
     for (i, (name, types, rate)) in PUBLISHERS.into_iter().enumerate() {
         let transport =
             Arc::new(workload::connect(&urls(name), MailboxOverflow::DeadLetter).await?);
-        watchers.push(tokio::spawn(workload::watch_transport(
-            Arc::clone(&transport),
-            Arc::from(name),
-            None,
-            false,
-            recorder.clone(),
-            stop_rx.clone(),
-        )));
-        publishers.push(tokio::spawn(workload::publish(
-            Arc::clone(&transport),
-            PublisherPlan {
-                name: Arc::from(name),
-                types: types.to_vec(),
-                rate,
-                seed: options.seed ^ (0x5eed_0010 + i as u64),
-            },
-            recorder.clone(),
-            Arc::clone(&bursts),
-            stop_rx.clone(),
-        )));
+        let plan = PublisherPlan {
+            name: Arc::from(name),
+            types: types.to_vec(),
+            rate,
+            seed: options.seed ^ (0x5eed_0010 + i as u64),
+        };
+        let (watcher, publisher) =
+            spawn_publisher(&transport, plan, None, &recorder, &bursts, &stop_rx);
+        watchers.push(watcher);
+        publishers.push(publisher);
         transports.push(transport);
     }
     publishers.push(tokio::spawn(cli_publisher(
@@ -509,6 +495,35 @@ fn write_history(path: &Path, records: &[Record]) {
         text.push('\n');
     }
     let _ = std::fs::write(path, text);
+}
+
+/// Starts one in-process publisher on `transport`: the task that watches
+/// its connection (`instance`: its subscription, if it also subscribes)
+/// and the one that publishes `plan`.
+fn spawn_publisher(
+    transport: &Arc<WebSocketTransport>,
+    plan: PublisherPlan,
+    instance: Option<u32>,
+    recorder: &Recorder,
+    bursts: &Arc<AtomicU64>,
+    stop_rx: &watch::Receiver<bool>,
+) -> (JoinHandle<()>, JoinHandle<()>) {
+    let watcher = tokio::spawn(workload::watch_transport(
+        Arc::clone(transport),
+        Arc::clone(&plan.name),
+        instance,
+        false,
+        recorder.clone(),
+        stop_rx.clone(),
+    ));
+    let publisher = tokio::spawn(workload::publish(
+        Arc::clone(transport),
+        plan,
+        recorder.clone(),
+        Arc::clone(bursts),
+        stop_rx.clone(),
+    ));
+    (watcher, publisher)
 }
 
 /// The position a hub stands at now, read by a short-lived client.
