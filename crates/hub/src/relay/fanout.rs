@@ -301,7 +301,7 @@ impl Fanout for LocalFanout {
             return None;
         };
         let mut history = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = history.position();
+        let mut position = history.position();
         let head = position.seq();
         let outcome = match cursor {
             None => None,
@@ -309,17 +309,25 @@ impl Fanout for LocalFanout {
                 outbox.resume(head, head, head, Arc::clone(shared));
                 None
             }
-            Some(Cursor::From(from)) => {
-                let start = history.start(&from, Instant::now());
-                match start {
-                    // The client has everything before its start: position
-                    // frames go out past its own position. Its writer
-                    // reads what it missed from the history, however much.
-                    Ok(start) => outbox.resume(start, from.seq(), head, Arc::clone(shared)),
-                    Err(_) => outbox.resume(head, head, head, Arc::clone(shared)),
+            Some(Cursor::From(from)) => match history.start(&from, Instant::now()) {
+                // The client has everything before its start: position
+                // frames go out past its own position. Its writer reads
+                // what it missed from the history, however much.
+                Ok(start) => {
+                    outbox.resume(start, from.seq(), head, Arc::clone(shared));
+                    Some(Ok(head - start))
                 }
-                Some(start.map(|start| head - start))
-            }
+                // Not placed: it starts where the history says, and that
+                // is the position it is told (not the head, so that a
+                // client cut off during a replay of a new epoch resumes
+                // inside it rather than past it).
+                Err(reason) => {
+                    let start = history.start_refused(&from);
+                    outbox.resume(start, start, head, Arc::clone(shared));
+                    position = Position::new(position.epoch(), start);
+                    Some(Err(reason))
+                }
+            },
         };
         self.update(|members| members.push(outbox));
         Some(Joined { position, outcome })
@@ -409,24 +417,43 @@ mod tests {
             .unwrap();
         assert_eq!((joined.position.seq(), joined.outcome), (3, Some(Ok(2))));
         publish(4);
-        let mut got = VecDeque::new();
-        second.take(&mut got);
-        let ids: Vec<String> = got
-            .iter()
-            .flat_map(|e| {
-                (0..e.burst.frames.len())
-                    .filter(|i| e.frames.contains(*i))
-                    .map(|i| e.burst.frames[i].to_string())
-            })
-            .collect();
-        assert_eq!(ids, [frame(2), frame(3), frame(4)].map(|f| f.to_string()));
+        let taken = |outbox: &Outbox| {
+            let mut got = VecDeque::new();
+            outbox.take(&mut got);
+            got.iter()
+                .flat_map(|e| {
+                    (0..e.burst.frames.len())
+                        .filter(|i| e.frames.contains(*i))
+                        .map(|i| e.burst.frames[i].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<String>>()
+        };
+        assert_eq!(
+            taken(&second),
+            [frame(2), frame(3), frame(4)].map(|f| f.to_string())
+        );
         assert_eq!(second.mark_due(), Some(4));
         assert_eq!(fanout.history_len(), 4);
-        // Another epoch: nothing replayed, the reason given.
+        // Another epoch, while this one is held from its first event: the
+        // reason given, told position 0 of this epoch, sent all of it.
         let third = outbox(3);
         let other = Position::new(at.epoch().wrapping_add(1), 1);
-        let joined = fanout.join(third, Some(Cursor::From(other))).unwrap();
+        let joined = fanout
+            .join(Arc::clone(&third), Some(Cursor::From(other)))
+            .unwrap();
         assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        assert_eq!(joined.position, Position::new(at.epoch(), 0));
+        assert_eq!(taken(&third), [1, 2, 3, 4].map(|n| frame(n).to_string()));
+        // This epoch, but past its head: told the head, sent nothing old.
+        let fourth = outbox(4);
+        let ahead = Position::new(at.epoch(), 9);
+        let joined = fanout
+            .join(Arc::clone(&fourth), Some(Cursor::From(ahead)))
+            .unwrap();
+        assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        assert_eq!(joined.position, Position::new(at.epoch(), 4));
+        assert!(taken(&fourth).is_empty());
         // History off: no answer at all.
         let plain = LocalFanout::default();
         assert!(plain.join(outbox(4), Some(Cursor::New)).is_none());

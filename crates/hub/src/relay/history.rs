@@ -332,6 +332,26 @@ impl History {
         }
     }
 
+    /// Where a client is started whose position [`History::start`]
+    /// refused: at the head (it is sent what comes next) — except a
+    /// client from another epoch while this history still holds its own
+    /// epoch's first event: it is sent the whole epoch. Every event of
+    /// this epoch was relayed after the epoch began, and the client's
+    /// position is from before that (the hub restarted, the stream was
+    /// recreated), so none of them can have reached it: they are what it
+    /// missed across the break. It is still answered `epoch`, because
+    /// what the old epoch had not sent it yet is gone. A made-up epoch
+    /// costs no more than this epoch's seq 0, which any client may
+    /// present; a client of this epoch that is not placed (a position
+    /// past the head, an unknown key) is started at the head.
+    pub(crate) fn start_refused(&self, from: &Position) -> u64 {
+        if from.epoch() != self.epoch && self.oldest() <= 1 {
+            0
+        } else {
+            self.head
+        }
+    }
+
     /// The seq of the oldest event held; `head + 1` when none is.
     pub(crate) fn oldest(&self) -> u64 {
         self.ring
@@ -500,6 +520,25 @@ mod tests {
             replay(&mut h, &start.after(Some(12345)), now).unwrap_err(),
             NotRecoveredReason::Epoch
         );
+    }
+
+    #[test]
+    fn a_client_of_a_lost_epoch_is_sent_this_one_while_it_is_held_whole() {
+        let now = Instant::now();
+        let mut h = History::new(&config(4)).unwrap();
+        let lost = Position::new(h.position().epoch().wrapping_add(1), 7);
+        h.append(&burst(&[1, 2, 3]), now);
+        assert_eq!(h.start(&lost, now), Err(NotRecoveredReason::Epoch));
+        assert_eq!(h.start_refused(&lost), 0, "all of this epoch follows");
+        // Of this epoch but past its head: what comes next, nothing old.
+        let ahead = Position::new(h.position().epoch(), 9);
+        assert_eq!(h.start(&ahead, now), Err(NotRecoveredReason::Epoch));
+        assert_eq!(h.start_refused(&ahead), 3);
+        // Once this epoch's first event is forgotten, what the client
+        // missed of it cannot all be sent: it starts at the head.
+        h.append(&burst(&[4, 5]), now);
+        assert_eq!(h.oldest(), 2);
+        assert_eq!(h.start_refused(&lost), 5);
     }
 
     #[test]
