@@ -94,6 +94,24 @@ pub const DEFAULT_MIN_TOKEN_LEN: usize = 6;
 /// 30. A client with a stale token retries far less often than that.
 pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 
+/// Default connections one address may open a second, once its burst
+/// ([`DEFAULT_HANDSHAKE_BURST_PER_PEER`]) is spent: 20. A client opens
+/// one connection and keeps it for hours; 20 a second is 1,000 clients
+/// behind one NAT each reconnecting every 50 s, while four clients
+/// upgrading in a loop from one address (thousands a second unpaced, each
+/// a handshake the hub's workers pay for) get 20 between them.
+pub const DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER: u32 = 20;
+/// Default connections one address may open at once before
+/// [`DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER`] paces it: 2,000. After a
+/// hub restart, 1,000 clients behind one NAT reconnecting together all
+/// get in at once, twice over (for those turned away by
+/// `max_pending_handshakes_per_peer` and retrying); past the burst, 1,000
+/// more get in every (1,000 / 20 =) 50 s.
+pub const DEFAULT_HANDSHAKE_BURST_PER_PEER: u32 = 2_000;
+
+/// The most connections a second an address may be allowed.
+const MAX_HANDSHAKES_PER_SECOND: u32 = 1_000_000;
+
 /// Default events the history keeps for resuming subscribers: 100,000,
 /// so that a subscriber away for 30 s while 1,667 events a second flow
 /// (50,000 events) gets them all, with room to spare. The frames are
@@ -346,6 +364,28 @@ pub struct HubConfig {
     /// least 1. Default
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER`] (64).
     pub max_pending_handshakes_per_peer: usize,
+    /// Connections (WebSocket upgrades and HTTP requests alike) one
+    /// address may open a second once its burst
+    /// (`handshake_burst_per_peer`) is spent. Checked right after
+    /// `accept`, before anything is read or allocated: a connection over
+    /// it is held for a second and then answered with HTTP 429 and a
+    /// `Retry-After`, unread (at most 256 held at once, hub-wide; past
+    /// that, closed at once), and counted in
+    /// [`HubStats::connections_paced`](crate::HubStats), so a client
+    /// upgrading in a loop costs the hub an `accept` and a close, not a
+    /// handshake, and makes about one attempt a second. An address is an
+    /// IPv4 address or an IPv6 /64. Clients behind one NAT share it;
+    /// behind a load balancer or proxy every client has its address, so
+    /// turn it off there (0) and pace at the proxy. 0 turns it off; at
+    /// most 1,000,000. Default [`DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER`]
+    /// (20).
+    pub handshakes_per_second_per_peer: u32,
+    /// Connections one address may open at once before
+    /// `handshakes_per_second_per_peer` paces it: its bucket holds this
+    /// many, refilled at that rate. At least 1 when pacing is on. Default
+    /// [`DEFAULT_HANDSHAKE_BURST_PER_PEER`] (2,000: 1,000 clients behind
+    /// one NAT reconnecting together after a hub restart get in at once).
+    pub handshake_burst_per_peer: u32,
     /// Events the hub keeps, hub-wide, so that a subscriber that
     /// reconnects with its position gets what it missed (see the README's
     /// resume protocol). The history holds the same shared frames the
@@ -405,6 +445,8 @@ impl Default for HubConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_peer: DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER,
+            handshakes_per_second_per_peer: DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER,
+            handshake_burst_per_peer: DEFAULT_HANDSHAKE_BURST_PER_PEER,
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl: DEFAULT_HISTORY_TTL,
             history_bytes: DEFAULT_HISTORY_BYTES,
@@ -444,6 +486,19 @@ impl HubConfig {
         }
         if self.max_pending_handshakes_per_peer == 0 {
             return fail("max_pending_handshakes_per_peer must be at least 1".to_string());
+        }
+        if self.handshakes_per_second_per_peer > MAX_HANDSHAKES_PER_SECOND {
+            return fail(format!(
+                "handshakes_per_second_per_peer must be at most {MAX_HANDSHAKES_PER_SECOND}, not {}",
+                self.handshakes_per_second_per_peer
+            ));
+        }
+        if self.handshakes_per_second_per_peer > 0 && self.handshake_burst_per_peer == 0 {
+            return fail(
+                "handshake_burst_per_peer must be at least 1 while handshakes_per_second_per_peer \
+                 is on"
+                    .to_string(),
+            );
         }
         if self.client_queue_bytes < 1024 {
             return fail(format!(
@@ -655,6 +710,20 @@ mod tests {
                     ..Default::default()
                 },
                 "history_size",
+            ),
+            (
+                HubConfig {
+                    handshake_burst_per_peer: 0,
+                    ..Default::default()
+                },
+                "handshake_burst_per_peer",
+            ),
+            (
+                HubConfig {
+                    handshakes_per_second_per_peer: u32::MAX,
+                    ..Default::default()
+                },
+                "handshakes_per_second_per_peer",
             ),
         ] {
             let e = c.validate().unwrap_err().to_string();

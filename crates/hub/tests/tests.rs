@@ -16,6 +16,7 @@ mod identity;
 mod keepalive;
 mod malformed;
 mod oversize;
+mod pacing;
 mod relay;
 mod security;
 mod shutdown;
