@@ -119,19 +119,17 @@ const MAX_HANDSHAKES_PER_SECOND: u32 = 1_000_000;
 /// in resident memory, measured with 224-byte events (`watchtower hub`,
 /// jemalloc): 37 MiB (388 bytes an event) when they arrive in bursts,
 /// 63 MiB (663 bytes an event) when each arrives alone. Besides its
-/// frames, bounded by [`DEFAULT_HISTORY_BYTES`], each event held costs
-/// 160 to 440 bytes of bookkeeping (its slot in its burst, its key in the
-/// index, its burst's share of the burst's own), at most about 42 MiB at
-/// this size.
+/// frame, each event held costs 160 to 440 bytes of bookkeeping (its slot
+/// in its burst, its key in the index, its burst's share of the burst's
+/// own); both are charged to [`DEFAULT_HISTORY_BYTES`].
 pub const DEFAULT_HISTORY_SIZE: usize = 100_000;
 /// Default longest an event stays in the history: 2 minutes, enough to
 /// ride out a network blip, a deploy or a restart of the consumer.
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(2 * 60);
-/// Default bytes of frames the history may keep alive: 64 MiB. With
-/// events under 671 bytes on average `history_size` binds first; this
-/// bounds a history of large events. The bookkeeping per event (see
-/// [`DEFAULT_HISTORY_SIZE`]) comes on top, so a full default history
-/// holds at most about 64 + 42 MiB.
+/// Default bytes the history may keep alive, its frames and its
+/// bookkeeping: 64 MiB. With 224-byte events arriving one at a time (664
+/// bytes charged each) `history_size` binds first; this bounds a history
+/// of large events, or of tiny events in tiny bursts.
 pub const DEFAULT_HISTORY_BYTES: usize = 64 << 20;
 /// Default most events one catch-up step takes from the history: 1,000
 /// (capped at 256 per step, see [`HubConfig::max_replay`]). A replay is
@@ -391,10 +389,10 @@ pub struct HubConfig {
     /// resume protocol). The history holds the same shared frames the
     /// fan-out queues (no copy). 0 turns history and resume off: the hub
     /// then answers no position and relays as a plain hub. Each event held
-    /// costs its frame (counted in `history_bytes`) and 160 to 440 bytes
-    /// of bookkeeping (less when events arrive in bursts), so the history
-    /// keeps at most `history_bytes + history_size × 440` bytes alive. At
-    /// most 10,000,000. Default [`DEFAULT_HISTORY_SIZE`] (100,000: twice
+    /// costs its frame and 160 to 440 bytes of bookkeeping (less when
+    /// events arrive in bursts), both counted in `history_bytes`, so the
+    /// history keeps at most `history_bytes` alive, whichever binds
+    /// first. At most 10,000,000. Default [`DEFAULT_HISTORY_SIZE`] (100,000: twice
     /// what a 30 s absence misses at 1,667 events a second; about 37 to
     /// 63 MiB resident with 224-byte events).
     pub history_size: usize,
@@ -402,10 +400,12 @@ pub struct HubConfig {
     /// and a position before them is answered `expired`. Above zero.
     /// Default [`DEFAULT_HISTORY_TTL`] (2 min).
     pub history_ttl: Duration,
-    /// Bytes of frames the history may keep alive (whole read bursts, as
-    /// in `client_queue_bytes`); past it the oldest events are forgotten.
-    /// The per-event bookkeeping (see `history_size`) is not counted here.
-    /// At least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
+    /// Bytes the history may keep alive: its frames (whole read bursts, as
+    /// in `client_queue_bytes`) and its bookkeeping, charged as 160 bytes
+    /// an event and 280 a burst (its slots in the burst, its key in the
+    /// index, the burst's own); past it the oldest events are forgotten.
+    /// So a flood of tiny events costs what its bytes and its count say,
+    /// not more than the budget. At least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
     pub history_bytes: usize,
     /// Most events a catching-up client's writer takes from the history
     /// in one step (capped at 256: a step runs under the lock relays
