@@ -18,6 +18,7 @@ mod malformed;
 mod oversize;
 mod pacing;
 mod relay;
+mod rss;
 mod security;
 mod shutdown;
 mod slow;
