@@ -367,7 +367,8 @@ pub struct HubConfig {
     /// (`handshake_burst_per_peer`) is spent. Checked right after
     /// `accept`, before anything is read or allocated: a connection over
     /// it is held for a second and then answered with HTTP 429 and a
-    /// `Retry-After`, unread (at most 256 held at once, hub-wide; past
+    /// `Retry-After`, unread (on `wss://` it is only closed, as the client
+    /// waits for a TLS handshake; at most 256 held at once, hub-wide; past
     /// that, closed at once), and counted in
     /// [`HubStats::connections_paced`](crate::HubStats), so a client
     /// upgrading in a loop costs the hub an `accept` and a close, not a

@@ -349,7 +349,12 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
     let mut accept_warning = WarnLimiter::default();
     // Dropped with the supervisor: the task answers what it holds (for
     // at most a second) and ends.
-    let (tarpit, _) = Tarpit::start();
+    let answer = if shared.tls.is_some() {
+        tarpit::Answer::Close
+    } else {
+        tarpit::Answer::TooManyRequests
+    };
+    let (tarpit, _) = Tarpit::start(answer);
     let deadline = loop {
         tokio::select! {
             biased;
@@ -416,8 +421,9 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Refuses a connection whose address is over its handshake budget,
-/// unread: into the tarpit for a delayed 429, or closed at once when it is
-/// full.
+/// unread: into the tarpit for a delayed 429 (a delayed close on
+/// `wss://`), or closed at once when the tarpit is full (`held` false in
+/// the log line).
 fn pace(
     shared: &Shared,
     tarpit: &Tarpit,
@@ -431,7 +437,7 @@ fn pace(
         tracing::info!(
             %peer,
             suppressed,
-            answer = if held { "429 after a delay" } else { "closed: the tarpit is full" },
+            held,
             delay = ?tarpit::DELAY,
             per_second = shared.config.handshakes_per_second_per_peer,
             burst = shared.config.handshake_burst_per_peer,

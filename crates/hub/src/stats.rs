@@ -39,7 +39,8 @@ pub struct HubStats {
     pub connections_refused: u64,
     /// TCP connections refused, unread, because their address had spent
     /// its `handshakes_per_second_per_peer` budget: held for a second and
-    /// answered with HTTP 429 (or closed at once while 256 were held). Not
+    /// answered with HTTP 429 (closed, on `wss://`; closed at once while
+    /// 256 were held). Not
     /// counted in `handshake_failures` or `connections_refused`.
     pub connections_paced: u64,
     /// TCP connections that neither became clients nor got an HTTP

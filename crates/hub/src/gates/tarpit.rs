@@ -1,5 +1,7 @@
 //! The answer to a connection over its address's handshake budget: held
-//! for [`DELAY`], then answered with a canned 429 and closed, so a client
+//! for [`DELAY`], then answered with a canned 429 and closed (on a `wss://`
+//! hub only closed: the client is waiting for a TLS handshake, and plain
+//! HTTP there would read as a broken server), so a client
 //! upgrading in a tight loop makes about one attempt a second per
 //! connection it loops on instead of thousands. One task holds them all,
 //! in arrival order (every one waits the same time, so the queue is also
@@ -51,18 +53,30 @@ pub(crate) struct Tarpit {
     delay: Duration,
 }
 
+/// How a held connection is answered once due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// `429 Too Many Requests` with `Retry-After`, in plain HTTP.
+    TooManyRequests,
+    /// Closed without a word (a `wss://` hub).
+    Close,
+}
+
 impl Tarpit {
-    /// Starts the task that answers held connections.
-    pub(crate) fn start() -> (Tarpit, JoinHandle<()>) {
-        Tarpit::with(CAPACITY, DELAY)
+    /// Starts the task that answers held connections with `answer`.
+    pub(crate) fn start(answer: Answer) -> (Tarpit, JoinHandle<()>) {
+        Tarpit::with(CAPACITY, DELAY, answer)
     }
 
-    fn with(capacity: usize, delay: Duration) -> (Tarpit, JoinHandle<()>) {
+    fn with(capacity: usize, delay: Duration, answer: Answer) -> (Tarpit, JoinHandle<()>) {
         let (held, mut due) = mpsc::channel::<Held>(capacity);
         let task = tokio::spawn(async move {
             while let Some(held) = due.recv().await {
                 sleep_until(held.due).await;
-                answer(held);
+                drain(&held.tcp);
+                if answer == Answer::TooManyRequests {
+                    too_many_requests(&held);
+                }
             }
         });
         let places = Arc::new(Semaphore::new(capacity));
@@ -95,17 +109,22 @@ impl Tarpit {
     }
 }
 
-/// Writes the 429 if the socket takes it at once (a new socket's send
-/// buffer always does), and closes.
-fn answer(held: Held) {
+/// Reads (and drops) up to [`DRAIN`] bytes the client sent, so that the
+/// close is a close, not a reset.
+fn drain(tcp: &TcpStream) {
     let mut scratch = [0u8; 1024];
     let mut drained = 0;
     while drained < DRAIN {
-        match held.tcp.try_read(&mut scratch) {
+        match tcp.try_read(&mut scratch) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
     }
+}
+
+/// Writes the 429 if the socket takes it at once (a new socket's send
+/// buffer always does); the caller closes.
+fn too_many_requests(held: &Held) {
     const BODY: &str = "too many requests: too many connections from this address; retry later\n";
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -139,7 +158,7 @@ mod tests {
     async fn held_connections_get_a_429_after_the_delay_and_past_the_capacity_are_closed_at_once() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let delay = Duration::from_millis(300);
-        let (tarpit, _task) = Tarpit::with(2, delay);
+        let (tarpit, _task) = Tarpit::with(2, delay, Answer::TooManyRequests);
         let start = Instant::now();
         let mut clients = Vec::new();
         for _ in 0..2 {
@@ -164,5 +183,14 @@ mod tests {
         let (client, server) = pair(&listener).await;
         assert!(tarpit.hold(server, Duration::ZERO));
         assert!(read_all(client).await.contains("retry-after: 1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_tls_hubs_tarpit_only_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tarpit, _task) = Tarpit::with(2, Duration::from_millis(10), Answer::Close);
+        let (client, server) = pair(&listener).await;
+        assert!(tarpit.hold(server, Duration::ZERO));
+        assert_eq!(read_all(client).await, "", "closed, no plain HTTP");
     }
 }
