@@ -105,6 +105,14 @@ const TABLE: &[Row] = &[
         value: |s| s.connections_refused,
     },
     Row {
+        name: "connections_paced_total",
+        help: "TCP connections refused unread (a delayed 429) because their address went over \
+               handshakes_per_second_per_peer.",
+        kind: Counter,
+        label: None,
+        value: |s| s.connections_paced,
+    },
+    Row {
         name: "handshake_failures_total",
         help: HANDSHAKE_HELP,
         kind: Counter,

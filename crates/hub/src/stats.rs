@@ -37,6 +37,12 @@ pub struct HubStats {
     /// `max_connections` or `max_pending_handshakes`. Not counted in
     /// `handshake_failures`.
     pub connections_refused: u64,
+    /// TCP connections refused, unread, because their address had spent
+    /// its `handshakes_per_second_per_peer` budget: held for a second and
+    /// answered with HTTP 429 (closed, on `wss://`; closed at once while
+    /// 256 were held). Not
+    /// counted in `handshake_failures` or `connections_refused`.
+    pub connections_paced: u64,
     /// TCP connections that neither became clients nor got an HTTP
     /// answer: their TLS handshake failed or timed out, their request head
     /// was malformed, too large or late, or their WebSocket upgrade or
@@ -174,6 +180,7 @@ impl std::ops::Add for HubStats {
             handshake_failures: self.handshake_failures + o.handshake_failures,
             tls_failures: self.tls_failures + o.tls_failures,
             connections_refused: self.connections_refused + o.connections_refused,
+            connections_paced: self.connections_paced + o.connections_paced,
             auth_rejected: self.auth_rejected + o.auth_rejected,
             origin_rejected: self.origin_rejected + o.origin_rejected,
             auth_throttled: self.auth_throttled + o.auth_throttled,
@@ -221,6 +228,7 @@ pub(crate) struct Counters {
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_paced: AtomicU64,
     pub(crate) auth_rejected: AtomicU64,
     pub(crate) origin_rejected: AtomicU64,
     pub(crate) auth_throttled: AtomicU64,
@@ -278,6 +286,7 @@ impl Counters {
             handshake_failures: l(&self.handshake_failures),
             tls_failures: l(&self.tls_failures),
             connections_refused: l(&self.connections_refused),
+            connections_paced: l(&self.connections_paced),
             auth_rejected: l(&self.auth_rejected),
             origin_rejected: l(&self.origin_rejected),
             auth_throttled: l(&self.auth_throttled),

@@ -163,6 +163,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             s.connections_refused,
         ),
         (
+            "watchtower_hub_connections_paced_total",
+            s.connections_paced,
+        ),
+        (
             "watchtower_hub_handshake_failures_total{reason=\"tls\"}",
             s.tls_failures,
         ),

@@ -20,6 +20,28 @@ use watchtower_core::{NotRecoveredReason, Position, frame_key};
 use crate::config::HubConfig;
 use crate::relay::fanout::Burst;
 
+/// Bytes of bookkeeping each held event costs besides its frame, charged
+/// to `history_bytes`: its slots in its burst (the frame's handle, 32
+/// bytes; its type's, 16; its key, 8) and its key in the index (a 49-byte
+/// entry, in a table at most 7/8 full that doubles as it grows: up to 112
+/// bytes). So a flood of tiny events cannot keep more alive than the
+/// budget says.
+pub(crate) const EVENT_OVERHEAD: usize = 160;
+
+/// Bytes of bookkeeping each held burst costs besides its events': the
+/// shared `Burst` and its `Arc` (104 bytes, 112 allocated), its three
+/// vectors' allocations rounded up to the allocator's size classes, its
+/// slot in the ring (56 bytes, in a ring up to twice its length) and the
+/// read buffer's shared header. With [`EVENT_OVERHEAD`], 440 bytes for a
+/// one-event burst: what the README measured (160 to 440 bytes an event).
+pub(crate) const BURST_OVERHEAD: usize = 280;
+
+/// What a burst of `events` frames of `bytes` bytes is charged in the
+/// history: its frames and its bookkeeping.
+pub(crate) fn charge(events: usize, bytes: usize) -> usize {
+    bytes + BURST_OVERHEAD + events * EVENT_OVERHEAD
+}
+
 /// One relayed burst as stored.
 #[derive(Debug)]
 struct Stored {
@@ -64,7 +86,8 @@ pub(crate) struct History {
     ring: VecDeque<Stored>,
     /// Events held (frames in `ring`, less skipped ones).
     events: usize,
-    /// Bytes `ring`'s bursts keep alive.
+    /// Bytes `ring`'s bursts keep alive, their bookkeeping included (see
+    /// [`charge`]).
     bytes: usize,
     /// The seq of the newest event; 0 before the first.
     head: u64,
@@ -263,7 +286,7 @@ impl History {
         }
         self.ring.push_back(stored);
         self.events += n;
-        self.bytes += burst.bytes;
+        self.bytes += charge(n, burst.bytes);
         self.forget(now);
         self.head
     }
@@ -278,7 +301,9 @@ impl History {
                 oldest.burst.frames.len(),
             );
             self.events -= oldest.events();
-            self.bytes -= oldest.burst.bytes;
+            // What was charged at `append`: frames trimmed before stay
+            // alive in the burst until it goes, so they stay charged.
+            self.bytes -= charge(oldest.burst.frames.len(), oldest.burst.bytes);
         }
     }
 
@@ -584,6 +609,45 @@ mod tests {
         }
         assert!(h.bytes <= 1024, "{}", h.bytes);
         assert!(h.len() < 100);
+    }
+
+    #[test]
+    fn the_bookkeeping_of_every_event_and_burst_is_charged_to_the_budget() {
+        let now = Instant::now();
+        let mut h = History::new(&config(1_000_000)).unwrap();
+        let one = burst(&[1]);
+        let frame = one.frames[0].len();
+        h.append(&one, now);
+        assert_eq!(h.bytes, frame + BURST_OVERHEAD + EVENT_OVERHEAD);
+        let three = burst(&[2, 3, 4]);
+        h.append(&three, now);
+        assert_eq!(
+            h.bytes,
+            frame + three.bytes + 2 * BURST_OVERHEAD + 4 * EVENT_OVERHEAD
+        );
+        // Trimming events of a burst keeps them charged (its frames stay
+        // alive); forgetting the burst gives back all it was charged.
+        h.retain_from(3);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.bytes, three.bytes + BURST_OVERHEAD + 3 * EVENT_OVERHEAD);
+        h.retain_from(5);
+        assert_eq!((h.len(), h.bytes), (0, 0));
+
+        // A flood of tiny one-event bursts: the budget binds on what they
+        // keep alive, bookkeeping included, not on their frames alone.
+        let budget = 64 * 1024;
+        let mut h = History::new(&HubConfig {
+            history_bytes: budget,
+            ..config(1_000_000)
+        })
+        .unwrap();
+        for i in 0..10_000 {
+            h.append(&burst(&[i]), now);
+        }
+        assert!(h.bytes <= budget, "{}", h.bytes);
+        // Every frame is at least as long as the first.
+        let least = frame + BURST_OVERHEAD + EVENT_OVERHEAD;
+        assert!(h.len() <= budget / least, "{} events held", h.len());
     }
 
     #[test]
