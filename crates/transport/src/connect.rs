@@ -18,6 +18,7 @@ use watchtower_core::{RESUME_HEADER, TlsErrorKind, WatchtowerError};
 
 use crate::client_id::{CLIENT_ID_HEADER, ClientId};
 use crate::credentials::{CredentialProvider, Credentials};
+use crate::filter_limits::HubLimits;
 use crate::resume::Resume;
 use crate::settings::Settings;
 use crate::stats::Counters;
@@ -94,7 +95,8 @@ pub(crate) type Ws = WebSocketStream<Socket>;
 
 /// Makes one connection attempt within the connect timeout, presenting
 /// the transport's identity and the position in `resume`, and taking in
-/// the hub's answer. TLS is decided by `url`'s scheme alone: in a list of
+/// the hub's answer: the resume outcome and its filter limits. TLS is
+/// decided by `url`'s scheme alone: in a list of
 /// `ws://` and `wss://` URLs, each gets what it says.
 pub(crate) async fn connect_once(
     settings: &Settings,
@@ -102,6 +104,7 @@ pub(crate) async fn connect_once(
     resume: &Resume,
     counters: &Counters,
     client_id: &ClientId,
+    hub_limits: &HubLimits,
 ) -> Result<Ws, WatchtowerError> {
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = |stage: &'static str| WatchtowerError::Timeout {
@@ -178,7 +181,9 @@ pub(crate) async fn connect_once(
     .await
     .map_err(|_| timed_out("WebSocket handshake"))?
     .map_err(|e| upgrade_error(e, url))?;
-    resume.answered(response.headers(), counters, &url.to_string());
+    let url = url.to_string();
+    resume.answered(response.headers(), counters, &url);
+    hub_limits.learn(response.headers(), &url);
     Ok(ws)
 }
 

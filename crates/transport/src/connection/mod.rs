@@ -284,6 +284,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Box<Ws>, WatchtowerError> {
         &shared.resume,
         &shared.counters,
         &shared.client_id,
+        &shared.hub_limits,
     );
     match Box::pin(connecting).await.map(Box::new) {
         Ok(ws) => {

@@ -349,18 +349,32 @@ impl Writer<'_> {
 
     /// Tells a hub which event types the subscriptions want, then pings:
     /// the pong confirms the hub applied the filter (it reads frames in
-    /// order), and `subscribe` waits for that. A filter over the
-    /// protocol's limits is never sent (`subscribe` refuses to make one);
-    /// should one arise anyway, the hub keeps the last filter it accepted.
+    /// order), and `subscribe` waits for that. `subscribe` refuses to make
+    /// a filter over the connected hub's limits, but the subscriptions of
+    /// one hub can be over the limits of the next (failover): sent, it
+    /// would be refused with 1008 on every reconnect until the breaker
+    /// opens. Instead this hub is asked for every type — each subscription
+    /// still filters for itself, so nothing is lost but bandwidth — and
+    /// that is said once.
     async fn send_filter(&mut self) -> Result<(), End> {
         let shared = self.shared;
         // Read the epoch before the subscriptions: a change after this read
         // bumps the epoch again and sends another filter.
         let epoch = shared.filter_epoch.load(Relaxed);
-        let frame = shared.subs.server_filter();
-        if let Err(why) = filter_limits::check(&frame, shared.settings.max_message_size) {
-            tracing::error!(reason = %why, "subscription filter not sent");
-            return Ok(());
+        let mut frame = shared.subs.server_filter();
+        let limits = shared.hub_limits.get();
+        let over = filter_limits::check(&frame, &limits, shared.settings.max_message_size).err();
+        if shared.hub_limits.note_over(over.is_some()) {
+            tracing::warn!(url = %shared.current_url(), %limits, reason = over.as_deref().unwrap_or_default(),
+                "the subscriptions' filter is over this hub's limits: asking it for every event \
+                 type instead (the subscriptions filter for themselves)");
+        }
+        if over.is_some() {
+            bump(&shared.counters.filters_widened);
+            frame = ControlFrame::Subscribe {
+                event_types: Vec::new(),
+                replace: true,
+            };
         }
         tracing::debug!(?frame, epoch, "sending subscription filter");
         let deadline = self.deadline();
