@@ -111,8 +111,8 @@ pub struct ConnectionStats {
     pub pongs_received: u64,
     /// Connections declared dead because nothing arrived in time.
     pub keepalive_timeouts: u64,
-    /// Connections replaced because a write stayed pending past the write
-    /// timeout (the server stopped reading).
+    /// Connections replaced because a pending write made no progress for
+    /// the write timeout (the server stopped reading).
     pub write_timeouts: u64,
     /// With server filters: filters sent as "every type" because the
     /// subscriptions' filter was over the connected hub's limits (it would

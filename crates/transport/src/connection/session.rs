@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -51,7 +51,8 @@ pub(super) enum Reason {
     KeepaliveTimeout(Duration),
     /// At least once: the oldest event's ack did not come in time.
     AckTimeout(Duration),
-    /// A write stayed pending this long: the server stopped reading.
+    /// A pending write went this long without the socket taking a byte:
+    /// the server stopped reading.
     WriteTimeout(Duration),
     Read(tungstenite::Error),
     Write(tungstenite::Error),
@@ -102,7 +103,8 @@ impl fmt::Display for Reason {
             ),
             Reason::WriteTimeout(d) => write!(
                 f,
-                "a write stayed pending for {d:?} (write timeout): the server stopped reading"
+                "a pending write made no progress for {d:?} (write timeout): the server \
+                 stopped reading"
             ),
             Reason::Read(e) => write!(f, "read failed: {e}"),
             Reason::Write(e) => write!(f, "write failed: {e}"),
@@ -135,6 +137,9 @@ pub(super) struct SessionState {
     /// silence is ours, so keepalive does not count it, and acks are not
     /// timed (see [`reading_clock`](Self::reading_clock)).
     pub(super) reading_paused: AtomicBool,
+    /// Bytes the socket has taken (see [`Socket`](crate::connect::Socket)):
+    /// the writer's measure of progress.
+    pub(super) written: Arc<AtomicU64>,
     /// When the current pause began (nanoseconds since `epoch`).
     paused_at: AtomicU64,
     /// How long the pauses that have ended lasted, in all (nanoseconds).
@@ -155,8 +160,9 @@ struct PingRecord {
 const MAX_PINGS_IN_FLIGHT: usize = 1024;
 
 impl SessionState {
-    fn new() -> SessionState {
+    fn new(written: Arc<AtomicU64>) -> SessionState {
         SessionState {
+            written,
             epoch: Instant::now(),
             last_rx: AtomicU64::new(0),
             last_ping: AtomicU64::new(0),
@@ -306,8 +312,8 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
     shared.set_state(ConnectionState::Connected);
     tracing::info!(url = %shared.current_url(), reconnect, "connected");
 
+    let conn = SessionState::new(ws.get_ref().written());
     let (mut sink, mut stream) = split(ws);
-    let conn = SessionState::new();
     let mut batch = Batch::default();
     let end = tokio::select! {
         biased;
