@@ -315,11 +315,16 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
     let conn = SessionState::new(ws.get_ref().written());
     let (mut sink, mut stream) = split(ws);
     let mut batch = Batch::default();
+    // The reader comes before the keepalive watch: a task that could not
+    // run for a while (a starved runtime) wakes with both its keepalive
+    // deadline passed and frames waiting in its socket. Read first, and
+    // the watch sees that the link is alive; judged first, a live link
+    // would be called dead.
     let end = tokio::select! {
         biased;
         end = shutdown_deadline(shared) => end,
-        end = keepalive_watch(shared, &conn) => end,
         end = read_loop(shared, &conn, &mut stream) => end,
+        end = keepalive_watch(shared, &conn) => end,
         end = write_loop(shared, &conn, &mut batch, &mut sink) => end,
     };
 
