@@ -9,6 +9,7 @@
 
 mod acks;
 mod reader;
+mod room;
 mod session;
 mod writer;
 

@@ -160,7 +160,7 @@ struct PingRecord {
 const MAX_PINGS_IN_FLIGHT: usize = 1024;
 
 impl SessionState {
-    fn new(written: Arc<AtomicU64>) -> SessionState {
+    pub(super) fn new(written: Arc<AtomicU64>) -> SessionState {
         SessionState {
             written,
             epoch: Instant::now(),
@@ -207,6 +207,13 @@ impl SessionState {
             paused += now.saturating_sub(self.paused_at.load(Relaxed));
         }
         self.epoch + Duration::from_nanos(now.saturating_sub(paused))
+    }
+
+    /// Gives back the room a burst grew in the pings and the in-flight
+    /// window (see [`room`](super::room)).
+    pub(super) fn give_back_room(&self) {
+        super::room::give_back(&mut *self.pings());
+        self.in_flight().give_back_room();
     }
 
     pub(super) fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {

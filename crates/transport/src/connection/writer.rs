@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use watchtower_core::ControlFrame;
 
 use super::acks::Outgoing;
+use super::room;
 use super::session::{Batch, End, Reason, SessionState, Sink};
 use crate::filter_limits;
 use crate::shared::Shared;
@@ -161,6 +162,14 @@ impl Writer<'_> {
     ) -> Result<Work, End> {
         let shared = self.shared;
         let settings = &shared.settings;
+        // Idle, nothing queued: give back the room a burst grew (the batch
+        // is empty here). Not while the queue holds more: under load every
+        // batch would shrink and grow again.
+        if shared.queue.is_empty() {
+            room::give_back(&mut batch.frames);
+            room::give_back(&mut self.popped);
+            self.conn.give_back_room();
+        }
         let room = self.room(batch);
         let drained =
             shared.queue.is_closed() && shared.queue.is_empty() && shared.carry().is_empty();
@@ -447,4 +456,70 @@ fn next_ping_at(shared: &Shared, conn: &SessionState) -> Option<Instant> {
     }
     let last = conn.at(&conn.last_rx).max(conn.at(&conn.last_ping));
     Some(last + keepalive.interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::WebSocketConfig;
+    use crate::connection::room::IDLE_ROOM;
+    use crate::transport::WebSocketTransport;
+
+    /// A burst of a full batch grows the writer's batch to 256 frames;
+    /// once it is written and the writer idles, the room is given back.
+    #[tokio::test]
+    async fn the_writer_gives_back_a_bursts_room_when_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        let settings = WebSocketTransport::builder(WebSocketConfig::new(url))
+            .into_settings()
+            .unwrap();
+        let shared = Arc::new(Shared::new(settings).unwrap());
+        let ws = crate::connect::connect_once(
+            &shared.settings,
+            shared.current_url(),
+            &shared.resume,
+            &shared.counters,
+            &shared.client_id,
+            &shared.hub_limits,
+        )
+        .await
+        .unwrap();
+        let conn = SessionState::new(ws.get_ref().written());
+        let (mut sink, _stream) = ws.split();
+        let burst = shared.settings.write_batch as u64;
+        for n in 0..burst {
+            let frame = format!(r#"{{"id":"{n}","event_type":"t","payload":{{}}}}"#);
+            shared.queue.try_push(Utf8Bytes::from(frame)).unwrap();
+        }
+        let mut batch = Batch::default();
+        let written = async {
+            // One thread: once the writer has counted the burst, it has
+            // run on to its idle wait before this is polled again.
+            while shared.counters.frames_out.load(Relaxed) < burst {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = write_loop(&shared, &conn, &mut batch, &mut sink) => panic!("the writer ended"),
+            () = written => {}
+        }
+        assert_eq!(burst, 256);
+        assert!(
+            batch.frames.capacity() <= 2 * IDLE_ROOM,
+            "the idle batch keeps room for {} frames",
+            batch.frames.capacity()
+        );
+    }
 }
