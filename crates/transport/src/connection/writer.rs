@@ -395,6 +395,22 @@ where
     {
         return outcome(shared, Some(done));
     }
+    // Boxed: its timer and clock would otherwise size every connection's
+    // task for its whole life, idle ones too; only a write that has to
+    // wait pays for the box.
+    Box::pin(watch_progress(shared, conn, write)).await
+}
+
+/// [`bounded`] for a write that has to wait: looks at its progress every
+/// quarter of the write timeout.
+async fn watch_progress<F>(
+    shared: &Shared,
+    conn: &SessionState,
+    mut write: Pin<&mut F>,
+) -> Result<(), End>
+where
+    F: Future<Output = Result<(), tungstenite::Error>>,
+{
     let timeout = shared.settings.write_timeout;
     let look_every = (timeout / 4).max(Duration::from_millis(1));
     let mut seen = conn.written.load(Relaxed);
