@@ -104,7 +104,7 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
     settle(
         shared,
         DeadLetterReason::SendFailed,
-        "not sent: the transport's connection task panicked",
+        "not sent (or sent and not acknowledged): the transport's connection task panicked",
     );
 }
 

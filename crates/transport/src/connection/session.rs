@@ -1,14 +1,16 @@
 //! One connection's life: the reader, the writer and the keepalive watch,
 //! polled together by the connection task, and the accounting when it ends.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -39,6 +41,9 @@ pub(super) enum End {
     Drained,
     /// The shutdown deadline passed.
     DeadlineExpired,
+    /// The reader, the writer or the keepalive watch panicked; the panic
+    /// goes on to the supervisor once the frames are settled.
+    Panicked(Box<dyn Any + Send>),
 }
 
 pub(super) enum Reason {
@@ -327,13 +332,22 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
     // deadline passed and frames waiting in its socket. Read first, and
     // the watch sees that the link is alive; judged first, a live link
     // would be called dead.
-    let end = tokio::select! {
-        biased;
-        end = shutdown_deadline(shared) => end,
-        end = read_loop(shared, &conn, &mut stream) => end,
-        end = keepalive_watch(shared, &conn) => end,
-        end = write_loop(shared, &conn, &mut batch, &mut sink) => end,
-    };
+    //
+    // A panic in any of them (a bug of ours, or a user's tracing layer
+    // that panics on a log line) is caught here, so the frames this
+    // connection holds are settled before it goes on to the supervisor.
+    let polled = AssertUnwindSafe(async {
+        tokio::select! {
+            biased;
+            end = shutdown_deadline(shared) => end,
+            end = read_loop(shared, &conn, &mut stream) => end,
+            end = keepalive_watch(shared, &conn) => end,
+            end = write_loop(shared, &conn, &mut batch, &mut sink) => end,
+        }
+    })
+    .catch_unwind()
+    .await;
+    let end = polled.unwrap_or_else(End::Panicked);
 
     // Settle every frame this connection took. A frame fed to the socket
     // but not flushed is not written: at least once it is still in flight
@@ -386,21 +400,32 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
             lose_unconfirmed();
             add(&shared.counters.frames_requeued, unfed.len() as u64);
             let unacked = unacked_to_resend(shared, &conn, &reason);
-            // The next connection sends these first, in the order they were
-            // first published: the unacknowledged (sent earliest), then the
-            // unsent, then what was carried before.
-            {
-                let mut carry = shared.carry();
-                for outgoing in unacked.into_iter().chain(unfed).rev() {
-                    carry.push_front(outgoing);
-                }
-            }
+            put_back(shared, unacked, unfed);
             lost(shared, reason, unconfirmed, &mut sink).await
+        }
+        End::Panicked(panic) => {
+            lose_unconfirmed();
+            // Into the carry, which the supervisor dead-letters and counts
+            // as it stops the transport: not one of them vanishes with the
+            // session.
+            let unacked = conn.in_flight().take_all(None, false);
+            put_back(shared, unacked, unfed);
+            std::panic::resume_unwind(panic)
         }
     };
     // `flush` callers wait on what was just settled.
     shared.progress.notify_waiters();
     ended
+}
+
+/// Puts frames back in the carry, for the next connection to send first
+/// in the order they were first published: the unacknowledged (sent
+/// earliest), then the unsent, then what was carried before.
+fn put_back(shared: &Shared, unacked: Vec<Outgoing>, unfed: Vec<Outgoing>) {
+    let mut carry = shared.carry();
+    for outgoing in unacked.into_iter().chain(unfed).rev() {
+        carry.push_front(outgoing);
+    }
 }
 
 /// Splits the stream out of its box. A function of its own: a box moved
