@@ -5,32 +5,60 @@
 //! its upgrade answer ([`FILTER_LIMITS_HEADER`]); the protocol's defaults
 //! before the first connect and for a hub that states none.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use tokio_tungstenite::tungstenite::http::HeaderMap;
 use watchtower_core::{ControlFrame, FILTER_LIMITS_HEADER, FilterLimits};
 
 /// The filter limits of the hub the transport is on (or was on last).
+///
+/// Packed into one atomic (see [`pack`]): read by every `subscribe`,
+/// written by every connect, and a lock would cost every connection 24
+/// bytes more.
 pub(crate) struct HubLimits {
-    now: Mutex<FilterLimits>,
+    now: AtomicU64,
     /// Whether the subscriptions' filter is over them, so the writer asks
     /// for every type instead: said once when it starts, not on every
     /// connect.
     over: AtomicBool,
 }
 
+/// Bits of each limit in the packed form: types, type length, bytes.
+/// They hold the widest a hub of ours can be configured with (1,000,000
+/// types, 65,536 bytes a type, 64 MiB); a wider one is taken as this
+/// wide, which only refuses more.
+const BITS: [u32; 3] = [20, 17, 27];
+
+/// `limits` in 64 bits, each field capped to its width.
+fn pack(limits: &FilterLimits) -> u64 {
+    let fields = [limits.max_types, limits.max_type_len, limits.max_bytes];
+    fields.iter().zip(BITS).fold(0, |packed, (&field, bits)| {
+        let max = (1u64 << bits) - 1;
+        (packed << bits) | (field as u64).min(max)
+    })
+}
+
+fn unpack(packed: u64) -> FilterLimits {
+    let mut fields = [0usize; 3];
+    let mut rest = packed;
+    for (field, bits) in fields.iter_mut().zip(BITS).rev() {
+        *field = usize::try_from(rest & ((1u64 << bits) - 1)).unwrap_or(usize::MAX);
+        rest >>= bits;
+    }
+    FilterLimits::new(fields[0], fields[1], fields[2])
+}
+
 impl HubLimits {
     pub(crate) fn new() -> HubLimits {
         HubLimits {
-            now: Mutex::new(FilterLimits::default()),
+            now: AtomicU64::new(pack(&FilterLimits::default())),
             over: AtomicBool::new(false),
         }
     }
 
     /// The limits to check a filter against now.
     pub(crate) fn get(&self) -> FilterLimits {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+        unpack(self.now.load(Relaxed))
     }
 
     /// Takes the limits a hub stated in its upgrade answer; a hub that
@@ -48,11 +76,8 @@ impl HubLimits {
                 FilterLimits::default()
             }
         };
-        let before = std::mem::replace(
-            &mut *self.now.lock().unwrap_or_else(PoisonError::into_inner),
-            limits,
-        );
-        if before != limits {
+        let packed = pack(&limits);
+        if self.now.swap(packed, Relaxed) != packed {
             tracing::debug!(%url, %limits, "the hub's filter limits");
         }
     }
@@ -184,5 +209,22 @@ mod tests {
         assert!(!limits.note_over(true));
         assert!(!limits.note_over(false));
         assert!(limits.note_over(true));
+    }
+
+    /// The packed form holds every limit a hub of ours can be configured
+    /// with exactly, and caps a wider one (which only refuses more).
+    #[test]
+    fn packed_limits_round_trip_and_wider_ones_are_capped() {
+        for limits in [
+            FilterLimits::default(),
+            FilterLimits::new(1, 1, 1),
+            FilterLimits::new(1_000_000, 65_536, 64 << 20),
+        ] {
+            assert_eq!(unpack(pack(&limits)), limits);
+        }
+        assert_eq!(
+            unpack(pack(&FilterLimits::new(usize::MAX, usize::MAX, usize::MAX))),
+            FilterLimits::new((1 << 20) - 1, (1 << 17) - 1, (1 << 27) - 1)
+        );
     }
 }
