@@ -204,6 +204,11 @@ mod tests {
         assert_eq!(limits.get(), FilterLimits::new(2, 8, 16));
         limits.learn(&HeaderMap::new(), "ws://b");
         assert_eq!(limits.get(), FilterLimits::default());
+        // One it cannot read counts as none, not as the previous hub's.
+        limits.learn(&headers, "ws://a");
+        headers.insert(FILTER_LIMITS_HEADER, HeaderValue::from_static("types=many"));
+        limits.learn(&headers, "ws://c");
+        assert_eq!(limits.get(), FilterLimits::default());
         // Reported once when the filter goes over, again only after it fit.
         assert!(limits.note_over(true));
         assert!(!limits.note_over(true));
