@@ -9,6 +9,7 @@
 
 mod acks;
 mod reader;
+mod room;
 mod session;
 mod writer;
 
@@ -29,7 +30,7 @@ use crate::connect::{Ws, connect_once};
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, bump};
 use crate::subscription::panic_message;
-use session::{SessionEnd, session};
+use session::{Batch, SessionEnd, SessionState, session};
 
 /// Frames taken from the queue on one connection but not settled when it
 /// ended: at least once, those awaiting acknowledgement; always, those not
@@ -103,7 +104,7 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
     settle(
         shared,
         DeadLetterReason::SendFailed,
-        "not sent: the transport's connection task panicked",
+        "not sent (or sent and not acknowledged): the transport's connection task panicked",
     );
 }
 
@@ -139,9 +140,20 @@ async fn run(shared: Arc<Shared>, first: First) {
         let reconnect = sessions > 0;
         sessions += 1;
         let began = Instant::now();
-        let move_on = match session(&shared, ws, reconnect).await {
-            SessionEnd::Finished => break,
-            SessionEnd::Lost { move_on } => move_on,
+        // Held here, not in the session, so that a panic inside it still
+        // finds what the connection held (see `session::rescue`).
+        let conn = SessionState::new(ws.get_ref().written());
+        let mut batch = Batch::default();
+        let ended = AssertUnwindSafe(session(&shared, ws, reconnect, &conn, &mut batch))
+            .catch_unwind()
+            .await;
+        let move_on = match ended {
+            Ok(SessionEnd::Finished) => break,
+            Ok(SessionEnd::Lost { move_on }) => move_on,
+            Err(panic) => {
+                session::rescue(&shared, &conn, &mut batch);
+                std::panic::resume_unwind(panic)
+            }
         };
         let lasted = began.elapsed();
         let stable = lasted >= STABLE_AFTER;
@@ -284,6 +296,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Box<Ws>, WatchtowerError> {
         &shared.resume,
         &shared.counters,
         &shared.client_id,
+        &shared.hub_limits,
     );
     match Box::pin(connecting).await.map(Box::new) {
         Ok(ws) => {
