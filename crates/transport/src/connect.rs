@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -299,12 +300,28 @@ pub(crate) fn header_pair(
     Ok((header_name, header_value))
 }
 
+/// The longest `Retry-After` honoured, in seconds: past it the server's
+/// wish is cut to this (the reconnect schedule still applies).
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
 fn upgrade_error(error: tungstenite::Error, url: &WsUrl) -> WatchtowerError {
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                // A hostile or broken server cannot park us for days.
+                .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
             if status == 401 || status == 403 {
                 WatchtowerError::Auth { status }
+            } else if status == 429 || (status == 503 && retry_after.is_some()) {
+                WatchtowerError::RateLimited {
+                    status,
+                    retry_after,
+                }
             } else {
                 WatchtowerError::connection(format!(
                     "{url} answered the WebSocket upgrade with HTTP {status}; check the URL's path \
