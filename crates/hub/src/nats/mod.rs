@@ -211,9 +211,12 @@ struct Tally {
     /// Milliseconds after `base` when the stream last answered a request
     /// (the consumer asks for its state twice a second).
     answered_at: AtomicU64,
-    /// The stream was deleted and made anew since this hub started: a new
-    /// epoch this hub does not serve (see `consumer`).
-    replaced: AtomicBool,
+    /// The stream was made anew (a new epoch, see `consumer`) and this
+    /// hub has not yet read it up to this seq, where it stood when the
+    /// hub found it; 0: not reading a new stream.
+    adopting: AtomicU64,
+    /// Times this hub found the stream made anew and went on with it.
+    new_streams: AtomicU64,
 }
 
 impl Tally {
@@ -249,8 +252,8 @@ impl Tally {
 
     /// Why the backplane is not working now, if it is not.
     fn trouble(&self, connected: bool) -> Option<&'static str> {
-        if self.replaced.load(Relaxed) {
-            return Some("the stream was made anew: restart this hub");
+        if self.adopting.load(Relaxed) > 0 {
+            return Some("the stream was made anew; reading it");
         }
         if !connected {
             return Some("the connection to NATS is lost");
@@ -302,8 +305,6 @@ pub(crate) struct NatsFanout {
     /// The hub's de-duplication window: an ack-mode event refused here
     /// is forgotten there, so its resend is relayed.
     dedup: Arc<DedupWindow>,
-    /// The epoch of positions on the stream.
-    epoch: u64,
     /// The shared stream, for its last sequence when a resuming client is
     /// ahead of this node (see [`Fanout::catch_up`]).
     stream: jetstream::stream::Stream,
@@ -452,12 +453,13 @@ impl NatsFanout {
         let tally = Arc::new(Tally::new());
         tally.answered();
         let node = node_id();
+        let (key, key_in_use) = watch::channel(key);
         let (outgoing, queue) = mpsc::unbounded_channel();
         let publisher = tokio::spawn(publisher::run(publisher::Publisher {
             open: opener(nats),
             prefix,
             node,
-            key,
+            key: key_in_use,
             queue,
             tally: Arc::clone(&tally),
             dedup: Arc::clone(&dedup),
@@ -472,10 +474,18 @@ impl NatsFanout {
             tally: Arc::clone(&tally),
             counters,
             caught_up,
-            config: stream_config,
+            // Made anew, the stream carries the key in use now, so every
+            // running hub goes on with the same message ids.
+            config: jetstream::stream::Config {
+                description: info.config.description.clone(),
+                ..stream_config
+            },
             created_nanos: info.created.unix_timestamp_nanos(),
+            key,
+            last_seen: last,
             warn: WarnLimiter::default(),
-            rewound: false,
+            reopen: None,
+            consumer_seq: 0,
             keyed: config.history_size > 0,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
@@ -490,7 +500,6 @@ impl NatsFanout {
                 watch_state.abort_handle(),
             ],
             dedup,
-            epoch,
             stream,
             reached: reached.clone(),
         };
@@ -533,7 +542,7 @@ impl Fanout for NatsFanout {
 
     fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if from.epoch() != self.epoch || !self.local.behind(&from) {
+            if !self.local.behind(&from) {
                 return;
             }
             // The client had events from another node that this one has
@@ -599,6 +608,7 @@ impl Fanout for NatsFanout {
         stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
         stats.backplane_missed = self.tally.missed.load(Relaxed);
         stats.backplane_foreign = self.tally.foreign.load(Relaxed);
+        stats.backplane_new_streams = self.tally.new_streams.load(Relaxed);
     }
 }
 

@@ -35,7 +35,7 @@ use async_nats::jetstream::message::PublishMessage;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 use watchtower_core::EventHeader;
@@ -72,7 +72,9 @@ pub(super) struct Publisher {
     pub(super) open: Opener,
     pub(super) prefix: String,
     pub(super) node: u64,
-    pub(super) key: MessageIdKey,
+    /// The stream's message-id key: a stream made anew may carry another
+    /// (see `consumer`), and every hub must use the one it carries.
+    pub(super) key: watch::Receiver<MessageIdKey>,
     pub(super) queue: mpsc::UnboundedReceiver<Outgoing>,
     pub(super) tally: Arc<Tally>,
     pub(super) dedup: Arc<DedupWindow>,
@@ -192,6 +194,7 @@ impl Publisher {
         }
         let ack_mode = outgoing.ack.is_some();
         if let Some(burst) = &outgoing.burst {
+            let key = self.key.borrow();
             let origin: Arc<str> = Arc::from(format!("{:016x}-{}", self.node, burst.sender));
             for (frame, event_type) in burst.frames.iter().zip(&burst.types) {
                 lane.queued += 1;
@@ -201,7 +204,7 @@ impl Publisher {
                     lane: lane_id,
                     index: lane.queued,
                     subject: subject(&self.prefix, event_type),
-                    id: self.key.message_id(id, frame.as_bytes()),
+                    id: key.message_id(id, frame.as_bytes()),
                     origin: Arc::clone(&origin),
                     frame: frame.clone(),
                     from: outgoing.from.clone(),

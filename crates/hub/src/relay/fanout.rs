@@ -261,6 +261,24 @@ impl LocalFanout {
         }
     }
 
+    /// The backplane's stream was made anew: the history starts again in
+    /// `epoch` after `head` (see [`History::renumber`]), and every resuming
+    /// member, whose position is of the old epoch (position frames carry
+    /// only a seq), is closed under the same lock, before any event of the
+    /// new epoch is offered: it resumes and is told `epoch`. Plain members
+    /// carry on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&self, epoch: u64, head: u64) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.renumber(epoch, head);
+        for member in self.snapshot().iter() {
+            member.interrupt();
+        }
+    }
+
     /// Whether the history is behind a client at `from` (see
     /// [`History::behind`]); `false` with history off.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]

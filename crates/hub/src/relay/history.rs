@@ -192,15 +192,31 @@ impl History {
         Some(gap)
     }
 
+    /// Starts another history in place: the backplane's stream was made
+    /// anew (a new `epoch`, numbered after `head`). Everything held is
+    /// forgotten, as it is of the old epoch; a position of the old epoch
+    /// is answered [`NotRecoveredReason::Epoch`] from now on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&mut self, epoch: u64, head: u64) {
+        self.clear();
+        self.epoch = epoch;
+        self.head = head;
+    }
+
+    /// Forgets every event held.
+    fn clear(&mut self) {
+        self.ring.clear();
+        self.index.clear();
+        self.events = 0;
+        self.bytes = 0;
+    }
+
     /// Makes `first` the next seq; a gap if it is not the one after the
     /// head, and then everything before it is forgotten.
     fn open_at(&mut self, first: u64) -> bool {
         let gap = first > self.head + 1;
         if gap {
-            self.ring.clear();
-            self.index.clear();
-            self.events = 0;
-            self.bytes = 0;
+            self.clear();
             self.head = first - 1;
         }
         gap
@@ -598,6 +614,28 @@ mod tests {
         assert_eq!(h.len(), 2);
         h.retain_from(30);
         assert_eq!((h.len(), h.position().seq()), (0, 18));
+    }
+
+    #[test]
+    fn a_renumbered_history_answers_old_positions_epoch_and_starts_empty() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        h.append_at(&burst(&[11, 12]), 11, now);
+        let old = h.position();
+        h.renumber(8, 0);
+        assert_eq!((h.len(), h.position()), (0, Position::new(8, 0)));
+        // A position of the old epoch, even one the new seqs reach, is
+        // never taken for the new one's.
+        h.append_at(&burst(&[1, 2, 3]), 1, now);
+        assert_eq!(
+            replay(&mut h, &old, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+        assert!(!h.behind(&old));
+        assert_eq!(
+            replay(&mut h, &Position::new(8, 1), now).unwrap(),
+            ["2", "3"]
+        );
     }
 
     #[test]
