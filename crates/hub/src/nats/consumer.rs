@@ -76,6 +76,8 @@ pub(super) struct Consumer {
 /// One message read from the stream.
 struct Read {
     seq: u64,
+    /// When the stream stored it, on this hub's clock.
+    at: Instant,
     sender: ClientId,
     /// Its frame and event type; `None` for a message that is not an
     /// event, whose seq the history skips.
@@ -364,8 +366,10 @@ impl Consumer {
                 );
             }
         }
+        let at = stored_at(info.published.unix_timestamp_nanos(), self.tally.base);
         batch.push(Read {
             seq,
+            at,
             sender,
             event: decoded,
         });
@@ -375,7 +379,7 @@ impl Consumer {
     fn deliver(&mut self, batch: &mut Vec<Read>) {
         let mut reads = batch.drain(..).peekable();
         while let Some(read) = reads.next() {
-            let (first, sender) = (read.seq, read.sender);
+            let (first, sender, at) = (read.seq, read.sender, read.at);
             let Some((frame, event_type)) = read.event else {
                 self.local.skip_at(first);
                 self.reached(first);
@@ -395,7 +399,7 @@ impl Consumer {
             }
             let events = frames.len() as u64;
             let burst = Arc::new(burst(sender, frames, types, self.keyed));
-            if let Some(delivery) = self.local.publish_at(&burst, first) {
+            if let Some(delivery) = self.local.publish_at(&burst, first, at) {
                 add(&self.tally.delivered, events);
                 add(&self.counters.frames_queued, delivery.queued);
                 add(&self.counters.dropped_frames, delivery.dropped);
@@ -407,6 +411,24 @@ impl Consumer {
             self.reached(last);
         }
     }
+}
+
+/// When the stream stored a message (its timestamp, `published_nanos`
+/// after the Unix epoch), on this hub's clock: the history ages events
+/// from there, so every hub of a group, one started later too, forgets an
+/// event at the same age (at f945df2 each counted from when it read it).
+/// A timestamp in this clock's future (clocks apart) counts as now; one
+/// further back than this platform's `Instant` reaches counts from
+/// `earliest`, the hub's start.
+fn stored_at(published_nanos: i128, earliest: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let age = u64::try_from(wall - published_nanos).unwrap_or(0);
+    now.checked_sub(Duration::from_nanos(age))
+        .or(earliest)
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -430,6 +452,25 @@ mod tests {
         assert_eq!(keyed.keys, want, "one key per frame, made here");
         // With history off, nothing uses keys: none are made.
         assert!(burst(7, frames, types, false).keys.is_empty());
+    }
+
+    #[test]
+    fn a_messages_age_counts_from_the_streams_timestamp() {
+        let wall = |back: Duration| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .saturating_sub(back)
+                .as_nanos() as i128
+        };
+        let before = Instant::now();
+        let at = stored_at(wall(Duration::from_secs(10)), None);
+        let after = Instant::now();
+        assert!(at + Duration::from_secs(10) <= after, "ten seconds old");
+        // A timestamp ahead of this clock is now, not the future.
+        assert!(stored_at(wall(Duration::ZERO) + 60_000_000_000, None) >= before);
+        // Very old (1970): never younger than the earliest given.
+        assert!(stored_at(0, Some(before)) <= before);
     }
 
     #[test]

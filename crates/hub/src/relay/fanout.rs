@@ -224,15 +224,21 @@ impl LocalFanout {
     }
 
     /// Delivers a burst the backplane numbered (its first frame at seq
-    /// `first`): stored in the history, offered to every member, under the
-    /// history's lock. `None` when it was delivered before.
+    /// `first`) and stored `at`: stored in the history, offered to every
+    /// member, under the history's lock. `None` when it was delivered
+    /// before.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn publish_at(&self, burst: &Arc<Burst>, first: u64) -> Option<Delivery> {
+    pub(crate) fn publish_at(
+        &self,
+        burst: &Arc<Burst>,
+        first: u64,
+        at: Instant,
+    ) -> Option<Delivery> {
         let Some(history) = &self.history else {
             return Some(self.offer_all(burst, 0, 0));
         };
         let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
-        let (seq, gap) = history.append_at(burst, first, Instant::now())?;
+        let (seq, gap) = history.append_at(burst, first, at, Instant::now())?;
         if gap {
             // Resuming members did not get what the gap held: closed, they
             // resume and learn that (expired) instead of missing it.

@@ -545,3 +545,43 @@ async fn a_resume_on_another_hub_never_echoes_own_events() {
     }
     assert_eq!(got, (0..6).map(|n| (2, n)).collect::<Vec<_>>());
 }
+
+/// #11: an event's age in the history counts from when the stream stored
+/// it, on every hub: once the hub that read the events as they came
+/// answers `expired` for a position before them, a hub started after that
+/// (which reads them from the stream at its start) answers `expired` too.
+/// At f945df2 each hub counted from when it read an event: the later hub
+/// recovered all 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_ages_count_from_the_streams_timestamps_on_every_hub() {
+    let Some(nats) = NatsServer::start_or_skip("history_ages_count_from_the_streams").await else {
+        return;
+    };
+    let stream = stream_name();
+    let mut config = HubConfig::default();
+    config.history_ttl = std::time::Duration::from_secs(2);
+    let a = hub_on(&nats, &stream, config.clone()).await;
+    let (sub, _) = Resumer::connect(&a.url(), "new").await;
+    let start = sub.position();
+    drop(sub);
+    let mut publisher = AckPublisher::new((0..100).map(|n| frame("t", 1, n)).collect());
+    publisher.run_until_acked(&a.url()).await;
+    head_at(&a.url(), 100).await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (_, answer) = Resumer::connect(&a.url(), &start).await;
+        match recovered(&answer) {
+            Err(NotRecoveredReason::Expired) => break,
+            Ok(100) => {}
+            other => panic!("A answered {other:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never forgot the events"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b = hub_on(&nats, &stream, config).await;
+    let (_, answer) = Resumer::connect(&b.url(), &start).await;
+    assert_eq!(recovered(&answer), Err(NotRecoveredReason::Expired));
+}
