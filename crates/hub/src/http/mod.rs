@@ -149,6 +149,18 @@ impl Answer {
         }
     }
 
+    /// The refusal of a resume this hub cannot answer yet: its history has
+    /// not read as far as the client's position, and its backplane cannot
+    /// say how far that is (see `Fanout::behind`).
+    pub(crate) fn behind_the_group() -> Answer {
+        let mut answer = Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this hub has not yet read as far as your position and cannot now (cut off from its group's stream); resume on another hub or retry\n",
+        );
+        answer.headers.push(("retry-after", "1".to_string()));
+        answer
+    }
+
     fn json(body: String) -> Answer {
         Answer {
             status: StatusCode::OK,

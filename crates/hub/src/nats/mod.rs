@@ -276,6 +276,11 @@ impl Tally {
 /// two missed pings (minutes).
 const UNANSWERED: Duration = Duration::from_secs(3);
 
+/// While the stream does not answer, how long a resume that this hub
+/// has not read as far as waits before asking it again (see
+/// [`Fanout::catch_up`]).
+const STREAM_ASKED_AGAIN: Duration = Duration::from_millis(250);
+
 /// How often a stopping hub looks whether its publisher settled every
 /// event (see [`Fanout::settle`]).
 const SETTLE_POLL: Duration = Duration::from_millis(10);
@@ -542,24 +547,34 @@ impl Fanout for NatsFanout {
 
     fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if !self.local.behind(&from) {
-                return;
-            }
+            let mut reached = self.reached.clone();
             // The client had events from another node that this one has
             // not read yet. Whatever it had, the stream held when it asked
             // here: once this node has read that far, its history answers
             // as the other node's would have.
-            let Ok(info) = self.stream.get_info().await else {
-                return;
-            };
-            let last = info.state.last_sequence;
-            if last < from.seq() {
-                // Past the stream itself: not a position any node gave.
+            while self.local.behind(&from) {
+                let Ok(info) = self.stream.get_info().await else {
+                    // The stream cannot say how far it goes (NATS is away
+                    // or hangs): this node cannot tell what the client
+                    // missed, so it waits (the caller bounds it) until its
+                    // consumer moves on, then looks again; never answers
+                    // from a history that has not read as far.
+                    let _ = tokio::time::timeout(STREAM_ASKED_AGAIN, reached.changed()).await;
+                    continue;
+                };
+                let last = info.state.last_sequence;
+                if last >= from.seq() {
+                    let _ = reached.wait_for(|seq| *seq >= last).await;
+                }
+                // Else past the stream itself: not a position any node
+                // gave, answered as another epoch's.
                 return;
             }
-            let mut reached = self.reached.clone();
-            let _ = reached.wait_for(|seq| *seq >= last).await;
         })
+    }
+
+    fn behind(&self, from: &Position) -> bool {
+        self.local.behind(from)
     }
 
     fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {

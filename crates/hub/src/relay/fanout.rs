@@ -167,6 +167,15 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+    /// Whether this node's history has not yet read as far as a client at
+    /// `from` got (of this node's epoch): what [`Fanout::catch_up`] waits
+    /// for. Still so once that wait ran out, the node cannot tell what
+    /// the client missed (with a backplane: it is cut off from the
+    /// stream), and the history would take the position for another
+    /// epoch's. Locally, never.
+    fn behind(&self, _from: &Position) -> bool {
+        false
+    }
     /// Resolves once everything handed to the backplane so far is settled
     /// (stored, or given up and counted); locally, at once. For a graceful
     /// stop, once no reader relays any more; the caller bounds the wait.

@@ -585,3 +585,60 @@ async fn history_ages_count_from_the_streams_timestamps_on_every_hub() {
     let (_, answer) = Resumer::connect(&b.url(), &start).await;
     assert_eq!(recovered(&answer), Err(NotRecoveredReason::Expired));
 }
+
+/// #5: a resume on a hub cut off from NATS (the server killed, its store
+/// kept) whose history has not read as far as the client's position is
+/// refused with 503, as a hub that is down would be, so the client resumes
+/// on another hub or later; it is never told `epoch` for its own epoch.
+/// Once NATS is back, the same position is recovered there, and nothing
+/// the client had is sent again. At f945df2 it was answered `epoch` after
+/// 5 s, and then the events the client already had arrived again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_a_hub_cut_off_from_nats_is_refused_not_told_epoch() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_resume_on_a_hub_cut_off_from_nats").await
+    else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
+    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    // B stops reading the stream while A and the stream go on, for more
+    // events than B's consumer has asked for; then NATS goes away.
+    const N: u64 = 2_000;
+    let thaw = b.freeze().await;
+    let frames: Vec<String> = (0..N).map(|n| frame("t", 1, n)).collect();
+    let mut publisher = AckPublisher::new(frames);
+    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
+    assert!(sub.read_until(N as usize).await);
+    sub.ws = None;
+    nats.kill();
+    drop(thaw);
+    let position = sub.position();
+    match connect_async(format!("{}?resume={position}", b.url)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        Err(other) => panic!("refused otherwise: {other}"),
+        Ok((mut ws, _)) => panic!("answered: {:?}", ws.next().await),
+    }
+    nats.restart().await;
+    // Refused until B has read as far again; then recovered.
+    let deadline = tokio::time::Instant::now() + 2 * LIMIT;
+    let answer = loop {
+        if let Some(answer) = sub.try_reconnect(&b.url, &position).await {
+            break answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(recovered(&answer), Ok(0), "{answer:?}");
+    let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
+    marker.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(N as usize + 1).await);
+    let mut want: Vec<(u64, u64)> = (0..N).map(|n| (1, n)).collect();
+    want.push((2, 0));
+    assert_eq!(sub.events, want, "nothing twice");
+}
