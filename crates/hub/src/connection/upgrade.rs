@@ -153,7 +153,6 @@ where
             if timeout_at(bound, shared.fanout.catch_up(from))
                 .await
                 .is_err()
-                && shared.fanout.behind(&from)
             {
                 // It cannot tell what the client missed (cut off from its
                 // group's stream): refused, as a hub that is down would

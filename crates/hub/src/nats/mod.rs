@@ -442,7 +442,7 @@ impl NatsFanout {
                 MessageIdKey::unkeyed(&nats.stream)
             }
         };
-        let epoch = epoch(&nats.stream, info.created.unix_timestamp_nanos());
+        let epoch = stream_epoch(&info);
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         // The history starts with the stream's recent past, so a client
         // resuming here after its node died finds what it missed.
@@ -463,6 +463,8 @@ impl NatsFanout {
         let publisher = tokio::spawn(publisher::run(publisher::Publisher {
             open: opener(nats),
             prefix,
+            stream: nats.stream.clone(),
+            epoch,
             node,
             key: key_in_use,
             queue,
@@ -548,20 +550,40 @@ impl Fanout for NatsFanout {
     fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let mut reached = self.reached.clone();
-            // The client had events from another node that this one has
-            // not read yet. Whatever it had, the stream held when it asked
-            // here: once this node has read that far, its history answers
-            // as the other node's would have.
-            while self.local.behind(&from) {
+            loop {
+                let Some(epoch) = self.local.epoch() else {
+                    // History off: no resume is answered.
+                    return;
+                };
+                let known = from.epoch() == epoch;
+                if known && !self.local.behind(&from) {
+                    return;
+                }
                 let Ok(info) = self.stream.get_info().await else {
-                    // The stream cannot say how far it goes (NATS is away
-                    // or hangs): this node cannot tell what the client
-                    // missed, so it waits (the caller bounds it) until its
-                    // consumer moves on, then looks again; never answers
-                    // from a history that has not read as far.
+                    // The stream cannot say how far it goes, nor what it
+                    // is (NATS is away or hangs): this node cannot tell
+                    // what the client missed, so it waits (the caller
+                    // bounds it, then refuses the client) for its consumer
+                    // to move on, then looks again; it never answers from
+                    // a history that has not read as far.
                     let _ = tokio::time::timeout(STREAM_ASKED_AGAIN, reached.changed()).await;
                     continue;
                 };
+                if !known {
+                    if stream_epoch(&info) != from.epoch() {
+                        // Another history's position: answered so.
+                        return;
+                    }
+                    // The stream's own, made anew, which this node has not
+                    // found yet (its consumer looks twice a second): it
+                    // answers once it goes on with it.
+                    tokio::time::sleep(STREAM_ASKED_AGAIN).await;
+                    continue;
+                }
+                // The client had events from another node that this one
+                // has not read yet. Whatever it had, the stream held when
+                // it asked here: once this node has read that far, its
+                // history answers as the other node's would have.
                 let last = info.state.last_sequence;
                 if last >= from.seq() {
                     let _ = reached.wait_for(|seq| *seq >= last).await;
@@ -571,10 +593,6 @@ impl Fanout for NatsFanout {
                 return;
             }
         })
-    }
-
-    fn behind(&self, from: &Position) -> bool {
-        self.local.behind(from)
     }
 
     fn relay(&self, burst: Option<Arc<Burst>>, from: &Arc<Outbox>, ack: Option<u64>) -> Delivery {
@@ -731,6 +749,11 @@ fn opener(nats: &NatsConfig) -> publisher::Opener {
             Ok(client)
         })
     })
+}
+
+/// The epoch of positions on the stream `info` describes.
+fn stream_epoch(info: &jetstream::stream::Info) -> u64 {
+    epoch(&info.config.name, info.created.unix_timestamp_nanos())
 }
 
 /// The epoch of positions on a stream: its name and creation time, so a

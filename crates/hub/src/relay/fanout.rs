@@ -162,19 +162,13 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     /// Resolves once this node's history can answer a client presenting
     /// `from` as well as the group's could: with a backplane, the node's
     /// view of the shared stream may lag behind the node the client came
-    /// from, and a position past that view would be taken for another
-    /// history. Locally, at once. The caller bounds the wait.
+    /// from (in its seqs, or its epoch, when the stream was made anew), and
+    /// a position past that view would be taken for another history.
+    /// Locally, at once. The caller bounds the wait; past it, the node
+    /// cannot tell what the client missed (with a backplane: it is cut off
+    /// from the stream) and refuses it rather than answer.
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
-    }
-    /// Whether this node's history has not yet read as far as a client at
-    /// `from` got (of this node's epoch): what [`Fanout::catch_up`] waits
-    /// for. Still so once that wait ran out, the node cannot tell what
-    /// the client missed (with a backplane: it is cut off from the
-    /// stream), and the history would take the position for another
-    /// epoch's. Locally, never.
-    fn behind(&self, _from: &Position) -> bool {
-        false
     }
     /// Resolves once everything handed to the backplane so far is settled
     /// (stored, or given up and counted); locally, at once. For a graceful
@@ -303,6 +297,18 @@ impl LocalFanout {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .behind(from)
+        })
+    }
+
+    /// The epoch of the history's positions; `None` with history off.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.history.as_ref().map(|history| {
+            history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .position()
+                .epoch()
         })
     }
 

@@ -19,7 +19,7 @@ use crate::group::{
 };
 use crate::support::{LIMIT, stats_until};
 
-fn signal(nats: &NatsServer, signal: &str) {
+pub(crate) fn signal(nats: &NatsServer, signal: &str) {
     let pid = nats.pid().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args([signal, &pid])
@@ -82,6 +82,18 @@ async fn a_resend_while_the_original_is_in_flight_is_acked_only_once_stored() {
 /// the wire (as the transport does), resending from the first unacked one
 /// on its next connection.
 pub(crate) async fn stream_events(url: String, p: u64, n: u64, window: u64, acked: Arc<AtomicU64>) {
+    stream_events_counting(url, p, n, window, acked, Arc::default()).await;
+}
+
+/// [`stream_events`], counting the ack frames it reads in `acks`.
+pub(crate) async fn stream_events_counting(
+    url: String,
+    p: u64,
+    n: u64,
+    window: u64,
+    acked: Arc<AtomicU64>,
+    acks: Arc<AtomicU64>,
+) {
     let frames: Vec<String> = (0..n).map(|i| frame("t", p, i)).collect();
     let mut connections = 0;
     while acked.load(Relaxed) < n {
@@ -129,6 +141,7 @@ pub(crate) async fn stream_events(url: String, p: u64, n: u64, window: u64, acke
                 Ok(Some(Ok(Message::Text(t)))) => {
                     let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                     if v["type"] == "ack" {
+                        acks.fetch_add(1, Relaxed);
                         acked.fetch_max(base + v["upto"].as_u64().unwrap(), Relaxed);
                     }
                 }

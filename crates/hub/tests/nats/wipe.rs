@@ -16,7 +16,7 @@ use watchtower_core::{ControlFrame, NotRecoveredReason, Position, frame_key};
 use watchtower_hub::{Hub, HubConfig};
 use watchtower_test_support::NatsServer;
 
-use crate::faults::{health, metric, stream_events};
+use crate::faults::{health, metric, signal, stream_events_counting};
 use crate::group::{hub_on, once_in_order, stream_name};
 use crate::support::LIMIT;
 
@@ -177,28 +177,53 @@ async fn a_wiped_store_is_adopted_live_as_a_new_epoch() {
     crate::support::stats_until(&b, "B's subscriber", |s| s.clients == 1).await;
     const N: u64 = 1_500;
     let acked = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    let acks: [Arc<AtomicU64>; 2] = [Arc::default(), Arc::default()];
     let publishers: Vec<_> = [(a.url(), 1), (b.url(), 2)]
         .into_iter()
-        .zip(&acked)
-        .map(|((url, p), acked)| tokio::spawn(stream_events(url, p, N, 100, Arc::clone(acked))))
+        .zip(acked.iter().zip(&acks))
+        .map(|((url, p), (acked, acks))| {
+            let counting =
+                stream_events_counting(url, p, N, 100, Arc::clone(acked), Arc::clone(acks));
+            tokio::spawn(counting)
+        })
         .collect();
     let deadline = tokio::time::Instant::now() + LIMIT;
     while acked.iter().any(|a| a.load(Relaxed) < 300) {
         assert!(tokio::time::Instant::now() < deadline, "publishers stalled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // NATS stops answering. Once each hub says so (no answer for 3 s: it
+    // has taken every answer the server sent, and sends no ack until NATS
+    // answers again) and its publisher has read every ack it sent, an ack
+    // read from here on is for an event the new stream stored. Events
+    // sent and not stored stay in flight.
+    signal(&nats, "-STOP");
+    for (hub, acks) in [(&a, &acks[0]), (&b, &acks[1])] {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while hub.stats().backplane_down == 0 || acks.load(Relaxed) < hub.stats().acks_sent {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "acks read {acks:?}; {:?}",
+                hub.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let after_wipe = acked.each_ref().map(|a| a.load(Relaxed));
     nats.kill();
     std::fs::remove_dir_all(nats.store().join("js")).unwrap();
     nats.restart().await;
-    // Acks read from here on may still be of the old stream (sent before
-    // the kill, read late): what is required of the new one starts after.
-    let after_wipe = acked.each_ref().map(|a| a.load(Relaxed));
     for publisher in publishers {
         publisher.await.unwrap();
     }
     for hub in [&a, &b] {
         healthy_again(hub).await;
-        assert_eq!(hub.stats().backplane_new_streams, 1, "{:?}", hub.stats());
+        let stats = hub.stats();
+        assert_eq!(
+            stats.backplane_new_streams, 1,
+            "missed {}, delivered {}",
+            stats.backplane_missed, stats.backplane_delivered
+        );
         let counted = metric(hub.local_addr(), "backplane_new_streams_total").await;
         assert_eq!(counted, 1);
     }
@@ -209,7 +234,7 @@ async fn a_wiped_store_is_adopted_live_as_a_new_epoch() {
         for n in from..N {
             assert!(
                 events.contains(&(p, n)),
-                "p{p}-{n}, acknowledged after the wipe, is not in the new stream"
+                "p{p}-{n}, acknowledged after the wipe ({after_wipe:?}), is not in the new stream"
             );
         }
     }
