@@ -15,7 +15,7 @@ use watchtower_test_support::NatsServer;
 
 use crate::group::{
     AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
-    read_events, read_events_into, stream_name,
+    read_events, read_events_into, stream_name, two_roomy_hubs,
 };
 use crate::support::{LIMIT, stats_until};
 
@@ -164,11 +164,7 @@ async fn kill_9_of_nats_under_streaming_publishers_keeps_each_ones_order() {
     let Some(mut nats) = NatsServer::start_or_skip("kill_9_of_nats_under_streaming").await else {
         return;
     };
-    let stream = stream_name();
-    let mut config = HubConfig::default();
-    config.client_queue_frames = 65_536;
-    let a = hub_on(&nats, &stream, config.clone()).await;
-    let b = hub_on(&nats, &stream, config).await;
+    let (a, b) = two_roomy_hubs(&nats, &stream_name()).await;
     let mut sub = join(&b, "").await;
     const N: u64 = 4_000;
     let acked = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];

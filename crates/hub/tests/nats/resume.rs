@@ -18,7 +18,7 @@ use watchtower_hub::{Hub, HubConfig, NatsConfig};
 use watchtower_test_support::NatsServer;
 
 use crate::group::{
-    AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
+    AckPublisher, Outcome, Thaw, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
     stream_name,
 };
 use crate::support::{Client, LIMIT, next_text, stats_until};
@@ -229,21 +229,8 @@ async fn a_hub_behind_the_stream_catches_up_before_answering_a_resume() {
     let Some(nats) = NatsServer::start_or_skip("a_hub_behind_the_stream_catches_up").await else {
         return;
     };
-    let stream = stream_name();
-    let a = hub_on(&nats, &stream, HubConfig::default()).await;
-    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
-    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
-    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
-
-    // B stops reading the stream; A and the stream go on without it, for
-    // more events than B reads in a few handshakes' time.
     const N: u64 = 2_000;
-    let thaw = b.freeze().await;
-    let frames: Vec<String> = (0..N).map(|n| frame("t", 1, n)).collect();
-    let mut publisher = AckPublisher::new(frames);
-    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
-    assert!(sub.read_until(N as usize).await);
-    sub.ws = None;
+    let (a, b, mut sub, thaw) = a_subscriber_ahead_of_b(&nats, N).await;
     // The resume waits in B's listen backlog; B then has both the client
     // and the stream's events to take in.
     let position = sub.position();
@@ -265,6 +252,26 @@ async fn a_hub_behind_the_stream_catches_up_before_answering_a_resume() {
     let mut want: Vec<(u64, u64)> = (0..N).map(|n| (1, n)).collect();
     want.push((2, 0));
     assert_eq!(sub.events, want);
+}
+
+/// Hubs A and B on a stream of their own, and a resuming subscriber that
+/// has read `n` events on A while B, frozen, stopped reading the stream:
+/// more events than B's consumer had asked for, and more than it reads
+/// in a few handshakes' time. B thaws when the last value is dropped; the
+/// subscriber is disconnected.
+async fn a_subscriber_ahead_of_b(nats: &NatsServer, n: u64) -> (Hub, ThreadHub, Resumer, Thaw) {
+    let stream = stream_name();
+    let a = hub_on(nats, &stream, HubConfig::default()).await;
+    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
+    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let thaw = b.freeze().await;
+    let frames: Vec<String> = (0..n).map(|i| frame("t", 1, i)).collect();
+    let mut publisher = AckPublisher::new(frames);
+    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
+    assert!(sub.read_until(n as usize).await);
+    sub.ws = None;
+    (a, b, sub, thaw)
 }
 
 /// Done-when 5: a position the stream already evicted is not recovered
@@ -599,20 +606,9 @@ async fn a_resume_on_a_hub_cut_off_from_nats_is_refused_not_told_epoch() {
     else {
         return;
     };
-    let stream = stream_name();
-    let a = hub_on(&nats, &stream, HubConfig::default()).await;
-    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
-    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
-    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
-    // B stops reading the stream while A and the stream go on, for more
-    // events than B's consumer has asked for; then NATS goes away.
     const N: u64 = 2_000;
-    let thaw = b.freeze().await;
-    let frames: Vec<String> = (0..N).map(|n| frame("t", 1, n)).collect();
-    let mut publisher = AckPublisher::new(frames);
-    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
-    assert!(sub.read_until(N as usize).await);
-    sub.ws = None;
+    let (a, b, mut sub, thaw) = a_subscriber_ahead_of_b(&nats, N).await;
+    // Then NATS goes away.
     nats.kill();
     drop(thaw);
     let position = sub.position();

@@ -13,11 +13,11 @@ use tokio::time::timeout;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use watchtower_core::{ControlFrame, NotRecoveredReason, Position, frame_key};
-use watchtower_hub::{Hub, HubConfig};
+use watchtower_hub::Hub;
 use watchtower_test_support::NatsServer;
 
 use crate::faults::{health, metric, signal, stream_events_counting};
-use crate::group::{hub_on, once_in_order, stream_name};
+use crate::group::{once_in_order, stream_name, two_roomy_hubs};
 use crate::support::LIMIT;
 
 /// What a resuming subscriber saw: every resume answer after its first,
@@ -162,10 +162,7 @@ async fn a_wiped_store_is_adopted_live_as_a_new_epoch() {
         return;
     };
     let stream = stream_name();
-    let mut config = HubConfig::default();
-    config.client_queue_frames = 65_536;
-    let a = hub_on(&nats, &stream, config.clone()).await;
-    let b = hub_on(&nats, &stream, config).await;
+    let (a, b) = two_roomy_hubs(&nats, &stream).await;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = [Arc::default(), Arc::default()];
     let subscribers: Vec<_> = [a.url(), b.url()]
