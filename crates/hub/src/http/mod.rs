@@ -150,8 +150,9 @@ impl Answer {
     }
 
     /// The refusal of a resume this hub cannot answer yet: its history has
-    /// not read as far as the client's position, and its backplane cannot
-    /// say how far that is (see `Fanout::behind`).
+    /// not read as far as the client's position (or into its epoch), and
+    /// its backplane cannot tell how far that is in time (see
+    /// `Fanout::catch_up`).
     pub(crate) fn behind_the_group() -> Answer {
         let mut answer = Answer::text(
             StatusCode::SERVICE_UNAVAILABLE,
