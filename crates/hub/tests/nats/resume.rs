@@ -638,3 +638,51 @@ async fn a_resume_on_a_hub_cut_off_from_nats_is_refused_not_told_epoch() {
     want.push((2, 0));
     assert_eq!(sub.events, want, "nothing twice");
 }
+
+/// A client with a position of a stream made anew resumes on a hub that
+/// has not found the new stream yet (frozen while NATS came back on a
+/// wiped store): that hub waits until it has, and recovers it, rather than
+/// answer `epoch` for the stream's own epoch; nothing is missing or
+/// repeated after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_of_a_stream_made_anew_waits_for_the_hub_to_find_it() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_position_of_a_stream_made_anew").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
+    let mut before = AckPublisher::new((0..5).map(|n| frame("t", 1, n)).collect());
+    before.run_until_acked(&a.url()).await;
+    let thaw = b.freeze().await;
+    nats.kill();
+    std::fs::remove_dir_all(nats.store().join("js")).unwrap();
+    nats.restart().await;
+    stats_until(&a, "A goes on with the new stream", |s| {
+        s.backplane_new_streams == 1
+    })
+    .await;
+    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let mut after = AckPublisher::new((0..10).map(|n| frame("t", 2, n)).collect());
+    after.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(10).await);
+    sub.ws = None;
+    let position = sub.position();
+    drop(thaw);
+    let deadline = tokio::time::Instant::now() + 2 * LIMIT;
+    let answer = loop {
+        if let Some(answer) = sub.try_reconnect(&b.url, &position).await {
+            break answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(recovered(&answer).is_ok(), "{answer:?}");
+    let mut marker = AckPublisher::new(vec![frame("t", 3, 0)]);
+    marker.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(11).await);
+    let mut want: Vec<(u64, u64)> = (0..10).map(|n| (2, n)).collect();
+    want.push((3, 0));
+    assert_eq!(sub.events, want);
+}
