@@ -73,6 +73,22 @@ impl Resumer {
         Some(first)
     }
 
+    /// [`Resumer::try_reconnect`] until `url` answers (a hub refuses with
+    /// 503 while it cannot tell what the client missed).
+    async fn reconnect_once_answered(&mut self, url: &str, resume: &str) -> ControlFrame {
+        let deadline = tokio::time::Instant::now() + 2 * LIMIT;
+        loop {
+            if let Some(answer) = self.try_reconnect(url, resume).await {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} never answered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Reads `n` events in all, moving through `urls` (from `at`) with its
     /// position whenever a connection ends; every resume must recover.
     async fn read_with_failover(&mut self, urls: &[String], mut at: usize, n: usize) {
@@ -622,14 +638,7 @@ async fn a_resume_on_a_hub_cut_off_from_nats_is_refused_not_told_epoch() {
     }
     nats.restart().await;
     // Refused until B has read as far again; then recovered.
-    let deadline = tokio::time::Instant::now() + 2 * LIMIT;
-    let answer = loop {
-        if let Some(answer) = sub.try_reconnect(&b.url, &position).await {
-            break answer;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "B never answered");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let answer = sub.reconnect_once_answered(&b.url, &position).await;
     assert_eq!(recovered(&answer), Ok(0), "{answer:?}");
     let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
     marker.run_until_acked(&a.url()).await;
@@ -670,14 +679,7 @@ async fn a_position_of_a_stream_made_anew_waits_for_the_hub_to_find_it() {
     sub.ws = None;
     let position = sub.position();
     drop(thaw);
-    let deadline = tokio::time::Instant::now() + 2 * LIMIT;
-    let answer = loop {
-        if let Some(answer) = sub.try_reconnect(&b.url, &position).await {
-            break answer;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "B never answered");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let answer = sub.reconnect_once_answered(&b.url, &position).await;
     assert!(recovered(&answer).is_ok(), "{answer:?}");
     let mut marker = AckPublisher::new(vec![frame("t", 3, 0)]);
     marker.run_until_acked(&a.url()).await;
