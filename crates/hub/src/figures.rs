@@ -399,6 +399,13 @@ const TABLE: &[Row] = &[
         value: |s| s.backplane_foreign,
     },
     Row {
+        name: "backplane_new_streams_total",
+        help: "Times the backplane's stream (NATS) was found deleted and made anew, a new epoch: what the old one held that this hub had not read is in backplane_events_total{result=\"missed\"}.",
+        kind: Counter,
+        label: None,
+        value: |s| s.backplane_new_streams,
+    },
+    Row {
         name: "backplane_down",
         help: "1 while the connection to the backplane (NATS) is down, else 0.",
         kind: Gauge,

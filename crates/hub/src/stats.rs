@@ -166,6 +166,10 @@ pub struct HubStats {
     /// With a NATS backplane: messages on the stream's subjects that are
     /// not events (not sent by a hub), skipped.
     pub backplane_foreign: u64,
+    /// With a NATS backplane: times this hub found the stream deleted and
+    /// made anew (NATS lost its store, or someone deleted it) and went on
+    /// with it as a new epoch (resuming clients told `epoch`).
+    pub backplane_new_streams: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -214,6 +218,7 @@ impl std::ops::Add for HubStats {
             backplane_down: self.backplane_down + o.backplane_down,
             backplane_missed: self.backplane_missed + o.backplane_missed,
             backplane_foreign: self.backplane_foreign + o.backplane_foreign,
+            backplane_new_streams: self.backplane_new_streams + o.backplane_new_streams,
         }
     }
 }
@@ -323,6 +328,7 @@ impl Counters {
             backplane_down: 0,
             backplane_missed: 0,
             backplane_foreign: 0,
+            backplane_new_streams: 0,
         }
     }
 }

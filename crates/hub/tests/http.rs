@@ -290,6 +290,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             "watchtower_hub_backplane_events_total{result=\"foreign\"}",
             s.backplane_foreign,
         ),
+        (
+            "watchtower_hub_backplane_new_streams_total",
+            s.backplane_new_streams,
+        ),
         ("watchtower_hub_backplane_down", s.backplane_down),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),
     ]

@@ -154,7 +154,17 @@ where
                 .await
                 .is_err()
             {
-                tracing::debug!(%peer, "resume: this hub's history did not catch up in time");
+                // It cannot tell what the client missed (cut off from its
+                // group's stream): refused, as a hub that is down would
+                // be, so the client resumes on another or later, rather
+                // than be told `epoch` for its own epoch and sent again
+                // what it has.
+                bump(&shared.counters.handshake_failures);
+                tracing::info!(%peer, "resume refused with 503: this hub has not read as far as the client's position and cannot now");
+                let answer = http::Answer::behind_the_group();
+                drop(head);
+                Box::pin(reply(socket, answer, deadline, admission)).await;
+                return None;
             }
         }
         // Only the bytes go on: tungstenite parses the head again.

@@ -162,8 +162,11 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     /// Resolves once this node's history can answer a client presenting
     /// `from` as well as the group's could: with a backplane, the node's
     /// view of the shared stream may lag behind the node the client came
-    /// from, and a position past that view would be taken for another
-    /// history. Locally, at once. The caller bounds the wait.
+    /// from (in its seqs, or its epoch, when the stream was made anew), and
+    /// a position past that view would be taken for another history.
+    /// Locally, at once. The caller bounds the wait; past it, the node
+    /// cannot tell what the client missed (with a backplane: it is cut off
+    /// from the stream) and refuses it rather than answer.
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
@@ -224,15 +227,21 @@ impl LocalFanout {
     }
 
     /// Delivers a burst the backplane numbered (its first frame at seq
-    /// `first`): stored in the history, offered to every member, under the
-    /// history's lock. `None` when it was delivered before.
+    /// `first`) and stored `at`: stored in the history, offered to every
+    /// member, under the history's lock. `None` when it was delivered
+    /// before.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn publish_at(&self, burst: &Arc<Burst>, first: u64) -> Option<Delivery> {
+    pub(crate) fn publish_at(
+        &self,
+        burst: &Arc<Burst>,
+        first: u64,
+        at: Instant,
+    ) -> Option<Delivery> {
         let Some(history) = &self.history else {
             return Some(self.offer_all(burst, 0, 0));
         };
         let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
-        let (seq, gap) = history.append_at(burst, first, Instant::now())?;
+        let (seq, gap) = history.append_at(burst, first, at, Instant::now())?;
         if gap {
             // Resuming members did not get what the gap held: closed, they
             // resume and learn that (expired) instead of missing it.
@@ -261,6 +270,24 @@ impl LocalFanout {
         }
     }
 
+    /// The backplane's stream was made anew: the history starts again in
+    /// `epoch` after `head` (see [`History::renumber`]), and every resuming
+    /// member, whose position is of the old epoch (position frames carry
+    /// only a seq), is closed under the same lock, before any event of the
+    /// new epoch is offered: it resumes and is told `epoch`. Plain members
+    /// carry on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&self, epoch: u64, head: u64) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.renumber(epoch, head);
+        for member in self.snapshot().iter() {
+            member.interrupt();
+        }
+    }
+
     /// Whether the history is behind a client at `from` (see
     /// [`History::behind`]); `false` with history off.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
@@ -270,6 +297,18 @@ impl LocalFanout {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .behind(from)
+        })
+    }
+
+    /// The epoch of the history's positions; `None` with history off.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.history.as_ref().map(|history| {
+            history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .position()
+                .epoch()
         })
     }
 

@@ -50,7 +50,7 @@ struct Stored {
     first: u64,
     /// Frames at the front already forgotten (over `history_size`).
     skip: usize,
-    /// When it was relayed.
+    /// When it was relayed (with a backplane: stored there).
     at: Instant,
     /// The frames' keys, when the burst came without them (see
     /// [`Burst::keyed`]).
@@ -177,9 +177,11 @@ impl History {
     }
 
     /// Stores a burst whose first frame has seq `first` (given by the
-    /// backplane); returns the seq of its last frame, or `None` if it was
-    /// already stored (a repeat is never relayed twice). The flag is set
-    /// when a gap came first.
+    /// backplane) and which the backplane stored `at` (its age counts from
+    /// then, the same on every node, not from when this one read it);
+    /// returns the seq of its last frame, or `None` if it was already
+    /// stored (a repeat is never relayed twice). The flag is set when a gap
+    /// came first.
     ///
     /// A `first` past the next seq is a gap: events were not received (the
     /// stream evicted them before this node read them, or they were
@@ -191,13 +193,14 @@ impl History {
         &mut self,
         burst: &Arc<Burst>,
         first: u64,
+        at: Instant,
         now: Instant,
     ) -> Option<(u64, bool)> {
         if first <= self.head {
             return None;
         }
         let gap = self.open_at(first);
-        Some((self.append(burst, now), gap))
+        Some((self.append_stamped(burst, at, now), gap))
     }
 
     /// Moves the head past `seq`, a stream sequence that holds no event (a
@@ -215,15 +218,31 @@ impl History {
         Some(gap)
     }
 
+    /// Starts another history in place: the backplane's stream was made
+    /// anew (a new `epoch`, numbered after `head`). Everything held is
+    /// forgotten, as it is of the old epoch; a position of the old epoch
+    /// is answered [`NotRecoveredReason::Epoch`] from now on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&mut self, epoch: u64, head: u64) {
+        self.clear();
+        self.epoch = epoch;
+        self.head = head;
+    }
+
+    /// Forgets every event held.
+    fn clear(&mut self) {
+        self.ring.clear();
+        self.index.clear();
+        self.events = 0;
+        self.bytes = 0;
+    }
+
     /// Makes `first` the next seq; a gap if it is not the one after the
     /// head, and then everything before it is forgotten.
     fn open_at(&mut self, first: u64) -> bool {
         let gap = first > self.head + 1;
         if gap {
-            self.ring.clear();
-            self.index.clear();
-            self.events = 0;
-            self.bytes = 0;
+            self.clear();
             self.head = first - 1;
         }
         gap
@@ -259,6 +278,12 @@ impl History {
     /// Stores a burst about to be relayed; returns the seq of its last
     /// frame.
     pub(crate) fn append(&mut self, burst: &Arc<Burst>, now: Instant) -> u64 {
+        self.append_stamped(burst, now, now)
+    }
+
+    /// Stores a burst whose age counts from `at`; returns the seq of its
+    /// last frame.
+    fn append_stamped(&mut self, burst: &Arc<Burst>, at: Instant, now: Instant) -> u64 {
         let n = burst.frames.len();
         if n == 0 {
             return self.head;
@@ -278,7 +303,7 @@ impl History {
             burst: Arc::clone(burst),
             first,
             skip: 0,
-            at: now,
+            at,
             keys,
         };
         for i in 0..n {
@@ -655,10 +680,10 @@ mod tests {
         let now = Instant::now();
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
         let at10 = h.position();
-        h.append_at(&burst(&[11]), 11, now);
+        h.append_at(&burst(&[11]), 11, now, now);
         assert_eq!(h.skip_at(12), Some(false));
         assert_eq!(h.skip_at(12), None, "once");
-        assert_eq!(h.append_at(&burst(&[13]), 13, now), Some((13, false)));
+        assert_eq!(h.append_at(&burst(&[13]), 13, now, now), Some((13, false)));
         assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "13"]);
         assert_eq!(replay(&mut h, &Position::new(7, 12), now).unwrap(), ["13"]);
         // A skip after a gap is still a gap.
@@ -675,19 +700,22 @@ mod tests {
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
         let at10 = h.position();
         assert_eq!(at10, Position::new(7, 10));
-        assert_eq!(h.append_at(&burst(&[11, 12]), 11, now), Some((12, false)));
+        assert_eq!(
+            h.append_at(&burst(&[11, 12]), 11, now, now),
+            Some((12, false))
+        );
         // A repeat is not stored (or relayed) again.
-        assert_eq!(h.append_at(&burst(&[12]), 12, now), None);
+        assert_eq!(h.append_at(&burst(&[12]), 12, now, now), None);
         assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "12"]);
         let at12 = h.position();
         // Seq 13 and 14 never arrived: a position before the gap is lost.
-        assert_eq!(h.append_at(&burst(&[15]), 15, now), Some((15, true)));
+        assert_eq!(h.append_at(&burst(&[15]), 15, now, now), Some((15, true)));
         assert_eq!(
             replay(&mut h, &at12, now).unwrap_err(),
             NotRecoveredReason::Expired
         );
         let at15 = h.position();
-        h.append_at(&burst(&[16, 17, 18]), 16, now);
+        h.append_at(&burst(&[16, 17, 18]), 16, now, now);
         assert_eq!(replay(&mut h, &at15, now).unwrap(), ["16", "17", "18"]);
         // The stream evicted up to 16: a position at 15 is expired, at 16
         // is not.
@@ -704,10 +732,32 @@ mod tests {
     }
 
     #[test]
+    fn a_renumbered_history_answers_old_positions_epoch_and_starts_empty() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        h.append_at(&burst(&[11, 12]), 11, now, now);
+        let old = h.position();
+        h.renumber(8, 0);
+        assert_eq!((h.len(), h.position()), (0, Position::new(8, 0)));
+        // A position of the old epoch, even one the new seqs reach, is
+        // never taken for the new one's.
+        h.append_at(&burst(&[1, 2, 3]), 1, now, now);
+        assert_eq!(
+            replay(&mut h, &old, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+        assert!(!h.behind(&old));
+        assert_eq!(
+            replay(&mut h, &Position::new(8, 1), now).unwrap(),
+            ["2", "3"]
+        );
+    }
+
+    #[test]
     fn a_position_past_what_a_numbered_history_read_is_behind_not_lost() {
         let now = Instant::now();
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
-        h.append_at(&burst(&[11, 12]), 11, now);
+        h.append_at(&burst(&[11, 12]), 11, now, now);
         let key = |id: u32| frame_key(format!(r#"{{"id":"{id}","event_type":"t"}}"#).as_bytes());
         // Up to the head, or an event named after its seq that is here.
         assert!(!h.behind(&Position::new(7, 12)));
