@@ -32,8 +32,9 @@ pub fn render(options: &Options, verdict: &Verdict, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "chaos: seed {} backplane {} duration {}s faults {}",
+        "chaos: seed {} profile {} backplane {} duration {}s faults {}",
         options.seed,
+        options.profile.name(),
         options.backplane,
         options.duration.as_secs(),
         crate::fault::list_to_string(&options.faults)

@@ -107,12 +107,7 @@ impl Schedule {
             .filter(|k| applicable(*k, topology))
             .collect();
         let end = duration.saturating_sub(MARGIN);
-        let mut bursts = Vec::new();
-        let mut t = MARGIN + millis(&mut rng, 2_000, 6_000);
-        while t < end {
-            bursts.push(t);
-            t += millis(&mut rng, 8_000, 16_000);
-        }
+        let mut bursts = steady_bursts(&mut rng, end);
         let mut faults: Vec<Fault> = Vec::new();
         let mut busy: Vec<(Target, Duration)> = Vec::new();
         let mut t = MARGIN + millis(&mut rng, 0, 2_000);
@@ -184,12 +179,7 @@ impl Schedule {
     pub fn nats_soak(seed: u64, duration: Duration) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
         let end = duration.saturating_sub(MARGIN);
-        let mut bursts = Vec::new();
-        let mut t = MARGIN + millis(&mut rng, 2_000, 6_000);
-        while t < end {
-            bursts.push(t);
-            t += millis(&mut rng, 8_000, 16_000);
-        }
+        let mut bursts = steady_bursts(&mut rng, end);
         let mut faults = Vec::new();
         let mut t = MARGIN + millis(&mut rng, 5_000, 10_000);
         loop {
@@ -243,6 +233,17 @@ fn applicable(kind: FaultKind, topology: &Topology) -> bool {
         k if k.is_link() => !topology.links.is_empty(),
         _ => true,
     }
+}
+
+/// Bursts every 8–16 s, the first 2–6 s after the quiet start, until `end`.
+fn steady_bursts(rng: &mut fastrand::Rng, end: Duration) -> Vec<Duration> {
+    let mut bursts = Vec::new();
+    let mut t = MARGIN + millis(rng, 2_000, 6_000);
+    while t < end {
+        bursts.push(t);
+        t += millis(rng, 8_000, 16_000);
+    }
+    bursts
 }
 
 fn millis(rng: &mut fastrand::Rng, low: u64, high: u64) -> Duration {
