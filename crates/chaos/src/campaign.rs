@@ -811,7 +811,7 @@ async fn execute(world: &World, id: usize, fault: &Fault, hub_urls: &[String]) {
             }
         }
         (Target::Outside, _) => {
-            hostile(hub_urls, fault.hold, recorder, world.seed ^ id as u64).await;
+            hostile(hub_urls, fault.hold, recorder, world.seed ^ id as u64, id).await;
         }
     }
     recorder.push(Record::FaultEnd {
@@ -908,7 +908,7 @@ async fn health(addr: std::net::SocketAddr) -> Result<u16, String> {
 /// positions (the hub's own epoch, made-up seqs and keys), and an ack-mode
 /// client resending its own frames and other clients' ids
 /// ([`resend::run`]).
-async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed: u64) {
+async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed: u64, tag: usize) {
     let Some(url) = hub_urls.first().cloned() else {
         return;
     };
@@ -959,7 +959,7 @@ async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed:
         let recorder = recorder.clone();
         tokio::spawn(async move {
             let id = format!("chaos-hostile-{seed:x}");
-            resend::run(&url, &id, end, &recorder, seed).await;
+            resend::run(&url, &id, tag, end, &recorder, seed).await;
         })
     };
     let forge = tokio::spawn(async move {

@@ -28,7 +28,7 @@ use crate::history::{Record, Recorder, parse_payload};
 
 /// Junk frames per round: distinct, untracked, ack-mode.
 const JUNK: u64 = 100;
-/// Numbered (recorded) events per round, publisher `hostile-r`.
+/// Numbered (recorded) events per round, publisher `hostile-r.TAG`.
 const OWN: u64 = 10;
 /// Resends per round, of its last [`KEEP`] numbered frames.
 const RESENDS: usize = 50;
@@ -36,13 +36,23 @@ const RESENDS: usize = 50;
 /// so far inside its share of the window (10,000 keys) that a resend is
 /// always one the hub must still recognise.
 const KEEP: usize = 50;
-/// Events per round reusing another client's id, publisher `hostile-c`.
+/// Events per round reusing another client's id, publisher `hostile-c.TAG`.
 const COPIES: usize = 10;
 /// Pause between rounds.
 const ROUND: Duration = Duration::from_millis(50);
 
 /// Runs the client against `url` until `end`, as identity `client_id`.
-pub async fn run(url: &str, client_id: &str, end: Instant, recorder: &Recorder, seed: u64) {
+/// `tag` names this run's numbered publishers (`hostile-r.TAG`,
+/// `hostile-c.TAG`): each hostile fault numbers its events from 1, so
+/// each must be a publisher of its own.
+pub async fn run(
+    url: &str,
+    client_id: &str,
+    tag: usize,
+    end: Instant,
+    recorder: &Recorder,
+    seed: u64,
+) {
     let Ok(mut request) = url.into_client_request() else {
         return;
     };
@@ -93,8 +103,8 @@ pub async fn run(url: &str, client_id: &str, end: Instant, recorder: &Recorder, 
     let mut copy_seq = 0u64;
     let mut junk_seq = 0u64;
     let mut kept: VecDeque<String> = VecDeque::new();
-    let own: Arc<str> = Arc::from("hostile-r");
-    let copier: Arc<str> = Arc::from("hostile-c");
+    let own: Arc<str> = Arc::from(format!("hostile-r.{tag}"));
+    let copier: Arc<str> = Arc::from(format!("hostile-c.{tag}"));
     let chaos_a: Arc<str> = Arc::from("chaos.a");
     'rounds: while Instant::now() < end {
         let mut frames: Vec<String> = Vec::new();
@@ -114,7 +124,7 @@ pub async fn run(url: &str, client_id: &str, end: Instant, recorder: &Recorder, 
                 seq: own_seq,
                 event_type: Arc::clone(&chaos_a),
             });
-            let text = frame("chaos.a", "hostile-r", own_seq, None);
+            let text = frame("chaos.a", &own, own_seq, None);
             kept.push_back(text.clone());
             frames.push(text);
         }
@@ -140,7 +150,7 @@ pub async fn run(url: &str, client_id: &str, end: Instant, recorder: &Recorder, 
                 seq: copy_seq,
                 event_type: Arc::clone(&chaos_a),
             });
-            frames.push(frame("chaos.a", "hostile-c", copy_seq, Some(id)));
+            frames.push(frame("chaos.a", &copier, copy_seq, Some(id)));
         }
         for text in frames {
             if sink.feed(Message::text(text)).await.is_err() {
