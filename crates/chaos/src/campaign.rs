@@ -180,7 +180,6 @@ fn check_config(backplane: Backplane) -> CheckConfig {
         cause_window: 30_000_000,
         memory: Some(Budget {
             history_bytes: HISTORY_BYTES,
-            history_size: HISTORY_SIZE,
             dedup_events: DEDUP_EVENTS,
         }),
     }

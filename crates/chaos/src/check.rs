@@ -1075,12 +1075,10 @@ fn hub_memory(records: &[Record], budget: &Budget, verdict: &mut Verdict) {
                 t: at,
                 events: Vec::new(),
                 detail: vec![format!(
-                    "baseline {} + history_bytes {} + {} history events × {} B + {} \
-                     de-duplication keys × {} B + {} sockets × {} ({samples} samples)",
+                    "baseline {} + history_bytes {} + {} de-duplication keys × {} B + {} \
+                     sockets × {} ({samples} samples)",
                     memory::mib(baseline),
                     memory::mib(budget.history_bytes),
-                    budget.history_size,
-                    memory::HISTORY_BOOKKEEPING,
                     budget.dedup_events,
                     memory::DEDUP_KEY,
                     sockets,
@@ -1529,7 +1527,6 @@ mod tests {
     fn hub_memory_is_held_to_its_budgets() {
         let budget = Budget {
             history_bytes: 8 << 20,
-            history_size: 1_000,
             dedup_events: 1_000,
         };
         let config = CheckConfig {

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! baseline                       its VmRSS once it listened, before any client
-//! + history_bytes                the frames its history may keep alive
-//! + history_size × 440 B         the history's bookkeeping per event (HubConfig docs)
+//! + history_bytes                what its history may keep alive: frames and
+//!                                their bookkeeping (HubConfig::history_bytes)
 //! + dedup_events × 110 B         the de-duplication window, per key (its docs: ~100 B)
 //! + PER_CONNECTION × sockets     the peak number of sockets it held at once
 //! ```
@@ -27,10 +27,6 @@ use std::path::Path;
 /// little looser, never tighter.
 pub const PER_CONNECTION: u64 = 512 * 1024;
 
-/// Bookkeeping per event the history holds, from `HubConfig::history_size`'s
-/// docs (160 to 440 bytes; the upper figure).
-pub const HISTORY_BOOKKEEPING: u64 = 440;
-
 /// Memory per key of the hub's de-duplication window (about 100 bytes by
 /// its docs, with growth slack).
 pub const DEDUP_KEY: u64 = 110;
@@ -38,10 +34,8 @@ pub const DEDUP_KEY: u64 = 110;
 /// The budgets the campaign starts its hubs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// `--history-bytes`.
+    /// `--history-bytes`: the history's frames and bookkeeping.
     pub history_bytes: u64,
-    /// `--history`.
-    pub history_size: u64,
     /// The hub's `dedup_window_events` (its default: the CLI has no flag).
     pub dedup_events: u64,
 }
@@ -52,7 +46,6 @@ impl Budget {
     pub fn bound(&self, baseline: u64, sockets: u64) -> u64 {
         baseline
             .saturating_add(self.history_bytes)
-            .saturating_add(self.history_size.saturating_mul(HISTORY_BOOKKEEPING))
             .saturating_add(self.dedup_events.saturating_mul(DEDUP_KEY))
             .saturating_add(sockets.saturating_mul(PER_CONNECTION))
     }
@@ -108,12 +101,11 @@ mod tests {
     fn the_bound_adds_every_budget() {
         let budget = Budget {
             history_bytes: 8 << 20,
-            history_size: 10_000,
             dedup_events: 100_000,
         };
         assert_eq!(
             budget.bound(5 << 20, 10),
-            (5 << 20) + (8 << 20) + 4_400_000 + 11_000_000 + 10 * PER_CONNECTION
+            (5 << 20) + (8 << 20) + 11_000_000 + 10 * PER_CONNECTION
         );
     }
 }
