@@ -288,3 +288,79 @@ async fn duplicates_are_dropped_before_the_handler() {
     assert_eq!(got.ns(), vec![1, 2]);
     assert_eq!(transport.connection_stats().duplicates_dropped, 1);
 }
+
+/// A log layer of the user's that panics — here on the reader's warning
+/// about a malformed frame, which the server sends at will. Only
+/// `WARN`s of the reader: nothing else is touched.
+struct PanicsOnReaderWarnings;
+
+impl tracing::Subscriber for PanicsOnReaderWarnings {
+    // Ask on every event: a callsite's cached interest is shared by every
+    // thread, and one first hit while another test's thread had no
+    // subscriber could be cached as "never".
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let meta = event.metadata();
+        if *meta.level() == tracing::Level::WARN && meta.target().ends_with("connection::reader") {
+            panic!("a log layer that panics");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A panic inside a session (the reader's, through a user's log layer)
+/// stops the transport loudly, and the events the connection held — sent
+/// and not acknowledged, here all 5, since the raw server never acks —
+/// are in the dead-letter queue and counted, not lost with it.
+#[test]
+fn a_panic_in_a_session_dead_letters_its_in_flight_window() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One thread, with the panicking layer as its logger: every task of
+    // the transport runs under it.
+    let _logger = tracing::subscriber::set_default(PanicsOnReaderWarnings);
+    runtime.block_on(async {
+        let server = RawServer::start().await;
+        let transport = acked(&server.url()).connect().await.unwrap();
+        for n in 0..5 {
+            transport.publish(event("t", n)).await.unwrap();
+        }
+        wait_until("the server has the events", LIMIT, || {
+            server.received_count() == 6 // hello and the 5 events
+        })
+        .await;
+        assert_eq!(transport.connection_stats().in_flight, 5);
+        server.send_text("not json");
+        wait_until("the transport has stopped", LIMIT, || {
+            transport.state() == ConnectionState::Closed
+        })
+        .await;
+        let error = transport.publish(event("t", 9)).await.unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{error}");
+        assert_eq!(transport.dlq_stats().total_pushed, 5);
+        let stats = transport.connection_stats();
+        assert_eq!(stats.events_abandoned, 5, "{stats:?}");
+        let dead = transport.dead_letters().drain();
+        let ns: Vec<u64> = dead
+            .iter()
+            .map(|d| n_of(&d.item.event().unwrap()))
+            .collect();
+        assert_eq!(ns, vec![0, 1, 2, 3, 4]);
+    });
+}

@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use watchtower_core::BoxFuture;
-use watchtower_test_support::{RawServer, wait_until};
+use watchtower_test_support::{FaultProxy, Mode, RawServer, wait_until};
 use watchtower_websocket::MailboxOverflow;
 use watchtower_websocket::prelude::*;
 
-use crate::support::{Collector, LIMIT, event, fast, init_logs};
+use crate::support::{Collector, LIMIT, event, fast, fast_blocking, init_logs};
 
 /// A server that keeps talking but never reads: keepalive sees a live peer,
 /// and only the write timeout notices that nothing we write is taken.
@@ -70,6 +70,66 @@ async fn a_server_that_stops_reading_is_replaced_after_the_write_timeout() {
         "the server kept talking: {stats:?}"
     );
     assert_eq!(stats.keepalive_timeouts, 0, "{stats:?}");
+}
+
+/// An event of `kib` KiB.
+fn padded(n: u64, kib: usize) -> Event {
+    let pad = "x".repeat(kib * 1024);
+    Event::new(
+        "big",
+        serde_json::json!({ "n": n, "pad": pad }),
+        EventMetadata::default(),
+    )
+}
+
+/// The write timeout is on progress, not on a batch's size: through a link
+/// of 4 MiB/s, 16 MiB of batches take seconds past what the socket buffers
+/// hold (4 MiB here) to go out — several times the 1 s write timeout —
+/// bytes moving all along, and the connection is kept. (The kernel wakes a
+/// blocked writer once a third of its send buffer has drained, so progress
+/// is seen in steps of about 1.3 MiB, 0.33 s apart at this rate: the
+/// timeout is three times that.) When the same link stops moving (1 byte
+/// a second: the proxy holds what it read), it is still called stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_that_keeps_moving_is_not_called_stalled_and_a_stalled_one_is() {
+    init_logs();
+    let server = RawServer::start().await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let transport = fast_blocking(&proxy.url("/events"), 1_000)
+        .write_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    proxy.set_mode(Mode::Bandwidth(4 << 20));
+    let events = 512u64;
+    for n in 0..events {
+        transport.publish(padded(n, 32)).await.unwrap();
+    }
+    tokio::time::timeout(LIMIT, transport.flush())
+        .await
+        .expect("flushed in time")
+        .unwrap();
+    wait_until("the server has every event", LIMIT, || {
+        server.received_count() as u64 == events
+    })
+    .await;
+    let stats = transport.connection_stats();
+    assert_eq!(
+        (stats.write_timeouts, stats.disconnects),
+        (0, 0),
+        "{stats:?}"
+    );
+
+    proxy.set_mode(Mode::Bandwidth(1));
+    for n in 0..events {
+        transport.publish(padded(events + n, 32)).await.unwrap();
+    }
+    wait_until("the stalled link is called stalled", LIMIT, || {
+        transport.connection_stats().write_timeouts >= 1
+    })
+    .await;
+    assert_eq!(transport.connection_stats().keepalive_timeouts, 0);
+    drop(transport);
 }
 
 /// `MailboxOverflow::Block`: a slow subscription loses nothing; the reader

@@ -63,3 +63,57 @@ async fn an_idle_healthy_connection_stays_up_on_pings() {
     assert!(transport.connection_stats().pongs_received >= 4);
     transport.health_check().await.unwrap();
 }
+
+/// A connection task that could not run for a while (a starved runtime, a
+/// blocking call on its thread) reads what arrived meanwhile before it
+/// judges the link: frames waiting in its socket prove the link is alive.
+/// Here the transport's runtime has one thread, blocked for 4 s — past
+/// keepalive's 3 s — while the server keeps talking; when the task runs
+/// again both its keepalive timer and its socket are ready, and the link
+/// must be kept.
+#[test]
+fn a_starved_connection_task_reads_before_it_calls_a_live_link_dead() {
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = std::sync::Arc::new(servers.block_on(RawServer::start()));
+    let url = server.url();
+    servers.spawn(async move {
+        for n in 0.. {
+            server.send_event(&event("chatter", n));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = client.block_on(async {
+        let transport = fast(&url, 1_000)
+            .keepalive(Duration::from_secs(1), Duration::from_secs(2))
+            .connect()
+            .await
+            .unwrap();
+        wait_until("the server's chatter arrives", LIMIT, || {
+            transport.connection_stats().events_received >= 3
+        })
+        .await;
+        // Every task of this runtime is starved: its only thread sleeps.
+        std::thread::sleep(Duration::from_secs(4));
+        let before = transport.connection_stats().events_received;
+        wait_until("the transport reads again", LIMIT, || {
+            transport.connection_stats().events_received > before
+        })
+        .await;
+        let stats = transport.connection_stats();
+        transport.shutdown().await.unwrap();
+        stats
+    });
+    assert_eq!(
+        (stats.keepalive_timeouts, stats.disconnects),
+        (0, 0),
+        "{stats:?}"
+    );
+}

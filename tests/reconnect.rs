@@ -170,3 +170,48 @@ async fn bad_urls_are_config_errors_before_any_io() {
         assert!(e.to_string().contains("ws://localhost:8080/events"), "{e}");
     }
 }
+
+/// A server that paces this address (the hub's handshake budget answers
+/// 429 with `Retry-After`) is up and asked to be tried later: the next
+/// attempt waits at least that long, although the reconnect policy says
+/// 20 ms, and then connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_waited_out_before_the_next_attempt() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut refused, _) = listener.accept().await.unwrap();
+        // Read the request head, then refuse it the way the hub does.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            refused.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        refused
+            .write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let refused_at = tokio::time::Instant::now();
+        drop(refused);
+        let (next, _) = listener.accept().await.unwrap();
+        let waited = refused_at.elapsed();
+        let ws = tokio_tungstenite::accept_async(next).await.unwrap();
+        (waited, ws)
+    });
+    let transport = fast(&url, 5).connect().await.unwrap();
+    let (waited, ws) = server.await.unwrap();
+    drop(ws);
+    assert!(
+        waited >= Duration::from_secs(2),
+        "came back after {waited:?}, asked for 2 s"
+    );
+    let stats = transport.connection_stats();
+    assert_eq!(stats.failed_connects, 1, "{stats:?}");
+    transport.shutdown().await.unwrap();
+}

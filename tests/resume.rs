@@ -240,6 +240,56 @@ async fn a_hub_restart_says_epoch() {
     sub.shutdown().await.unwrap();
 }
 
+/// Found by chaos (seed 603, `--backplane none`): a subscriber away while
+/// its hub restarted, and back only after the new hub had relayed events,
+/// is told `epoch` and still gets every event the new hub holds — none of
+/// them can have reached it — then the live ones, in order. Before, it
+/// started at the new hub's head: the 300 events published meanwhile (by
+/// at-least-once publishers resending what the old hub never acked) were
+/// never sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_of_a_restarted_hub_gets_what_the_new_hub_held_before_it_came_back() {
+    let hub = Hub::bind("127.0.0.1:0").await.unwrap();
+    let addr = hub.local_addr();
+    let proxy = FaultProxy::start(addr).await;
+    let got = Collector::default();
+    let sub = subscriber(&proxy.url("/events")).connect().await.unwrap();
+    sub.subscribe(vec![], got.handler()).await.unwrap();
+    let publisher = publisher(&hub.url()).await;
+    publisher.publish(event("before", 0)).await.unwrap();
+    received(&got, 1).await;
+    let before = sub.position().expect("a position");
+
+    // The subscriber's link is down across the restart, and stays down
+    // while the new hub relays 300 events.
+    cut(&proxy);
+    hub.shutdown().await;
+    let hub = Hub::bind(addr).await.unwrap();
+    wait_until("publisher back", LIMIT, || hub.stats().clients == 1).await;
+    for n in 1..=300 {
+        publisher.publish(event("meanwhile", n)).await.unwrap();
+    }
+    relayed(&hub, 300).await;
+    restore(&proxy, &sub, 1).await;
+    assert_eq!(
+        sub.last_resume(),
+        Some(ResumeOutcome::NotRecovered {
+            reason: NotRecoveredReason::Epoch
+        })
+    );
+    publisher.publish(event("after", 301)).await.unwrap();
+    received(&got, 302).await;
+    assert_exactly(&got, 0..302);
+    // Its position is the new hub's, past everything it was sent.
+    let now = sub.position().expect("a position");
+    assert_ne!(now.epoch(), before.epoch());
+    wait_until("position at the head", LIMIT, || {
+        sub.position().is_some_and(|p| p.seq() == 301)
+    })
+    .await;
+    sub.shutdown().await.unwrap();
+}
+
 /// Done when 4 (socket.io#5538): a client that received nothing before its
 /// link dropped still recovers, from the position the upgrade answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod dispatch;
 mod edges;
 mod engine;
 mod failover;
+mod filter_limits;
 mod handlers;
 mod hub;
 mod hub_defaults;

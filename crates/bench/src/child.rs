@@ -32,6 +32,9 @@ pub async fn child(args: &[String]) -> Result<(), BenchError> {
             // Every idle client comes from 127.0.0.1: the per-address cap
             // (a flood defence) would refuse most of them.
             config.max_pending_handshakes_per_peer = config.max_pending_handshakes;
+            // And so would the per-address handshake budget, past its
+            // burst.
+            config.handshakes_per_second_per_peer = 0;
             hub(config).await
         }
         ["idle-clients", addr, k] => {

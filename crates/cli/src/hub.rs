@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use watchtower_hub::{
-    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES, DEFAULT_HISTORY_BYTES,
-    DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY,
-    DEFAULT_MESSAGE_TIMEOUT, Hub, HubConfig, HubStats,
+    DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES,
+    DEFAULT_HANDSHAKE_BURST_PER_PEER, DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER,
+    DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY, DEFAULT_MESSAGE_TIMEOUT, Hub,
+    HubConfig, HubStats,
 };
 
 use crate::error::CliError;
@@ -98,6 +100,20 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER)]
     max_pending_handshakes_per_peer: usize,
 
+    /// Connections one IP address (an IPv6 /64) may open a second once its
+    /// burst is spent; more are held a second and answered 429, so a
+    /// client upgrading in a loop costs the hub an accept, not a
+    /// handshake. Behind a load balancer, where every client has its
+    /// address, turn it off (0) and pace at the balancer.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER)]
+    handshakes_per_second_per_peer: u32,
+
+    /// Connections one address may open at once before
+    /// --handshakes-per-second-per-peer paces it (e.g. every client behind
+    /// one NAT reconnecting after a hub restart).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HANDSHAKE_BURST_PER_PEER)]
+    handshake_burst_per_peer: u32,
+
     /// How long one message may take to arrive whole, from its first byte,
     /// before its sender is closed with 1008.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MESSAGE_TIMEOUT.as_secs())]
@@ -112,9 +128,9 @@ pub(crate) struct HubArgs {
           value_parser = crate::connect::parse_seconds_f64)]
     history_ttl: f64,
 
-    /// Most bytes of event frames the history keeps alive; past it the
-    /// oldest events are forgotten (and a position before them is answered
-    /// `too_many` or `expired`). Bounds the hub's memory with `--history`.
+    /// Most bytes the history keeps alive, its frames and their
+    /// bookkeeping; past it the oldest events are forgotten (and a position
+    /// before them is answered `too_many` or `expired`).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
     history_bytes: usize,
 
@@ -176,6 +192,8 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     config.max_pending_handshakes_per_peer = args
         .max_pending_handshakes_per_peer
         .min(config.max_pending_handshakes);
+    config.handshakes_per_second_per_peer = args.handshakes_per_second_per_peer;
+    config.handshake_burst_per_peer = args.handshake_burst_per_peer;
     config.message_timeout = Duration::from_secs(args.message_timeout);
     let sources = Sources {
         tokens: args.token.clone(),

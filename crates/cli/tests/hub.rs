@@ -205,6 +205,60 @@ async fn the_hub_refuses_foreign_origins_unless_allowed_and_short_tokens() {
     );
 }
 
+/// The handshake budget per address is the operator's: with a burst of 2
+/// and 1 a second, a third upgrade at once is held and answered 429
+/// (counted in `connections_paced_total`); 0 turns pacing off.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_budget_per_address_is_set_by_flags() {
+    let (hub, url, stderr) = start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-origin",
+        "*",
+        "--handshakes-per-second-per-peer",
+        "1",
+        "--handshake-burst-per-peer",
+        "2",
+    ])
+    .await;
+    // The burst lets two in; upgrades in a row then outrun the refill (a
+    // second per token) and get 429 — on a loaded machine perhaps only
+    // after a refilled token let one more in.
+    let mut statuses = Vec::new();
+    while !statuses.iter().any(|s: &String| s.contains(" 429 ")) {
+        assert!(statuses.len() < 50, "never paced: {statuses:?}");
+        statuses.push(upgrade_status(&url, "https://app.example").await);
+    }
+    assert!(
+        statuses[..2].iter().all(|s| s.contains(" 101 ")),
+        "{statuses:?}"
+    );
+    let rest = interrupt(hub, stderr).await;
+    assert!(
+        figure(&rest, "connections_paced_total").is_some_and(|n| n >= 1),
+        "{rest}"
+    );
+
+    let (hub, url, stderr) = start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-origin",
+        "*",
+        "--handshakes-per-second-per-peer",
+        "0",
+        "--handshake-burst-per-peer",
+        "1",
+    ])
+    .await;
+    for _ in 0..5 {
+        let status = upgrade_status(&url, "https://app.example").await;
+        assert!(status.contains(" 101 "), "{status}");
+    }
+    let rest = interrupt(hub, stderr).await;
+    assert_eq!(figure(&rest, "connections_paced_total"), Some(0), "{rest}");
+}
+
 /// Publishes one event to `url` with `extra` arguments, until it exits
 /// with `want` (a reload takes effect within about a second).
 async fn publish_until(url: &str, extra: &[&str], want: i32) {

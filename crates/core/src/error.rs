@@ -121,6 +121,22 @@ pub enum WatchtowerError {
         status: u16,
     },
 
+    /// The server paces this client's address (HTTP 429 to the upgrade,
+    /// or 503 with a `Retry-After`): it is up, and asks to be tried
+    /// later. The transport waits at least `retry_after` before its next
+    /// attempt, which still counts against `max_reconnect_attempts`.
+    #[error(
+        "the server asked to be tried later (HTTP {status}){}; connections from this address \
+         are paced",
+        later_hint(*retry_after)
+    )]
+    RateLimited {
+        /// The HTTP status of the refused upgrade (429 or 503).
+        status: u16,
+        /// The server's `Retry-After`, when it sent one in seconds.
+        retry_after: Option<Duration>,
+    },
+
     /// The credential provider failed to produce credentials.
     #[error("the credential provider failed: {0}")]
     Credentials(BoxError),
@@ -160,6 +176,13 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
     }
 }
 
+fn later_hint(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" after {} s", d.as_secs()),
+        None => String::new(),
+    }
+}
+
 impl WatchtowerError {
     /// A `Connection` error from a message alone.
     pub fn connection(message: impl Into<String>) -> Self {
@@ -193,6 +216,7 @@ impl WatchtowerError {
             self,
             WatchtowerError::CircuitOpen { .. }
                 | WatchtowerError::Connection { .. }
+                | WatchtowerError::RateLimited { .. }
                 | WatchtowerError::QueueFull { .. }
                 | WatchtowerError::Timeout { .. }
         )
@@ -202,6 +226,20 @@ impl WatchtowerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_says_the_server_is_up_and_when_to_come_back() {
+        let e = WatchtowerError::RateLimited {
+            status: 429,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 429") && text.contains("after 2 s"),
+            "{text}"
+        );
+        assert!(e.is_transient());
+    }
 
     #[test]
     fn circuit_open_message_contains_the_spec_text() {

@@ -29,6 +29,7 @@
 mod decode;
 mod error;
 mod event;
+mod filter_limits;
 mod limit;
 mod protocol;
 mod resume;
@@ -37,6 +38,7 @@ mod traits;
 pub use decode::{DecodeError, DecodeErrorKind, MalformedCounters, MalformedCounts};
 pub use error::{BoxError, Result, TlsErrorKind, WatchtowerError};
 pub use event::{Event, EventHeader, EventMetadata, MAX_PAYLOAD_DEPTH, new_event_id};
+pub use filter_limits::{FILTER_LIMITS_HEADER, FilterLimits};
 pub use limit::WarnLimiter;
 pub use protocol::{
     ControlFrame, MAX_EVENT_TYPE_LEN, MAX_FILTER_BYTES, MAX_FILTER_TYPE_LEN, MAX_FILTER_TYPES,

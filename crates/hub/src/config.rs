@@ -94,6 +94,24 @@ pub const DEFAULT_MIN_TOKEN_LEN: usize = 6;
 /// 30. A client with a stale token retries far less often than that.
 pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 
+/// Default connections one address may open a second, once its burst
+/// ([`DEFAULT_HANDSHAKE_BURST_PER_PEER`]) is spent: 20. A client opens
+/// one connection and keeps it for hours; 20 a second is 1,000 clients
+/// behind one NAT each reconnecting every 50 s, while four clients
+/// upgrading in a loop from one address (thousands a second unpaced, each
+/// a handshake the hub's workers pay for) get 20 between them.
+pub const DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER: u32 = 20;
+/// Default connections one address may open at once before
+/// [`DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER`] paces it: 2,000. After a
+/// hub restart, 1,000 clients behind one NAT reconnecting together all
+/// get in at once, twice over (for those turned away by
+/// `max_pending_handshakes_per_peer` and retrying); past the burst, 1,000
+/// more get in every (1,000 / 20 =) 50 s.
+pub const DEFAULT_HANDSHAKE_BURST_PER_PEER: u32 = 2_000;
+
+/// The most connections a second an address may be allowed.
+const MAX_HANDSHAKES_PER_SECOND: u32 = 1_000_000;
+
 /// Default events the history keeps for resuming subscribers: 100,000,
 /// so that a subscriber away for 30 s while 1,667 events a second flow
 /// (50,000 events) gets them all, with room to spare. The frames are
@@ -101,19 +119,17 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 /// in resident memory, measured with 224-byte events (`watchtower hub`,
 /// jemalloc): 37 MiB (388 bytes an event) when they arrive in bursts,
 /// 63 MiB (663 bytes an event) when each arrives alone. Besides its
-/// frames, bounded by [`DEFAULT_HISTORY_BYTES`], each event held costs
-/// 160 to 440 bytes of bookkeeping (its slot in its burst, its key in the
-/// index, its burst's share of the burst's own), at most about 42 MiB at
-/// this size.
+/// frame, each event held costs 160 to 440 bytes of bookkeeping (its slot
+/// in its burst, its key in the index, its burst's share of the burst's
+/// own); both are charged to [`DEFAULT_HISTORY_BYTES`].
 pub const DEFAULT_HISTORY_SIZE: usize = 100_000;
 /// Default longest an event stays in the history: 2 minutes, enough to
 /// ride out a network blip, a deploy or a restart of the consumer.
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(2 * 60);
-/// Default bytes of frames the history may keep alive: 64 MiB. With
-/// events under 671 bytes on average `history_size` binds first; this
-/// bounds a history of large events. The bookkeeping per event (see
-/// [`DEFAULT_HISTORY_SIZE`]) comes on top, so a full default history
-/// holds at most about 64 + 42 MiB.
+/// Default bytes the history may keep alive, its frames and its
+/// bookkeeping: 64 MiB. With 224-byte events arriving one at a time (664
+/// bytes charged each) `history_size` binds first; this bounds a history
+/// of large events, or of tiny events in tiny bursts.
 pub const DEFAULT_HISTORY_BYTES: usize = 64 << 20;
 /// Default most events one catch-up step takes from the history: 1,000
 /// (capped at 256 per step, see [`HubConfig::max_replay`]). A replay is
@@ -346,15 +362,38 @@ pub struct HubConfig {
     /// least 1. Default
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER`] (64).
     pub max_pending_handshakes_per_peer: usize,
+    /// Connections (WebSocket upgrades and HTTP requests alike) one
+    /// address may open a second once its burst
+    /// (`handshake_burst_per_peer`) is spent. Checked right after
+    /// `accept`, before anything is read or allocated: a connection over
+    /// it is held for a second and then answered with HTTP 429 and a
+    /// `Retry-After`, unread (on `wss://` it is only closed, as the client
+    /// waits for a TLS handshake; at most 256 held at once, hub-wide; past
+    /// that, closed at once), and counted in
+    /// [`HubStats::connections_paced`](crate::HubStats), so a client
+    /// upgrading in a loop costs the hub an `accept` and a close, not a
+    /// handshake, and makes about one attempt a second. An address is an
+    /// IPv4 address or an IPv6 /64. Clients behind one NAT share it;
+    /// behind a load balancer or proxy every client has its address, so
+    /// turn it off there (0) and pace at the proxy. 0 turns it off; at
+    /// most 1,000,000. Default [`DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER`]
+    /// (20).
+    pub handshakes_per_second_per_peer: u32,
+    /// Connections one address may open at once before
+    /// `handshakes_per_second_per_peer` paces it: its bucket holds this
+    /// many, refilled at that rate. At least 1 when pacing is on. Default
+    /// [`DEFAULT_HANDSHAKE_BURST_PER_PEER`] (2,000: 1,000 clients behind
+    /// one NAT reconnecting together after a hub restart get in at once).
+    pub handshake_burst_per_peer: u32,
     /// Events the hub keeps, hub-wide, so that a subscriber that
     /// reconnects with its position gets what it missed (see the README's
     /// resume protocol). The history holds the same shared frames the
     /// fan-out queues (no copy). 0 turns history and resume off: the hub
     /// then answers no position and relays as a plain hub. Each event held
-    /// costs its frame (counted in `history_bytes`) and 160 to 440 bytes
-    /// of bookkeeping (less when events arrive in bursts), so the history
-    /// keeps at most `history_bytes + history_size × 440` bytes alive. At
-    /// most 10,000,000. Default [`DEFAULT_HISTORY_SIZE`] (100,000: twice
+    /// costs its frame and 160 to 440 bytes of bookkeeping (less when
+    /// events arrive in bursts), both counted in `history_bytes`, so the
+    /// history keeps at most `history_bytes` alive, whichever binds
+    /// first. At most 10,000,000. Default [`DEFAULT_HISTORY_SIZE`] (100,000: twice
     /// what a 30 s absence misses at 1,667 events a second; about 37 to
     /// 63 MiB resident with 224-byte events).
     pub history_size: usize,
@@ -362,10 +401,12 @@ pub struct HubConfig {
     /// and a position before them is answered `expired`. Above zero.
     /// Default [`DEFAULT_HISTORY_TTL`] (2 min).
     pub history_ttl: Duration,
-    /// Bytes of frames the history may keep alive (whole read bursts, as
-    /// in `client_queue_bytes`); past it the oldest events are forgotten.
-    /// The per-event bookkeeping (see `history_size`) is not counted here.
-    /// At least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
+    /// Bytes the history may keep alive: its frames (whole read bursts, as
+    /// in `client_queue_bytes`) and its bookkeeping, charged as 160 bytes
+    /// an event and 280 a burst (its slots in the burst, its key in the
+    /// index, the burst's own); past it the oldest events are forgotten.
+    /// So a flood of tiny events costs what its bytes and its count say,
+    /// not more than the budget. At least 1 KiB. Default [`DEFAULT_HISTORY_BYTES`] (64 MiB).
     pub history_bytes: usize,
     /// Most events a catching-up client's writer takes from the history
     /// in one step (capped at 256: a step runs under the lock relays
@@ -405,6 +446,8 @@ impl Default for HubConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_peer: DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER,
+            handshakes_per_second_per_peer: DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER,
+            handshake_burst_per_peer: DEFAULT_HANDSHAKE_BURST_PER_PEER,
             history_size: DEFAULT_HISTORY_SIZE,
             history_ttl: DEFAULT_HISTORY_TTL,
             history_bytes: DEFAULT_HISTORY_BYTES,
@@ -444,6 +487,19 @@ impl HubConfig {
         }
         if self.max_pending_handshakes_per_peer == 0 {
             return fail("max_pending_handshakes_per_peer must be at least 1".to_string());
+        }
+        if self.handshakes_per_second_per_peer > MAX_HANDSHAKES_PER_SECOND {
+            return fail(format!(
+                "handshakes_per_second_per_peer must be at most {MAX_HANDSHAKES_PER_SECOND}, not {}",
+                self.handshakes_per_second_per_peer
+            ));
+        }
+        if self.handshakes_per_second_per_peer > 0 && self.handshake_burst_per_peer == 0 {
+            return fail(
+                "handshake_burst_per_peer must be at least 1 while handshakes_per_second_per_peer \
+                 is on"
+                    .to_string(),
+            );
         }
         if self.client_queue_bytes < 1024 {
             return fail(format!(
@@ -655,6 +711,20 @@ mod tests {
                     ..Default::default()
                 },
                 "history_size",
+            ),
+            (
+                HubConfig {
+                    handshake_burst_per_peer: 0,
+                    ..Default::default()
+                },
+                "handshake_burst_per_peer",
+            ),
+            (
+                HubConfig {
+                    handshakes_per_second_per_peer: u32::MAX,
+                    ..Default::default()
+                },
+                "handshakes_per_second_per_peer",
             ),
         ] {
             let e = c.validate().unwrap_err().to_string();

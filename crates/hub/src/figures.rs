@@ -105,6 +105,14 @@ const TABLE: &[Row] = &[
         value: |s| s.connections_refused,
     },
     Row {
+        name: "connections_paced_total",
+        help: "TCP connections refused unread (a delayed 429) because their address went over \
+               handshakes_per_second_per_peer.",
+        kind: Counter,
+        label: None,
+        value: |s| s.connections_paced,
+    },
+    Row {
         name: "handshake_failures_total",
         help: HANDSHAKE_HELP,
         kind: Counter,
@@ -389,6 +397,13 @@ const TABLE: &[Row] = &[
         kind: Counter,
         label: Some(("result", "foreign")),
         value: |s| s.backplane_foreign,
+    },
+    Row {
+        name: "backplane_new_streams_total",
+        help: "Times the backplane's stream (NATS) was found deleted and made anew, a new epoch: what the old one held that this hub had not read is in backplane_events_total{result=\"missed\"}.",
+        kind: Counter,
+        label: None,
+        value: |s| s.backplane_new_streams,
     },
     Row {
         name: "backplane_down",

@@ -19,6 +19,7 @@ use crate::connection;
 use crate::error::HubError;
 use crate::gates::auth::{Auth, Token};
 use crate::gates::origin::Origins;
+use crate::gates::tarpit::{self, Tarpit};
 use crate::gates::throttle::Throttle;
 use crate::relay::dedup::DedupWindow;
 use crate::shared::{Admission, Lifecycle, Shared, draining};
@@ -346,6 +347,14 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
     let mut lifecycle = shared.lifecycle.subscribe();
     let mut refused_warning = WarnLimiter::default();
     let mut accept_warning = WarnLimiter::default();
+    // Dropped with the supervisor: the task answers what it holds (for
+    // at most a second) and ends.
+    let answer = if shared.tls.is_some() {
+        tarpit::Answer::Close
+    } else {
+        tarpit::Answer::TooManyRequests
+    };
+    let (tarpit, _) = Tarpit::start(answer);
     let deadline = loop {
         tokio::select! {
             biased;
@@ -353,6 +362,10 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done),
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    if let Err(wait) = shared.budget.take(peer.ip()) {
+                        pace(&shared, &tarpit, tcp, peer, wait);
+                        continue;
+                    }
                     let Some(admission) = Admission::new(&shared, peer.ip()) else {
                         // Refused as cheaply as it gets: closed before any
                         // read, task or allocation.
@@ -404,6 +417,32 @@ async fn supervise(listener: TcpListener, shared: Arc<Shared>) {
             "clients did not close in time; dropping them"
         );
         tasks.shutdown().await;
+    }
+}
+
+/// Refuses a connection whose address is over its handshake budget,
+/// unread: into the tarpit for a delayed 429 (a delayed close on
+/// `wss://`), or closed at once when the tarpit is full (`held` false in
+/// the log line).
+fn pace(
+    shared: &Shared,
+    tarpit: &Tarpit,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    wait: Duration,
+) {
+    bump(&shared.counters.connections_paced);
+    let held = tarpit.hold(tcp, wait);
+    if let Some(suppressed) = shared.log_refusal() {
+        tracing::info!(
+            %peer,
+            suppressed,
+            held,
+            delay = ?tarpit::DELAY,
+            per_second = shared.config.handshakes_per_second_per_peer,
+            burst = shared.config.handshake_burst_per_peer,
+            "connection refused: its address is over handshakes_per_second_per_peer"
+        );
     }
 }
 

@@ -164,6 +164,12 @@
 //!   once, at most [`HubConfig::max_pending_handshakes`] of them still in
 //!   their handshake; the hub closes any more at once, unread, and counts
 //!   them in [`HubStats::connections_refused`].
+//! - One address opens at most [`HubConfig::handshake_burst_per_peer`]
+//!   connections at once and [`HubConfig::handshakes_per_second_per_peer`]
+//!   a second after that; past it a connection is held for a second and
+//!   answered with 429, unread ([`HubStats::connections_paced`]), so a
+//!   client upgrading in a loop cannot take the hub's CPU from connected
+//!   clients.
 //!
 //! # Security
 //!
@@ -242,7 +248,6 @@ mod http;
 mod hub;
 #[cfg(feature = "nats")]
 mod nats;
-mod pace;
 mod relay;
 mod shared;
 mod stats;
@@ -256,8 +261,9 @@ pub use builder::HubBuilder;
 pub use config::{
     DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_BYTES, DEFAULT_CLIENT_QUEUE_FRAMES,
     DEFAULT_CONTROL_BYTES_PER_SECOND, DEFAULT_DEDUP_CLIENT_SHARE, DEFAULT_DEDUP_WINDOW_AGE,
-    DEFAULT_DEDUP_WINDOW_EVENTS, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HISTORY_BYTES,
-    DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EVENT_TYPE_LEN,
+    DEFAULT_DEDUP_WINDOW_EVENTS, DEFAULT_HANDSHAKE_BURST_PER_PEER, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER, DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_SIZE,
+    DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EVENT_TYPE_LEN,
     DEFAULT_MAX_FILTER_BYTES, DEFAULT_MAX_FILTER_TYPES, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY,
     DEFAULT_MESSAGE_TIMEOUT, DEFAULT_MIN_TOKEN_LEN, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT,

@@ -18,9 +18,10 @@ use watchtower_core::WarnLimiter;
 use crate::clients::ClientList;
 use crate::config::HubConfig;
 use crate::gates::auth::Auth;
+use crate::gates::budget::HandshakeBudget;
 use crate::gates::origin::Origins;
+use crate::gates::pace::Pace;
 use crate::gates::throttle::Throttle;
-use crate::pace::Pace;
 use crate::relay::dedup::DedupWindow;
 use crate::relay::fanout::Fanout;
 use crate::stats::{Counters, HubStats};
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) origins: Origins,
     /// Failed token checks per peer address.
     pub(crate) throttle: Throttle,
+    /// Connections a second per peer address.
+    pub(crate) budget: HandshakeBudget,
     pub(crate) counters: Arc<Counters>,
     pub(crate) fanout: Box<dyn Fanout>,
     /// Keys of recent events from ack-mode clients, hub-wide, so a resend
@@ -178,9 +181,14 @@ impl Shared {
         dedup: Arc<DedupWindow>,
     ) -> Shared {
         let (lifecycle, _) = watch::channel(Lifecycle::Running);
+        let budget = HandshakeBudget::new(
+            config.handshakes_per_second_per_peer,
+            config.handshake_burst_per_peer,
+        );
         Shared {
             origins,
             throttle,
+            budget,
             config,
             tls,
             auth,

@@ -37,6 +37,12 @@ pub struct HubStats {
     /// `max_connections` or `max_pending_handshakes`. Not counted in
     /// `handshake_failures`.
     pub connections_refused: u64,
+    /// TCP connections refused, unread, because their address had spent
+    /// its `handshakes_per_second_per_peer` budget: held for a second and
+    /// answered with HTTP 429 (closed, on `wss://`; closed at once while
+    /// 256 were held). Not
+    /// counted in `handshake_failures` or `connections_refused`.
+    pub connections_paced: u64,
     /// TCP connections that neither became clients nor got an HTTP
     /// answer: their TLS handshake failed or timed out, their request head
     /// was malformed, too large or late, or their WebSocket upgrade or
@@ -160,6 +166,10 @@ pub struct HubStats {
     /// With a NATS backplane: messages on the stream's subjects that are
     /// not events (not sent by a hub), skipped.
     pub backplane_foreign: u64,
+    /// With a NATS backplane: times this hub found the stream deleted and
+    /// made anew (NATS lost its store, or someone deleted it) and went on
+    /// with it as a new epoch (resuming clients told `epoch`).
+    pub backplane_new_streams: u64,
 }
 
 impl std::ops::Add for HubStats {
@@ -174,6 +184,7 @@ impl std::ops::Add for HubStats {
             handshake_failures: self.handshake_failures + o.handshake_failures,
             tls_failures: self.tls_failures + o.tls_failures,
             connections_refused: self.connections_refused + o.connections_refused,
+            connections_paced: self.connections_paced + o.connections_paced,
             auth_rejected: self.auth_rejected + o.auth_rejected,
             origin_rejected: self.origin_rejected + o.origin_rejected,
             auth_throttled: self.auth_throttled + o.auth_throttled,
@@ -207,6 +218,7 @@ impl std::ops::Add for HubStats {
             backplane_down: self.backplane_down + o.backplane_down,
             backplane_missed: self.backplane_missed + o.backplane_missed,
             backplane_foreign: self.backplane_foreign + o.backplane_foreign,
+            backplane_new_streams: self.backplane_new_streams + o.backplane_new_streams,
         }
     }
 }
@@ -221,6 +233,7 @@ pub(crate) struct Counters {
     pub(crate) handshake_failures: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_paced: AtomicU64,
     pub(crate) auth_rejected: AtomicU64,
     pub(crate) origin_rejected: AtomicU64,
     pub(crate) auth_throttled: AtomicU64,
@@ -278,6 +291,7 @@ impl Counters {
             handshake_failures: l(&self.handshake_failures),
             tls_failures: l(&self.tls_failures),
             connections_refused: l(&self.connections_refused),
+            connections_paced: l(&self.connections_paced),
             auth_rejected: l(&self.auth_rejected),
             origin_rejected: l(&self.origin_rejected),
             auth_throttled: l(&self.auth_throttled),
@@ -314,6 +328,7 @@ impl Counters {
             backplane_down: 0,
             backplane_missed: 0,
             backplane_foreign: 0,
+            backplane_new_streams: 0,
         }
     }
 }

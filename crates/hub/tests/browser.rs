@@ -337,9 +337,16 @@ async fn shows_clients_and_tail(
             .filter_map(Value::as_str)
             .collect();
         // The stats poll once a second: wait for one after the events.
+        // The count and the table come from two requests of one poll
+        // (`/api/stats`, then `/api/clients`, which the hub paces
+        // hub-wide): a poll may show the third client counted before its
+        // row, or keep the last table when `/api/clients` was answered
+        // 429 (status not "live"). Wait for a poll that has both.
         if ids.iter().all(|id| tail.contains(&id.as_str()))
             && shown["clients"] == "3"
             && shown["events"] == "6"
+            && shown["rows"] == 3
+            && shown["status"] == "live"
         {
             break shown;
         }

@@ -225,3 +225,23 @@ mod positions {
         }
     }
 }
+
+/// The hub states its filter limits in every upgrade answer, so a client
+/// can refuse a subscription the hub would close it for, before sending.
+#[tokio::test]
+async fn the_upgrade_answer_states_the_hubs_filter_limits() {
+    use tokio_tungstenite::connect_async;
+    use watchtower_core::{FILTER_LIMITS_HEADER, FilterLimits};
+
+    let mut config = watchtower_hub::HubConfig::default();
+    config.max_filter_types = 3;
+    config.max_event_type_len = 20;
+    config.max_filter_bytes = 40;
+    let hub = hub_with(config).await;
+    let (_client, response) = connect_async(hub.url()).await.unwrap();
+    let stated = response.headers()[FILTER_LIMITS_HEADER].to_str().unwrap();
+    assert_eq!(
+        FilterLimits::parse_header(stated),
+        Some(FilterLimits::new(3, 20, 40))
+    );
+}

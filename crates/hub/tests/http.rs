@@ -163,6 +163,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
             s.connections_refused,
         ),
         (
+            "watchtower_hub_connections_paced_total",
+            s.connections_paced,
+        ),
+        (
             "watchtower_hub_handshake_failures_total{reason=\"tls\"}",
             s.tls_failures,
         ),
@@ -285,6 +289,10 @@ fn expected(s: &HubStats) -> Vec<(&'static str, u64)> {
         (
             "watchtower_hub_backplane_events_total{result=\"foreign\"}",
             s.backplane_foreign,
+        ),
+        (
+            "watchtower_hub_backplane_new_streams_total",
+            s.backplane_new_streams,
         ),
         ("watchtower_hub_backplane_down", s.backplane_down),
         ("watchtower_hub_dedup_window_ids", s.dedup_window_ids),

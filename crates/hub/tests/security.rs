@@ -128,6 +128,16 @@ fn tls_for(ca: &TestCa) -> HubTls {
     HubTls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap()
 }
 
+/// A `wss://` hub with `config` and a certificate from `ca`.
+async fn tls_hub(ca: &TestCa, config: HubConfig) -> Hub {
+    Hub::builder()
+        .config(config)
+        .tls(tls_for(ca))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_relays_between_tls_clients() {
     let ca = TestCa::new("test CA");
@@ -166,17 +176,42 @@ async fn wss_relays_between_tls_clients() {
     assert_eq!(hub.stats().tls_failures, 0);
 }
 
+/// Over its address's handshake budget, a `wss://` client is only
+/// closed (after the tarpit's delay): plain HTTP in answer to its TLS
+/// handshake would read as a broken server, not as "later".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_client_over_the_handshake_budget_is_closed_not_sent_plain_http() {
+    let ca = TestCa::new("test CA");
+    let mut config = HubConfig::default();
+    config.handshakes_per_second_per_peer = 1;
+    config.handshake_burst_per_peer = 1;
+    let hub = tls_hub(&ca, config).await;
+    let connector = client_tls(&ca);
+    let name = || rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(hub.local_addr()).await.unwrap();
+    let tls = connector.connect(name(), tcp).await.unwrap();
+    let _first = client_async(hub.url(), tls).await.unwrap();
+    let tcp = TcpStream::connect(hub.local_addr()).await.unwrap();
+    let error = connector.connect(name(), tcp).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::UnexpectedEof,
+        "closed, not answered in plain text: {error}"
+    );
+    let stats = hub.stats();
+    assert_eq!(
+        (stats.connections_paced, stats.tls_failures),
+        (1, 0),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_timed_out_tls_handshakes_are_counted() {
     let ca = TestCa::new("test CA");
     let mut config = HubConfig::default();
     config.handshake_timeout = Duration::from_millis(300);
-    let hub = Hub::builder()
-        .config(config)
-        .tls(tls_for(&ca))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let hub = tls_hub(&ca, config).await;
 
     // Plain WebSocket on the TLS port: not a TLS handshake.
     assert!(

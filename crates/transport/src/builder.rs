@@ -43,9 +43,9 @@ pub const DEFAULT_WRITE_BATCH: usize = 256;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time the circuit breaker stays open before a trial connect.
 pub const DEFAULT_BREAKER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default longest a write may stay pending: a server that stops reading
-/// (while it keeps sending, so keepalive sees a live peer) is replaced
-/// after this long.
+/// Default longest a pending write may go without the socket taking a
+/// byte: a server that stops reading (while it keeps sending, so keepalive
+/// sees a live peer) is replaced after this long.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest any duration setting may be. Far beyond any sane value, and
@@ -367,11 +367,13 @@ impl TransportBuilder {
         self
     }
 
-    /// Longest a write to the socket may stay pending before the
-    /// connection is declared stalled, dropped and replaced (what it held
-    /// is resent at least once, or counted as unconfirmed at most once).
-    /// Keepalive only notices a server that stops sending; this notices one
-    /// that stops reading. Default 30 s.
+    /// Longest a pending write may go without the socket taking a byte
+    /// before the connection is declared stalled, dropped and replaced
+    /// (what it held is resent at least once, or counted as unconfirmed at
+    /// most once). It is on progress, not on the write's size: a large
+    /// batch over a slow link that keeps moving is not stalled. Keepalive
+    /// only notices a server that stops sending; this notices one that
+    /// stops reading. Default 30 s.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self

@@ -4,7 +4,9 @@ use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,6 +20,7 @@ use watchtower_core::{RESUME_HEADER, TlsErrorKind, WatchtowerError};
 
 use crate::client_id::{CLIENT_ID_HEADER, ClientId};
 use crate::credentials::{CredentialProvider, Credentials};
+use crate::filter_limits::HubLimits;
 use crate::resume::Resume;
 use crate::settings::Settings;
 use crate::stats::Counters;
@@ -25,11 +28,43 @@ use crate::subscription::panic_message;
 use crate::tls::{handshake_error, tls_failure};
 use crate::url::WsUrl;
 
-/// The socket under the WebSocket: plain TCP or TLS over TCP.
+/// The socket under the WebSocket: plain TCP or TLS over TCP, counting
+/// the bytes it takes, so the writer can tell a slow link (bytes moving)
+/// from a stalled one (none moving).
 #[derive(Debug)]
-pub(crate) enum Socket {
+pub(crate) struct Socket {
+    io: Io,
+    /// Bytes the socket has taken from the WebSocket, since it was made.
+    /// Shared with the session's writer: the socket itself goes behind
+    /// the split's lock.
+    written: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Socket {
+    fn new(io: Io) -> Socket {
+        Socket {
+            io,
+            written: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The count of bytes this socket has taken, to watch a write's
+    /// progress by.
+    pub(crate) fn written(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.written)
+    }
+
+    fn count(&self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = written {
+            self.written.fetch_add(*n as u64, Relaxed);
+        }
+    }
 }
 
 impl AsyncRead for Socket {
@@ -38,9 +73,9 @@ impl AsyncRead for Socket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -51,10 +86,13 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        let this = self.get_mut();
+        let written = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        this.count(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -62,30 +100,33 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        let this = self.get_mut();
+        let written = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        this.count(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Socket::Plain(s) => s.is_write_vectored(),
-            Socket::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Plain(s) => Pin::new(s).poll_flush(cx),
-            Socket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -94,7 +135,8 @@ pub(crate) type Ws = WebSocketStream<Socket>;
 
 /// Makes one connection attempt within the connect timeout, presenting
 /// the transport's identity and the position in `resume`, and taking in
-/// the hub's answer. TLS is decided by `url`'s scheme alone: in a list of
+/// the hub's answer: the resume outcome and its filter limits. TLS is
+/// decided by `url`'s scheme alone: in a list of
 /// `ws://` and `wss://` URLs, each gets what it says.
 pub(crate) async fn connect_once(
     settings: &Settings,
@@ -102,6 +144,7 @@ pub(crate) async fn connect_once(
     resume: &Resume,
     counters: &Counters,
     client_id: &ClientId,
+    hub_limits: &HubLimits,
 ) -> Result<Ws, WatchtowerError> {
     let deadline = Instant::now() + settings.connect_timeout;
     let timed_out = |stage: &'static str| WatchtowerError::Timeout {
@@ -142,7 +185,7 @@ pub(crate) async fn connect_once(
         None
     };
     let socket = match tls {
-        None => Socket::Plain(tcp),
+        None => Socket::new(Io::Plain(tcp)),
         Some(tls) => {
             let name =
                 rustls_pki_types::ServerName::try_from(url.host().to_string()).map_err(|_| {
@@ -166,7 +209,7 @@ pub(crate) async fn connect_once(
                     )
                 })?
                 .map_err(|e| handshake_error(e, url.host()))?;
-            Socket::Tls(Box::new(stream))
+            Socket::new(Io::Tls(Box::new(stream)))
         }
     };
 
@@ -178,7 +221,9 @@ pub(crate) async fn connect_once(
     .await
     .map_err(|_| timed_out("WebSocket handshake"))?
     .map_err(|e| upgrade_error(e, url))?;
-    resume.answered(response.headers(), counters, &url.to_string());
+    let url = url.to_string();
+    resume.answered(response.headers(), counters, &url);
+    hub_limits.learn(response.headers(), &url);
     Ok(ws)
 }
 
@@ -255,12 +300,28 @@ pub(crate) fn header_pair(
     Ok((header_name, header_value))
 }
 
+/// The longest `Retry-After` honoured, in seconds: past it the server's
+/// wish is cut to this (the reconnect schedule still applies).
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
 fn upgrade_error(error: tungstenite::Error, url: &WsUrl) -> WatchtowerError {
     match error {
         tungstenite::Error::Http(response) => {
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                // A hostile or broken server cannot park us for days.
+                .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
             if status == 401 || status == 403 {
                 WatchtowerError::Auth { status }
+            } else if status == 429 || (status == 503 && retry_after.is_some()) {
+                WatchtowerError::RateLimited {
+                    status,
+                    retry_after,
+                }
             } else {
                 WatchtowerError::connection(format!(
                     "{url} answered the WebSocket upgrade with HTTP {status}; check the URL's path \

@@ -17,6 +17,7 @@ use watchtower_dlq::{DeadLetterQueue, DeadLetterReason};
 use crate::checkpoint::Checkpointer;
 use crate::client_id::ClientId;
 use crate::connection::{Carry, DedupWindow};
+use crate::filter_limits::HubLimits;
 use crate::resume::Resume;
 use crate::settings::Settings;
 use crate::stats::{ConnectionState, Counters, add};
@@ -110,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) filter_epoch_confirmed: AtomicU64,
     /// Wakes `subscribe` calls waiting for their filter.
     pub(crate) filter_progress: Notify,
+    /// The filter limits of the hub connected last, learned on every
+    /// connect: `subscribe` checks against them, the writer too.
+    pub(crate) hub_limits: HubLimits,
     /// Whether the last close handshake (at shutdown) completed.
     pub(crate) clean_close: AtomicBool,
     /// Which URL of `url` and the fallbacks connect attempts go to (see
@@ -216,6 +220,7 @@ impl Shared {
             filter_epoch_sent: AtomicU64::new(0),
             filter_epoch_confirmed: AtomicU64::new(0),
             filter_progress: Notify::new(),
+            hub_limits: HubLimits::new(),
             clean_close: AtomicBool::new(false),
             dedup,
             carry: Mutex::new(Carry::new()),

@@ -111,9 +111,13 @@ pub struct ConnectionStats {
     pub pongs_received: u64,
     /// Connections declared dead because nothing arrived in time.
     pub keepalive_timeouts: u64,
-    /// Connections replaced because a write stayed pending past the write
-    /// timeout (the server stopped reading).
+    /// Connections replaced because a pending write made no progress for
+    /// the write timeout (the server stopped reading).
     pub write_timeouts: u64,
+    /// With server filters: filters sent as "every type" because the
+    /// subscriptions' filter was over the connected hub's limits (it would
+    /// have refused it); the subscriptions still filter for themselves.
+    pub filters_widened: u64,
     /// At least once: events sent and not yet acknowledged, now.
     pub in_flight: u64,
     /// At least once: events the server acknowledged.
@@ -211,6 +215,7 @@ pub(crate) struct Counters {
     /// Event frames whose flush completed, first sends only.
     pub(crate) frames_flushed: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
+    pub(crate) filters_widened: AtomicU64,
     pub(crate) in_flight: AtomicU64,
     pub(crate) resent: AtomicU64,
     pub(crate) ack_timeouts: AtomicU64,
@@ -306,6 +311,7 @@ impl Counters {
             pongs_received: l(&self.pongs_received),
             keepalive_timeouts: l(&self.keepalive_timeouts),
             write_timeouts: l(&self.write_timeouts),
+            filters_widened: l(&self.filters_widened),
             in_flight: l(&self.in_flight),
             acked: l(&self.acked),
             resent: l(&self.resent),

@@ -175,6 +175,25 @@ impl Stopper {
     }
 }
 
+/// The event types `entries` and `extra` want together: `None` for every
+/// type, else the sorted union.
+fn union(entries: &[Arc<Entry>], extra: &[String]) -> Option<Vec<String>> {
+    let mut union: Vec<String> = extra.to_vec();
+    for entry in entries {
+        match &*entry.filter {
+            Filter::All => return None,
+            Filter::Types(types) => union.extend(types.iter().cloned()),
+        }
+    }
+    union.sort_unstable();
+    union.dedup();
+    Some(union)
+}
+
+/// Checks a filter frame before it may be made (see [`Registry::add`]);
+/// the error says why not.
+pub(crate) type FilterCheck<'a> = dyn Fn(&ControlFrame) -> Result<(), String> + 'a;
+
 pub(crate) struct Registry {
     entries: RwLock<Vec<Arc<Entry>>>,
     /// Subscriptions `shutdown` stopped: what they did not handle still
@@ -196,13 +215,30 @@ impl Registry {
         }
     }
 
-    /// Adds a subscription and starts its task.
+    /// Adds a subscription and starts its task, if `check` accepts the
+    /// filter frame the subscriptions would then need (`None`: no filter
+    /// is sent, nothing to check). The check and the insert are one step
+    /// under the registry's lock, so two `subscribe`s that each fit cannot
+    /// together make a filter that does not.
     pub(crate) fn add(
         &self,
         shared: &Arc<Shared>,
         event_types: Vec<String>,
         handler: EventHandler,
-    ) -> u64 {
+        check: Option<&FilterCheck<'_>>,
+    ) -> Result<u64, String> {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(check) = check {
+            let frame = ControlFrame::Subscribe {
+                event_types: if event_types.is_empty() {
+                    Vec::new()
+                } else {
+                    union(&entries, &event_types).unwrap_or_default()
+                },
+                replace: true,
+            };
+            check(&frame)?;
+        }
         let id = self.next_id.fetch_add(1, Relaxed);
         let filter = if event_types.is_empty() {
             Filter::All
@@ -226,7 +262,7 @@ impl Registry {
             after_current: Arc::clone(&after_current),
         };
         let task = tokio::spawn(run(Arc::clone(shared), mailbox, handler, registration));
-        let entry = Arc::new(Entry {
+        entries.push(Arc::new(Entry {
             id,
             filter,
             mailbox: tx,
@@ -238,12 +274,8 @@ impl Registry {
                 after_current,
                 interrupt,
             })),
-        });
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry);
-        id
+        }));
+        Ok(id)
     }
 
     /// Removes a subscription; its mailbox closes, so its task finishes what
@@ -349,46 +381,18 @@ impl Registry {
         lowest
     }
 
-    /// The event types the subscriptions want together: `None` for every
-    /// type, else the sorted union.
-    fn union(&self, extra: &[String]) -> Option<Vec<String>> {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let mut union: Vec<String> = extra.to_vec();
-        for entry in entries.iter() {
-            match &*entry.filter {
-                Filter::All => return None,
-                Filter::Types(types) => union.extend(types.iter().cloned()),
-            }
-        }
-        union.sort_unstable();
-        union.dedup();
-        Some(union)
-    }
-
     /// The filter frame that asks the server for exactly what the
     /// subscriptions want: every type, the union of their types, or — with
     /// no subscription at all — nothing.
     pub(crate) fn server_filter(&self) -> ControlFrame {
-        if self.len() == 0 {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        if entries.is_empty() {
             return ControlFrame::Unsubscribe {
                 event_types: Vec::new(),
             };
         }
         ControlFrame::Subscribe {
-            event_types: self.union(&[]).unwrap_or_default(),
-            replace: true,
-        }
-    }
-
-    /// The filter frame the subscriptions would need with `extra` types
-    /// added, for checking it against the protocol's limits first.
-    pub(crate) fn server_filter_with(&self, extra: &[String]) -> ControlFrame {
-        ControlFrame::Subscribe {
-            event_types: if extra.is_empty() {
-                Vec::new()
-            } else {
-                self.union(extra).unwrap_or_default()
-            },
+            event_types: union(&entries, &[]).unwrap_or_default(),
             replace: true,
         }
     }
@@ -708,5 +712,59 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::WebSocketConfig;
+    use crate::transport::WebSocketTransport;
+
+    /// Two `add`s whose checks overlap in time: each filter alone fits a
+    /// limit of 3 types, both together do not, so exactly one is added.
+    /// The check is slow on purpose, so that a check made apart from the
+    /// insert (as it was) lets both through.
+    #[test]
+    fn concurrent_adds_are_checked_against_each_other() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
+            .into_settings()
+            .unwrap();
+        let shared = Arc::new(Shared::new(settings).unwrap());
+        let check = |frame: &ControlFrame| {
+            std::thread::sleep(Duration::from_millis(20));
+            match frame {
+                ControlFrame::Subscribe { event_types, .. } if event_types.len() > 3 => {
+                    Err(format!("{} types", event_types.len()))
+                }
+                _ => Ok(()),
+            }
+        };
+        let added: Vec<bool> = std::thread::scope(|scope| {
+            let adds: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|name| {
+                    let (shared, runtime) = (&shared, &runtime);
+                    scope.spawn(move || {
+                        let _entered = runtime.enter();
+                        let handler: EventHandler = Arc::new(|_e| Box::pin(async { Ok(()) }));
+                        let types = vec![format!("{name}.1"), format!("{name}.2")];
+                        shared
+                            .subs
+                            .add(shared, types, handler, Some(&check))
+                            .is_ok()
+                    })
+                })
+                .collect();
+            adds.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(added.iter().filter(|a| **a).count(), 1, "{added:?}");
+        assert_eq!(shared.subs.len(), 1);
     }
 }

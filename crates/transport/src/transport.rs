@@ -14,7 +14,7 @@ use tracing::Instrument;
 use watchtower_backpressure::{BackpressureStats, BackpressureStrategy, PushError, Pushed};
 use watchtower_circuit_breaker::CircuitBreakerStats;
 use watchtower_core::{
-    BoxFuture, Event, EventHandler, HandlerFuture, Position, Result, Subscriber,
+    BoxFuture, ControlFrame, Event, EventHandler, HandlerFuture, Position, Result, Subscriber,
     SubscriptionHandle, Transport, WatchtowerError,
 };
 use watchtower_dlq::{ConsumerHandle, DeadLetterQueue, DeadLetterReason, DlqStats};
@@ -29,7 +29,7 @@ use crate::resume::ResumeOutcome;
 use crate::settings::Settings;
 use crate::shared::{INITIAL_FILTER_EPOCH, Lifecycle, Shared};
 use crate::stats::{ConnectionState, ConnectionStats, TransportStats, bump};
-use crate::subscription::Stopper;
+use crate::subscription::{FilterCheck, Stopper};
 
 /// Extra time past the shutdown deadline for the connection task to finish
 /// its accounting before it is aborted.
@@ -364,10 +364,21 @@ impl WebSocketTransport {
                     .to_string(),
             ));
         }
-        if shared.settings.server_filters {
-            self.check_filter(&event_types)?;
-        }
-        let id = shared.subs.add(shared, event_types, handler);
+        // Checked against the limits of the hub connected now (its own
+        // from its upgrade answer), so a filter it would refuse — closing
+        // the connection, on every reconnect — is never made.
+        let check = |frame: &ControlFrame| {
+            let limits = shared.hub_limits.get();
+            filter_limits::check(frame, &limits, shared.settings.max_message_size)
+        };
+        let check = shared
+            .settings
+            .server_filters
+            .then_some(&check as &FilterCheck<'_>);
+        let id = shared
+            .subs
+            .add(shared, event_types, handler, check)
+            .map_err(WatchtowerError::Subscription)?;
         shared.resume.subscribed();
         // With server filters, return once the server delivers the new types.
         let epoch = shared.filter_changed();
@@ -393,14 +404,6 @@ impl WebSocketTransport {
         let _ = shared.filter_changed();
         stop_subscription(stopper, Instant::now() + shared.settings.shutdown_timeout).await;
         Ok(())
-    }
-
-    /// Fails if adding `event_types` would make a filter the hub refuses:
-    /// more types, longer types or a larger frame than the protocol allows.
-    fn check_filter(&self, event_types: &[String]) -> Result<()> {
-        let frame = self.shared.subs.server_filter_with(event_types);
-        let limit = self.shared.settings.max_message_size;
-        filter_limits::check(&frame, limit).map_err(WatchtowerError::Subscription)
     }
 
     /// Removes a subscription without waiting for its task (used on drop).

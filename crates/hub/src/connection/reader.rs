@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use watchtower_core::{DecodeError, EventHeader, WarnLimiter};
 
-use crate::pace::Pace;
+use crate::gates::pace::Pace;
 use crate::relay::control::{self, Control, Parsed};
 use crate::relay::dedup::{DedupWindow, Key};
 use crate::relay::fanout::{Burst, MAX_BURST};

@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, Method, Statu
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use watchtower_core::{
-    ControlFrame, POSITION_HEADER, RECOVERED_HEADER, RESUME_HEADER, RESUME_NEW, RESUME_QUERY,
-    recovered_header,
+    ControlFrame, FILTER_LIMITS_HEADER, FilterLimits, POSITION_HEADER, RECOVERED_HEADER,
+    RESUME_HEADER, RESUME_NEW, RESUME_QUERY, recovered_header,
 };
 
 use crate::gates::auth::{PROTOCOL, Refusal, offered_protocols};
@@ -154,7 +154,17 @@ where
                 .await
                 .is_err()
             {
-                tracing::debug!(%peer, "resume: this hub's history did not catch up in time");
+                // It cannot tell what the client missed (cut off from its
+                // group's stream): refused, as a hub that is down would
+                // be, so the client resumes on another or later, rather
+                // than be told `epoch` for its own epoch and sent again
+                // what it has.
+                bump(&shared.counters.handshake_failures);
+                tracing::info!(%peer, "resume refused with 503: this hub has not read as far as the client's position and cannot now");
+                let answer = http::Answer::behind_the_group();
+                drop(head);
+                Box::pin(reply(socket, answer, deadline, admission)).await;
+                return None;
             }
         }
         // Only the bytes go on: tungstenite parses the head again.
@@ -284,6 +294,16 @@ where
         let joined = Membership::join(shared, Arc::clone(outbox), peer, cursor);
         if let Some(answer) = &joined.answer {
             answer.headers(response.headers_mut());
+        }
+        // The client learns what filter this hub takes, so it refuses a
+        // subscription the hub would close it for instead of sending it.
+        let limits = FilterLimits::new(
+            config.max_filter_types,
+            config.max_event_type_len,
+            config.max_filter_bytes,
+        );
+        if let Ok(value) = HeaderValue::from_str(&limits.header_value()) {
+            response.headers_mut().insert(FILTER_LIMITS_HEADER, value);
         }
         // Only the protocol's name goes back, never a token subprotocol.
         if offered_protocols(request).any(|p| p == PROTOCOL) {

@@ -2,46 +2,37 @@
 //! minute, a peer's upgrades are answered with 429 before its token is
 //! even looked at, so guessing runs at a few tries a minute, not millions.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::peers::{MAX_PEERS, PeerTable};
+
 /// How long failures count against a peer.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-/// Most peers tracked at once (about 3 MB). Past it, expired entries are
-/// swept (at most once a second); peers that still do not fit go
-/// untracked rather than costing the hub memory or time.
-const MAX_PEERS: usize = 65_536;
-
-/// Counts failed token checks per peer address.
+/// Counts failed token checks per peer address, for at most
+/// [`MAX_PEERS`] peers at once (about 3 MB).
 #[derive(Debug)]
 pub(crate) struct Throttle {
     /// Failures per peer per [`WINDOW`] before it is refused; 0: off.
     limit: u32,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// When the peer's window started, and its failures in it.
-    peers: HashMap<IpAddr, (Instant, u32)>,
-    last_sweep: Option<Instant>,
+    /// When each peer's window started, and its failures in it.
+    peers: Mutex<PeerTable<(Instant, u32)>>,
 }
 
 impl Throttle {
     pub(crate) fn new(limit: u32) -> Throttle {
         Throttle {
             limit,
-            state: Mutex::new(State::default()),
+            peers: Mutex::new(PeerTable::new(MAX_PEERS)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, PeerTable<(Instant, u32)>> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `Some(time left)` while `peer` has used up its failures.
@@ -50,8 +41,8 @@ impl Throttle {
             return None;
         }
         let now = Instant::now();
-        let state = self.lock();
-        let &(since, failures) = state.peers.get(&peer)?;
+        let peers = self.lock();
+        let &(since, failures) = peers.get(&peer)?;
         let left = WINDOW.checked_sub(now.saturating_duration_since(since))?;
         (failures >= self.limit && !left.is_zero()).then_some(left)
     }
@@ -62,24 +53,12 @@ impl Throttle {
             return;
         }
         let now = Instant::now();
-        let mut state = self.lock();
-        if state.peers.len() >= MAX_PEERS && !state.peers.contains_key(&peer) {
-            let due = state
-                .last_sweep
-                .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
-            if !due {
-                return;
-            }
-            state.last_sweep = Some(now);
-            state
-                .peers
-                .retain(|_, (since, _)| now.saturating_duration_since(*since) < WINDOW);
-            if state.peers.len() >= MAX_PEERS {
-                return;
-            }
-        }
-        let entry = state.peers.entry(peer).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= WINDOW {
+        let mut peers = self.lock();
+        let over = |&(since, _): &(Instant, u32)| now.saturating_duration_since(since) >= WINDOW;
+        let Some(entry) = peers.entry(peer, now, over, || (now, 0)) else {
+            return;
+        };
+        if over(entry) {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
@@ -114,6 +93,6 @@ mod tests {
             t.failed(a);
         }
         assert_eq!(t.blocked(a), None);
-        assert!(t.lock().peers.is_empty());
+        assert_eq!(t.lock().len(), 0);
     }
 }

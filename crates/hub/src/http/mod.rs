@@ -149,6 +149,19 @@ impl Answer {
         }
     }
 
+    /// The refusal of a resume this hub cannot answer yet: its history has
+    /// not read as far as the client's position (or into its epoch), and
+    /// its backplane cannot tell how far that is in time (see
+    /// `Fanout::catch_up`).
+    pub(crate) fn behind_the_group() -> Answer {
+        let mut answer = Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this hub has not yet read as far as your position and cannot now (cut off from its group's stream); resume on another hub or retry\n",
+        );
+        answer.headers.push(("retry-after", "1".to_string()));
+        answer
+    }
+
     fn json(body: String) -> Answer {
         Answer {
             status: StatusCode::OK,

@@ -18,6 +18,7 @@ use watchtower_core::{EventHeader, WarnLimiter};
 
 use super::Tally;
 use super::publisher::ORIGIN_HEADER;
+use super::subject::MessageIdKey;
 use crate::fanout::{Burst, ClientId, LocalFanout, MAX_BURST};
 use crate::stats::{Counters, add, high_water};
 
@@ -48,13 +49,25 @@ pub(super) struct Consumer {
     pub(super) counters: Arc<Counters>,
     /// The last stream sequence delivered.
     pub(super) caught_up: watch::Sender<u64>,
-    /// How to make the stream anew if it vanished.
+    /// How to make the stream anew if it vanished (with the description,
+    /// and so the message-id key, of the one in use).
     pub(super) config: jetstream::stream::Config,
-    /// When the stream this hub started on was made: its identity.
+    /// When the stream this hub reads was made: its identity, and its
+    /// epoch's (see [`Consumer::adopt`]).
     pub(super) created_nanos: i128,
+    /// The message-id key the publisher uses: the stream's.
+    pub(super) key: watch::Sender<MessageIdKey>,
+    /// The stream's last seq when it last said, for what its loss takes
+    /// with it.
+    pub(super) last_seen: u64,
     pub(super) warn: WarnLimiter,
-    /// A message before `next` arrived (see [`Consumer::read`]).
-    pub(super) rewound: bool,
+    /// Why the consumer must be opened again before anything more is
+    /// taken from it (see [`Consumer::take`]).
+    pub(super) reopen: Option<&'static str>,
+    /// The consumer sequence of the last message taken from the consumer
+    /// now open: one that is not past it comes from a consumer the client
+    /// library made anew by itself.
+    pub(super) consumer_seq: u64,
     /// History is on: bursts are keyed before they are appended (see
     /// [`burst`]).
     pub(super) keyed: bool,
@@ -63,6 +76,8 @@ pub(super) struct Consumer {
 /// One message read from the stream.
 struct Read {
     seq: u64,
+    /// When the stream stored it, on this hub's clock.
+    at: Instant,
     sender: ClientId,
     /// Its frame and event type; `None` for a message that is not an
     /// event, whose seq the history skips.
@@ -72,11 +87,6 @@ struct Read {
 pub(super) async fn run(mut c: Consumer) {
     loop {
         if let Err(error) = c.read().await {
-            if c.tally.replaced.load(Relaxed) {
-                // Said once, loudly, where it was found; `/healthz` says
-                // 503 from now on. Nothing here is read again.
-                return;
-            }
             tracing::warn!(%error, next = c.next, "backplane: reading the stream failed; retrying");
         }
         tokio::time::sleep(RETRY).await;
@@ -128,22 +138,82 @@ impl Consumer {
             }
             Err(error) => return Err(error.into()),
         };
-        self.check_identity(stream.cached_info().created.unix_timestamp_nanos())?;
+        let info = stream.cached_info().clone();
+        self.check_identity(&info)?;
         Ok(stream)
     }
 
-    /// Fails, for good, if the stream is not the one this hub started on.
-    fn check_identity(&self, created_nanos: i128) -> Result<(), async_nats::Error> {
-        if created_nanos == self.created_nanos {
-            return Ok(());
+    /// Goes on with the stream made anew if `info` is not the one this hub
+    /// read (see [`Consumer::adopt`]); the consumer is then opened again
+    /// on it.
+    fn check_identity(&mut self, info: &jetstream::stream::Info) -> Result<(), async_nats::Error> {
+        if info.created.unix_timestamp_nanos() != self.created_nanos {
+            self.adopt(info);
+            return Err("the stream was made anew; reading it from its start".into());
         }
-        if !self.tally.replaced.swap(true, Relaxed) {
-            tracing::error!(
-                stream = %self.stream,
-                "backplane: the stream was deleted and made anew, a new epoch: this hub's history and positions are of the old one, so it delivers nothing more and /healthz says 503; restart it (its clients resuming elsewhere are told `epoch`)"
+        self.last_seen = self.last_seen.max(info.state.last_sequence);
+        Ok(())
+    }
+
+    /// The stream was deleted and made anew (NATS lost its store, or
+    /// someone deleted it): a new epoch, whose seqs are not the history's.
+    /// The history starts again empty in it, numbered from the new
+    /// stream's first seq, which the consumer reads next; resuming clients
+    /// hold positions of the old epoch and are closed, so they resume and
+    /// are told `epoch` (plain ones go on). What the old stream held that
+    /// this hub had not read is lost with it: counted as missed. `/healthz`
+    /// says 503 until the new stream is read up to where it stands now.
+    fn adopt(&mut self, info: &jetstream::stream::Info) {
+        let created = info.created.unix_timestamp_nanos();
+        let old = super::epoch(&self.stream, self.created_nanos);
+        let epoch = super::epoch(&self.stream, created);
+        let lost = self.last_seen.saturating_sub(self.next - 1);
+        let start = info.state.first_sequence.max(1);
+        let last = info.state.last_sequence;
+        self.tally
+            .adopting
+            .store(if last >= start { last } else { 0 }, Relaxed);
+        add(&self.tally.new_streams, 1);
+        add(&self.tally.missed, lost);
+        self.local.renumber(epoch, start - 1);
+        self.caught_up.send_replace(start - 1);
+        self.next = start;
+        self.last_seen = last;
+        self.created_nanos = created;
+        if info.config.description != self.config.description {
+            // Made by a hub that did not read the old one: its key.
+            let key = info
+                .config
+                .description
+                .as_deref()
+                .and_then(MessageIdKey::from_description)
+                .unwrap_or_else(|| MessageIdKey::unkeyed(&self.stream));
+            self.key.send_replace(key);
+            self.config.description.clone_from(&info.config.description);
+        }
+        tracing::error!(
+            stream = %self.stream,
+            old_epoch = format_args!("{old:016x}"),
+            new_epoch = format_args!("{epoch:016x}"),
+            lost,
+            first = start,
+            last,
+            "backplane: the stream was deleted and made anew (NATS lost its store, or someone deleted it): a new epoch. Events the old stream held that this hub had not read are lost with it; resuming clients are closed and told `epoch`; the history starts again empty, read from the new stream's start"
+        );
+    }
+
+    /// The new stream is read up to `seq`: if it is read as far as it stood
+    /// when this hub found it, the hub is healthy again.
+    fn reached(&self, seq: u64) {
+        self.caught_up.send_replace(seq);
+        let until = self.tally.adopting.load(Relaxed);
+        if until > 0 && seq >= until {
+            self.tally.adopting.store(0, Relaxed);
+            tracing::info!(
+                seq,
+                "backplane: the stream made anew is read up to where it stood; going on"
             );
         }
-        Err("the stream was made anew".into())
     }
 
     /// Reads until the consumer fails; it is then opened again from
@@ -161,6 +231,7 @@ impl Consumer {
             })
             .await?;
         let mut messages = consumer.messages().await?;
+        self.consumer_seq = 0;
         let mut retention = tokio::time::interval(RETENTION_CHECK);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Since when the stream has held events past what was read, with
@@ -179,10 +250,13 @@ impl Consumer {
                         }
                         Err(_) => continue,
                     };
-                    self.check_identity(info.created.unix_timestamp_nanos())?;
+                    self.check_identity(&info)?;
                     self.tally.answered();
                     self.local.retain_from(info.state.first_sequence);
                     if info.state.last_sequence < self.next {
+                        // Nothing more to read (messages that were not
+                        // events included).
+                        self.reached(self.next - 1);
                         waiting_since = None;
                         continue;
                     }
@@ -217,16 +291,8 @@ impl Consumer {
                 }
             }
             self.deliver(&mut batch);
-            if std::mem::take(&mut self.rewound) {
-                // The client library made its consumer anew from the
-                // stream's start (it does when the old one had delivered
-                // nothing yet): opened again from where this node stands
-                // rather than reading the whole stream to skip it.
-                return Err(format!(
-                    "the consumer went back to the stream's start; reopening at seq {}",
-                    self.next
-                )
-                .into());
+            if let Some(why) = self.reopen.take() {
+                return Err(format!("{why}; reopening at seq {}", self.next).into());
             }
         }
     }
@@ -235,11 +301,26 @@ impl Consumer {
         let Ok(info) = message.info() else {
             return;
         };
+        if self.reopen.is_some() {
+            return;
+        }
+        if info.consumer_sequence <= self.consumer_seq {
+            // The client library made its consumer anew by itself (after
+            // NATS restarted, say), perhaps on a stream made anew that has
+            // the same name: nothing of it is taken before the stream's
+            // identity is checked, as opening the consumer again does.
+            self.reopen = Some("the client library made the consumer anew");
+            return;
+        }
+        self.consumer_seq = info.consumer_sequence;
         let seq = info.stream_sequence;
         if seq < self.next {
             // Behind what was read: only a consumer made anew from further
-            // back sends this.
-            self.rewound = true;
+            // back sends this (from the stream's start, as the client
+            // library does when the old one had delivered nothing yet):
+            // opened again from where this node stands rather than reading
+            // the whole stream to skip it.
+            self.reopen = Some("the consumer went back to the stream's start");
             return;
         }
         if seq > self.next {
@@ -285,8 +366,10 @@ impl Consumer {
                 );
             }
         }
+        let at = stored_at(info.published.unix_timestamp_nanos(), self.tally.base);
         batch.push(Read {
             seq,
+            at,
             sender,
             event: decoded,
         });
@@ -296,10 +379,10 @@ impl Consumer {
     fn deliver(&mut self, batch: &mut Vec<Read>) {
         let mut reads = batch.drain(..).peekable();
         while let Some(read) = reads.next() {
-            let (first, sender) = (read.seq, read.sender);
+            let (first, sender, at) = (read.seq, read.sender, read.at);
             let Some((frame, event_type)) = read.event else {
                 self.local.skip_at(first);
-                self.caught_up.send_replace(first);
+                self.reached(first);
                 continue;
             };
             let mut last = first;
@@ -316,7 +399,7 @@ impl Consumer {
             }
             let events = frames.len() as u64;
             let burst = Arc::new(burst(sender, frames, types, self.keyed));
-            if let Some(delivery) = self.local.publish_at(&burst, first) {
+            if let Some(delivery) = self.local.publish_at(&burst, first, at) {
                 add(&self.tally.delivered, events);
                 add(&self.counters.frames_queued, delivery.queued);
                 add(&self.counters.dropped_frames, delivery.dropped);
@@ -325,9 +408,27 @@ impl Consumer {
                     delivery.max_held as u64,
                 );
             }
-            self.caught_up.send_replace(last);
+            self.reached(last);
         }
     }
+}
+
+/// When the stream stored a message (its timestamp, `published_nanos`
+/// after the Unix epoch), on this hub's clock: the history ages events
+/// from there, so every hub of a group, one started later too, forgets an
+/// event at the same age (at f945df2 each counted from when it read it).
+/// A timestamp in this clock's future (clocks apart) counts as now; one
+/// further back than this platform's `Instant` reaches counts from
+/// `earliest`, the hub's start.
+fn stored_at(published_nanos: i128, earliest: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let age = u64::try_from(wall - published_nanos).unwrap_or(0);
+    now.checked_sub(Duration::from_nanos(age))
+        .or(earliest)
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -351,6 +452,25 @@ mod tests {
         assert_eq!(keyed.keys, want, "one key per frame, made here");
         // With history off, nothing uses keys: none are made.
         assert!(burst(7, frames, types, false).keys.is_empty());
+    }
+
+    #[test]
+    fn a_messages_age_counts_from_the_streams_timestamp() {
+        let wall = |back: Duration| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .saturating_sub(back)
+                .as_nanos() as i128
+        };
+        let before = Instant::now();
+        let at = stored_at(wall(Duration::from_secs(10)), None);
+        let after = Instant::now();
+        assert!(at + Duration::from_secs(10) <= after, "ten seconds old");
+        // A timestamp ahead of this clock is now, not the future.
+        assert!(stored_at(wall(Duration::ZERO) + 60_000_000_000, None) >= before);
+        // Very old (1970): never younger than the earliest given.
+        assert!(stored_at(0, Some(before)) <= before);
     }
 
     #[test]

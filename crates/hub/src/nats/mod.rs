@@ -211,9 +211,12 @@ struct Tally {
     /// Milliseconds after `base` when the stream last answered a request
     /// (the consumer asks for its state twice a second).
     answered_at: AtomicU64,
-    /// The stream was deleted and made anew since this hub started: a new
-    /// epoch this hub does not serve (see `consumer`).
-    replaced: AtomicBool,
+    /// The stream was made anew (a new epoch, see `consumer`) and this
+    /// hub has not yet read it up to this seq, where it stood when the
+    /// hub found it; 0: not reading a new stream.
+    adopting: AtomicU64,
+    /// Times this hub found the stream made anew and went on with it.
+    new_streams: AtomicU64,
 }
 
 impl Tally {
@@ -249,8 +252,8 @@ impl Tally {
 
     /// Why the backplane is not working now, if it is not.
     fn trouble(&self, connected: bool) -> Option<&'static str> {
-        if self.replaced.load(Relaxed) {
-            return Some("the stream was made anew: restart this hub");
+        if self.adopting.load(Relaxed) > 0 {
+            return Some("the stream was made anew; reading it");
         }
         if !connected {
             return Some("the connection to NATS is lost");
@@ -272,6 +275,11 @@ impl Tally {
 /// connections open is noticed in seconds, not after the client library's
 /// two missed pings (minutes).
 const UNANSWERED: Duration = Duration::from_secs(3);
+
+/// While the stream does not answer, how long a resume that this hub
+/// has not read as far as waits before asking it again (see
+/// [`Fanout::catch_up`]).
+const STREAM_ASKED_AGAIN: Duration = Duration::from_millis(250);
 
 /// How often a stopping hub looks whether its publisher settled every
 /// event (see [`Fanout::settle`]).
@@ -302,8 +310,6 @@ pub(crate) struct NatsFanout {
     /// The hub's de-duplication window: an ack-mode event refused here
     /// is forgotten there, so its resend is relayed.
     dedup: Arc<DedupWindow>,
-    /// The epoch of positions on the stream.
-    epoch: u64,
     /// The shared stream, for its last sequence when a resuming client is
     /// ahead of this node (see [`Fanout::catch_up`]).
     stream: jetstream::stream::Stream,
@@ -436,7 +442,7 @@ impl NatsFanout {
                 MessageIdKey::unkeyed(&nats.stream)
             }
         };
-        let epoch = epoch(&nats.stream, info.created.unix_timestamp_nanos());
+        let epoch = stream_epoch(&info);
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         // The history starts with the stream's recent past, so a client
         // resuming here after its node died finds what it missed.
@@ -452,12 +458,15 @@ impl NatsFanout {
         let tally = Arc::new(Tally::new());
         tally.answered();
         let node = node_id();
+        let (key, key_in_use) = watch::channel(key);
         let (outgoing, queue) = mpsc::unbounded_channel();
         let publisher = tokio::spawn(publisher::run(publisher::Publisher {
             open: opener(nats),
             prefix,
+            stream: nats.stream.clone(),
+            epoch,
             node,
-            key,
+            key: key_in_use,
             queue,
             tally: Arc::clone(&tally),
             dedup: Arc::clone(&dedup),
@@ -472,10 +481,18 @@ impl NatsFanout {
             tally: Arc::clone(&tally),
             counters,
             caught_up,
-            config: stream_config,
+            // Made anew, the stream carries the key in use now, so every
+            // running hub goes on with the same message ids.
+            config: jetstream::stream::Config {
+                description: info.config.description.clone(),
+                ..stream_config
+            },
             created_nanos: info.created.unix_timestamp_nanos(),
+            key,
+            last_seen: last,
             warn: WarnLimiter::default(),
-            rewound: false,
+            reopen: None,
+            consumer_seq: 0,
             keyed: config.history_size > 0,
         }));
         let watch_state = tokio::spawn(watch_connection(client, Arc::clone(&tally)));
@@ -490,7 +507,6 @@ impl NatsFanout {
                 watch_state.abort_handle(),
             ],
             dedup,
-            epoch,
             stream,
             reached: reached.clone(),
         };
@@ -533,23 +549,49 @@ impl Fanout for NatsFanout {
 
     fn catch_up(&self, from: Position) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if from.epoch() != self.epoch || !self.local.behind(&from) {
-                return;
-            }
-            // The client had events from another node that this one has
-            // not read yet. Whatever it had, the stream held when it asked
-            // here: once this node has read that far, its history answers
-            // as the other node's would have.
-            let Ok(info) = self.stream.get_info().await else {
-                return;
-            };
-            let last = info.state.last_sequence;
-            if last < from.seq() {
-                // Past the stream itself: not a position any node gave.
-                return;
-            }
             let mut reached = self.reached.clone();
-            let _ = reached.wait_for(|seq| *seq >= last).await;
+            loop {
+                let Some(epoch) = self.local.epoch() else {
+                    // History off: no resume is answered.
+                    return;
+                };
+                let known = from.epoch() == epoch;
+                if known && !self.local.behind(&from) {
+                    return;
+                }
+                let Ok(info) = self.stream.get_info().await else {
+                    // The stream cannot say how far it goes, nor what it
+                    // is (NATS is away or hangs): this node cannot tell
+                    // what the client missed, so it waits (the caller
+                    // bounds it, then refuses the client) for its consumer
+                    // to move on, then looks again; it never answers from
+                    // a history that has not read as far.
+                    let _ = tokio::time::timeout(STREAM_ASKED_AGAIN, reached.changed()).await;
+                    continue;
+                };
+                if !known {
+                    if stream_epoch(&info) != from.epoch() {
+                        // Another history's position: answered so.
+                        return;
+                    }
+                    // The stream's own, made anew, which this node has not
+                    // found yet (its consumer looks twice a second): it
+                    // answers once it goes on with it.
+                    tokio::time::sleep(STREAM_ASKED_AGAIN).await;
+                    continue;
+                }
+                // The client had events from another node that this one
+                // has not read yet. Whatever it had, the stream held when
+                // it asked here: once this node has read that far, its
+                // history answers as the other node's would have.
+                let last = info.state.last_sequence;
+                if last >= from.seq() {
+                    let _ = reached.wait_for(|seq| *seq >= last).await;
+                }
+                // Else past the stream itself: not a position any node
+                // gave, answered as another epoch's.
+                return;
+            }
         })
     }
 
@@ -599,6 +641,7 @@ impl Fanout for NatsFanout {
         stats.backplane_down = u64::from(self.tally.down.load(Relaxed));
         stats.backplane_missed = self.tally.missed.load(Relaxed);
         stats.backplane_foreign = self.tally.foreign.load(Relaxed);
+        stats.backplane_new_streams = self.tally.new_streams.load(Relaxed);
     }
 }
 
@@ -706,6 +749,11 @@ fn opener(nats: &NatsConfig) -> publisher::Opener {
             Ok(client)
         })
     })
+}
+
+/// The epoch of positions on the stream `info` describes.
+fn stream_epoch(info: &jetstream::stream::Info) -> u64 {
+    epoch(&info.config.name, info.created.unix_timestamp_nanos())
 }
 
 /// The epoch of positions on a stream: its name and creation time, so a

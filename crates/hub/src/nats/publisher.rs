@@ -35,7 +35,7 @@ use async_nats::jetstream::message::PublishMessage;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
 use watchtower_core::EventHeader;
@@ -71,8 +71,14 @@ pub(super) type Opener = Arc<
 pub(super) struct Publisher {
     pub(super) open: Opener,
     pub(super) prefix: String,
+    /// The stream's name, and the epoch of the one events were last
+    /// stored in (see [`Publisher::new_stream`]).
+    pub(super) stream: String,
+    pub(super) epoch: u64,
     pub(super) node: u64,
-    pub(super) key: MessageIdKey,
+    /// The stream's message-id key: a stream made anew may carry another
+    /// (see `consumer`), and every hub must use the one it carries.
+    pub(super) key: watch::Receiver<MessageIdKey>,
     pub(super) queue: mpsc::UnboundedReceiver<Outgoing>,
     pub(super) tally: Arc<Tally>,
     pub(super) dedup: Arc<DedupWindow>,
@@ -192,6 +198,7 @@ impl Publisher {
         }
         let ack_mode = outgoing.ack.is_some();
         if let Some(burst) = &outgoing.burst {
+            let key = self.key.borrow();
             let origin: Arc<str> = Arc::from(format!("{:016x}-{}", self.node, burst.sender));
             for (frame, event_type) in burst.frames.iter().zip(&burst.types) {
                 lane.queued += 1;
@@ -201,7 +208,7 @@ impl Publisher {
                     lane: lane_id,
                     index: lane.queued,
                     subject: subject(&self.prefix, event_type),
-                    id: self.key.message_id(id, frame.as_bytes()),
+                    id: key.message_id(id, frame.as_bytes()),
                     origin: Arc::clone(&origin),
                     frame: frame.clone(),
                     from: outgoing.from.clone(),
@@ -216,9 +223,25 @@ impl Publisher {
     }
 
     /// Opens a new link; on failure, waits longer before the next try.
-    async fn relink(&self, s: &mut State) {
+    async fn relink(&mut self, s: &mut State) {
         match (self.open)().await {
             Ok(client) => {
+                let js = jetstream::new(client.clone());
+                // Which stream a new link stores in: one made anew since
+                // (NATS back on a wiped store) holds nothing of what the
+                // last one stored. None yet: nothing can be stored.
+                let epoch = match js.get_stream(&self.stream).await {
+                    Ok(stream) => super::stream_epoch(stream.cached_info()),
+                    Err(error) => {
+                        tracing::debug!(%error, "backplane: no stream to publish to yet");
+                        self.wait_to_relink(s);
+                        return;
+                    }
+                };
+                if epoch != self.epoch {
+                    self.new_stream(s);
+                    self.epoch = epoch;
+                }
                 if s.failures > 0 {
                     tracing::info!(
                         events = s.waiting.len(),
@@ -226,7 +249,7 @@ impl Publisher {
                     );
                 }
                 s.link = Some(Link {
-                    js: jetstream::new(client.clone()),
+                    js,
                     _client: client,
                 });
                 s.failures = 0;
@@ -237,6 +260,45 @@ impl Publisher {
                 self.wait_to_relink(s);
             }
         }
+    }
+
+    /// The stream was made anew: what the old one stored is gone. An ack
+    /// still due to an at-least-once sender would rest on it in part, so
+    /// each such sender is closed instead (it resends everything not yet
+    /// acknowledged, in order) and what it still had waiting here is
+    /// dropped, not stored, so its resend enters the new stream first and
+    /// in its order; the de-duplication window, which vouches for events
+    /// the old stream stored, forgets them all. At-most-once events waiting
+    /// go on to the new stream.
+    fn new_stream(&self, s: &mut State) {
+        self.dedup.forget_all();
+        let mut closed = 0;
+        for lane in s.lanes.values_mut() {
+            if lane.marks.is_empty() {
+                continue;
+            }
+            if let Some(outbox) = &lane.outbox {
+                outbox.lose_backplane();
+            }
+            lane.marks.clear();
+            closed += 1;
+        }
+        let (mut dropped, mut kept) = (0, VecDeque::new());
+        for item in std::mem::take(&mut s.waiting) {
+            if item.ack_mode {
+                dropped += 1;
+                add(&self.tally.failures, 1);
+                self.settled(s, item);
+            } else {
+                kept.push_back(item);
+            }
+        }
+        s.waiting = kept;
+        tracing::warn!(
+            closed,
+            dropped,
+            "backplane: publishing to a stream made anew; at-least-once senders awaiting acks are closed and resend what only the old stream held"
+        );
     }
 
     fn wait_to_relink(&self, s: &mut State) {

@@ -327,6 +327,14 @@ impl DedupWindow {
         self.lock().remove(key);
     }
 
+    /// Forgets every key: the backplane's store that held their events is
+    /// gone (made anew), so a resend of any of them must be relayed to the
+    /// new one, not dropped as already seen.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn forget_all(&self) {
+        *self.lock() = State::default();
+    }
+
     /// How many keys the window remembers now (expired ones are forgotten
     /// first).
     pub(crate) fn len(&self) -> usize {
@@ -417,6 +425,17 @@ mod tests {
 
     fn window(max_ids: usize, share: usize, age: Duration) -> DedupWindow {
         DedupWindow::new(max_ids, share, age)
+    }
+
+    #[test]
+    fn forgetting_all_relays_every_resend_again() {
+        let w = window(10, 10, Duration::from_secs(60));
+        assert!(w.duplicates(1, &keyed(&w, &["a", "b"])).is_empty());
+        assert_eq!(w.duplicates(2, &keyed(&w, &["a"])).len(), 1);
+        w.forget_all();
+        assert_eq!(w.len(), 0);
+        assert!(w.duplicates(2, &keyed(&w, &["a", "b"])).is_empty());
+        assert_eq!(w.duplicates(1, &keyed(&w, &["b"])).len(), 1, "known again");
     }
 
     #[test]

@@ -162,8 +162,11 @@ pub(crate) trait Fanout: Send + Sync + fmt::Debug {
     /// Resolves once this node's history can answer a client presenting
     /// `from` as well as the group's could: with a backplane, the node's
     /// view of the shared stream may lag behind the node the client came
-    /// from, and a position past that view would be taken for another
-    /// history. Locally, at once. The caller bounds the wait.
+    /// from (in its seqs, or its epoch, when the stream was made anew), and
+    /// a position past that view would be taken for another history.
+    /// Locally, at once. The caller bounds the wait; past it, the node
+    /// cannot tell what the client missed (with a backplane: it is cut off
+    /// from the stream) and refuses it rather than answer.
     fn catch_up(&self, _from: Position) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
@@ -224,15 +227,21 @@ impl LocalFanout {
     }
 
     /// Delivers a burst the backplane numbered (its first frame at seq
-    /// `first`): stored in the history, offered to every member, under the
-    /// history's lock. `None` when it was delivered before.
+    /// `first`) and stored `at`: stored in the history, offered to every
+    /// member, under the history's lock. `None` when it was delivered
+    /// before.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn publish_at(&self, burst: &Arc<Burst>, first: u64) -> Option<Delivery> {
+    pub(crate) fn publish_at(
+        &self,
+        burst: &Arc<Burst>,
+        first: u64,
+        at: Instant,
+    ) -> Option<Delivery> {
         let Some(history) = &self.history else {
             return Some(self.offer_all(burst, 0, 0));
         };
         let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
-        let (seq, gap) = history.append_at(burst, first, Instant::now())?;
+        let (seq, gap) = history.append_at(burst, first, at, Instant::now())?;
         if gap {
             // Resuming members did not get what the gap held: closed, they
             // resume and learn that (expired) instead of missing it.
@@ -261,6 +270,24 @@ impl LocalFanout {
         }
     }
 
+    /// The backplane's stream was made anew: the history starts again in
+    /// `epoch` after `head` (see [`History::renumber`]), and every resuming
+    /// member, whose position is of the old epoch (position frames carry
+    /// only a seq), is closed under the same lock, before any event of the
+    /// new epoch is offered: it resumes and is told `epoch`. Plain members
+    /// carry on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&self, epoch: u64, head: u64) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.renumber(epoch, head);
+        for member in self.snapshot().iter() {
+            member.interrupt();
+        }
+    }
+
     /// Whether the history is behind a client at `from` (see
     /// [`History::behind`]); `false` with history off.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
@@ -270,6 +297,18 @@ impl LocalFanout {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .behind(from)
+        })
+    }
+
+    /// The epoch of the history's positions; `None` with history off.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.history.as_ref().map(|history| {
+            history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .position()
+                .epoch()
         })
     }
 
@@ -301,7 +340,7 @@ impl Fanout for LocalFanout {
             return None;
         };
         let mut history = shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = history.position();
+        let mut position = history.position();
         let head = position.seq();
         let outcome = match cursor {
             None => None,
@@ -309,17 +348,25 @@ impl Fanout for LocalFanout {
                 outbox.resume(head, head, head, Arc::clone(shared));
                 None
             }
-            Some(Cursor::From(from)) => {
-                let start = history.start(&from, Instant::now());
-                match start {
-                    // The client has everything before its start: position
-                    // frames go out past its own position. Its writer
-                    // reads what it missed from the history, however much.
-                    Ok(start) => outbox.resume(start, from.seq(), head, Arc::clone(shared)),
-                    Err(_) => outbox.resume(head, head, head, Arc::clone(shared)),
+            Some(Cursor::From(from)) => match history.start(&from, Instant::now()) {
+                // The client has everything before its start: position
+                // frames go out past its own position. Its writer reads
+                // what it missed from the history, however much.
+                Ok(start) => {
+                    outbox.resume(start, from.seq(), head, Arc::clone(shared));
+                    Some(Ok(head - start))
                 }
-                Some(start.map(|start| head - start))
-            }
+                // Not placed: it starts where the history says, and that
+                // is the position it is told (not the head, so that a
+                // client cut off during a replay of a new epoch resumes
+                // inside it rather than past it).
+                Err(reason) => {
+                    let start = history.start_refused(&from);
+                    outbox.resume(start, start, head, Arc::clone(shared));
+                    position = Position::new(position.epoch(), start);
+                    Some(Err(reason))
+                }
+            },
         };
         self.update(|members| members.push(outbox));
         Some(Joined { position, outcome })
@@ -409,24 +456,43 @@ mod tests {
             .unwrap();
         assert_eq!((joined.position.seq(), joined.outcome), (3, Some(Ok(2))));
         publish(4);
-        let mut got = VecDeque::new();
-        second.take(&mut got);
-        let ids: Vec<String> = got
-            .iter()
-            .flat_map(|e| {
-                (0..e.burst.frames.len())
-                    .filter(|i| e.frames.contains(*i))
-                    .map(|i| e.burst.frames[i].to_string())
-            })
-            .collect();
-        assert_eq!(ids, [frame(2), frame(3), frame(4)].map(|f| f.to_string()));
+        let taken = |outbox: &Outbox| {
+            let mut got = VecDeque::new();
+            outbox.take(&mut got);
+            got.iter()
+                .flat_map(|e| {
+                    (0..e.burst.frames.len())
+                        .filter(|i| e.frames.contains(*i))
+                        .map(|i| e.burst.frames[i].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<String>>()
+        };
+        assert_eq!(
+            taken(&second),
+            [frame(2), frame(3), frame(4)].map(|f| f.to_string())
+        );
         assert_eq!(second.mark_due(), Some(4));
         assert_eq!(fanout.history_len(), 4);
-        // Another epoch: nothing replayed, the reason given.
+        // Another epoch, while this one is held from its first event: the
+        // reason given, told position 0 of this epoch, sent all of it.
         let third = outbox(3);
         let other = Position::new(at.epoch().wrapping_add(1), 1);
-        let joined = fanout.join(third, Some(Cursor::From(other))).unwrap();
+        let joined = fanout
+            .join(Arc::clone(&third), Some(Cursor::From(other)))
+            .unwrap();
         assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        assert_eq!(joined.position, Position::new(at.epoch(), 0));
+        assert_eq!(taken(&third), [1, 2, 3, 4].map(|n| frame(n).to_string()));
+        // This epoch, but past its head: told the head, sent nothing old.
+        let fourth = outbox(4);
+        let ahead = Position::new(at.epoch(), 9);
+        let joined = fanout
+            .join(Arc::clone(&fourth), Some(Cursor::From(ahead)))
+            .unwrap();
+        assert_eq!(joined.outcome, Some(Err(NotRecoveredReason::Epoch)));
+        assert_eq!(joined.position, Position::new(at.epoch(), 4));
+        assert!(taken(&fourth).is_empty());
         // History off: no answer at all.
         let plain = LocalFanout::default();
         assert!(plain.join(outbox(4), Some(Cursor::New)).is_none());

@@ -20,6 +20,28 @@ use watchtower_core::{NotRecoveredReason, Position, frame_key};
 use crate::config::HubConfig;
 use crate::relay::fanout::Burst;
 
+/// Bytes of bookkeeping each held event costs besides its frame, charged
+/// to `history_bytes`: its slots in its burst (the frame's handle, 32
+/// bytes; its type's, 16; its key, 8) and its key in the index (a 49-byte
+/// entry, in a table at most 7/8 full that doubles as it grows: up to 112
+/// bytes). So a flood of tiny events cannot keep more alive than the
+/// budget says.
+pub(crate) const EVENT_OVERHEAD: usize = 160;
+
+/// Bytes of bookkeeping each held burst costs besides its events': the
+/// shared `Burst` and its `Arc` (104 bytes, 112 allocated), its three
+/// vectors' allocations rounded up to the allocator's size classes, its
+/// slot in the ring (56 bytes, in a ring up to twice its length) and the
+/// read buffer's shared header. With [`EVENT_OVERHEAD`], 440 bytes for a
+/// one-event burst: what the README measured (160 to 440 bytes an event).
+pub(crate) const BURST_OVERHEAD: usize = 280;
+
+/// What a burst of `events` frames of `bytes` bytes is charged in the
+/// history: its frames and its bookkeeping.
+pub(crate) fn charge(events: usize, bytes: usize) -> usize {
+    bytes + BURST_OVERHEAD + events * EVENT_OVERHEAD
+}
+
 /// One relayed burst as stored.
 #[derive(Debug)]
 struct Stored {
@@ -28,7 +50,7 @@ struct Stored {
     first: u64,
     /// Frames at the front already forgotten (over `history_size`).
     skip: usize,
-    /// When it was relayed.
+    /// When it was relayed (with a backplane: stored there).
     at: Instant,
     /// The frames' keys, when the burst came without them (see
     /// [`Burst::keyed`]).
@@ -64,7 +86,8 @@ pub(crate) struct History {
     ring: VecDeque<Stored>,
     /// Events held (frames in `ring`, less skipped ones).
     events: usize,
-    /// Bytes `ring`'s bursts keep alive.
+    /// Bytes `ring`'s bursts keep alive, their bookkeeping included (see
+    /// [`charge`]).
     bytes: usize,
     /// The seq of the newest event; 0 before the first.
     head: u64,
@@ -154,9 +177,11 @@ impl History {
     }
 
     /// Stores a burst whose first frame has seq `first` (given by the
-    /// backplane); returns the seq of its last frame, or `None` if it was
-    /// already stored (a repeat is never relayed twice). The flag is set
-    /// when a gap came first.
+    /// backplane) and which the backplane stored `at` (its age counts from
+    /// then, the same on every node, not from when this one read it);
+    /// returns the seq of its last frame, or `None` if it was already
+    /// stored (a repeat is never relayed twice). The flag is set when a gap
+    /// came first.
     ///
     /// A `first` past the next seq is a gap: events were not received (the
     /// stream evicted them before this node read them, or they were
@@ -168,13 +193,14 @@ impl History {
         &mut self,
         burst: &Arc<Burst>,
         first: u64,
+        at: Instant,
         now: Instant,
     ) -> Option<(u64, bool)> {
         if first <= self.head {
             return None;
         }
         let gap = self.open_at(first);
-        Some((self.append(burst, now), gap))
+        Some((self.append_stamped(burst, at, now), gap))
     }
 
     /// Moves the head past `seq`, a stream sequence that holds no event (a
@@ -192,15 +218,31 @@ impl History {
         Some(gap)
     }
 
+    /// Starts another history in place: the backplane's stream was made
+    /// anew (a new `epoch`, numbered after `head`). Everything held is
+    /// forgotten, as it is of the old epoch; a position of the old epoch
+    /// is answered [`NotRecoveredReason::Epoch`] from now on.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn renumber(&mut self, epoch: u64, head: u64) {
+        self.clear();
+        self.epoch = epoch;
+        self.head = head;
+    }
+
+    /// Forgets every event held.
+    fn clear(&mut self) {
+        self.ring.clear();
+        self.index.clear();
+        self.events = 0;
+        self.bytes = 0;
+    }
+
     /// Makes `first` the next seq; a gap if it is not the one after the
     /// head, and then everything before it is forgotten.
     fn open_at(&mut self, first: u64) -> bool {
         let gap = first > self.head + 1;
         if gap {
-            self.ring.clear();
-            self.index.clear();
-            self.events = 0;
-            self.bytes = 0;
+            self.clear();
             self.head = first - 1;
         }
         gap
@@ -236,6 +278,12 @@ impl History {
     /// Stores a burst about to be relayed; returns the seq of its last
     /// frame.
     pub(crate) fn append(&mut self, burst: &Arc<Burst>, now: Instant) -> u64 {
+        self.append_stamped(burst, now, now)
+    }
+
+    /// Stores a burst whose age counts from `at`; returns the seq of its
+    /// last frame.
+    fn append_stamped(&mut self, burst: &Arc<Burst>, at: Instant, now: Instant) -> u64 {
         let n = burst.frames.len();
         if n == 0 {
             return self.head;
@@ -255,7 +303,7 @@ impl History {
             burst: Arc::clone(burst),
             first,
             skip: 0,
-            at: now,
+            at,
             keys,
         };
         for i in 0..n {
@@ -263,7 +311,7 @@ impl History {
         }
         self.ring.push_back(stored);
         self.events += n;
-        self.bytes += burst.bytes;
+        self.bytes += charge(n, burst.bytes);
         self.forget(now);
         self.head
     }
@@ -278,7 +326,9 @@ impl History {
                 oldest.burst.frames.len(),
             );
             self.events -= oldest.events();
-            self.bytes -= oldest.burst.bytes;
+            // What was charged at `append`: frames trimmed before stay
+            // alive in the burst until it goes, so they stay charged.
+            self.bytes -= charge(oldest.burst.frames.len(), oldest.burst.bytes);
         }
     }
 
@@ -329,6 +379,26 @@ impl History {
         match from.last() {
             None => Ok(from.seq()),
             Some(key) => self.find(from.seq(), key).ok_or(NotRecoveredReason::Epoch),
+        }
+    }
+
+    /// Where a client is started whose position [`History::start`]
+    /// refused: at the head (it is sent what comes next) — except a
+    /// client from another epoch while this history still holds its own
+    /// epoch's first event: it is sent the whole epoch. Every event of
+    /// this epoch was relayed after the epoch began, and the client's
+    /// position is from before that (the hub restarted, the stream was
+    /// recreated), so none of them can have reached it: they are what it
+    /// missed across the break. It is still answered `epoch`, because
+    /// what the old epoch had not sent it yet is gone. A made-up epoch
+    /// costs no more than this epoch's seq 0, which any client may
+    /// present; a client of this epoch that is not placed (a position
+    /// past the head, an unknown key) is started at the head.
+    pub(crate) fn start_refused(&self, from: &Position) -> u64 {
+        if from.epoch() != self.epoch && self.oldest() <= 1 {
+            0
+        } else {
+            self.head
         }
     }
 
@@ -503,6 +573,25 @@ mod tests {
     }
 
     #[test]
+    fn a_client_of_a_lost_epoch_is_sent_this_one_while_it_is_held_whole() {
+        let now = Instant::now();
+        let mut h = History::new(&config(4)).unwrap();
+        let lost = Position::new(h.position().epoch().wrapping_add(1), 7);
+        h.append(&burst(&[1, 2, 3]), now);
+        assert_eq!(h.start(&lost, now), Err(NotRecoveredReason::Epoch));
+        assert_eq!(h.start_refused(&lost), 0, "all of this epoch follows");
+        // Of this epoch but past its head: what comes next, nothing old.
+        let ahead = Position::new(h.position().epoch(), 9);
+        assert_eq!(h.start(&ahead, now), Err(NotRecoveredReason::Epoch));
+        assert_eq!(h.start_refused(&ahead), 3);
+        // Once this epoch's first event is forgotten, what the client
+        // missed of it cannot all be sent: it starts at the head.
+        h.append(&burst(&[4, 5]), now);
+        assert_eq!(h.oldest(), 2);
+        assert_eq!(h.start_refused(&lost), 5);
+    }
+
+    #[test]
     fn a_client_far_behind_is_never_refused_for_the_number_of_events() {
         let now = Instant::now();
         let mut h = History::new(&config(100)).unwrap();
@@ -548,14 +637,53 @@ mod tests {
     }
 
     #[test]
+    fn the_bookkeeping_of_every_event_and_burst_is_charged_to_the_budget() {
+        let now = Instant::now();
+        let mut h = History::new(&config(1_000_000)).unwrap();
+        let one = burst(&[1]);
+        let frame = one.frames[0].len();
+        h.append(&one, now);
+        assert_eq!(h.bytes, frame + BURST_OVERHEAD + EVENT_OVERHEAD);
+        let three = burst(&[2, 3, 4]);
+        h.append(&three, now);
+        assert_eq!(
+            h.bytes,
+            frame + three.bytes + 2 * BURST_OVERHEAD + 4 * EVENT_OVERHEAD
+        );
+        // Trimming events of a burst keeps them charged (its frames stay
+        // alive); forgetting the burst gives back all it was charged.
+        h.retain_from(3);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.bytes, three.bytes + BURST_OVERHEAD + 3 * EVENT_OVERHEAD);
+        h.retain_from(5);
+        assert_eq!((h.len(), h.bytes), (0, 0));
+
+        // A flood of tiny one-event bursts: the budget binds on what they
+        // keep alive, bookkeeping included, not on their frames alone.
+        let budget = 64 * 1024;
+        let mut h = History::new(&HubConfig {
+            history_bytes: budget,
+            ..config(1_000_000)
+        })
+        .unwrap();
+        for i in 0..10_000 {
+            h.append(&burst(&[i]), now);
+        }
+        assert!(h.bytes <= budget, "{}", h.bytes);
+        // Every frame is at least as long as the first.
+        let least = frame + BURST_OVERHEAD + EVENT_OVERHEAD;
+        assert!(h.len() <= budget / least, "{} events held", h.len());
+    }
+
+    #[test]
     fn a_seq_holding_no_event_is_skipped_not_taken_for_a_gap() {
         let now = Instant::now();
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
         let at10 = h.position();
-        h.append_at(&burst(&[11]), 11, now);
+        h.append_at(&burst(&[11]), 11, now, now);
         assert_eq!(h.skip_at(12), Some(false));
         assert_eq!(h.skip_at(12), None, "once");
-        assert_eq!(h.append_at(&burst(&[13]), 13, now), Some((13, false)));
+        assert_eq!(h.append_at(&burst(&[13]), 13, now, now), Some((13, false)));
         assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "13"]);
         assert_eq!(replay(&mut h, &Position::new(7, 12), now).unwrap(), ["13"]);
         // A skip after a gap is still a gap.
@@ -572,19 +700,22 @@ mod tests {
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
         let at10 = h.position();
         assert_eq!(at10, Position::new(7, 10));
-        assert_eq!(h.append_at(&burst(&[11, 12]), 11, now), Some((12, false)));
+        assert_eq!(
+            h.append_at(&burst(&[11, 12]), 11, now, now),
+            Some((12, false))
+        );
         // A repeat is not stored (or relayed) again.
-        assert_eq!(h.append_at(&burst(&[12]), 12, now), None);
+        assert_eq!(h.append_at(&burst(&[12]), 12, now, now), None);
         assert_eq!(replay(&mut h, &at10, now).unwrap(), ["11", "12"]);
         let at12 = h.position();
         // Seq 13 and 14 never arrived: a position before the gap is lost.
-        assert_eq!(h.append_at(&burst(&[15]), 15, now), Some((15, true)));
+        assert_eq!(h.append_at(&burst(&[15]), 15, now, now), Some((15, true)));
         assert_eq!(
             replay(&mut h, &at12, now).unwrap_err(),
             NotRecoveredReason::Expired
         );
         let at15 = h.position();
-        h.append_at(&burst(&[16, 17, 18]), 16, now);
+        h.append_at(&burst(&[16, 17, 18]), 16, now, now);
         assert_eq!(replay(&mut h, &at15, now).unwrap(), ["16", "17", "18"]);
         // The stream evicted up to 16: a position at 15 is expired, at 16
         // is not.
@@ -601,10 +732,32 @@ mod tests {
     }
 
     #[test]
+    fn a_renumbered_history_answers_old_positions_epoch_and_starts_empty() {
+        let now = Instant::now();
+        let mut h = History::numbered(&config(100), 7, 10).unwrap();
+        h.append_at(&burst(&[11, 12]), 11, now, now);
+        let old = h.position();
+        h.renumber(8, 0);
+        assert_eq!((h.len(), h.position()), (0, Position::new(8, 0)));
+        // A position of the old epoch, even one the new seqs reach, is
+        // never taken for the new one's.
+        h.append_at(&burst(&[1, 2, 3]), 1, now, now);
+        assert_eq!(
+            replay(&mut h, &old, now).unwrap_err(),
+            NotRecoveredReason::Epoch
+        );
+        assert!(!h.behind(&old));
+        assert_eq!(
+            replay(&mut h, &Position::new(8, 1), now).unwrap(),
+            ["2", "3"]
+        );
+    }
+
+    #[test]
     fn a_position_past_what_a_numbered_history_read_is_behind_not_lost() {
         let now = Instant::now();
         let mut h = History::numbered(&config(100), 7, 10).unwrap();
-        h.append_at(&burst(&[11, 12]), 11, now);
+        h.append_at(&burst(&[11, 12]), 11, now, now);
         let key = |id: u32| frame_key(format!(r#"{{"id":"{id}","event_type":"t"}}"#).as_bytes());
         // Up to the head, or an event named after its seq that is here.
         assert!(!h.behind(&Position::new(7, 12)));

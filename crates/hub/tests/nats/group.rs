@@ -28,6 +28,16 @@ pub(crate) async fn hub_on(nats: &NatsServer, stream: &str, config: HubConfig) -
     hub_on_config(NatsConfig::new(nats.url()).stream(stream), config).await
 }
 
+/// Two hubs on `stream` whose clients' queues hold a whole test's events
+/// (65,536 frames), for subscribers that read as they go.
+pub(crate) async fn two_roomy_hubs(nats: &NatsServer, stream: &str) -> (Hub, Hub) {
+    let mut config = HubConfig::default();
+    config.client_queue_frames = 65_536;
+    let a = hub_on(nats, stream, config.clone()).await;
+    let b = hub_on(nats, stream, config).await;
+    (a, b)
+}
+
 pub(crate) async fn hub_on_config(nats: NatsConfig, config: HubConfig) -> Hub {
     Hub::builder()
         .config(config)

@@ -18,3 +18,4 @@ mod group;
 mod ordering;
 mod outage;
 mod resume;
+mod wipe;

@@ -18,7 +18,7 @@ use watchtower_hub::{Hub, HubConfig, NatsConfig};
 use watchtower_test_support::NatsServer;
 
 use crate::group::{
-    AckPublisher, Outcome, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
+    AckPublisher, Outcome, Thaw, ThreadHub, frame, hub_on, hub_on_config, join, once_in_order,
     stream_name,
 };
 use crate::support::{Client, LIMIT, next_text, stats_until};
@@ -71,6 +71,22 @@ impl Resumer {
         }
         self.ws = Some(ws);
         Some(first)
+    }
+
+    /// [`Resumer::try_reconnect`] until `url` answers (a hub refuses with
+    /// 503 while it cannot tell what the client missed).
+    async fn reconnect_once_answered(&mut self, url: &str, resume: &str) -> ControlFrame {
+        let deadline = tokio::time::Instant::now() + 2 * LIMIT;
+        loop {
+            if let Some(answer) = self.try_reconnect(url, resume).await {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} never answered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Reads `n` events in all, moving through `urls` (from `at`) with its
@@ -229,21 +245,8 @@ async fn a_hub_behind_the_stream_catches_up_before_answering_a_resume() {
     let Some(nats) = NatsServer::start_or_skip("a_hub_behind_the_stream_catches_up").await else {
         return;
     };
-    let stream = stream_name();
-    let a = hub_on(&nats, &stream, HubConfig::default()).await;
-    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
-    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
-    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
-
-    // B stops reading the stream; A and the stream go on without it, for
-    // more events than B reads in a few handshakes' time.
     const N: u64 = 2_000;
-    let thaw = b.freeze().await;
-    let frames: Vec<String> = (0..N).map(|n| frame("t", 1, n)).collect();
-    let mut publisher = AckPublisher::new(frames);
-    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
-    assert!(sub.read_until(N as usize).await);
-    sub.ws = None;
+    let (a, b, mut sub, thaw) = a_subscriber_ahead_of_b(&nats, N).await;
     // The resume waits in B's listen backlog; B then has both the client
     // and the stream's events to take in.
     let position = sub.position();
@@ -265,6 +268,26 @@ async fn a_hub_behind_the_stream_catches_up_before_answering_a_resume() {
     let mut want: Vec<(u64, u64)> = (0..N).map(|n| (1, n)).collect();
     want.push((2, 0));
     assert_eq!(sub.events, want);
+}
+
+/// Hubs A and B on a stream of their own, and a resuming subscriber that
+/// has read `n` events on A while B, frozen, stopped reading the stream:
+/// more events than B's consumer had asked for, and more than it reads
+/// in a few handshakes' time. B thaws when the last value is dropped; the
+/// subscriber is disconnected.
+async fn a_subscriber_ahead_of_b(nats: &NatsServer, n: u64) -> (Hub, ThreadHub, Resumer, Thaw) {
+    let stream = stream_name();
+    let a = hub_on(nats, &stream, HubConfig::default()).await;
+    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
+    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let thaw = b.freeze().await;
+    let frames: Vec<String> = (0..n).map(|i| frame("t", 1, i)).collect();
+    let mut publisher = AckPublisher::new(frames);
+    assert_eq!(publisher.run(&a.url()).await, Outcome::AllAcked);
+    assert!(sub.read_until(n as usize).await);
+    sub.ws = None;
+    (a, b, sub, thaw)
 }
 
 /// Done-when 5: a position the stream already evicted is not recovered
@@ -544,4 +567,124 @@ async fn a_resume_on_another_hub_never_echoes_own_events() {
         got.push((p, n));
     }
     assert_eq!(got, (0..6).map(|n| (2, n)).collect::<Vec<_>>());
+}
+
+/// #11: an event's age in the history counts from when the stream stored
+/// it, on every hub: once the hub that read the events as they came
+/// answers `expired` for a position before them, a hub started after that
+/// (which reads them from the stream at its start) answers `expired` too.
+/// At f945df2 each hub counted from when it read an event: the later hub
+/// recovered all 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_ages_count_from_the_streams_timestamps_on_every_hub() {
+    let Some(nats) = NatsServer::start_or_skip("history_ages_count_from_the_streams").await else {
+        return;
+    };
+    let stream = stream_name();
+    let mut config = HubConfig::default();
+    config.history_ttl = std::time::Duration::from_secs(2);
+    let a = hub_on(&nats, &stream, config.clone()).await;
+    let (sub, _) = Resumer::connect(&a.url(), "new").await;
+    let start = sub.position();
+    drop(sub);
+    let mut publisher = AckPublisher::new((0..100).map(|n| frame("t", 1, n)).collect());
+    publisher.run_until_acked(&a.url()).await;
+    head_at(&a.url(), 100).await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (_, answer) = Resumer::connect(&a.url(), &start).await;
+        match recovered(&answer) {
+            Err(NotRecoveredReason::Expired) => break,
+            Ok(100) => {}
+            other => panic!("A answered {other:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never forgot the events"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b = hub_on(&nats, &stream, config).await;
+    let (_, answer) = Resumer::connect(&b.url(), &start).await;
+    assert_eq!(recovered(&answer), Err(NotRecoveredReason::Expired));
+}
+
+/// #5: a resume on a hub cut off from NATS (the server killed, its store
+/// kept) whose history has not read as far as the client's position is
+/// refused with 503, as a hub that is down would be, so the client resumes
+/// on another hub or later; it is never told `epoch` for its own epoch.
+/// Once NATS is back, the same position is recovered there, and nothing
+/// the client had is sent again. At f945df2 it was answered `epoch` after
+/// 5 s, and then the events the client already had arrived again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_a_hub_cut_off_from_nats_is_refused_not_told_epoch() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_resume_on_a_hub_cut_off_from_nats").await
+    else {
+        return;
+    };
+    const N: u64 = 2_000;
+    let (a, b, mut sub, thaw) = a_subscriber_ahead_of_b(&nats, N).await;
+    // Then NATS goes away.
+    nats.kill();
+    drop(thaw);
+    let position = sub.position();
+    match connect_async(format!("{}?resume={position}", b.url)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        Err(other) => panic!("refused otherwise: {other}"),
+        Ok((mut ws, _)) => panic!("answered: {:?}", ws.next().await),
+    }
+    nats.restart().await;
+    // Refused until B has read as far again; then recovered.
+    let answer = sub.reconnect_once_answered(&b.url, &position).await;
+    assert_eq!(recovered(&answer), Ok(0), "{answer:?}");
+    let mut marker = AckPublisher::new(vec![frame("t", 2, 0)]);
+    marker.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(N as usize + 1).await);
+    let mut want: Vec<(u64, u64)> = (0..N).map(|n| (1, n)).collect();
+    want.push((2, 0));
+    assert_eq!(sub.events, want, "nothing twice");
+}
+
+/// A client with a position of a stream made anew resumes on a hub that
+/// has not found the new stream yet (frozen while NATS came back on a
+/// wiped store): that hub waits until it has, and recovers it, rather than
+/// answer `epoch` for the stream's own epoch; nothing is missing or
+/// repeated after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_of_a_stream_made_anew_waits_for_the_hub_to_find_it() {
+    let Some(mut nats) = NatsServer::start_or_skip("a_position_of_a_stream_made_anew").await else {
+        return;
+    };
+    let stream = stream_name();
+    let a = hub_on(&nats, &stream, HubConfig::default()).await;
+    let b = ThreadHub::start(NatsConfig::new(nats.url()).stream(&stream)).await;
+    let mut before = AckPublisher::new((0..5).map(|n| frame("t", 1, n)).collect());
+    before.run_until_acked(&a.url()).await;
+    let thaw = b.freeze().await;
+    nats.kill();
+    std::fs::remove_dir_all(nats.store().join("js")).unwrap();
+    nats.restart().await;
+    stats_until(&a, "A goes on with the new stream", |s| {
+        s.backplane_new_streams == 1
+    })
+    .await;
+    let (mut sub, _) = Resumer::connect(&a.url(), "new").await;
+    stats_until(&a, "subscriber joined", |s| s.clients == 1).await;
+    let mut after = AckPublisher::new((0..10).map(|n| frame("t", 2, n)).collect());
+    after.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(10).await);
+    sub.ws = None;
+    let position = sub.position();
+    drop(thaw);
+    let answer = sub.reconnect_once_answered(&b.url, &position).await;
+    assert!(recovered(&answer).is_ok(), "{answer:?}");
+    let mut marker = AckPublisher::new(vec![frame("t", 3, 0)]);
+    marker.run_until_acked(&a.url()).await;
+    assert!(sub.read_until(11).await);
+    let mut want: Vec<(u64, u64)> = (0..10).map(|n| (2, n)).collect();
+    want.push((3, 0));
+    assert_eq!(sub.events, want);
 }

@@ -55,6 +55,11 @@ impl InFlight {
         self.pending.len()
     }
 
+    /// Gives back the room a burst grew (see [`room`](super::room)).
+    pub(crate) fn give_back_room(&mut self) {
+        super::room::give_back(&mut self.pending);
+    }
+
     /// Records an event just handed to the socket.
     pub(crate) fn sent(&mut self, outgoing: Outgoing, now: Instant) {
         self.sent += 1;

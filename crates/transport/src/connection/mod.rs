@@ -9,6 +9,7 @@
 
 mod acks;
 mod reader;
+mod room;
 mod session;
 mod writer;
 
@@ -29,7 +30,7 @@ use crate::connect::{Ws, connect_once};
 use crate::shared::{Lifecycle, Shared};
 use crate::stats::{ConnectionState, bump};
 use crate::subscription::panic_message;
-use session::{SessionEnd, session};
+use session::{Batch, SessionEnd, SessionState, session};
 
 /// Frames taken from the queue on one connection but not settled when it
 /// ended: at least once, those awaiting acknowledgement; always, those not
@@ -103,7 +104,7 @@ fn stopped_by_panic(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
     settle(
         shared,
         DeadLetterReason::SendFailed,
-        "not sent: the transport's connection task panicked",
+        "not sent (or sent and not acknowledged): the transport's connection task panicked",
     );
 }
 
@@ -139,9 +140,20 @@ async fn run(shared: Arc<Shared>, first: First) {
         let reconnect = sessions > 0;
         sessions += 1;
         let began = Instant::now();
-        let move_on = match session(&shared, ws, reconnect).await {
-            SessionEnd::Finished => break,
-            SessionEnd::Lost { move_on } => move_on,
+        // Held here, not in the session, so that a panic inside it still
+        // finds what the connection held (see `session::rescue`).
+        let conn = SessionState::new(ws.get_ref().written());
+        let mut batch = Batch::default();
+        let ended = AssertUnwindSafe(session(&shared, ws, reconnect, &conn, &mut batch))
+            .catch_unwind()
+            .await;
+        let move_on = match ended {
+            Ok(SessionEnd::Finished) => break,
+            Ok(SessionEnd::Lost { move_on }) => move_on,
+            Err(panic) => {
+                session::rescue(&shared, &conn, &mut batch);
+                std::panic::resume_unwind(panic)
+            }
         };
         let lasted = began.elapsed();
         let stable = lasted >= STABLE_AFTER;
@@ -203,6 +215,9 @@ pub(crate) async fn connect_with_retries(
     let mut immediate = initial;
     let mut auth_rejected = false;
     let mut last_error = None;
+    // The server's Retry-After from the last attempt: the next wait is at
+    // least that.
+    let mut asked_to_wait = Duration::ZERO;
     loop {
         if !shared.is_running() {
             return Err(Failed::Stopped);
@@ -230,7 +245,8 @@ pub(crate) async fn connect_with_retries(
                 attempt: schedule.attempt(),
             });
             tracing::debug!(attempt = schedule.attempt(), ?delay, "waiting to reconnect");
-            if !sleep_unless_stopped(shared, delay.max(MIN_RECONNECT_WAIT)).await {
+            let delay = delay.max(MIN_RECONNECT_WAIT).max(asked_to_wait);
+            if !sleep_unless_stopped(shared, delay).await {
                 return Err(Failed::Stopped);
             }
         }
@@ -247,6 +263,13 @@ pub(crate) async fn connect_with_retries(
                 } else {
                     tracing::warn!(%url, %error, "reconnect failed");
                 }
+                asked_to_wait = match error {
+                    WatchtowerError::RateLimited {
+                        retry_after: Some(wait),
+                        ..
+                    } => wait,
+                    _ => Duration::ZERO,
+                };
                 if let WatchtowerError::Auth { .. } = error {
                     // Rejected credentials: ask the provider for fresh ones
                     // once, at once; a second rejection stops the retries
@@ -284,6 +307,7 @@ async fn attempt_connect(shared: &Shared) -> Result<Box<Ws>, WatchtowerError> {
         &shared.resume,
         &shared.counters,
         &shared.client_id,
+        &shared.hub_limits,
     );
     match Box::pin(connecting).await.map(Box::new) {
         Ok(ws) => {

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -51,7 +51,8 @@ pub(super) enum Reason {
     KeepaliveTimeout(Duration),
     /// At least once: the oldest event's ack did not come in time.
     AckTimeout(Duration),
-    /// A write stayed pending this long: the server stopped reading.
+    /// A pending write went this long without the socket taking a byte:
+    /// the server stopped reading.
     WriteTimeout(Duration),
     Read(tungstenite::Error),
     Write(tungstenite::Error),
@@ -102,7 +103,8 @@ impl fmt::Display for Reason {
             ),
             Reason::WriteTimeout(d) => write!(
                 f,
-                "a write stayed pending for {d:?} (write timeout): the server stopped reading"
+                "a pending write made no progress for {d:?} (write timeout): the server \
+                 stopped reading"
             ),
             Reason::Read(e) => write!(f, "read failed: {e}"),
             Reason::Write(e) => write!(f, "write failed: {e}"),
@@ -135,6 +137,9 @@ pub(super) struct SessionState {
     /// silence is ours, so keepalive does not count it, and acks are not
     /// timed (see [`reading_clock`](Self::reading_clock)).
     pub(super) reading_paused: AtomicBool,
+    /// Bytes the socket has taken (see [`Socket`](crate::connect::Socket)):
+    /// the writer's measure of progress.
+    pub(super) written: Arc<AtomicU64>,
     /// When the current pause began (nanoseconds since `epoch`).
     paused_at: AtomicU64,
     /// How long the pauses that have ended lasted, in all (nanoseconds).
@@ -155,8 +160,9 @@ struct PingRecord {
 const MAX_PINGS_IN_FLIGHT: usize = 1024;
 
 impl SessionState {
-    fn new() -> SessionState {
+    pub(super) fn new(written: Arc<AtomicU64>) -> SessionState {
         SessionState {
+            written,
             epoch: Instant::now(),
             last_rx: AtomicU64::new(0),
             last_ping: AtomicU64::new(0),
@@ -201,6 +207,13 @@ impl SessionState {
             paused += now.saturating_sub(self.paused_at.load(Relaxed));
         }
         self.epoch + Duration::from_nanos(now.saturating_sub(paused))
+    }
+
+    /// Gives back the room a burst grew in the pings and the in-flight
+    /// window (see [`room`](super::room)).
+    pub(super) fn give_back_room(&self) {
+        super::room::give_back(&mut *self.pings());
+        self.in_flight().give_back_room();
     }
 
     pub(super) fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -271,12 +284,11 @@ impl SessionState {
         (more, Some(record.filter_epoch))
     }
 
-    /// Frames written but not confirmed, plus `unflushed` fed ones.
-    pub(super) fn unconfirmed(&self, unflushed: usize) -> u64 {
-        self.flushed
-            .load(Relaxed)
-            .saturating_sub(self.confirmed.load(Relaxed))
-            + unflushed as u64
+    /// Frames written but not confirmed, taken once: they are settled by
+    /// the caller, so a second call counts none of them again.
+    fn take_unconfirmed(&self) -> u64 {
+        let flushed = self.flushed.load(Relaxed);
+        flushed.saturating_sub(self.confirmed.fetch_max(flushed, Relaxed))
     }
 }
 
@@ -298,7 +310,16 @@ pub(super) type Stream = SplitStream<Ws>;
 /// `ws` comes boxed: an argument stays in the session's state for its
 /// whole life (an `async fn` never gives an argument's room back), and
 /// the split moves the stream out of the box and frees it at once.
-pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> SessionEnd {
+///
+/// `conn` and `batch` are the caller's, so that what they hold can still
+/// be settled if the session panics (see [`rescue`]).
+pub(super) async fn session(
+    shared: &Shared,
+    ws: Box<Ws>,
+    reconnect: bool,
+    conn: &SessionState,
+    batch: &mut Batch,
+) -> SessionEnd {
     bump(&shared.counters.connects);
     if reconnect {
         bump(&shared.counters.reconnects);
@@ -307,35 +328,28 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
     tracing::info!(url = %shared.current_url(), reconnect, "connected");
 
     let (mut sink, mut stream) = split(ws);
-    let conn = SessionState::new();
-    let mut batch = Batch::default();
+    // The reader comes before the keepalive watch: a task that could not
+    // run for a while (a starved runtime) wakes with both its keepalive
+    // deadline passed and frames waiting in its socket. Read first, and
+    // the watch sees that the link is alive; judged first, a live link
+    // would be called dead.
     let end = tokio::select! {
         biased;
         end = shutdown_deadline(shared) => end,
-        end = keepalive_watch(shared, &conn) => end,
-        end = read_loop(shared, &conn, &mut stream) => end,
-        end = write_loop(shared, &conn, &mut batch, &mut sink) => end,
+        end = read_loop(shared, conn, &mut stream) => end,
+        end = keepalive_watch(shared, conn) => end,
+        end = write_loop(shared, conn, batch, &mut sink) => end,
     };
 
     // Settle every frame this connection took. A frame fed to the socket
     // but not flushed is not written: at least once it is still in flight
     // (and resent); at most once it is lost with the connection, and
     // counted.
-    let at_least_once = shared.settings.acks.is_some();
-    let fed = batch.fed as u64;
-    // Handed to the socket: counted as sent once, whatever becomes of them.
-    add(&shared.counters.frames_out, batch.first_sends);
-    add(&shared.counters.bytes_out, batch.first_bytes);
-    let unfed: Vec<Outgoing> = batch.frames.drain(batch.fed..).collect();
-    batch.frames.clear();
-    shared.counters.in_flight.store(0, Relaxed);
-    // At most once, frames written but unconfirmed may be lost with the
-    // connection; at least once, they are unacked and will be sent again.
-    let (unconfirmed, unflushed) = if at_least_once {
-        (0, 0)
-    } else {
-        (conn.unconfirmed(batch.fed), fed)
-    };
+    let Taken {
+        unfed,
+        unconfirmed,
+        unflushed,
+    } = take_batch(shared, conn, batch);
     let lose_unconfirmed = || {
         add(&shared.counters.frames_unconfirmed_lost, unconfirmed);
         add(&shared.counters.lost_unflushed, unflushed);
@@ -367,22 +381,73 @@ pub(crate) async fn session(shared: &Shared, ws: Box<Ws>, reconnect: bool) -> Se
             bump(&shared.counters.disconnects);
             lose_unconfirmed();
             add(&shared.counters.frames_requeued, unfed.len() as u64);
-            let unacked = unacked_to_resend(shared, &conn, &reason);
-            // The next connection sends these first, in the order they were
-            // first published: the unacknowledged (sent earliest), then the
-            // unsent, then what was carried before.
-            {
-                let mut carry = shared.carry();
-                for outgoing in unacked.into_iter().chain(unfed).rev() {
-                    carry.push_front(outgoing);
-                }
-            }
+            let unacked = unacked_to_resend(shared, conn, &reason);
+            put_back(shared, unacked, unfed);
             lost(shared, reason, unconfirmed, &mut sink).await
         }
     };
     // `flush` callers wait on what was just settled.
     shared.progress.notify_waiters();
     ended
+}
+
+/// What a session's batch held when it ended, taken out and counted.
+struct Taken {
+    /// Popped but not handed to the socket.
+    unfed: Vec<Outgoing>,
+    /// At most once: written, not confirmed, and now in doubt.
+    unconfirmed: u64,
+    /// At most once: handed to the socket but not flushed.
+    unflushed: u64,
+}
+
+/// Empties the batch: what was handed to the socket is counted as sent
+/// once, whatever becomes of it; the rest is returned. Taken once: a
+/// second call finds nothing.
+fn take_batch(shared: &Shared, conn: &SessionState, batch: &mut Batch) -> Taken {
+    let at_least_once = shared.settings.acks.is_some();
+    add(&shared.counters.frames_out, batch.first_sends);
+    add(&shared.counters.bytes_out, batch.first_bytes);
+    let unfed = batch.frames.drain(batch.fed..).collect();
+    let fed = std::mem::take(&mut batch.fed) as u64;
+    batch.frames.clear();
+    (batch.first_sends, batch.first_bytes) = (0, 0);
+    shared.counters.in_flight.store(0, Relaxed);
+    // At most once, frames written but unconfirmed may be lost with the
+    // connection; at least once, they are unacked and will be sent again.
+    let (unconfirmed, unflushed) = if at_least_once {
+        (0, 0)
+    } else {
+        (conn.take_unconfirmed() + fed, fed)
+    };
+    Taken {
+        unfed,
+        unconfirmed,
+        unflushed,
+    }
+}
+
+/// The session panicked (a bug of ours, or a user's tracing layer that
+/// panics on a log line): what the connection held — its batch and, at
+/// least once, its window awaiting acks — goes back in the carry, which
+/// the supervisor dead-letters and counts as it stops the transport, so
+/// none of it vanishes with the session.
+pub(super) fn rescue(shared: &Shared, conn: &SessionState, batch: &mut Batch) {
+    let taken = take_batch(shared, conn, batch);
+    add(&shared.counters.frames_unconfirmed_lost, taken.unconfirmed);
+    add(&shared.counters.lost_unflushed, taken.unflushed);
+    let unacked = conn.in_flight().take_all(None, false);
+    put_back(shared, unacked, taken.unfed);
+}
+
+/// Puts frames back in the carry, for the next connection to send first
+/// in the order they were first published: the unacknowledged (sent
+/// earliest), then the unsent, then what was carried before.
+fn put_back(shared: &Shared, unacked: Vec<Outgoing>, unfed: Vec<Outgoing>) {
+    let mut carry = shared.carry();
+    for outgoing in unacked.into_iter().chain(unfed).rev() {
+        carry.push_front(outgoing);
+    }
 }
 
 /// Splits the stream out of its box. A function of its own: a box moved
@@ -541,5 +606,45 @@ async fn keepalive_watch(shared: &Shared, conn: &SessionState) -> End {
             return End::Lost(Reason::KeepaliveTimeout(keepalive.dead_after()));
         }
         sleep_until(deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::WebSocketConfig;
+    use crate::transport::WebSocketTransport;
+
+    /// What a panicked session's batch held is put back for the
+    /// supervisor to settle, in order, and counted once however often it
+    /// is rescued: one frame handed to the socket (sent once, at most once
+    /// in doubt), two not yet.
+    #[test]
+    fn a_rescued_batch_goes_back_to_the_carry_and_is_counted_once() {
+        let settings = WebSocketTransport::builder(WebSocketConfig::new("ws://127.0.0.1:9/x"))
+            .into_settings()
+            .unwrap();
+        let shared = Shared::new(settings).unwrap();
+        let conn = SessionState::new(Arc::new(AtomicU64::new(0)));
+        let frames: Vec<Outgoing> = ["a", "b", "c"]
+            .into_iter()
+            .map(|f| Outgoing::new(f.into()))
+            .collect();
+        let mut batch = Batch {
+            frames,
+            fed: 1,
+            first_sends: 1,
+            first_bytes: 1,
+        };
+        rescue(&shared, &conn, &mut batch);
+        rescue(&shared, &conn, &mut batch);
+        let carried: Vec<String> = shared.carry().iter().map(|o| o.frame.to_string()).collect();
+        assert_eq!(carried, ["b", "c"]);
+        let counters = &shared.counters;
+        assert_eq!(counters.frames_out.load(Relaxed), 1);
+        assert_eq!(counters.lost_unflushed.load(Relaxed), 1);
+        assert_eq!(counters.frames_unconfirmed_lost.load(Relaxed), 1);
     }
 }

@@ -2,23 +2,25 @@
 //! per batch, pings, and at least once keeps every event in flight until
 //! the server acknowledges it.
 //!
-//! Every write is bounded by the write timeout, so a server that stops
-//! reading is noticed even while it keeps sending; an overdue ack ends the
+//! Every write is bounded by the write timeout on its progress, so a
+//! server that stops reading is noticed even while it keeps sending, and a
+//! slow link that keeps moving is not taken for one; an overdue ack ends the
 //! connection, so what it holds is resent, in order, on the next one.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::time::error::Elapsed;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use watchtower_core::ControlFrame;
 
 use super::acks::Outgoing;
+use super::room;
 use super::session::{Batch, End, Reason, SessionState, Sink};
 use crate::filter_limits;
 use crate::shared::Shared;
@@ -106,17 +108,16 @@ impl Writer<'_> {
     /// filter, always — a new connection receives everything until told
     /// otherwise, and a client with no subscription wants nothing.
     async fn greet(&mut self) -> Result<(), End> {
-        let deadline = self.deadline();
         if self.shared.settings.acks.is_some() {
             let hello = ControlFrame::Hello { acks: true }.to_json();
-            self.io(deadline, |sink| sink.feed(Message::Text(hello.into())))
+            self.io(|sink| sink.feed(Message::Text(hello.into())))
                 .await?;
         }
         if self.shared.settings.server_filters {
             self.shared.filter_dirty.store(false, Relaxed);
             self.send_filter().await?;
         }
-        self.io(deadline, |sink| sink.flush()).await
+        self.io(|sink| sink.flush()).await
     }
 
     /// At least once: an ack overdue means the connection is stalled (TCP
@@ -161,6 +162,14 @@ impl Writer<'_> {
     ) -> Result<Work, End> {
         let shared = self.shared;
         let settings = &shared.settings;
+        // Idle, nothing queued: give back the room a burst grew (the batch
+        // is empty here). Not while the queue holds more: under load every
+        // batch would shrink and grow again.
+        if shared.queue.is_empty() {
+            room::give_back(&mut batch.frames);
+            room::give_back(&mut self.popped);
+            self.conn.give_back_room();
+        }
         let room = self.room(batch);
         let drained =
             shared.queue.is_closed() && shared.queue.is_empty() && shared.carry().is_empty();
@@ -184,8 +193,7 @@ impl Writer<'_> {
             biased;
             _ = shared.filter_changed.notified(), if settings.server_filters => Ok(Work::Again),
             _ = self.conn.wake_writer.notified() => {
-                let deadline = self.deadline();
-                self.io(deadline, |sink| sink.flush()).await?;
+                self.io(|sink| sink.flush()).await?;
                 Ok(Work::Again)
             }
             n = shared.queue.pop_batch(room, &mut self.popped), if room > 0 && !drained => {
@@ -194,8 +202,7 @@ impl Writer<'_> {
             }
             _ = &mut ping_timer, if ping_at.is_some() => {
                 let flushed = self.conn.flushed.load(Relaxed);
-                let deadline = self.deadline();
-                self.ping(deadline, flushed, true).await?;
+                self.ping(flushed, true).await?;
                 Ok(Work::Again)
             }
             () = async {
@@ -208,23 +215,12 @@ impl Writer<'_> {
     }
 
     /// Feeds the batch, topping it up while there is more, then flushes
-    /// once: a flush per event costs 5–9× the throughput. The whole batch
-    /// shares one write deadline: at most one timer per batch.
+    /// once: a flush per event costs 5–9× the throughput. The batch is
+    /// bounded by progress, not by its size (see [`bounded`]): a large
+    /// batch over a slow link that keeps taking bytes is not stalled.
     async fn write_batch(&mut self, batch: &mut Batch) -> Result<(), End> {
-        let shared = self.shared;
-        let write_timeout = shared.settings.write_timeout;
-        let written = {
-            let write = self.feed_and_flush(batch);
-            tokio::pin!(write);
-            // A batch the socket takes at once (the common case) needs no
-            // timer, and so no clock read or runtime lookup; one that has
-            // to wait gets `write_timeout` from then on.
-            match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-                Poll::Ready(done) => Ok(done),
-                Poll::Pending => timeout_at(Instant::now() + write_timeout, write).await,
-            }
-        };
-        outcome(shared, written)?;
+        let (shared, conn) = (self.shared, self.conn);
+        bounded(shared, conn, self.feed_and_flush(batch)).await?;
         self.conn.flushed.fetch_add(batch.fed as u64, Relaxed);
         add(&shared.counters.frames_out, batch.first_sends);
         add(&shared.counters.frames_flushed, batch.first_sends);
@@ -292,19 +288,14 @@ impl Writer<'_> {
         self.sink.flush().await
     }
 
-    /// When the writes started now must be done.
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.shared.settings.write_timeout
-    }
-
-    /// One write to the socket, bounded by `deadline`.
-    async fn io<'s, F, Fut>(&'s mut self, deadline: Instant, write: F) -> Result<(), End>
+    /// One write to the socket, bounded by its progress (see [`bounded`]).
+    async fn io<'s, F, Fut>(&'s mut self, write: F) -> Result<(), End>
     where
         F: FnOnce(&'s mut Sink) -> Fut,
         Fut: Future<Output = Result<(), tungstenite::Error>> + 's,
     {
-        let shared = self.shared;
-        outcome(shared, timeout_at(deadline, write(&mut *self.sink)).await)
+        let (shared, conn) = (self.shared, self.conn);
+        bounded(shared, conn, write(&mut *self.sink)).await
     }
 
     /// How many more frames the batch may take: the batch size, and at
@@ -327,12 +318,12 @@ impl Writer<'_> {
         }
     }
 
-    async fn ping(&mut self, deadline: Instant, frames: u64, flush: bool) -> Result<(), End> {
+    async fn ping(&mut self, frames: u64, flush: bool) -> Result<(), End> {
         let ping = self.ping_message(frames);
         if flush {
-            self.io(deadline, |sink| sink.send(ping)).await
+            self.io(|sink| sink.send(ping)).await
         } else {
-            self.io(deadline, |sink| sink.feed(ping)).await
+            self.io(|sink| sink.feed(ping)).await
         }
     }
 
@@ -349,40 +340,102 @@ impl Writer<'_> {
 
     /// Tells a hub which event types the subscriptions want, then pings:
     /// the pong confirms the hub applied the filter (it reads frames in
-    /// order), and `subscribe` waits for that. A filter over the
-    /// protocol's limits is never sent (`subscribe` refuses to make one);
-    /// should one arise anyway, the hub keeps the last filter it accepted.
+    /// order), and `subscribe` waits for that. `subscribe` refuses to make
+    /// a filter over the connected hub's limits, but the subscriptions of
+    /// one hub can be over the limits of the next (failover): sent, it
+    /// would be refused with 1008 on every reconnect until the breaker
+    /// opens. Instead this hub is asked for every type — each subscription
+    /// still filters for itself, so nothing is lost but bandwidth — and
+    /// that is said once.
     async fn send_filter(&mut self) -> Result<(), End> {
         let shared = self.shared;
         // Read the epoch before the subscriptions: a change after this read
         // bumps the epoch again and sends another filter.
         let epoch = shared.filter_epoch.load(Relaxed);
-        let frame = shared.subs.server_filter();
-        if let Err(why) = filter_limits::check(&frame, shared.settings.max_message_size) {
-            tracing::error!(reason = %why, "subscription filter not sent");
-            return Ok(());
+        let mut frame = shared.subs.server_filter();
+        let limits = shared.hub_limits.get();
+        let over = filter_limits::check(&frame, &limits, shared.settings.max_message_size).err();
+        if shared.hub_limits.note_over(over.is_some()) {
+            tracing::warn!(url = %shared.current_url(), %limits, reason = over.as_deref().unwrap_or_default(),
+                "the subscriptions' filter is over this hub's limits: asking it for every event \
+                 type instead (the subscriptions filter for themselves)");
+        }
+        if over.is_some() {
+            bump(&shared.counters.filters_widened);
+            frame = ControlFrame::Subscribe {
+                event_types: Vec::new(),
+                replace: true,
+            };
         }
         tracing::debug!(?frame, epoch, "sending subscription filter");
-        let deadline = self.deadline();
         let text = frame.to_json();
-        self.io(deadline, |sink| sink.feed(Message::Text(text.into())))
+        self.io(|sink| sink.feed(Message::Text(text.into())))
             .await?;
         shared.filter_epoch_sent.fetch_max(epoch, Relaxed);
         let flushed = self.conn.flushed.load(Relaxed);
-        self.ping(deadline, flushed, true).await
+        self.ping(flushed, true).await
     }
 }
 
-/// How a write bounded by the write timeout ended: done, failed, or still
-/// pending at its deadline (counted in `write_timeouts`).
-fn outcome(
+/// Runs a write until it completes or fails, or until the socket has
+/// taken no byte for `write_timeout` (counted in `write_timeouts`): the
+/// server stopped reading. The deadline moves with progress, so a slow but
+/// healthy uplink — a large batch that takes longer than the timeout to go
+/// out, bytes moving all along — is not called stalled. Progress is looked
+/// at every quarter of the timeout, so a stall is called at most a quarter
+/// late.
+async fn bounded<F>(shared: &Shared, conn: &SessionState, write: F) -> Result<(), End>
+where
+    F: Future<Output = Result<(), tungstenite::Error>>,
+{
+    tokio::pin!(write);
+    // A write the socket takes at once (the common case) needs no timer,
+    // and so no clock read or runtime lookup.
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+    {
+        return outcome(shared, Some(done));
+    }
+    // Boxed: its timer and clock would otherwise size every connection's
+    // task for its whole life, idle ones too; only a write that has to
+    // wait pays for the box.
+    Box::pin(watch_progress(shared, conn, write)).await
+}
+
+/// [`bounded`] for a write that has to wait: looks at its progress every
+/// quarter of the write timeout.
+async fn watch_progress<F>(
     shared: &Shared,
-    written: Result<Result<(), tungstenite::Error>, Elapsed>,
-) -> Result<(), End> {
+    conn: &SessionState,
+    mut write: Pin<&mut F>,
+) -> Result<(), End>
+where
+    F: Future<Output = Result<(), tungstenite::Error>>,
+{
+    let timeout = shared.settings.write_timeout;
+    let look_every = (timeout / 4).max(Duration::from_millis(1));
+    let mut seen = conn.written.load(Relaxed);
+    let mut moved_at = Instant::now();
+    loop {
+        let look_at = (moved_at + timeout).min(Instant::now() + look_every);
+        if let Ok(done) = timeout_at(look_at, write.as_mut()).await {
+            return outcome(shared, Some(done));
+        }
+        let now = conn.written.load(Relaxed);
+        if now != seen {
+            (seen, moved_at) = (now, Instant::now());
+        } else if Instant::now() >= moved_at + timeout {
+            return outcome(shared, None);
+        }
+    }
+}
+
+/// How a bounded write ended: done, failed, or stalled (`None`, counted in
+/// `write_timeouts`).
+fn outcome(shared: &Shared, written: Option<Result<(), tungstenite::Error>>) -> Result<(), End> {
     match written {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(End::Lost(Reason::Write(e))),
-        Err(_) => {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(End::Lost(Reason::Write(e))),
+        None => {
             bump(&shared.counters.write_timeouts);
             Err(End::Lost(Reason::WriteTimeout(
                 shared.settings.write_timeout,
@@ -419,4 +472,70 @@ fn next_ping_at(shared: &Shared, conn: &SessionState) -> Option<Instant> {
     }
     let last = conn.at(&conn.last_rx).max(conn.at(&conn.last_ping));
     Some(last + keepalive.interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::WebSocketConfig;
+    use crate::connection::room::IDLE_ROOM;
+    use crate::transport::WebSocketTransport;
+
+    /// A burst of a full batch grows the writer's batch to 256 frames;
+    /// once it is written and the writer idles, the room is given back.
+    #[tokio::test]
+    async fn the_writer_gives_back_a_bursts_room_when_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        let settings = WebSocketTransport::builder(WebSocketConfig::new(url))
+            .into_settings()
+            .unwrap();
+        let shared = Arc::new(Shared::new(settings).unwrap());
+        let ws = crate::connect::connect_once(
+            &shared.settings,
+            shared.current_url(),
+            &shared.resume,
+            &shared.counters,
+            &shared.client_id,
+            &shared.hub_limits,
+        )
+        .await
+        .unwrap();
+        let conn = SessionState::new(ws.get_ref().written());
+        let (mut sink, _stream) = ws.split();
+        let burst = shared.settings.write_batch as u64;
+        for n in 0..burst {
+            let frame = format!(r#"{{"id":"{n}","event_type":"t","payload":{{}}}}"#);
+            shared.queue.try_push(Utf8Bytes::from(frame)).unwrap();
+        }
+        let mut batch = Batch::default();
+        let written = async {
+            // One thread: once the writer has counted the burst, it has
+            // run on to its idle wait before this is polled again.
+            while shared.counters.frames_out.load(Relaxed) < burst {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = write_loop(&shared, &conn, &mut batch, &mut sink) => panic!("the writer ended"),
+            () = written => {}
+        }
+        assert_eq!(burst, 256);
+        assert!(
+            batch.frames.capacity() <= 2 * IDLE_ROOM,
+            "the idle batch keeps room for {} frames",
+            batch.frames.capacity()
+        );
+    }
 }

@@ -5,24 +5,52 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Allows `rate` units a second, in bursts of up to one second's worth.
-/// Work is charged after it is done; when the balance goes below zero,
-/// the caller waits until it is back at zero.
+/// Allows `rate` units a second, in bursts of up to `burst` (one
+/// second's worth unless said otherwise). Work is charged after it is
+/// done; when the balance goes below zero, the caller waits until it is
+/// back at zero.
 #[derive(Debug)]
 pub(crate) struct Pace {
     rate: f64,
+    burst: f64,
     balance: f64,
     last: Instant,
 }
 
 impl Pace {
     pub(crate) fn per_second(rate: usize) -> Pace {
-        let rate = rate.max(1) as f64;
+        Pace::with_burst(rate, rate)
+    }
+
+    /// `rate` units a second in bursts of up to `burst`, starting full.
+    pub(crate) fn with_burst(rate: usize, burst: usize) -> Pace {
+        let burst = burst.max(1) as f64;
         Pace {
-            rate,
-            balance: rate,
+            rate: rate.max(1) as f64,
+            burst,
+            balance: burst,
             last: Instant::now(),
         }
+    }
+
+    /// Whether the balance is back at its full burst by `now`: forgetting
+    /// this pace then changes nothing, as a new one starts full.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        self.balance_at(now) >= self.burst
+    }
+
+    /// What the balance will be at `now`, refilled at the rate up to the
+    /// burst.
+    fn balance_at(&self, now: Instant) -> f64 {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        (self.balance + refill).min(self.burst)
+    }
+
+    /// Refills the balance up to now.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.balance = self.balance_at(now);
+        self.last = now;
     }
 
     /// Takes `units` if the balance has them (the work may be done now);
@@ -30,10 +58,7 @@ impl Pace {
     /// [`Pace::charge`], a refused request costs nothing, so callers that
     /// keep asking do not push the next answer further away.
     pub(crate) fn try_take(&mut self, units: usize) -> Result<(), Duration> {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.last = now;
-        self.balance = (self.balance + refill).min(self.rate);
+        self.refill();
         let units = units as f64;
         if self.balance >= units {
             self.balance -= units;
@@ -46,10 +71,8 @@ impl Pace {
     /// Charges `units`; returns how long to wait before the next piece of
     /// work, if any.
     pub(crate) fn charge(&mut self, units: usize) -> Option<Duration> {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.last = now;
-        self.balance = (self.balance + refill).min(self.rate) - units as f64;
+        self.refill();
+        self.balance -= units as f64;
         (self.balance < 0.0).then(|| Duration::from_secs_f64(-self.balance / self.rate))
     }
 }
@@ -81,5 +104,28 @@ mod tests {
         }
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(pace.try_take(1), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_its_own_then_the_rate() {
+        let mut pace = Pace::with_burst(10, 3);
+        assert!(pace.is_full(Instant::now()));
+        for _ in 0..3 {
+            assert_eq!(pace.try_take(1), Ok(()));
+        }
+        assert_eq!(pace.try_take(1), Err(Duration::from_millis(100)));
+        assert!(!pace.is_full(Instant::now()));
+        assert!(
+            pace.is_full(Instant::now() + Duration::from_millis(300)),
+            "full again after three tenths of a second"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for _ in 0..3 {
+            assert_eq!(pace.try_take(1), Ok(()));
+        }
+        assert!(
+            pace.try_take(1).is_err(),
+            "the balance is capped at the burst"
+        );
     }
 }
