@@ -7,8 +7,10 @@
 //!    if the hub had a cause (its history could not hold the gap, or it
 //!    restarted without a shared backplane); excused events are counted
 //!    by reason. On NATS, only a `nats-wipe` justifies `epoch`, and it
-//!    excuses only the events acknowledged before the wiped server came
-//!    back (everything acknowledged after must still arrive). Nothing
+//!    excuses only the events the lost stream held: acknowledged before
+//!    the wiped server came back, or stored before the wipe and never sent
+//!    again (everything acknowledged into the new stream must still
+//!    arrive). Nothing
 //!    reaches a subscriber its filter excludes, and nothing arrives that
 //!    nobody published.
 //! 2. Each publisher's order holds at every subscriber instance.
@@ -772,15 +774,63 @@ const COVER_MARGIN: Micros = 1_000_000;
 enum Cover {
     /// Acknowledged from this time on (after the subscriber's position).
     AckedFrom(Micros),
-    /// Acknowledged before this time: into a NATS stream since wiped.
-    AckedBefore(Micros),
+    /// In a NATS stream since wiped: see [`Wiped`].
+    Wiped(Micros, Micros),
+}
+
+/// What the history shows of one `nats-wipe` (begun, ended): which events
+/// the lost stream held. An event acknowledged before the wiped server
+/// came back was in it. So was one published before the wipe whose
+/// acknowledgement was recorded later (a flush returns for its whole
+/// batch, so the record can come seconds after the ack) if some
+/// subscriber had it before the wipe (it was stored) and its publisher
+/// did not send it again into the new stream (nobody received a number
+/// of that publisher as low after the wipe: a transport resends what is
+/// unacknowledged, in order).
+struct Wiped<'a> {
+    before: HashSet<(&'a str, u64)>,
+    resumed_at: HashMap<&'a str, u64>,
+}
+
+impl<'a> Wiped<'a> {
+    fn new(index: &'a Index<'_>, begin: Micros, end: Micros) -> Wiped<'a> {
+        let mut before = HashSet::new();
+        let mut resumed_at: HashMap<&str, u64> = HashMap::new();
+        for instance in index.instances.values() {
+            for (t, p, seq) in &instance.deliveries {
+                if *t < begin {
+                    before.insert((&**p, *seq));
+                } else if *t >= end {
+                    let first = resumed_at.entry(&**p).or_insert(*seq);
+                    *first = (*first).min(*seq);
+                }
+            }
+        }
+        Wiped { before, resumed_at }
+    }
+
+    fn held(&self, key: &(Arc<str>, u64), e: &Published, begin: Micros, end: Micros) -> bool {
+        if e.acked.is_some_and(|t| t < end) {
+            return true;
+        }
+        e.t < begin
+            && self.before.contains(&(&*key.0, key.1))
+            && self.resumed_at.get(&*key.0).is_none_or(|r| key.1 < *r)
+    }
 }
 
 impl Cover {
-    fn covers(self, acked: Micros) -> bool {
+    fn covers(
+        self,
+        key: &(Arc<str>, u64),
+        e: &Published,
+        wiped: &HashMap<(Micros, Micros), Wiped<'_>>,
+    ) -> bool {
         match self {
-            Cover::AckedFrom(from) => acked >= from,
-            Cover::AckedBefore(before) => acked < before,
+            Cover::AckedFrom(from) => e.acked.is_some_and(|t| t >= from),
+            Cover::Wiped(begin, end) => wiped
+                .get(&(begin, end))
+                .is_some_and(|w| w.held(key, e, begin, end)),
         }
     }
 }
@@ -838,6 +888,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
         // After a wipe the range is instead what was acknowledged before
         // the wiped server came back (in the lost stream).
         let mut covers: Vec<Cover> = Vec::new();
+        let mut wiped: HashMap<(Micros, Micros), Wiped<'_>> = HashMap::new();
         let mut epoch_since = claim;
         for (t, id, reason, gap) in &answers {
             let instance = index.instances.get(id);
@@ -871,7 +922,13 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
                 .then(|| index.wipe(epoch_since, *t))
                 .flatten();
             covers.push(match wipe {
-                Some(f) => Cover::AckedBefore(f.end.unwrap_or(f.begin)),
+                Some(f) => {
+                    let end = f.end.unwrap_or(f.begin);
+                    wiped
+                        .entry((f.begin, end))
+                        .or_insert_with(|| Wiped::new(index, f.begin, end));
+                    Cover::Wiped(f.begin, end)
+                }
                 None => Cover::AckedFrom(last.saturating_sub(COVER_MARGIN)),
             });
             judged.push(index.justified(reason, *gap, last, epoch_since, *t));
@@ -907,7 +964,7 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             let covering = answers
                 .iter()
                 .zip(&covers)
-                .position(|(a, cover)| a.0 > e.t && e.acked.is_some_and(|t| cover.covers(t)));
+                .position(|(a, cover)| a.0 > e.t && cover.covers(key, e, &wiped));
             match covering {
                 Some(k) => {
                     let (t, instance, reason, _) = answers[k];
@@ -1556,5 +1613,53 @@ mod tests {
         // No baseline: said, not silently skipped.
         let v = check(&within[1..], &config);
         assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+    }
+
+    #[test]
+    fn a_wipe_excuses_an_event_stored_before_it_whose_ack_was_recorded_after() {
+        // a#2 was delivered to another subscriber before the wipe (stored in
+        // the lost stream), its flush returned after the wipe ended, and
+        // the publisher's events after the wipe start at a#3 (a#2 was not
+        // sent again): lost with the stream, excused by `epoch`.
+        let mut r = subscriber(0, 0, "s", None);
+        r.extend(subscriber(0, 1, "other", None));
+        r.push(Record::Publish {
+            t: 800_000,
+            publisher: p("a"),
+            seq: 2,
+            event_type: p("t"),
+        });
+        r.push(deliver(810_000, 1, "a", 2));
+        r.extend(fault(
+            1_000_000,
+            2_000_000,
+            0,
+            "nats-wipe nats-server for 1.00s",
+        ));
+        r.push(Record::Publish {
+            t: 900_000,
+            publisher: p("a"),
+            seq: 3,
+            event_type: p("t"),
+        });
+        r.push(Record::Ack {
+            t: 2_500_000,
+            publisher: p("a"),
+            seqs: vec![2, 3],
+        });
+        r.push(epoch(2_200_000, 0));
+        r.push(epoch(2_200_000, 1));
+        r.push(deliver(2_600_000, 0, "a", 3));
+        r.push(deliver(2_600_000, 1, "a", 3));
+        let v = check(&sorted(r.clone()), &nats());
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.figures.excused.get("epoch"), Some(&1));
+        // Had a#2 been sent again into the new stream (someone got it
+        // after the wipe), its ack is of the new stream: owed.
+        r.push(deliver(2_550_000, 1, "a", 2));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 1);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 2)]);
     }
 }
