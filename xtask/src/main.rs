@@ -6,7 +6,7 @@
 //! | `lint` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` with warnings denied |
 //! | `bench [args]` | the benchmarks (`watchtower bench`, release build); `--quick` for a smoke run, `--allocator system\|jemalloc` for the binary's global allocator |
 //! | `chaos [args]` | one seeded fault campaign against release `watchtower` processes, every delivery checked (`watchtower-chaos`) |
-//! | `soak [args]` | the long reliability runs that are too slow for `test`, then a 5-minute chaos campaign per backplane |
+//! | `soak [args]` | the long reliability runs that are too slow for `test`, then a 5-minute chaos campaign per backplane and the 2-minute NATS soak (`chaos --profile nats-soak`) |
 //! | `nats [args]` | only the NATS backplane tests (part of `test`) |
 //! | `stress [--runs N] [--burners N]` | `test` N times in a row while N processes burn CPU beside it |
 //! | `deny [checks]` | `cargo deny check [checks]`, installing cargo-deny first if it is missing |
@@ -61,13 +61,16 @@ commands:
   bench [args]  benchmarks against raw tokio-tungstenite (release); --quick for a smoke run;
                 --allocator system|jemalloc builds the binary on that global
                 allocator (default jemalloc, as shipped)
-  chaos [--seed N] [--duration SECONDS] [--backplane none|nats] [--faults LIST] [--watchtower PATH]
+  chaos [--seed N] [--duration SECONDS] [--backplane none|nats] [--faults LIST] [--profile mixed|nats-soak] [--watchtower PATH]
                 one seeded fault campaign against release `watchtower` processes
                 (built as `bench` builds it unless --watchtower is given), every
                 delivery checked against the guarantees; --help lists the faults,
-                which are in the default set, and which issue each left-out one waits on
+                which are in the default set, and which issue each left-out one waits on;
+                --profile nats-soak: three hubs, nats-server killed every 10-20 s for
+                2 minutes, its store wiped once
   soak [args]   the long reliability runs (ignored by `test`), then a 5-minute chaos
-                campaign per backplane with the default faults
+                campaign per backplane with the default faults, then the NATS soak
+                (chaos --profile nats-soak)
   nats [args]   only the NATS backplane tests (hubs sharing a JetStream stream)
   stress [--runs N] [--burners N]
                 `test` N times in a row (default 10) while N processes (default 2)
@@ -313,7 +316,8 @@ fn soak(extra: &[String]) -> Result {
         ])
         .args(extra);
     run(command)?;
-    // Longer campaigns than CI's, a fresh seed each (printed).
+    // Longer campaigns than CI's, a fresh seed each (printed with its
+    // replay command), then issue #27's NATS soak.
     for backplane in ["none", "nats"] {
         chaos(&[
             "--duration".into(),
@@ -322,7 +326,7 @@ fn soak(extra: &[String]) -> Result {
             backplane.into(),
         ])?;
     }
-    Ok(())
+    chaos(&["--profile".into(), "nats-soak".into()])
 }
 
 /// How long each of `soak`'s chaos campaigns runs.
@@ -380,8 +384,10 @@ fn chaos(args: &[String]) -> Result {
     ]);
     let nats = args
         .windows(2)
-        .any(|w| w[0] == "--backplane" && w[1] == "nats")
-        || args.iter().any(|a| a == "--backplane=nats");
+        .any(|w| (w[0] == "--backplane" && w[1] == "nats") || w == ["--profile", "nats-soak"])
+        || args
+            .iter()
+            .any(|a| a == "--backplane=nats" || a == "--profile=nats-soak");
     if nats {
         match nats::find_or_fetch(&root()) {
             Some(server) => {

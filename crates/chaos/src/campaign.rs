@@ -20,10 +20,11 @@ use watchtower_websocket::{
 use crate::check::{CheckConfig, Verdict, check};
 use crate::fault::{FaultKind, list_to_string};
 use crate::history::{Record, Recorder};
+use crate::memory::{self, Budget};
 use crate::procs::{CliSubscriber, HubProcess, cli_publish};
-use crate::report;
 use crate::schedule::{Fault, Schedule, Target, Topology};
 use crate::workload::{self, PublisherPlan};
+use crate::{report, resend};
 
 /// What the hubs share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,40 @@ impl std::str::FromStr for Backplane {
     }
 }
 
+/// Which schedule a campaign plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// The enabled faults, mixed at random (see [`Schedule::generate`]).
+    #[default]
+    Mixed,
+    /// Issue #27's soak: three hubs on NATS, nats-server killed with -9
+    /// and restarted every 10–20 s, its store wiped once, nothing else
+    /// (see [`Schedule::nats_soak`]).
+    NatsSoak,
+}
+
+impl Profile {
+    /// The name `--profile` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Mixed => "mixed",
+            Profile::NatsSoak => "nats-soak",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Profile, String> {
+        match text {
+            "mixed" => Ok(Profile::Mixed),
+            "nats-soak" => Ok(Profile::NatsSoak),
+            other => Err(format!("unknown profile `{other}`: mixed or nats-soak")),
+        }
+    }
+}
+
 /// A campaign's settings.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -64,8 +99,10 @@ pub struct Options {
     pub duration: Duration,
     /// One hub, or three on NATS.
     pub backplane: Backplane,
-    /// The faults to inject.
+    /// The faults to inject (`Profile::NatsSoak` plays its own).
     pub faults: Vec<FaultKind>,
+    /// Which schedule to play.
+    pub profile: Profile,
     /// The `watchtower` binary to test (built with `--features nats` for
     /// the NATS backplane).
     pub watchtower: PathBuf,
@@ -82,13 +119,20 @@ pub struct Options {
 impl Options {
     /// The command that replays exactly this run.
     pub fn replay(&self) -> String {
-        let mut line = format!(
-            "cargo xtask chaos --seed {} --duration {} --backplane {} --faults {}",
-            self.seed,
-            self.duration.as_secs(),
-            self.backplane,
-            list_to_string(&self.faults)
-        );
+        let mut line = match self.profile {
+            Profile::Mixed => format!(
+                "cargo xtask chaos --seed {} --duration {} --backplane {} --faults {}",
+                self.seed,
+                self.duration.as_secs(),
+                self.backplane,
+                list_to_string(&self.faults)
+            ),
+            Profile::NatsSoak => format!(
+                "cargo xtask chaos --profile nats-soak --seed {} --duration {}",
+                self.seed,
+                self.duration.as_secs()
+            ),
+        };
         if self.replay_names_binary {
             line.push_str(&format!(" --watchtower {}", self.watchtower.display()));
         }
@@ -107,14 +151,37 @@ pub struct Outcome {
     pub dir: PathBuf,
 }
 
-/// The hub settings the checker judges "not recovered" answers by: the
-/// `watchtower hub` defaults, which the campaign does not change.
+/// The hubs' history, in events (`--history`), passed explicitly so that
+/// the checker judges "not recovered" answers by what the hubs run with.
+const HISTORY_SIZE: u64 = 10_000;
+/// The hubs' `--history-bytes`: small enough to bind (invariant 6).
+const HISTORY_BYTES: u64 = 8 << 20;
+/// The hubs' de-duplication window, in keys (the hub's default; the CLI
+/// has no flag for it).
+const DEDUP_EVENTS: u64 = 100_000;
+
+/// The arguments every hub of a campaign runs with, beside its address.
+fn hub_args() -> Vec<String> {
+    vec![
+        "--history".to_string(),
+        HISTORY_SIZE.to_string(),
+        "--history-bytes".to_string(),
+        HISTORY_BYTES.to_string(),
+    ]
+}
+
+/// The hub settings the checker judges by: those of [`hub_args`], and the
+/// hubs' default `history_ttl` (2 min).
 fn check_config(backplane: Backplane) -> CheckConfig {
     CheckConfig {
-        history_size: 10_000,
+        history_size: HISTORY_SIZE,
         history_ttl: 120_000_000,
         nats: backplane == Backplane::Nats,
         cause_window: 30_000_000,
+        memory: Some(Budget {
+            history_bytes: HISTORY_BYTES,
+            dedup_events: DEDUP_EVENTS,
+        }),
     }
 }
 
@@ -211,14 +278,14 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
             Some(Arc::new(Mutex::new(server)))
         }
     };
-    let mut extra = Vec::new();
+    let mut extra = hub_args();
     if let Some(server) = &nats {
-        extra = vec![
+        extra.extend([
             "--nats".to_string(),
             server.lock().await.url(),
             "--nats-stream".to_string(),
             "chaos".to_string(),
-        ];
+        ]);
     }
     let hub_count = if nats.is_some() { 3 } else { 1 };
     let mut hubs = Vec::new();
@@ -232,6 +299,17 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
             recorder.clone(),
         );
         hub.start().await?;
+        // Its baseline, before any client: what invariant 6 adds the
+        // budgets to.
+        if let Some((rss, sockets)) = hub.pid().and_then(memory::sample) {
+            recorder.push(Record::HubMemory {
+                t: recorder.now(),
+                hub: hub.name.clone(),
+                rss,
+                sockets,
+                baseline: true,
+            });
+        }
         hubs.push(Arc::new(Mutex::new(hub)));
     }
     let mut hub_addrs = Vec::new();
@@ -271,11 +349,17 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         cli_subscribers: vec![CLI_SUBSCRIBER.to_string()],
         nats: nats.is_some(),
     };
-    let schedule = Schedule::generate(options.seed, options.duration, &options.faults, &topology);
+    let schedule = match options.profile {
+        Profile::Mixed => {
+            Schedule::generate(options.seed, options.duration, &options.faults, &topology)
+        }
+        Profile::NatsSoak => Schedule::nats_soak(options.seed, options.duration),
+    };
     let _ = std::fs::write(dir.join("schedule.txt"), schedule.to_string());
     eprintln!(
-        "chaos: seed {} backplane {} duration {}s faults {}; {} faults scheduled; history and logs in {}",
+        "chaos: seed {} profile {} backplane {} duration {}s faults {}; {} faults scheduled; history and logs in {}",
         options.seed,
+        options.profile.name(),
         options.backplane,
         options.duration.as_secs(),
         list_to_string(&options.faults),
@@ -401,6 +485,8 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         })
     };
     let supervisor = tokio::spawn(supervise(Arc::clone(&world), stop_rx.clone()));
+    let (sampling_tx, sampling_rx) = watch::channel(false);
+    let sampler = tokio::spawn(sample_memory(Arc::clone(&world), sampling_rx));
     tokio::time::sleep_until(start + options.duration).await;
     burst_task.abort();
     for fault in faults {
@@ -435,11 +521,11 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         let _ = task.await;
     }
     let drain_start = Instant::now();
-    let mut last_len = recorder.len();
+    let mut last_len = recorder.activity();
     let mut quiet_since = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let len = recorder.len();
+        let len = recorder.activity();
         if len != last_len {
             last_len = len;
             quiet_since = Instant::now();
@@ -463,6 +549,8 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         name: "stop".into(),
     });
     let _ = supervisor.await;
+    let _ = sampling_tx.send(true);
+    let _ = sampler.await;
     cli.lock().await.interrupt(true).await;
     for transport in &transports {
         let _ = tokio::time::timeout(Duration::from_secs(10), transport.shutdown()).await;
@@ -556,6 +644,36 @@ async fn supervise(world: Arc<World>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// How often each hub's memory is sampled.
+const MEMORY_EVERY: Duration = Duration::from_millis(200);
+
+/// Samples every running hub's `VmRSS` and sockets into the history
+/// until `stop` (invariant 6). A hub a fault holds (killed, restarting)
+/// is skipped for that round.
+async fn sample_memory(world: Arc<World>, mut stop: watch::Receiver<bool>) {
+    loop {
+        for hub in &world.hubs {
+            let Ok(hub) = hub.try_lock() else { continue };
+            if let Some((rss, sockets)) = hub.pid().and_then(memory::sample) {
+                world.recorder.push(Record::HubMemory {
+                    t: world.recorder.now(),
+                    hub: hub.name.clone(),
+                    rss,
+                    sockets,
+                    baseline: false,
+                });
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(MEMORY_EVERY) => {}
         }
     }
 }
@@ -666,11 +784,19 @@ async fn execute(world: &World, id: usize, fault: &Fault, hub_urls: &[String]) {
                 }
             }
         }
-        (Target::Nats, _) => {
+        (Target::Nats, kind) => {
             if let Some(nats) = &world.nats {
                 let mut nats = nats.lock().await;
                 nats.kill();
                 tokio::time::sleep(fault.hold).await;
+                if kind == FaultKind::NatsWipe
+                    && let Err(e) = wipe_store(nats.store())
+                {
+                    recorder.push(Record::Stalled {
+                        t: recorder.now(),
+                        what: format!("nats-wipe could not delete the store: {e}"),
+                    });
+                }
                 // The helper panics if the server does not come back:
                 // this fault's task ends there, and the drain's checks
                 // report what it cost.
@@ -684,19 +810,110 @@ async fn execute(world: &World, id: usize, fault: &Fault, hub_urls: &[String]) {
             }
         }
         (Target::Outside, _) => {
-            hostile(hub_urls, fault.hold, recorder, world.seed ^ id as u64).await;
+            hostile(hub_urls, fault.hold, recorder, world.seed ^ id as u64, id).await;
         }
     }
     recorder.push(Record::FaultEnd {
         t: recorder.now(),
         id,
     });
+    if fault.kind == FaultKind::NatsWipe {
+        await_healthy(world, id).await;
+    }
+}
+
+/// Deletes everything in a (stopped) nats-server's store directory but
+/// its log: the JetStream store, streams and consumers with it.
+fn wipe_store(store: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(store)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// How long every hub gets to say `/healthz` 200 again after a wipe.
+const HEALTHY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long after a wipe a hub's 200 starts to count: a hub may answer
+/// 200 for the moment it takes to notice the stream is new.
+const HEALTHY_GRACE: Duration = Duration::from_secs(5);
+
+/// After a `nats-wipe`: every hub must answer `/healthz` 200 (serving on
+/// the recreated stream) at least once between [`HEALTHY_GRACE`] and
+/// [`HEALTHY_DEADLINE`] after it; a hub that does not is recorded as no
+/// progress (invariant 6), with what it last answered. Once, not always:
+/// a later fault (the soak kills NATS again 10–20 s on) may make it 503
+/// again, for its own good reason.
+async fn await_healthy(world: &World, id: usize) {
+    let start = Instant::now();
+    tokio::time::sleep(HEALTHY_GRACE).await;
+    let deadline = start + HEALTHY_DEADLINE;
+    for hub in &world.hubs {
+        let (name, addr) = {
+            let hub = hub.lock().await;
+            (hub.name.clone(), hub.addr())
+        };
+        loop {
+            let last = match health(addr).await {
+                Ok(200) => break,
+                Ok(status) => format!("HTTP {status}"),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                world.recorder.push(Record::Stalled {
+                    t: world.recorder.now(),
+                    what: format!(
+                        "{name} /healthz never said 200 from {HEALTHY_GRACE:?} to \
+                         {HEALTHY_DEADLINE:?} after the nats-wipe (fault {id}) ended (last: \
+                         {last}): it did not take up the recreated stream"
+                    ),
+                });
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The status of `GET /healthz` on a hub, over a plain HTTP/1.1
+/// connection.
+async fn health(addr: std::net::SocketAddr) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        std::str::from_utf8(&head[9..12])
+            .ok()
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| "not an HTTP answer".to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".to_string()))
 }
 
 /// A hostile client for `hold`: a flood of at-most-once events (untracked,
-/// type `chaos.flood`) and, beside it, upgrades presenting forged resume
-/// positions (the hub's own epoch, made-up seqs and keys).
-async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed: u64) {
+/// type `chaos.flood`), beside it upgrades presenting forged resume
+/// positions (the hub's own epoch, made-up seqs and keys), and an ack-mode
+/// client resending its own frames and other clients' ids
+/// ([`resend::run`]).
+async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed: u64, tag: usize) {
     let Some(url) = hub_urls.first().cloned() else {
         return;
     };
@@ -742,6 +959,14 @@ async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed:
             let _ = transport.shutdown().await;
         })
     };
+    let resend = {
+        let url = url.clone();
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let id = format!("chaos-hostile-{seed:x}");
+            resend::run(&url, &id, tag, end, &recorder, seed).await;
+        })
+    };
     let forge = tokio::spawn(async move {
         let mut rng = fastrand::Rng::with_seed(seed);
         let Ok(probe) =
@@ -770,4 +995,5 @@ async fn hostile(hub_urls: &[String], hold: Duration, recorder: &Recorder, seed:
     });
     let _ = flood.await;
     let _ = forge.await;
+    let _ = resend.await;
 }

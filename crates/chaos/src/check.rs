@@ -6,22 +6,34 @@
 //!    told "not recovered" after the event was published — and then only
 //!    if the hub had a cause (its history could not hold the gap, or it
 //!    restarted without a shared backplane); excused events are counted
-//!    by reason. Nothing reaches a subscriber its filter excludes, and
-//!    nothing arrives that nobody published.
+//!    by reason. On NATS, only a `nats-wipe` justifies `epoch`, and it
+//!    excuses only the events the lost stream held: acknowledged before
+//!    the wiped server came back, or stored before the wipe and never sent
+//!    again (everything acknowledged into the new stream must still
+//!    arrive). Nothing
+//!    reaches a subscriber its filter excludes, and nothing arrives that
+//!    nobody published.
 //! 2. Each publisher's order holds at every subscriber instance.
 //! 3. No client receives an event it published itself.
-//! 4. No event reaches one subscriber instance twice.
+//! 4. No event reaches one subscriber instance twice — except, after a
+//!    `nats-wipe`, an event it had received before it was told `epoch`,
+//!    sent again in the new epoch (at least once across a broken
+//!    continuity: a publisher resends what the lost stream had not
+//!    acknowledged); those are counted, any other duplicate is reported.
 //! 5. Nothing is refused or dead-lettered, and no process exits badly,
 //!    without a fault in the schedule that hit it within
 //!    [`CheckConfig::cause_window`].
 //! 6. Every phase met its deadline (recorded as [`Record::Stalled`] while
-//!    the campaign ran).
+//!    the campaign ran), and each hub's peak resident memory stayed within
+//!    the bound [`memory::Budget::bound`] sets from its configured budgets,
+//!    its baseline and its peak number of sockets.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use crate::history::{Answer, Micros, Record, secs};
+use crate::memory::{self, Budget};
 
 /// What the checker needs to know about the hubs.
 #[derive(Debug, Clone)]
@@ -37,6 +49,8 @@ pub struct CheckConfig {
     /// How long after a fault a refusal, dead letter or bad exit may still
     /// be blamed on it, in microseconds.
     pub cause_window: Micros,
+    /// The hubs' memory budgets, when the campaign measured their memory.
+    pub memory: Option<Budget>,
 }
 
 impl Default for CheckConfig {
@@ -46,6 +60,7 @@ impl Default for CheckConfig {
             history_ttl: 120_000_000,
             nats: false,
             cause_window: 30_000_000,
+            memory: None,
         }
     }
 }
@@ -90,6 +105,40 @@ pub struct Figures {
     pub refused_or_dead: u64,
     /// Subscriber instances (a restarted CLI counts again).
     pub instances: u64,
+    /// Events a subscriber received again after it was told `epoch`
+    /// following a `nats-wipe`, having had them before (allowed).
+    pub epoch_duplicates: u64,
+    /// Each hub's memory against its bound, when measured.
+    pub memory: Vec<MemoryPeak>,
+}
+
+/// One hub's memory over the run (invariant 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPeak {
+    /// The hub (`hub0`).
+    pub hub: String,
+    /// Its `VmRSS` once it listened, before any client.
+    pub baseline: u64,
+    /// Its highest `VmRSS` sampled.
+    pub peak: u64,
+    /// The most sockets it held at once.
+    pub sockets: u64,
+    /// What its budgets allow (see [`Budget::bound`]).
+    pub bound: u64,
+}
+
+impl fmt::Display for MemoryPeak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} peak {} of {} allowed (baseline {}, {} sockets)",
+            self.hub,
+            memory::mib(self.peak),
+            memory::mib(self.bound),
+            memory::mib(self.baseline),
+            self.sockets
+        )
+    }
 }
 
 impl fmt::Display for Figures {
@@ -121,6 +170,17 @@ impl fmt::Display for Figures {
                 "; owed deliveries excused (the subscriber was told, with a cause): {}",
                 parts.join(", ")
             )?;
+        }
+        if self.epoch_duplicates > 0 {
+            write!(
+                f,
+                "; {} event(s) received again after `epoch` (had before the wipe)",
+                self.epoch_duplicates
+            )?;
+        }
+        if !self.memory.is_empty() {
+            let parts: Vec<String> = self.memory.iter().map(MemoryPeak::to_string).collect();
+            write!(f, "; hub memory: {}", parts.join("; "))?;
         }
         Ok(())
     }
@@ -441,12 +501,32 @@ impl<'a> Index<'a> {
                     secs(since)
                 )),
             },
-            "epoch" => Err(format!(
-                "the hubs share a NATS stream that was never wiped{}",
-                restart.map_or(String::new(), |f| format!(" (a hub restarted: {})", f.text))
-            )),
+            "epoch" => match self.wipe(since, t) {
+                Some(f) => Ok(format!("the NATS store was wiped: {}", f.describe())),
+                None => Err(format!(
+                    "the hubs share a NATS stream that was not wiped since {}{}",
+                    secs(since),
+                    restart.map_or(String::new(), |f| format!(" (a hub restarted: {})", f.text))
+                )),
+            },
             _ => Err(format!("the history held every one of them: {figures}")),
         }
+    }
+
+    /// The `nats-wipe` that began in `[since, t]`: the one cause for an
+    /// `epoch` answered at `t` to a subscriber last told `epoch` (or
+    /// started) at `since`, when the hubs share a stream.
+    fn wipe(&self, since: Micros, t: Micros) -> Option<&FaultSpan> {
+        self.faults
+            .iter()
+            .find(|f| f.kind() == "nats-wipe" && f.begin >= since && f.begin <= t)
+    }
+
+    /// Whether a `nats-wipe` began before `t`.
+    fn wiped_before(&self, t: Micros) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.kind() == "nats-wipe" && f.begin <= t)
     }
 
     /// Everything known about one event, for a report.
@@ -495,9 +575,12 @@ pub fn check(records: &[Record], config: &CheckConfig) -> Verdict {
     let index = Index::build(records, config);
     let mut verdict = Verdict::default();
     figures(&index, records, &mut verdict.figures);
-    per_instance(&index, &mut verdict.violations);
+    per_instance(&index, &mut verdict);
     delivery(&index, &mut verdict);
     causes(&index, records, &mut verdict);
+    if let Some(budget) = &config.memory {
+        hub_memory(records, budget, &mut verdict);
+    }
     for record in records {
         if let Record::Stalled { t, what } = record {
             verdict.violations.push(Violation {
@@ -537,9 +620,22 @@ fn figures(index: &Index<'_>, records: &[Record], figures: &mut Figures) {
 }
 
 /// Invariants 2, 3, 4 and the filter: per subscriber instance.
-fn per_instance(index: &Index<'_>, violations: &mut Vec<Violation>) {
+fn per_instance(index: &Index<'_>, verdict: &mut Verdict) {
+    let violations = &mut verdict.violations;
     for (id, instance) in &index.instances {
-        let mut seen: HashSet<(Arc<str>, u64)> = HashSet::new();
+        // When it was told `epoch` after a wipe: what it had before may
+        // come again after.
+        let epochs: Vec<Micros> = instance
+            .resumes
+            .iter()
+            .filter(|(t, a)| {
+                matches!(a, Answer::NotRecovered { reason, .. } if reason == "epoch")
+                    && index.config.nats
+                    && index.wiped_before(*t)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let mut seen: HashMap<(Arc<str>, u64), Micros> = HashMap::new();
         let mut highest: HashMap<Arc<str>, (u64, Micros)> = HashMap::new();
         // (invariant, what) → (first t, events, count)
         let mut found: BTreeMap<(u8, String), Sample> = BTreeMap::new();
@@ -581,16 +677,25 @@ fn per_instance(index: &Index<'_>, violations: &mut Vec<Violation>) {
                 ),
                 Some(_) => {}
             }
-            if !seen.insert(key.clone()) {
+            if let Some(first) = seen.get(&key).copied() {
+                if epochs.iter().any(|e| first < *e && *e <= *t) {
+                    verdict.figures.epoch_duplicates += 1;
+                    continue;
+                }
                 note(
                     4,
                     "received events twice".into(),
                     *t,
                     key,
-                    format!("{publisher}#{seq} again at {}", secs(*t)),
+                    format!(
+                        "{publisher}#{seq} again at {} (first at {})",
+                        secs(*t),
+                        secs(first)
+                    ),
                 );
                 continue;
             }
+            seen.insert(key.clone(), *t);
             let top = highest.entry(Arc::clone(publisher)).or_insert((0, 0));
             if *seq < top.0 {
                 note(
@@ -664,6 +769,72 @@ fn resume_lines(instance: &Instance) -> Vec<String> {
 /// was before the subscriber's position).
 const COVER_MARGIN: Micros = 1_000_000;
 
+/// The events a "not recovered" answer covers, by acknowledgement time.
+#[derive(Debug, Clone, Copy)]
+enum Cover {
+    /// Acknowledged from this time on (after the subscriber's position).
+    AckedFrom(Micros),
+    /// In a NATS stream since wiped: see [`Wiped`].
+    Wiped(Micros, Micros),
+}
+
+/// What the history shows of one `nats-wipe` (begun, ended): which events
+/// the lost stream held. An event acknowledged before the wiped server
+/// came back was in it. So was one published before the wipe whose
+/// acknowledgement was recorded later (a flush returns for its whole
+/// batch, so the record can come seconds after the ack) if some
+/// subscriber had it before the wipe (it was stored) and its publisher
+/// did not send it again into the new stream (nobody received a number
+/// of that publisher as low after the wipe: a transport resends what is
+/// unacknowledged, in order).
+struct Wiped<'a> {
+    before: HashSet<(&'a str, u64)>,
+    resumed_at: HashMap<&'a str, u64>,
+}
+
+impl<'a> Wiped<'a> {
+    fn new(index: &'a Index<'_>, begin: Micros, end: Micros) -> Wiped<'a> {
+        let mut before = HashSet::new();
+        let mut resumed_at: HashMap<&str, u64> = HashMap::new();
+        for instance in index.instances.values() {
+            for (t, p, seq) in &instance.deliveries {
+                if *t < begin {
+                    before.insert((&**p, *seq));
+                } else if *t >= end {
+                    let first = resumed_at.entry(&**p).or_insert(*seq);
+                    *first = (*first).min(*seq);
+                }
+            }
+        }
+        Wiped { before, resumed_at }
+    }
+
+    fn held(&self, key: &(Arc<str>, u64), e: &Published, begin: Micros, end: Micros) -> bool {
+        if e.acked.is_some_and(|t| t < end) {
+            return true;
+        }
+        e.t < begin
+            && self.before.contains(&(&*key.0, key.1))
+            && self.resumed_at.get(&*key.0).is_none_or(|r| key.1 < *r)
+    }
+}
+
+impl Cover {
+    fn covers(
+        self,
+        key: &(Arc<str>, u64),
+        e: &Published,
+        wiped: &HashMap<(Micros, Micros), Wiped<'_>>,
+    ) -> bool {
+        match self {
+            Cover::AckedFrom(from) => e.acked.is_some_and(|t| t >= from),
+            Cover::Wiped(begin, end) => wiped
+                .get(&(begin, end))
+                .is_some_and(|w| w.held(key, e, begin, end)),
+        }
+    }
+}
+
 /// Invariant 1: every logical subscriber (its instances together) got
 /// every acknowledged event it was owed.
 fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
@@ -714,7 +885,10 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
         // Each answer covers the events published before it and
         // acknowledged (appended by a hub) after the subscriber's last
         // delivery before it, less a margin: the range from its position.
-        let mut covers_from: Vec<Micros> = Vec::new();
+        // After a wipe the range is instead what was acknowledged before
+        // the wiped server came back (in the lost stream).
+        let mut covers: Vec<Cover> = Vec::new();
+        let mut wiped: HashMap<(Micros, Micros), Wiped<'_>> = HashMap::new();
         let mut epoch_since = claim;
         for (t, id, reason, gap) in &answers {
             let instance = index.instances.get(id);
@@ -744,7 +918,19 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             } else {
                 times[before - 1]
             };
-            covers_from.push(last.saturating_sub(COVER_MARGIN));
+            let wipe = (*reason == "epoch" && index.config.nats)
+                .then(|| index.wipe(epoch_since, *t))
+                .flatten();
+            covers.push(match wipe {
+                Some(f) => {
+                    let end = f.end.unwrap_or(f.begin);
+                    wiped
+                        .entry((f.begin, end))
+                        .or_insert_with(|| Wiped::new(index, f.begin, end));
+                    Cover::Wiped(f.begin, end)
+                }
+                None => Cover::AckedFrom(last.saturating_sub(COVER_MARGIN)),
+            });
             judged.push(index.justified(reason, *gap, last, epoch_since, *t));
             if *reason == "epoch" {
                 epoch_since = *t;
@@ -777,8 +963,8 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
             // if the hub had a cause.
             let covering = answers
                 .iter()
-                .zip(&covers_from)
-                .position(|(a, from)| a.0 > e.t && e.acked.is_some_and(|t| t >= *from));
+                .zip(&covers)
+                .position(|(a, cover)| a.0 > e.t && cover.covers(key, e, &wiped));
             match covering {
                 Some(k) => {
                     let (t, instance, reason, _) = answers[k];
@@ -887,6 +1073,77 @@ fn delivery(index: &Index<'_>, verdict: &mut Verdict) {
                 detail,
             });
         }
+    }
+}
+
+/// Invariant 6, memory: each hub's peak `VmRSS` against what its budgets
+/// allow with its baseline and its peak number of sockets.
+fn hub_memory(records: &[Record], budget: &Budget, verdict: &mut Verdict) {
+    // hub → (baseline, peak rss and when, peak sockets, samples)
+    type Seen = (Option<u64>, (u64, Micros), u64, u64);
+    let mut hubs: BTreeMap<&str, Seen> = BTreeMap::new();
+    for record in records {
+        if let Record::HubMemory {
+            t,
+            hub,
+            rss,
+            sockets,
+            baseline,
+        } = record
+        {
+            let entry = hubs.entry(hub).or_insert((None, (0, 0), 0, 0));
+            if *baseline {
+                entry.0.get_or_insert(*rss);
+            }
+            if *rss > entry.1.0 {
+                entry.1 = (*rss, *t);
+            }
+            entry.2 = entry.2.max(*sockets);
+            entry.3 += 1;
+        }
+    }
+    for (hub, (baseline, (peak, at), sockets, samples)) in hubs {
+        let Some(baseline) = baseline else {
+            verdict.violations.push(Violation {
+                invariant: 6,
+                title: format!("{hub}: no baseline memory was measured before its clients came"),
+                t: 0,
+                events: Vec::new(),
+                detail: Vec::new(),
+            });
+            continue;
+        };
+        let peak = MemoryPeak {
+            hub: hub.to_string(),
+            baseline,
+            peak,
+            sockets,
+            bound: budget.bound(baseline, sockets),
+        };
+        if peak.peak > peak.bound {
+            verdict.violations.push(Violation {
+                invariant: 6,
+                title: format!(
+                    "{hub} held {} resident at {}, over the {} its budgets allow",
+                    memory::mib(peak.peak),
+                    secs(at),
+                    memory::mib(peak.bound)
+                ),
+                t: at,
+                events: Vec::new(),
+                detail: vec![format!(
+                    "baseline {} + history_bytes {} + {} de-duplication keys × {} B + {} \
+                     sockets × {} ({samples} samples)",
+                    memory::mib(baseline),
+                    memory::mib(budget.history_bytes),
+                    budget.dedup_events,
+                    memory::DEDUP_KEY,
+                    sockets,
+                    memory::mib(memory::PER_CONNECTION)
+                )],
+            });
+        }
+        verdict.figures.memory.push(peak);
     }
 }
 
@@ -1172,5 +1429,237 @@ mod tests {
         });
         let v = check(&sorted(r), &CheckConfig::default());
         assert!(v.passed(), "{:?}", v.violations);
+    }
+
+    fn nats() -> CheckConfig {
+        CheckConfig {
+            nats: true,
+            ..CheckConfig::default()
+        }
+    }
+
+    fn fault(begin: Micros, end: Micros, id: usize, text: &str) -> Vec<Record> {
+        vec![
+            Record::FaultBegin {
+                t: begin,
+                id,
+                text: text.into(),
+                client: None,
+                global: true,
+            },
+            Record::FaultEnd { t: end, id },
+        ]
+    }
+
+    fn epoch(t: Micros, instance: u32) -> Record {
+        Record::Resume {
+            t,
+            instance,
+            answer: Answer::NotRecovered {
+                reason: "epoch".into(),
+                gap: None,
+            },
+        }
+    }
+
+    /// a#1 delivered; a#2 and a#3 acknowledged before a wipe at 1 s (the
+    /// server back at 2 s) and lost with the stream; a#4 acknowledged
+    /// after it.
+    fn wiped() -> Vec<Record> {
+        let mut r = subscriber(0, 0, "s", None);
+        r.extend(publish(100_000, "a", 1, "t"));
+        r.push(deliver(150_000, 0, "a", 1));
+        r.extend(publish(800_000, "a", 2, "t"));
+        r.extend(publish(900_000, "a", 3, "t"));
+        r.extend(fault(
+            1_000_000,
+            2_000_000,
+            0,
+            "nats-wipe nats-server for 1.00s",
+        ));
+        r.extend(publish(5_000_000, "a", 4, "t"));
+        r
+    }
+
+    #[test]
+    fn a_wipe_excuses_what_was_acked_before_it_only_after_epoch() {
+        // Told `epoch` after the wipe, then a#4 arrives: passes, 2 excused.
+        let mut r = wiped();
+        r.push(epoch(4_000_000, 0));
+        r.push(deliver(5_100_000, 0, "a", 4));
+        let v = check(&sorted(r), &nats());
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.figures.excused.get("epoch"), Some(&2));
+
+        // Never told: a#2 and a#3 are lost silently.
+        let mut r = wiped();
+        r.push(deliver(5_100_000, 0, "a", 4));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 1);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 2), (p("a"), 3)]);
+    }
+
+    #[test]
+    fn a_wipe_does_not_excuse_what_was_acked_after_it() {
+        // Told `epoch` at 6 s, after a#4 was acknowledged into the new
+        // stream: a#4 is still owed.
+        let mut r = wiped();
+        r.push(epoch(6_000_000, 0));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 1);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 4)]);
+        assert_eq!(v.figures.excused.get("epoch"), Some(&2));
+    }
+
+    #[test]
+    fn epoch_on_nats_without_a_wipe_excuses_nothing() {
+        let mut r = wiped();
+        r.retain(|r| !matches!(r, Record::FaultBegin { .. } | Record::FaultEnd { .. }));
+        r.extend(fault(
+            1_000_000,
+            2_000_000,
+            0,
+            "nats-kill nats-server for 1.00s",
+        ));
+        r.push(epoch(4_000_000, 0));
+        r.push(deliver(5_100_000, 0, "a", 4));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert!(
+            v.violations[0].title.contains("told `epoch`"),
+            "{:?}",
+            v.violations
+        );
+        assert!(
+            v.violations[0].detail[0].contains("not wiped"),
+            "{:?}",
+            v.violations
+        );
+    }
+
+    #[test]
+    fn after_epoch_only_what_it_had_before_may_come_again() {
+        // a#1 had before the wipe comes again after `epoch`: allowed and
+        // counted. a#4, first received after `epoch`, twice: reported.
+        let mut r = wiped();
+        r.push(epoch(4_000_000, 0));
+        r.push(deliver(4_500_000, 0, "a", 1));
+        r.push(deliver(5_100_000, 0, "a", 4));
+        let v = check(&sorted(r.clone()), &nats());
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.figures.epoch_duplicates, 1);
+        r.push(deliver(5_200_000, 0, "a", 4));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 4);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 4)]);
+    }
+
+    #[test]
+    fn a_duplicate_after_an_epoch_with_no_wipe_is_reported() {
+        let mut r = subscriber(0, 0, "s", None);
+        r.extend(publish(100_000, "a", 1, "t"));
+        r.push(deliver(150_000, 0, "a", 1));
+        r.push(epoch(1_000_000, 0));
+        r.push(deliver(1_100_000, 0, "a", 1));
+        let v = check(&sorted(r), &nats());
+        let invariants: Vec<u8> = v.violations.iter().map(|v| v.invariant).collect();
+        assert_eq!(invariants, vec![4], "{:?}", v.violations);
+        assert_eq!(v.figures.epoch_duplicates, 0);
+    }
+
+    fn sample(t: Micros, rss: u64, sockets: u64, baseline: bool) -> Record {
+        Record::HubMemory {
+            t,
+            hub: "hub0".into(),
+            rss,
+            sockets,
+            baseline,
+        }
+    }
+
+    #[test]
+    fn hub_memory_is_held_to_its_budgets() {
+        let budget = Budget {
+            history_bytes: 8 << 20,
+            dedup_events: 1_000,
+        };
+        let config = CheckConfig {
+            memory: Some(budget),
+            ..CheckConfig::default()
+        };
+        let bound = budget.bound(4 << 20, 12);
+        let within = vec![
+            sample(0, 4 << 20, 1, true),
+            sample(1_000, 10 << 20, 12, false),
+            sample(2_000, bound, 3, false),
+        ];
+        let v = check(&within, &config);
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.figures.memory[0].bound, bound);
+        assert_eq!(v.figures.memory[0].sockets, 12);
+        let mut over = within.clone();
+        over.push(sample(3_000, bound + 1, 12, false));
+        let v = check(&over, &config);
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 6);
+        assert!(
+            v.violations[0].title.contains("hub0 held"),
+            "{:?}",
+            v.violations
+        );
+        // No baseline: said, not silently skipped.
+        let v = check(&within[1..], &config);
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+    }
+
+    #[test]
+    fn a_wipe_excuses_an_event_stored_before_it_whose_ack_was_recorded_after() {
+        // a#2 was delivered to another subscriber before the wipe (stored in
+        // the lost stream), its flush returned after the wipe ended, and
+        // the publisher's events after the wipe start at a#3 (a#2 was not
+        // sent again): lost with the stream, excused by `epoch`.
+        let mut r = subscriber(0, 0, "s", None);
+        r.extend(subscriber(0, 1, "other", None));
+        r.push(Record::Publish {
+            t: 800_000,
+            publisher: p("a"),
+            seq: 2,
+            event_type: p("t"),
+        });
+        r.push(deliver(810_000, 1, "a", 2));
+        r.extend(fault(
+            1_000_000,
+            2_000_000,
+            0,
+            "nats-wipe nats-server for 1.00s",
+        ));
+        r.push(Record::Publish {
+            t: 900_000,
+            publisher: p("a"),
+            seq: 3,
+            event_type: p("t"),
+        });
+        r.push(Record::Ack {
+            t: 2_500_000,
+            publisher: p("a"),
+            seqs: vec![2, 3],
+        });
+        r.push(epoch(2_200_000, 0));
+        r.push(epoch(2_200_000, 1));
+        r.push(deliver(2_600_000, 0, "a", 3));
+        r.push(deliver(2_600_000, 1, "a", 3));
+        let v = check(&sorted(r.clone()), &nats());
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.figures.excused.get("epoch"), Some(&1));
+        // Had a#2 been sent again into the new stream (someone got it
+        // after the wipe), its ack is of the new stream: owed.
+        r.push(deliver(2_550_000, 1, "a", 2));
+        let v = check(&sorted(r), &nats());
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+        assert_eq!(v.violations[0].invariant, 1);
+        assert_eq!(v.violations[0].events, vec![(p("a"), 2)]);
     }
 }

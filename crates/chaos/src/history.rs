@@ -206,6 +206,20 @@ pub enum Record {
         /// How many.
         events: u64,
     },
+    /// A hub process's resident memory and open sockets (invariant 6).
+    HubMemory {
+        /// When.
+        t: Micros,
+        /// Which hub (`hub0`).
+        hub: String,
+        /// `VmRSS`, in bytes.
+        rss: u64,
+        /// Open sockets (clients, the listener, NATS).
+        sockets: u64,
+        /// Whether this is its baseline: taken once it listened, before
+        /// any client connected.
+        baseline: bool,
+    },
     /// A deadline passed: the run stopped making progress.
     Stalled {
         /// When.
@@ -239,6 +253,7 @@ impl Record {
             | Record::FaultEnd { t, .. }
             | Record::Exit { t, .. }
             | Record::Untracked { t, .. }
+            | Record::HubMemory { t, .. }
             | Record::Stalled { t, .. }
             | Record::Phase { t, .. } => *t,
         }
@@ -319,6 +334,14 @@ impl Record {
             } => json!({"t": t, "exit": process, "pid": pid, "status": status,
                 "as_expected": as_expected, "expected": expected, "excusable": excusable}),
             Record::Untracked { t, events } => json!({"t": t, "untracked": events}),
+            Record::HubMemory {
+                t,
+                hub,
+                rss,
+                sockets,
+                baseline,
+            } => json!({"t": t, "memory": hub, "rss": rss, "sockets": sockets,
+                "baseline": baseline}),
             Record::Stalled { t, what } => json!({"t": t, "stalled": what}),
             Record::Phase { t, name } => json!({"t": t, "phase": name}),
         }
@@ -331,6 +354,9 @@ pub struct Recorder {
     start: Instant,
     records: Arc<Mutex<Vec<Record>>>,
     instances: Arc<std::sync::atomic::AtomicU32>,
+    /// Records of the workload (all but memory samples, which come on a
+    /// timer): the drain waits for this to stop moving.
+    activity: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Recorder {
@@ -346,6 +372,7 @@ impl Recorder {
             start: Instant::now(),
             records: Arc::default(),
             instances: Arc::default(),
+            activity: Arc::default(),
         }
     }
 
@@ -356,6 +383,10 @@ impl Recorder {
 
     /// Records `record`.
     pub fn push(&self, record: Record) {
+        if !matches!(record, Record::HubMemory { .. }) {
+            self.activity
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.records
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -368,6 +399,12 @@ impl Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+
+    /// How many records the workload made (memory samples, which a timer
+    /// makes, left out): still while nothing happens any more.
+    pub fn activity(&self) -> u64 {
+        self.activity.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether nothing was recorded yet.

@@ -10,8 +10,13 @@
 //! enabled [`FaultKind`]s; the [`Recorder`] keeps every publish, ack,
 //! delivery, resume answer, dead letter and exit; afterwards [`check()`]
 //! judges the history against the guarantees (see [`mod@check`]'s module
-//! docs for the six invariants) and [`report::render`] says what broke,
-//! with the events' history and the command that replays the run.
+//! docs for the six invariants; [`mod@memory`] for the hubs' memory
+//! bound) and [`report::render`] says what broke, with the events'
+//! history and the command that replays the run.
+//!
+//! [`Profile::NatsSoak`] plays issue #27's soak instead of a mixed
+//! schedule: nats-server killed with -9 every 10–20 s, its store wiped
+//! once ([`FaultKind::NatsWipe`]), checked by the same checker.
 //!
 //! ```
 //! use std::time::Duration;
@@ -31,13 +36,15 @@ pub mod campaign;
 pub mod check;
 pub mod fault;
 pub mod history;
+pub mod memory;
 pub mod procs;
 pub mod report;
+pub mod resend;
 pub mod schedule;
 pub mod workload;
 
-pub use campaign::{Backplane, Options, Outcome, run};
-pub use check::{CheckConfig, Figures, Verdict, Violation, check};
+pub use campaign::{Backplane, Options, Outcome, Profile, run};
+pub use check::{CheckConfig, Figures, MemoryPeak, Verdict, Violation, check};
 pub use fault::{DEFAULT_FAULTS, EXCLUDED, FaultKind};
 pub use history::{Answer, Record, Recorder};
 pub use schedule::{Fault, Schedule, Target, Topology};

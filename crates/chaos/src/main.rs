@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use watchtower_chaos::fault::{self, FaultKind};
-use watchtower_chaos::{Backplane, Options};
+use watchtower_chaos::{Backplane, Options, Profile};
 
 /// Run a seeded fault campaign against real `watchtower` processes and
 /// check every delivery against the guarantees.
@@ -24,9 +24,9 @@ struct Args {
     seed: Option<u64>,
 
     /// How long the workload runs with faults, in seconds (the drain and
-    /// the stop come after it).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(10..=86_400))]
-    duration: u64,
+    /// the stop come after it) [default: 60; 120 with `--profile nats-soak`].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    duration: Option<u64>,
 
     /// One hub (`none`) or three hubs sharing a NATS JetStream stream
     /// (`nats`; needs a `nats-server`: NATS_SERVER or PATH).
@@ -37,6 +37,13 @@ struct Args {
     /// the set whose guarantees hold today, `all` every fault.
     #[arg(long, value_name = "LIST", default_value = "default")]
     faults: String,
+
+    /// The schedule: `mixed` (the faults of --faults at random) or
+    /// `nats-soak` (issue #27's soak: three hubs on NATS, nats-server
+    /// killed with -9 and restarted every 10-20 s, its store wiped once;
+    /// it sets the backplane and the faults itself).
+    #[arg(long, default_value = "mixed", conflicts_with_all = ["backplane", "faults"])]
+    profile: Profile,
 
     /// The `watchtower` binary under test (built with `--features nats`
     /// for `--backplane nats`).
@@ -81,21 +88,29 @@ fn faults_help() -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let faults = match fault::parse_list(&args.faults) {
-        Ok(faults) => faults,
-        Err(e) => {
-            eprintln!("chaos: --faults: {e}");
-            return ExitCode::from(2);
-        }
+    let (backplane, faults, duration) = match args.profile {
+        Profile::Mixed => match fault::parse_list(&args.faults) {
+            Ok(faults) => (args.backplane, faults, args.duration.unwrap_or(60)),
+            Err(e) => {
+                eprintln!("chaos: --faults: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Profile::NatsSoak => (
+            Backplane::Nats,
+            vec![FaultKind::NatsKill, FaultKind::NatsWipe],
+            args.duration.unwrap_or(120),
+        ),
     };
     // nats-kill on one hub is simply never scheduled (the schedule skips
     // what does not apply), so a replay command works on either backplane.
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..1_000_000_000));
     let options = Options {
         seed,
-        duration: Duration::from_secs(args.duration),
-        backplane: args.backplane,
+        duration: Duration::from_secs(duration),
+        backplane,
         faults,
+        profile: args.profile,
         watchtower: args.watchtower,
         nats_server: args.nats_server,
         out: args.out,

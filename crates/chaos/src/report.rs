@@ -20,7 +20,9 @@ pub fn invariant_name(invariant: u8) -> &'static str {
         3 => "nothing comes back to the client that sent it",
         4 => "no duplicate within one subscriber process",
         5 => "nothing refused or dead-lettered, no process exits badly, without a cause",
-        6 => "progress: every phase meets its deadline",
+        6 => {
+            "progress and memory: every phase meets its deadline, each hub stays within its budgets"
+        }
         _ => "?",
     }
 }
@@ -30,8 +32,9 @@ pub fn render(options: &Options, verdict: &Verdict, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "chaos: seed {} backplane {} duration {}s faults {}",
+        "chaos: seed {} profile {} backplane {} duration {}s faults {}",
         options.seed,
+        options.profile.name(),
         options.backplane,
         options.duration.as_secs(),
         crate::fault::list_to_string(&options.faults)

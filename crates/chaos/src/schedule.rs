@@ -90,9 +90,10 @@ const MARGIN: Duration = Duration::from_secs(3);
 
 impl Schedule {
     /// The schedule for `seed`: faults of the enabled `kinds` every 2–7 s
-    /// (never two at once on one target), bursts every 8–16 s, and a
-    /// burst just before every `cli-stop`, `pubsub-reset` and `nats-kill`
-    /// so that it lands mid-burst.
+    /// (never two at once on one target; `nats-wipe` at most once),
+    /// bursts every 8–16 s, and a burst just before every `cli-stop`,
+    /// `pubsub-reset`, `nats-kill` and `nats-wipe` so that it lands
+    /// mid-burst.
     pub fn generate(
         seed: u64,
         duration: Duration,
@@ -100,18 +101,13 @@ impl Schedule {
         topology: &Topology,
     ) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let kinds: Vec<FaultKind> = kinds
+        let mut kinds: Vec<FaultKind> = kinds
             .iter()
             .copied()
             .filter(|k| applicable(*k, topology))
             .collect();
         let end = duration.saturating_sub(MARGIN);
-        let mut bursts = Vec::new();
-        let mut t = MARGIN + millis(&mut rng, 2_000, 6_000);
-        while t < end {
-            bursts.push(t);
-            t += millis(&mut rng, 8_000, 16_000);
-        }
+        let mut bursts = steady_bursts(&mut rng, end);
         let mut faults: Vec<Fault> = Vec::new();
         let mut busy: Vec<(Target, Duration)> = Vec::new();
         let mut t = MARGIN + millis(&mut rng, 0, 2_000);
@@ -121,7 +117,10 @@ impl Schedule {
             let mut at = t;
             if matches!(
                 kind,
-                FaultKind::CliStop | FaultKind::PubsubReset | FaultKind::NatsKill
+                FaultKind::CliStop
+                    | FaultKind::PubsubReset
+                    | FaultKind::NatsKill
+                    | FaultKind::NatsWipe
             ) {
                 // Mid-burst: a CLI's print queue is full then, the client
                 // that publishes has its own events in flight, and so have
@@ -151,6 +150,10 @@ impl Schedule {
                     Duration::from_millis(200)
                 };
                 busy.push((target.clone(), at + hold + settle));
+                if kind == FaultKind::NatsWipe {
+                    // An operator's act: once per campaign.
+                    kinds.retain(|k| *k != FaultKind::NatsWipe);
+                }
                 faults.push(Fault {
                     at,
                     kind,
@@ -161,6 +164,46 @@ impl Schedule {
             t += millis(&mut rng, 2_000, 7_000);
         }
         faults.sort_by_key(|f| f.at);
+        bursts.sort();
+        bursts.dedup();
+        Schedule { faults, bursts }
+    }
+}
+
+impl Schedule {
+    /// The NATS soak of issue #27 for `seed`: nats-server killed with -9
+    /// (down 0.5–4 s) and restarted every 10–20 s, one of those kills in
+    /// the middle third of the run made a `nats-wipe` (its store deleted),
+    /// each landing 10–60 ms into a burst; more bursts every 8–16 s. No
+    /// other fault: the publishers and subscribers only see NATS fail.
+    pub fn nats_soak(seed: u64, duration: Duration) -> Schedule {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let end = duration.saturating_sub(MARGIN);
+        let mut bursts = steady_bursts(&mut rng, end);
+        let mut faults = Vec::new();
+        let mut t = MARGIN + millis(&mut rng, 5_000, 10_000);
+        loop {
+            let burst = t + millis(&mut rng, 0, 400);
+            let at = burst + millis(&mut rng, 10, 60);
+            let hold = millis(&mut rng, 500, 4_000);
+            if at + hold >= end {
+                break;
+            }
+            bursts.push(burst);
+            faults.push(Fault {
+                at,
+                kind: FaultKind::NatsKill,
+                target: Target::Nats,
+                hold,
+            });
+            t = at + hold + millis(&mut rng, 10_000, 20_000);
+        }
+        // The wipe: the kill nearest the middle of the run.
+        let middle = duration / 2;
+        if let Some(wipe) = faults.iter_mut().min_by_key(|f| f.at.abs_diff(middle)) {
+            wipe.kind = FaultKind::NatsWipe;
+            wipe.hold = wipe.hold.min(Duration::from_secs(2));
+        }
         bursts.sort();
         bursts.dedup();
         Schedule { faults, bursts }
@@ -183,13 +226,24 @@ impl fmt::Display for Schedule {
 
 fn applicable(kind: FaultKind, topology: &Topology) -> bool {
     match kind {
-        FaultKind::NatsKill => topology.nats,
+        FaultKind::NatsKill | FaultKind::NatsWipe => topology.nats,
         FaultKind::CliKill | FaultKind::CliStop => !topology.cli_subscribers.is_empty(),
         FaultKind::PubsubReset => !topology.pubsubs.is_empty(),
         FaultKind::HubKill | FaultKind::HubRestart => topology.hubs > 0,
         k if k.is_link() => !topology.links.is_empty(),
         _ => true,
     }
+}
+
+/// Bursts every 8–16 s, the first 2–6 s after the quiet start, until `end`.
+fn steady_bursts(rng: &mut fastrand::Rng, end: Duration) -> Vec<Duration> {
+    let mut bursts = Vec::new();
+    let mut t = MARGIN + millis(rng, 2_000, 6_000);
+    while t < end {
+        bursts.push(t);
+        t += millis(rng, 8_000, 16_000);
+    }
+    bursts
 }
 
 fn millis(rng: &mut fastrand::Rng, low: u64, high: u64) -> Duration {
@@ -220,6 +274,7 @@ fn pick(rng: &mut fastrand::Rng, kind: FaultKind, topology: &Topology) -> (Targe
         FaultKind::CliKill => (cli(rng), millis(rng, 200, 1_000)),
         FaultKind::CliStop => (cli(rng), millis(rng, 100, 500)),
         FaultKind::NatsKill => (Target::Nats, millis(rng, 500, 4_000)),
+        FaultKind::NatsWipe => (Target::Nats, millis(rng, 500, 2_000)),
         FaultKind::Hostile => (Target::Outside, millis(rng, 3_000, 10_000)),
     }
 }
@@ -250,6 +305,55 @@ mod tests {
         // No nats-server here: no nats faults.
         assert!(a.faults.iter().all(|f| f.kind != FaultKind::NatsKill));
         assert!(a.faults.iter().all(|f| f.at + f.hold < d));
+    }
+
+    #[test]
+    fn nats_wipe_is_scheduled_at_most_once_and_only_on_nats() {
+        let d = Duration::from_secs(600);
+        let wipes = |s: &Schedule| {
+            s.faults
+                .iter()
+                .filter(|f| f.kind == FaultKind::NatsWipe)
+                .count()
+        };
+        let mut nats = topology();
+        nats.nats = true;
+        nats.hubs = 3;
+        let mut seen = 0;
+        for seed in 0..20 {
+            let s = Schedule::generate(seed, d, &FaultKind::ALL, &nats);
+            assert!(wipes(&s) <= 1, "seed {seed}: {s}");
+            seen += wipes(&s);
+            let none = Schedule::generate(seed, d, &FaultKind::ALL, &topology());
+            assert_eq!(wipes(&none), 0);
+        }
+        assert!(seen > 0, "no seed of 20 scheduled a wipe in 10 minutes");
+    }
+
+    #[test]
+    fn the_nats_soak_kills_every_10_to_20_s_and_wipes_once() {
+        let d = Duration::from_secs(120);
+        let s = Schedule::nats_soak(5, d);
+        assert_eq!(s, Schedule::nats_soak(5, d));
+        assert_eq!(
+            s.faults
+                .iter()
+                .filter(|f| f.kind == FaultKind::NatsWipe)
+                .count(),
+            1,
+            "{s}"
+        );
+        assert!(s.faults.len() >= 4, "{s}");
+        for pair in s.faults.windows(2) {
+            let gap = pair[1].at - (pair[0].at + pair[0].hold);
+            assert!(gap >= Duration::from_secs(10), "{s}");
+            assert!(gap <= Duration::from_millis(20_460), "{s}");
+        }
+        assert!(
+            s.faults
+                .iter()
+                .all(|f| f.target == Target::Nats && f.at + f.hold < d)
+        );
     }
 
     #[test]

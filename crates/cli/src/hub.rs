@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use watchtower_hub::{
     DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_CLIENT_QUEUE_FRAMES,
-    DEFAULT_HANDSHAKE_BURST_PER_PEER, DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER, DEFAULT_HISTORY_SIZE,
-    DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY,
-    DEFAULT_MESSAGE_TIMEOUT, Hub, HubConfig, HubStats,
+    DEFAULT_HANDSHAKE_BURST_PER_PEER, DEFAULT_HANDSHAKES_PER_SECOND_PER_PEER,
+    DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_MAX_PENDING_HANDSHAKES_PER_PEER, DEFAULT_MAX_REPLAY, DEFAULT_MESSAGE_TIMEOUT, Hub,
+    HubConfig, HubStats,
 };
 
 use crate::error::CliError;
@@ -127,6 +128,12 @@ pub(crate) struct HubArgs {
           value_parser = crate::connect::parse_seconds_f64)]
     history_ttl: f64,
 
+    /// Most bytes the history keeps alive, its frames and their
+    /// bookkeeping; past it the oldest events are forgotten (and a position
+    /// before them is answered `too_many` or `expired`).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    history_bytes: usize,
+
     /// Most events a catching-up subscriber's writer takes from the
     /// history at a time (capped at 256). It does not bound a replay: a
     /// subscriber gets everything the history holds after its position,
@@ -175,6 +182,7 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), CliError> {
     config.max_pending_handshakes = args.max_pending_handshakes;
     config.history_size = args.history;
     config.history_ttl = Duration::from_secs_f64(args.history_ttl);
+    config.history_bytes = args.history_bytes;
     config.max_replay = args.max_replay;
     let (limit_note, max_connections) = fit_open_file_limit(args.max_connections);
     config.max_connections = max_connections;
