@@ -12,13 +12,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::child::{ChildProcess, cpu_seconds};
 use crate::raw::Tasks;
 use crate::section::{Curve, SectionReport, Series};
 use crate::throughput::RAW_FLUSH_EVERY;
-use crate::workload::events;
 use crate::{BenchError, BenchOptions};
 
 /// The hub's CPU cost at one subscriber count.
@@ -207,42 +208,12 @@ impl HubProcess {
 
 async fn one(n: usize, subs: usize, baseline: Option<&Path>) -> Result<HubCpuPoint, BenchError> {
     let (hub, url) = HubProcess::start(subs, baseline).await?;
-    let received = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::with_capacity(subs);
-    for _ in 0..subs {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
-        let received = Arc::clone(&received);
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = ws.next().await {
-                if message.is_text() {
-                    received.fetch_add(1, Relaxed);
-                }
-            }
-        }));
-    }
-    let _readers = Tasks::many(readers);
-    let (mut publisher, _) = tokio_tungstenite::connect_async(&url).await?;
-    let frames: Vec<String> = events(n)
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<_, _>>()?;
+    let mut load = RawLoad::connect(&url, subs, n).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = cpu_seconds(hub.pid()).unwrap_or(0.0);
-    for (i, frame) in frames.into_iter().enumerate() {
-        publisher.feed(Message::Text(frame.into())).await?;
-        if (i + 1) % RAW_FLUSH_EVERY == 0 {
-            publisher.flush().await?;
-        }
-    }
-    publisher.flush().await?;
-    let target = (n * subs) as u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while received.load(Relaxed) < target && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let delivered = load.run().await?;
     let after = cpu_seconds(hub.pid()).unwrap_or(0.0);
-    let delivered = received.load(Relaxed);
-    let _ = publisher.close(None).await;
+    load.close().await;
     hub.finish().await?;
     let cpu = (after - before).max(0.0);
     Ok(HubCpuPoint {
@@ -254,4 +225,88 @@ async fn one(n: usize, subs: usize, baseline: Option<&Path>) -> Result<HubCpuPoi
         us_per_frame: cpu * 1e6 / delivered.max(1) as f64,
         baseline_us_per_event: None,
     })
+}
+
+/// The load every hub-CPU measurement applies: one raw publisher and raw
+/// subscribers on one hub, the bench's events serialised before the clock
+/// starts. Public so that a hub can be profiled from outside under the
+/// very same load (`examples/hub_cpu_load.rs`, with `perf`).
+pub struct RawLoad {
+    received: Arc<AtomicU64>,
+    _readers: Tasks,
+    publisher: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    frames: Vec<String>,
+    subscribers: usize,
+}
+
+impl std::fmt::Debug for RawLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawLoad")
+            .field("subscribers", &self.subscribers)
+            .field("events", &self.frames.len())
+            .field("received", &self.received.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawLoad {
+    /// Connects `subscribers` counting readers and a publisher to `url`,
+    /// with `events` events ready to send.
+    pub async fn connect(
+        url: &str,
+        subscribers: usize,
+        events: usize,
+    ) -> Result<RawLoad, BenchError> {
+        let received = Arc::new(AtomicU64::new(0));
+        let mut readers = Vec::with_capacity(subscribers);
+        for _ in 0..subscribers {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+            let received = Arc::clone(&received);
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() {
+                        received.fetch_add(1, Relaxed);
+                    }
+                }
+            }));
+        }
+        let (publisher, _) = tokio_tungstenite::connect_async(url).await?;
+        let frames = crate::workload::events(events)
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        Ok(RawLoad {
+            received,
+            _readers: Tasks::many(readers),
+            publisher,
+            frames,
+            subscribers,
+        })
+    }
+
+    /// Publishes every event (`feed`, a flush every 64), then waits until
+    /// each subscriber has them all, 60 s at most; returns the frames the
+    /// subscribers received.
+    pub async fn run(&mut self) -> Result<u64, BenchError> {
+        let n = self.frames.len();
+        for (i, frame) in std::mem::take(&mut self.frames).into_iter().enumerate() {
+            self.publisher.feed(Message::Text(frame.into())).await?;
+            if (i + 1) % RAW_FLUSH_EVERY == 0 {
+                self.publisher.flush().await?;
+            }
+        }
+        self.publisher.flush().await?;
+        let target = (n * self.subscribers) as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.received.load(Relaxed) < target && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(self.received.load(Relaxed))
+    }
+
+    /// Closes the publisher; the subscribers' readers stop when this is
+    /// dropped.
+    pub async fn close(mut self) {
+        let _ = self.publisher.close(None).await;
+    }
 }

@@ -87,7 +87,7 @@ pub use dashboard::Dashboard;
 pub use fanout::{Fanout, FanoutScale, ScalePoint};
 pub use flood::{Flood, FloodRun};
 pub use hostile::Hostile;
-pub use hub_cpu::{HubCpu, HubCpuPoint};
+pub use hub_cpu::{HubCpu, HubCpuPoint, RawLoad};
 pub use idle_hub::IdleHub;
 pub use latency::{Latency, Percentiles};
 pub use load::{Load, LoadPoint};

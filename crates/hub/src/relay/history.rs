@@ -19,6 +19,7 @@ use watchtower_core::{NotRecoveredReason, Position, frame_key};
 
 use crate::config::HubConfig;
 use crate::relay::fanout::Burst;
+use crate::relay::keyhash::KeyState;
 
 /// Bytes of bookkeeping each held event costs besides its frame, charged
 /// to `history_bytes`: its slots in its burst (the frame's handle, 32
@@ -95,7 +96,7 @@ pub(crate) struct History {
     /// a position's key is found by one lookup, never by hashing stored
     /// frames under the lock relays take. Keys are made once, before a
     /// burst is appended (or as it is, for a burst without them).
-    index: HashMap<u64, Seqs>,
+    index: HashMap<u64, Seqs, KeyState>,
     /// Work done by key lookups, for the tests: one per lookup, plus the
     /// steps of a binary search among equal keys.
     #[cfg(test)]
@@ -110,7 +111,7 @@ enum Seqs {
 }
 
 /// Records that `seq` holds a frame with `key`.
-fn index(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+fn index(index: &mut HashMap<u64, Seqs, KeyState>, key: u64, seq: u64) {
     match index.entry(key) {
         Entry::Vacant(slot) => {
             slot.insert(Seqs::One(seq));
@@ -126,7 +127,7 @@ fn index(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
 }
 
 /// Forgets that `seq`, the oldest held with `key`, holds it.
-fn unindex(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
+fn unindex(index: &mut HashMap<u64, Seqs, KeyState>, key: u64, seq: u64) {
     if let Entry::Occupied(mut slot) = index.entry(key) {
         let gone = match slot.get_mut() {
             Seqs::One(held) => *held == seq,
@@ -144,7 +145,12 @@ fn unindex(index: &mut HashMap<u64, Seqs>, key: u64, seq: u64) {
 }
 
 /// Forgets the keys of frames `from..to` of `stored`.
-fn unindex_frames(index: &mut HashMap<u64, Seqs>, stored: &Stored, from: usize, to: usize) {
+fn unindex_frames(
+    index: &mut HashMap<u64, Seqs, KeyState>,
+    stored: &Stored,
+    from: usize,
+    to: usize,
+) {
     for i in from..to {
         unindex(index, stored.key(i), stored.first + i as u64);
     }
@@ -162,7 +168,7 @@ impl History {
             events: 0,
             bytes: 0,
             head: 0,
-            index: HashMap::new(),
+            index: HashMap::with_hasher(KeyState::new()),
             #[cfg(test)]
             probes: std::cell::Cell::new(0),
         })

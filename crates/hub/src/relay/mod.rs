@@ -7,6 +7,7 @@
 //! - [`filter`]: a client's filter and its limits.
 //! - [`dedup`]: the window that drops an ack-mode client's resends.
 //! - [`history`]: the log of relayed bursts at positions `(epoch, seq)`.
+//! - [`keyhash`]: the hasher of the history's key index.
 //! - [`outbox`]: one client's cursor and queue: what it is still to be
 //!   sent, filtered, without its own events, lagging inside the history
 //!   when its queue is full.
@@ -24,5 +25,6 @@ pub(crate) mod dedup;
 pub(crate) mod fanout;
 pub(crate) mod filter;
 pub(crate) mod history;
+pub(crate) mod keyhash;
 pub(crate) mod outbox;
 pub(crate) mod sample;
