@@ -29,6 +29,11 @@ use crate::stats::{add, bump};
 /// At most once: event frames written between two receipt pings, at most.
 const RECEIPT_EVERY: u64 = 64;
 
+/// A batch this large is written without waiting for more (see
+/// [`Writer::gather`]): as many frames as the hand-written loop the
+/// benchmark compares with flushes at once.
+const GATHER_FRAMES: usize = 64;
+
 /// One connection's writer.
 struct Writer<'a> {
     shared: &'a Shared,
@@ -95,7 +100,7 @@ impl Writer<'_> {
                     .await?
                 {
                     Work::Again => continue,
-                    Work::Frames => {}
+                    Work::Frames => self.gather(batch).await,
                 }
             }
             self.write_batch(batch).await?;
@@ -217,6 +222,29 @@ impl Writer<'_> {
                     None => std::future::pending().await,
                 }
             }, if ack_at.is_some() => Ok(Work::Again),
+        }
+    }
+
+    /// A writer woken for a few frames lets the runtime run other tasks
+    /// once before writing them, and again while each turn brings more, up
+    /// to [`GATHER_FRAMES`]: a publisher on another thread keeps pushing
+    /// meanwhile, so one write carries what would otherwise take several.
+    /// A writer that keeps up with its publisher would else write a few
+    /// frames at a time — a syscall, a read and a wake-up for the server,
+    /// and a wake-up of this task, per few events. A turn that brings
+    /// nothing new means nobody is publishing: the frames go out at once,
+    /// so a lone event waits one turn of the runtime, never a timer.
+    async fn gather(&mut self, batch: &mut Batch) {
+        let shared = self.shared;
+        while batch.frames.len() < GATHER_FRAMES {
+            let room = self.room(batch);
+            if room == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+            if !top_up(shared, batch, room, &mut self.popped) {
+                return;
+            }
         }
     }
 
