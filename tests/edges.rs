@@ -685,6 +685,41 @@ async fn flush_does_not_succeed_for_events_the_server_never_read() {
     );
 }
 
+/// At most once, a burst's tail written while a receipt ping is still
+/// unanswered gets a receipt of its own once that ping's pong is back:
+/// `flush` returns then, not at the next keepalive ping (30 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_written_while_a_receipt_is_out_is_confirmed_after_its_pong() {
+    init_logs();
+    let server = RawServer::start().await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let transport = fast(&proxy.url("/events"), 3).connect().await.unwrap();
+    wait_until("connected", LIMIT, || server.connections() == 1).await;
+    // A pong now comes back a second after its ping.
+    proxy.set_mode(Mode::Latency(Duration::from_millis(500)));
+    let pings = transport.connection_stats().pings_sent;
+    transport.publish(event("x", 0)).await.unwrap();
+    wait_until("the first event's receipt is out", LIMIT, || {
+        transport.connection_stats().pings_sent > pings
+    })
+    .await;
+    for n in 1..=5 {
+        transport.publish(event("x", n)).await.unwrap();
+    }
+    wait_until("the tail is written", LIMIT, || {
+        transport.connection_stats().frames_out == 6
+    })
+    .await;
+    let flushed = tokio::time::timeout(Duration::from_secs(10), transport.flush()).await;
+    assert!(
+        matches!(flushed, Ok(Ok(()))),
+        "flush returned {flushed:?} (stats {:?})",
+        transport.connection_stats()
+    );
+    assert_eq!(transport.connection_stats().frames_confirmed, 6);
+    assert_eq!(server.received_count(), 6);
+}
+
 /// At least once, an ack that does not come ends the connection: what it
 /// held is resent on the next one, in the original order, exactly once
 /// after de-duplication, and nothing is dead-lettered while keepalive has

@@ -100,7 +100,7 @@ pub use section::{Curve, Goal, SectionReport, Series, Target};
 pub use sections::names as section_names;
 pub use sizes::{SizePoint, Sizes};
 pub use stats::Summary;
-pub use throughput::Throughput;
+pub use throughput::{Contender, Throughput, probe};
 
 /// What went wrong while benchmarking.
 #[derive(Debug, thiserror::Error)]

@@ -151,6 +151,27 @@ pub(crate) async fn run(options: &BenchOptions) -> Result<Throughput, BenchError
     })
 }
 
+/// One contender of the throughput section, run alone by [`probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    /// (b) raw tokio-tungstenite, `feed` + `flush` every 64.
+    RawFeedFlush,
+    /// (c1) `WebSocketTransport::publish` from one task.
+    Publish1,
+}
+
+/// Runs one contender alone, `n` events to a counting server, and
+/// returns its events/s: a process that runs nothing else, so that
+/// `perf stat` and `perf record` around it see one contender's cost per
+/// event (the `throughput_probe` example).
+pub async fn probe(contender: Contender, n: usize) -> Result<f64, BenchError> {
+    let server = CountingServer::start().await?;
+    match contender {
+        Contender::RawFeedFlush => raw(&server, events(n), RAW_FLUSH_EVERY).await,
+        Contender::Publish1 => transport(&server, vec![events(n)]).await,
+    }
+}
+
 /// One publisher to the hub, plain or at least once; done when the hub has
 /// relayed every event (plain) or every ack is back (at least once).
 async fn to_hub(n: usize, at_least_once: bool) -> Result<f64, BenchError> {
