@@ -205,23 +205,35 @@ async fn the_hub_refuses_foreign_origins_unless_allowed_and_short_tokens() {
     );
 }
 
+/// A hub admitting any origin with this handshake budget per address.
+async fn paced_hub(
+    per_second: &str,
+    burst: &str,
+) -> (
+    crate::process::Reap,
+    String,
+    BufReader<std::process::ChildStderr>,
+) {
+    start_hub(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-origin",
+        "*",
+        "--handshakes-per-second-per-peer",
+        per_second,
+        "--handshake-burst-per-peer",
+        burst,
+    ])
+    .await
+}
+
 /// The handshake budget per address is the operator's: with a burst of 2
 /// and 1 a second, a third upgrade at once is held and answered 429
 /// (counted in `connections_paced_total`); 0 turns pacing off.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handshake_budget_per_address_is_set_by_flags() {
-    let (hub, url, stderr) = start_hub(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--allow-origin",
-        "*",
-        "--handshakes-per-second-per-peer",
-        "1",
-        "--handshake-burst-per-peer",
-        "2",
-    ])
-    .await;
+    let (hub, url, stderr) = paced_hub("1", "2").await;
     // The burst lets two in; upgrades in a row then outrun the refill (a
     // second per token) and get 429 — on a loaded machine perhaps only
     // after a refilled token let one more in.
@@ -240,17 +252,7 @@ async fn the_handshake_budget_per_address_is_set_by_flags() {
         "{rest}"
     );
 
-    let (hub, url, stderr) = start_hub(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--allow-origin",
-        "*",
-        "--handshakes-per-second-per-peer",
-        "0",
-        "--handshake-burst-per-peer",
-        "1",
-    ])
-    .await;
+    let (hub, url, stderr) = paced_hub("0", "1").await;
     for _ in 0..5 {
         let status = upgrade_status(&url, "https://app.example").await;
         assert!(status.contains(" 101 "), "{status}");
