@@ -215,9 +215,6 @@ pub(crate) async fn connect_with_retries(
     let mut immediate = initial;
     let mut auth_rejected = false;
     let mut last_error = None;
-    // The server's Retry-After from the last attempt: the next wait is at
-    // least that.
-    let mut asked_to_wait = Duration::ZERO;
     loop {
         if !shared.is_running() {
             return Err(Failed::Stopped);
@@ -245,6 +242,14 @@ pub(crate) async fn connect_with_retries(
                 attempt: schedule.attempt(),
             });
             tracing::debug!(attempt = schedule.attempt(), ?delay, "waiting to reconnect");
+            // A server that paced the last attempt said when to come back.
+            let asked_to_wait = match &last_error {
+                Some(WatchtowerError::RateLimited {
+                    retry_after: Some(wait),
+                    ..
+                }) => *wait,
+                _ => Duration::ZERO,
+            };
             let delay = delay.max(MIN_RECONNECT_WAIT).max(asked_to_wait);
             if !sleep_unless_stopped(shared, delay).await {
                 return Err(Failed::Stopped);
@@ -263,13 +268,6 @@ pub(crate) async fn connect_with_retries(
                 } else {
                     tracing::warn!(%url, %error, "reconnect failed");
                 }
-                asked_to_wait = match error {
-                    WatchtowerError::RateLimited {
-                        retry_after: Some(wait),
-                        ..
-                    } => wait,
-                    _ => Duration::ZERO,
-                };
                 if let WatchtowerError::Auth { .. } = error {
                     // Rejected credentials: ask the provider for fresh ones
                     // once, at once; a second rejection stops the retries
